@@ -1,0 +1,47 @@
+// The op-level interface every backend implements. The reference backend (plain loops)
+// implements every op forward and backward and is the oracle; faster backends override
+// the ops they accelerate and inherit the rest.
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "engine/graph.h"
+
+namespace engine {
+
+struct OpArgs {
+    const Node& node;
+    const TensorView* in;   // one view per node input
+    int n_in;
+    TensorView out;
+    float* scratch;         // at least scratch_floats() floats, owned by the plan
+    bool training;          // BatchNorm uses batch statistics and updates running ones; Dropout drops
+    uint64_t step_seed;     // Dropout masks are derived from (step_seed, node) so backward can redo them
+};
+
+struct GradArgs {
+    const OpArgs& fwd;      // the forward call's inputs and output (output already computed)
+    TensorView grad_out;    // dLoss/dOutput
+    TensorView* grad_in;    // one per input; data == nullptr where no gradient is needed.
+                            // Backward ACCUMULATES into grad_in (a value may feed several nodes).
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual std::string name() const = 0;
+    // Scratch space a node needs (im2col buffers and the like), decided at plan time.
+    virtual size_t scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const;
+    // Called once per plan for every node, so a backend can pack weights ahead of time.
+    virtual void prepare(const Node& node, const Shape* in, int n_in, const Shape& out);
+    virtual void forward(const OpArgs& a) = 0;
+    virtual void backward(const GradArgs& a) = 0;
+};
+
+// "ref" (plain loops) or "cpu" (the default: im2col + blocked GEMM, vectorised by the compiler).
+// Throws naming the backend when it is unknown or not built.
+std::unique_ptr<Backend> make_backend(const std::string& name);
+std::string default_backend_name();
+
+}  // namespace engine

@@ -1,0 +1,20 @@
+// One error type for the whole library: a message that already names its context
+// (file, node, shapes). Tools catch it at the boundary and print one line.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace engine {
+
+struct Error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void fail(const std::string& message);
+
+// check(cond, "what went wrong") throws Error when cond is false.
+inline void check(bool condition, const std::string& message) {
+    if (!condition) fail(message);
+}
+
+}  // namespace engine

@@ -1,0 +1,31 @@
+// A model: a graph whose outputs are exits, plus the early-exit policy and free-form metadata.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/graph.h"
+
+namespace engine {
+
+struct Model {
+    Graph graph;
+    // thresholds[k]: exit k fires when its maximum softmax probability >= thresholds[k].
+    // The final exit always fires, whatever its entry says.
+    std::vector<float> thresholds;
+    std::map<std::string, std::string> metadata;  // arch, training command, ...
+
+    int num_exits() const { return static_cast<int>(graph.outputs.size()); }
+    void set_threshold(float q);  // the same q for every exit
+    void validate() const;
+};
+
+// Loads a native model file or an .onnx file, chosen by content (ONNX has no magic; we try native first).
+Model load_model(const std::string& path);
+// Writes the native format atomically (temporary file, then rename).
+void save_model(const Model& model, const std::string& path);
+
+// Content hash of the model's graph and weights (hex sha256), for fingerprints and manifests.
+std::string model_hash(const Model& model);
+
+}  // namespace engine

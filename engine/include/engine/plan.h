@@ -1,0 +1,86 @@
+// Plan once, run many: a Plan fixes, for one model, backend and maximum batch size, the
+// segments between exits, every value's shape and its place in one arena, and each node's
+// scratch. Running allocates nothing.
+//
+// Early-exit execution runs segment 0 on the whole batch, decides exit 0 per sample, moves
+// the samples that stay to the front of every live buffer (compaction), and continues with
+// the smaller batch. At batch 1 this stops at the first exit that fires.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/model.h"
+
+namespace engine {
+
+struct SampleResult {
+    int cls = -1;         // predicted class
+    float prob = 0;       // its softmax probability at the exit taken
+    int exit = -1;        // exit index
+    int64_t ns = 0;       // wall time from the start of the batch to this sample's exit decision
+};
+
+class Plan {
+public:
+    // keep_all: keep every value (no buffer reuse), as training and gradients need.
+    Plan(const Model& model, Backend& backend, int max_batch, bool keep_all = false);
+
+    int max_batch() const { return max_batch_; }
+    const Model& model() const { return model_; }
+
+    // Every exit's logits for n samples (n <= max_batch); read them with exit_logits().
+    // `inputs` holds one pointer per graph input (most models have one: the image batch).
+    void run_all(const float* const* inputs, int n, bool training = false, uint64_t step_seed = 0);
+    void run_all(const float* input, int n, bool training = false, uint64_t step_seed = 0) {
+        run_all(&input, n, training, step_seed);
+    }
+    TensorView exit_logits(int exit) const;
+
+    // Early exit under `thresholds` (one per exit; the last always fires), one result per sample.
+    void run_early(const float* input, int n, const float* thresholds, SampleResult* results);
+
+    // Gradients after run_all(keep_all plan): seeds d(loss)/d(exit k logits) and propagates.
+    // grad_exit[k] may be null (that exit does not contribute). Returns nothing; read grads below.
+    void backward(const float* const* grad_exit, bool need_input_grad, bool training = false,
+                  uint64_t step_seed = 0);
+    TensorView input_grad() const;                 // d/d input, after backward(need_input_grad)
+    TensorView param_grad(int node) const;         // for a trainable Constant node
+    TensorView value(int node) const;              // a node's current output
+
+    // Multiply-adds per sample from the input to each exit (cumulative over segments).
+    const std::vector<int64_t>& macs_to_exit() const { return macs_to_exit_; }
+    const std::vector<std::vector<int>>& segments() const { return segments_; }
+
+private:
+    void run_node(int node, int n, bool training, uint64_t step_seed);
+    void bind_inputs(const float* const* inputs, int n);
+    void compact(int segment, int n_keep, int n_before);  // rows keep_rows_[0..n_keep) move to the front
+    TensorView view_of(int node, int n) const;
+    OpArgs args_for(int node, int n, bool training, uint64_t seed);
+
+    const Model& model_;
+    Backend& backend_;
+    int max_batch_;
+    bool keep_all_;
+    std::vector<Shape> shapes_;                 // at max_batch
+    std::vector<std::vector<int>> segments_;   // node indices per exit, topological
+    std::vector<bool> batched_;                 // value carries the batch in dim 0
+    std::vector<int64_t> offset_;               // arena offset per value (-1: constant)
+    std::vector<int> last_use_;                 // position of the last consumer per value
+    std::vector<std::vector<int>> live_after_;  // per segment: values that later segments read
+    std::vector<float> arena_;
+    std::vector<float> scratch_;
+    std::vector<int64_t> macs_to_exit_;
+    int n_current_ = 0;
+    // Gradients (allocated only for keep_all plans).
+    std::vector<int64_t> grad_offset_;
+    std::vector<float> grad_arena_;
+    std::vector<int> row_of_;                   // compaction: current row -> original sample
+    std::vector<int> keep_rows_;
+    std::vector<TensorView> in_views_;          // reused per node, never reallocated
+    std::vector<TensorView> grad_views_;
+    std::vector<char> requires_grad_;
+};
+
+}  // namespace engine

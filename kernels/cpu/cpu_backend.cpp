@@ -1,0 +1,85 @@
+#include "cpu_backend.h"
+
+#include <omp.h>
+
+#include <cmath>
+
+#include "cpu_conv.h"
+
+namespace engine::cpu {
+
+namespace {
+
+// Element-wise binary op when b is a scalar or has a's shape; false when another broadcast is needed.
+bool binary_fast(Op op, TensorView a, TensorView b, TensorView y) {
+    const int64_t n = y.numel();
+    if (a.shape != y.shape || (b.numel() != 1 && b.shape != y.shape)) return false;
+    const int64_t step = b.numel() == 1 ? 0 : 1;
+    const float* __restrict x = a.data;
+    const float* __restrict z = b.data;
+    float* __restrict out = y.data;
+    switch (op) {
+        case Op::Add: for (int64_t i = 0; i < n; ++i) out[i] = x[i] + z[i * step]; break;
+        case Op::Sub: for (int64_t i = 0; i < n; ++i) out[i] = x[i] - z[i * step]; break;
+        case Op::Mul: for (int64_t i = 0; i < n; ++i) out[i] = x[i] * z[i * step]; break;
+        default: for (int64_t i = 0; i < n; ++i) out[i] = x[i] / z[i * step]; break;
+    }
+    return true;
+}
+
+void batchnorm_inference(const Attrs& a, const TensorView* in, TensorView y) {
+    const int64_t N = in[0].shape[0], C = in[0].shape[1], inner = in[0].numel() / (N * C);
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = 0; c < C; ++c) {
+            const float scale = in[1][c] / std::sqrt(in[4][c] + a.epsilon);
+            const float shift = in[2][c] - in[3][c] * scale;
+            const float* __restrict x = in[0].data + (n * C + c) * inner;
+            float* __restrict out = y.data + (n * C + c) * inner;
+            for (int64_t i = 0; i < inner; ++i) out[i] = x[i] * scale + shift;
+        }
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend() : threads_(omp_get_max_threads()) {}
+
+size_t CpuBackend::scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const {
+    if (node.op != Op::Conv) return 0;
+    return size_t(threads_) * conv_scratch_per_thread(node.attrs, in[0], in[1], out, /*backward=*/true);
+}
+
+void CpuBackend::forward(const OpArgs& a) {
+    const Node& n = a.node;
+    switch (n.op) {
+        case Op::Conv:
+            conv_forward(n.attrs, a.in[0], a.in[1], a.n_in > 2 ? a.in[2].data : nullptr, a.out, a.scratch, threads_);
+            return;
+        case Op::BatchNorm:
+            if (!a.training) return batchnorm_inference(n.attrs, a.in, a.out);
+            break;
+        case Op::Relu: {
+            const float* __restrict x = a.in[0].data;
+            float* __restrict y = a.out.data;
+            for (int64_t i = 0, e = a.out.numel(); i < e; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+            return;
+        }
+        case Op::Add: case Op::Sub: case Op::Mul: case Op::Div:
+            if (binary_fast(n.op, a.in[0], a.in[1], a.out)) return;
+            break;
+        default:
+            break;
+    }
+    RefBackend::forward(a);
+}
+
+void CpuBackend::backward(const GradArgs& g) {
+    const OpArgs& a = g.fwd;
+    if (a.node.op == Op::Conv) {
+        conv_backward(a.node.attrs, a.in[0], a.in[1], g.grad_out, g.grad_in[0], g.grad_in[1],
+                      a.n_in > 2 ? g.grad_in[2].data : nullptr, a.scratch, threads_);
+        return;
+    }
+    RefBackend::backward(g);
+}
+
+}  // namespace engine::cpu

@@ -1,0 +1,221 @@
+#include "cpu_conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu_gemm.h"
+
+namespace engine::cpu {
+
+namespace {
+
+struct ConvDims {
+    int64_t N, C, H, W, K, Cg, KH, KW, OH, OW, Kg, P, CKK;
+};
+
+ConvDims dims(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
+    ConvDims d{x[0], x[1], x[2], x[3], w[0], w[1], w[2], w[3], y[2], y[3], 0, 0, 0};
+    d.Kg = d.K / a.groups;
+    d.P = d.OH * d.OW;
+    d.CKK = d.Cg * d.KH * d.KW;
+    return d;
+}
+
+bool is_pointwise(const Attrs& a, const ConvDims& d) {
+    return d.KH == 1 && d.KW == 1 && a.stride[0] == 1 && a.stride[1] == 1 && a.pad[0] == 0 && a.pad[1] == 0 &&
+           a.pad[2] == 0 && a.pad[3] == 0;
+}
+
+// col[(c*KH + kh)*KW + kw][oh*OW + ow] = x[c][ih][iw], zero where the window reads padding.
+void im2col(const Attrs& a, const ConvDims& d, const float* x, float* col) {
+    for (int64_t c = 0; c < d.Cg; ++c)
+        for (int64_t kh = 0; kh < d.KH; ++kh)
+            for (int64_t kw = 0; kw < d.KW; ++kw) {
+                float* row = col + ((c * d.KH + kh) * d.KW + kw) * d.P;
+                const float* xc = x + c * d.H * d.W;
+                for (int64_t oh = 0; oh < d.OH; ++oh) {
+                    const int64_t ih = oh * a.stride[0] - a.pad[0] + kh * a.dilation[0];
+                    float* out = row + oh * d.OW;
+                    if (ih < 0 || ih >= d.H) {
+                        std::fill(out, out + d.OW, 0.0f);
+                        continue;
+                    }
+                    for (int64_t ow = 0; ow < d.OW; ++ow) {
+                        const int64_t iw = ow * a.stride[1] - a.pad[1] + kw * a.dilation[1];
+                        out[ow] = (iw >= 0 && iw < d.W) ? xc[ih * d.W + iw] : 0.0f;
+                    }
+                }
+            }
+}
+
+// The adjoint of im2col: adds every column entry back to the input element it came from.
+void col2im_add(const Attrs& a, const ConvDims& d, const float* col, float* gx) {
+    for (int64_t c = 0; c < d.Cg; ++c)
+        for (int64_t kh = 0; kh < d.KH; ++kh)
+            for (int64_t kw = 0; kw < d.KW; ++kw) {
+                const float* row = col + ((c * d.KH + kh) * d.KW + kw) * d.P;
+                float* gc = gx + c * d.H * d.W;
+                for (int64_t oh = 0; oh < d.OH; ++oh) {
+                    const int64_t ih = oh * a.stride[0] - a.pad[0] + kh * a.dilation[0];
+                    if (ih < 0 || ih >= d.H) continue;
+                    for (int64_t ow = 0; ow < d.OW; ++ow) {
+                        const int64_t iw = ow * a.stride[1] - a.pad[1] + kw * a.dilation[1];
+                        if (iw >= 0 && iw < d.W) gc[ih * d.W + iw] += row[oh * d.OW + ow];
+                    }
+                }
+            }
+}
+
+// Depthwise convolution of one channel plane, direct loops.
+void depthwise_plane(const Attrs& a, const ConvDims& d, const float* x, const float* w, float bias, float* y) {
+    for (int64_t oh = 0; oh < d.OH; ++oh)
+        for (int64_t ow = 0; ow < d.OW; ++ow) {
+            float s = bias;
+            for (int64_t kh = 0; kh < d.KH; ++kh) {
+                const int64_t ih = oh * a.stride[0] - a.pad[0] + kh * a.dilation[0];
+                if (ih < 0 || ih >= d.H) continue;
+                for (int64_t kw = 0; kw < d.KW; ++kw) {
+                    const int64_t iw = ow * a.stride[1] - a.pad[1] + kw * a.dilation[1];
+                    if (iw >= 0 && iw < d.W) s += x[ih * d.W + iw] * w[kh * d.KW + kw];
+                }
+            }
+            y[oh * d.OW + ow] = s;
+        }
+}
+
+void depthwise_plane_backward(const Attrs& a, const ConvDims& d, const float* x, const float* w, const float* gy,
+                              float* gx, float* gw) {
+    for (int64_t oh = 0; oh < d.OH; ++oh)
+        for (int64_t ow = 0; ow < d.OW; ++ow) {
+            const float g = gy[oh * d.OW + ow];
+            for (int64_t kh = 0; kh < d.KH; ++kh) {
+                const int64_t ih = oh * a.stride[0] - a.pad[0] + kh * a.dilation[0];
+                if (ih < 0 || ih >= d.H) continue;
+                for (int64_t kw = 0; kw < d.KW; ++kw) {
+                    const int64_t iw = ow * a.stride[1] - a.pad[1] + kw * a.dilation[1];
+                    if (iw < 0 || iw >= d.W) continue;
+                    if (gx) gx[ih * d.W + iw] += g * w[kh * d.KW + kw];
+                    if (gw) gw[kh * d.KW + kw] += g * x[ih * d.W + iw];
+                }
+            }
+        }
+}
+
+}  // namespace
+
+bool conv_is_depthwise(const Attrs& a, const Shape& w) { return a.groups > 1 && w[1] == 1 && w[0] == a.groups; }
+
+size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, bool backward) {
+    ConvDims d = dims(a, x, w, y);
+    if (conv_is_depthwise(a, w)) return backward ? size_t(d.K * d.KH * d.KW) : 0;
+    size_t col = size_t(d.CKK * d.P);
+    return backward ? 2 * col + size_t(d.K * d.CKK + d.K) : col;
+}
+
+void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, TensorView y, float* scratch,
+                  int threads) {
+    const ConvDims d = dims(a, x.shape, w.shape, y.shape);
+    const size_t per_thread = conv_scratch_per_thread(a, x.shape, w.shape, y.shape, false);
+    if (conv_is_depthwise(a, w.shape)) {
+#pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
+        for (int64_t n = 0; n < d.N; ++n)
+            for (int64_t k = 0; k < d.K; ++k)
+                depthwise_plane(a, d, x.data + (n * d.C + k) * d.H * d.W, w.data + k * d.KH * d.KW,
+                                bias ? bias[k] : 0.0f, y.data + (n * d.K + k) * d.P);
+        return;
+    }
+    const bool pointwise = is_pointwise(a, d);
+    auto one_sample = [&](int64_t n, float* col, int64_t row_begin, int64_t row_end) {
+        for (int64_t g = 0; g < a.groups; ++g) {
+            const float* xg = x.data + (n * d.C + g * d.Cg) * d.H * d.W;
+            const float* B = xg;
+            if (!pointwise) {
+                im2col(a, d, xg, col);
+                B = col;
+            }
+            float* yg = y.data + (n * d.K + g * d.Kg) * d.P;
+            for (int64_t k = row_begin; k < row_end; ++k) std::fill(yg + k * d.P, yg + (k + 1) * d.P, bias ? bias[g * d.Kg + k] : 0.0f);
+            gemm_nn(row_end - row_begin, d.P, d.CKK, w.data + (g * d.Kg + row_begin) * d.CKK, d.CKK, B, d.P,
+                    yg + row_begin * d.P, d.P);
+        }
+    };
+    if (d.N >= threads || threads == 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t n = 0; n < d.N; ++n) one_sample(n, scratch + omp_get_thread_num() * per_thread, 0, d.Kg);
+    } else {
+        // Too few samples to share out: split the output channels instead (each thread redoes im2col,
+        // which is cheap next to the product).
+#pragma omp parallel num_threads(threads)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const int64_t begin = d.Kg * t / nt, end = d.Kg * (t + 1) / nt;
+            for (int64_t n = 0; n < d.N; ++n)
+                if (begin < end) one_sample(n, scratch + t * per_thread, begin, end);
+        }
+    }
+}
+
+void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, TensorView gw,
+                   float* gbias, float* scratch, int threads) {
+    const ConvDims d = dims(a, x.shape, w.shape, gy.shape);
+    const size_t per_thread = conv_scratch_per_thread(a, x.shape, w.shape, gy.shape, true);
+    const bool depthwise = conv_is_depthwise(a, w.shape);
+    const int64_t wsize = w.numel();
+    int used = 1;
+    // Each thread accumulates weight gradients privately; they are summed in thread order at
+    // the end, so results are identical for the same thread count.
+#pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num();
+        if (t == 0) used = omp_get_num_threads();
+        float* mine = scratch + t * per_thread;
+        float* gw_t = depthwise ? mine : mine + 2 * d.CKK * d.P;
+        float* gb_t = gw_t + wsize;
+        std::fill(gw_t, gw_t + wsize + (depthwise ? 0 : d.K), 0.0f);
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < d.N; ++n) {
+            if (depthwise) {
+                for (int64_t k = 0; k < d.K; ++k)
+                    depthwise_plane_backward(a, d, x.data + (n * d.C + k) * d.H * d.W, w.data + k * d.KH * d.KW,
+                                             gy.data + (n * d.K + k) * d.P,
+                                             gx.data ? gx.data + (n * d.C + k) * d.H * d.W : nullptr,
+                                             gw.data ? gw_t + k * d.KH * d.KW : nullptr);
+                continue;
+            }
+            float* col = mine;
+            float* gcol = mine + d.CKK * d.P;
+            for (int64_t g = 0; g < a.groups; ++g) {
+                const float* xg = x.data + (n * d.C + g * d.Cg) * d.H * d.W;
+                const float* gyg = gy.data + (n * d.K + g * d.Kg) * d.P;
+                const float* wg = w.data + g * d.Kg * d.CKK;
+                if (gw.data) {
+                    im2col(a, d, xg, col);
+                    gemm_nt(d.Kg, d.CKK, d.P, gyg, d.P, col, d.P, gw_t + g * d.Kg * d.CKK, d.CKK);
+                }
+                if (gbias)
+                    for (int64_t k = 0; k < d.Kg; ++k)
+                        for (int64_t p = 0; p < d.P; ++p) gb_t[g * d.Kg + k] += gyg[k * d.P + p];
+                if (gx.data) {
+                    std::fill(gcol, gcol + d.CKK * d.P, 0.0f);
+                    gemm_tn(d.CKK, d.P, d.Kg, wg, d.CKK, gyg, d.P, gcol, d.P);
+                    col2im_add(a, d, gcol, gx.data + (n * d.C + g * d.Cg) * d.H * d.W);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < used; ++t) {
+        const float* gw_t = scratch + t * per_thread + (depthwise ? 0 : 2 * d.CKK * d.P);
+        if (gw.data)
+            for (int64_t i = 0; i < wsize; ++i) gw[i] += gw_t[i];
+        if (gbias && !depthwise)
+            for (int64_t k = 0; k < d.K; ++k) gbias[k] += gw_t[wsize + k];
+    }
+    if (gbias && depthwise)
+        for (int64_t n = 0; n < d.N; ++n)
+            for (int64_t k = 0; k < d.K; ++k)
+                for (int64_t p = 0; p < d.P; ++p) gbias[k] += gy[(n * d.K + k) * d.P + p];
+}
+
+}  // namespace engine::cpu

@@ -1,0 +1,16 @@
+// Convolution forward and backward on the CPU backend.
+#pragma once
+#include "engine/backend.h"
+
+namespace engine::cpu {
+
+// Floats of scratch one thread needs for a convolution of these shapes.
+size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, bool backward);
+bool conv_is_depthwise(const Attrs& a, const Shape& w);
+
+void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, TensorView y, float* scratch,
+                  int threads);
+void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, TensorView gw,
+                   float* gbias, float* scratch, int threads);
+
+}  // namespace engine::cpu

@@ -1,0 +1,117 @@
+// A one-node graph per op case, run through a Plan, so that op tests exercise the executor too.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "engine/model.h"
+#include "engine/plan.h"
+#include "test_util.h"
+
+namespace test {
+
+struct OpCase {
+    std::string label;
+    engine::Op op;
+    engine::Attrs attrs;
+    std::vector<engine::Shape> shapes;  // input 0 is the graph input; the rest are trainable constants
+    bool training = false;              // BatchNorm batch statistics, Dropout masks
+    float away_from_zero = 0;           // keep |input| above this (kinks of ReLU and max)
+};
+
+inline engine::Model one_node_model(const OpCase& c, uint32_t seed) {
+    engine::Model m;
+    auto& g = m.graph;
+    engine::Node in;
+    in.op = engine::Op::Input;
+    in.name = "x";
+    in.input_dims = c.shapes[0].vec();
+    std::vector<int> ids{g.add(in)};
+    for (size_t i = 1; i < c.shapes.size(); ++i) {
+        auto t = random_tensor(c.shapes[i], seed + 17 * uint32_t(i), -1, 1);
+        if (c.op == engine::Op::BatchNorm && i == 4)  // variance must be positive
+            for (auto& v : t.values()) v = 0.5f + v * v;
+        if (c.op == engine::Op::Div && i == 1)  // keep divisors away from zero
+            for (auto& v : t.values()) v = v < 0 ? v - 0.5f : v + 0.5f;
+        ids.push_back(g.add_constant("p" + std::to_string(i), t, true));
+    }
+    int out = g.add_op(c.op, c.label, ids, c.attrs);
+    g.outputs = {out};
+    m.thresholds = {1.0f};
+    return m;
+}
+
+inline engine::Tensor case_input(const OpCase& c, uint32_t seed) {
+    auto x = random_tensor(c.shapes[0], seed, -1, 1);
+    for (auto& v : x.values())
+        if (std::abs(v) < c.away_from_zero) v += v < 0 ? -c.away_from_zero : c.away_from_zero;
+    return x;
+}
+
+inline engine::Attrs conv_attrs(int k, int stride, int pad, int groups = 1, int dilation = 1) {
+    engine::Attrs a;
+    a.kernel[0] = a.kernel[1] = k;
+    a.stride[0] = a.stride[1] = stride;
+    for (auto& p : a.pad) p = pad;
+    a.groups = groups;
+    a.dilation[0] = a.dilation[1] = dilation;
+    return a;
+}
+
+// Every op, with the shapes and attributes that stress its index arithmetic.
+inline std::vector<OpCase> all_op_cases() {
+    using engine::Op;
+    using engine::Shape;
+    std::vector<OpCase> cases;
+    cases.push_back({"conv3x3", Op::Conv, conv_attrs(3, 1, 1), {Shape{2, 3, 6, 5}, Shape{4, 3, 3, 3}, Shape{4}}});
+    cases.push_back({"conv_stride2_nobias", Op::Conv, conv_attrs(3, 2, 1), {Shape{2, 4, 7, 7}, Shape{5, 4, 3, 3}}});
+    cases.push_back({"conv1x1_stride2", Op::Conv, conv_attrs(1, 2, 0), {Shape{2, 4, 6, 6}, Shape{3, 4, 1, 1}, Shape{3}}});
+    cases.push_back({"conv_depthwise", Op::Conv, conv_attrs(3, 1, 1, 4), {Shape{2, 4, 5, 5}, Shape{4, 1, 3, 3}, Shape{4}}});
+    cases.push_back({"conv_depthwise_s2", Op::Conv, conv_attrs(3, 2, 1, 3), {Shape{1, 3, 6, 6}, Shape{3, 1, 3, 3}}});
+    cases.push_back({"conv_groups2_dil2", Op::Conv, conv_attrs(3, 1, 2, 2, 2), {Shape{2, 4, 6, 6}, Shape{6, 2, 3, 3}, Shape{6}}});
+    engine::Attrs bn;
+    bn.epsilon = 1e-3f;
+    cases.push_back({"batchnorm", Op::BatchNorm, bn, {Shape{2, 3, 4, 4}, Shape{3}, Shape{3}, Shape{3}, Shape{3}}});
+    cases.push_back({"batchnorm_train", Op::BatchNorm, bn, {Shape{3, 3, 4, 4}, Shape{3}, Shape{3}, Shape{3}, Shape{3}}, true});
+    cases.push_back({"relu", Op::Relu, {}, {Shape{2, 3, 4, 4}}, false, 0.05f});
+    cases.push_back({"add_same", Op::Add, {}, {Shape{2, 3, 4}, Shape{2, 3, 4}}});
+    cases.push_back({"add_bcast", Op::Add, {}, {Shape{2, 3, 4}, Shape{3, 1}}});
+    cases.push_back({"sub_bcast", Op::Sub, {}, {Shape{2, 3, 2, 2}, Shape{1, 3, 1, 1}}});
+    cases.push_back({"mul_scalar", Op::Mul, {}, {Shape{2, 5}, Shape{1}}});
+    cases.push_back({"mul_bcast", Op::Mul, {}, {Shape{2, 3, 4}, Shape{4}}});
+    cases.push_back({"div_bcast", Op::Div, {}, {Shape{2, 3, 2, 2}, Shape{3, 1, 1}}});
+    engine::Attrs pad;
+    pad.pads = {0, 0, 1, 2, 0, 1, 0, 1};
+    pad.pad_value = 0.5f;
+    cases.push_back({"pad", Op::Pad, pad, {Shape{2, 2, 3, 3}}});
+    cases.push_back({"maxpool", Op::MaxPool, conv_attrs(2, 2, 0), {Shape{2, 3, 6, 6}}});
+    cases.push_back({"maxpool_pad_s1", Op::MaxPool, conv_attrs(3, 1, 1), {Shape{1, 2, 5, 5}}});
+    cases.push_back({"avgpool", Op::AvgPool, conv_attrs(2, 2, 0), {Shape{2, 3, 6, 6}}});
+    auto avg_pad = conv_attrs(3, 2, 1);
+    cases.push_back({"avgpool_pad_exclude", Op::AvgPool, avg_pad, {Shape{1, 2, 5, 5}}});
+    avg_pad.count_include_pad = true;
+    cases.push_back({"avgpool_pad_include", Op::AvgPool, avg_pad, {Shape{1, 2, 5, 5}}});
+    cases.push_back({"mixedpool", Op::MixedPool, conv_attrs(2, 2, 0), {Shape{2, 3, 8, 8}, Shape{1}}});
+    cases.push_back({"globalavgpool", Op::GlobalAvgPool, {}, {Shape{2, 3, 4, 5}}});
+    engine::Attrs flat;
+    flat.axis = 1;
+    cases.push_back({"flatten", Op::Flatten, flat, {Shape{2, 3, 2, 2}}});
+    engine::Attrs gemm;
+    gemm.trans_b = true;
+    cases.push_back({"gemm_transb_bias", Op::Gemm, gemm, {Shape{3, 5}, Shape{4, 5}, Shape{4}}});
+    engine::Attrs gemm2;
+    gemm2.alpha = 0.5f;
+    gemm2.beta = 2.0f;
+    cases.push_back({"gemm_alpha_beta", Op::Gemm, gemm2, {Shape{3, 5}, Shape{5, 2}, Shape{3, 2}}});
+    engine::Attrs sm;
+    sm.axis = 1;
+    cases.push_back({"softmax", Op::Softmax, sm, {Shape{3, 6}}});
+    engine::Attrs sm2;
+    sm2.axis = 1;
+    cases.push_back({"softmax_inner", Op::Softmax, sm2, {Shape{2, 4, 3}}});
+    engine::Attrs drop;
+    drop.ratio = 0.3f;
+    cases.push_back({"dropout_train", Op::Dropout, drop, {Shape{4, 8}}, true});
+    return cases;
+}
+
+}  // namespace test

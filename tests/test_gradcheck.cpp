@@ -1,0 +1,89 @@
+// Analytic gradients of every op against central finite differences. The loss is
+// L = sum(r * output) accumulated in double, so finite differences resolve ~1e-4 relative
+// error; the 2e-2 tolerance still catches a flipped sign, a missing term or a wrong stride.
+#include <doctest/doctest.h>
+
+#include "op_cases.h"
+
+using namespace engine;
+
+namespace {
+
+constexpr double kStep = 1e-3;
+constexpr double kTolerance = 2e-2;
+
+double loss(Plan& plan, const float* x, int n, const Tensor& r, bool training) {
+    plan.run_all(x, n, training, 7);
+    TensorView y = plan.exit_logits(0);
+    double s = 0;
+    for (int64_t i = 0; i < y.numel(); ++i) s += double(r[i]) * y[i];
+    return s;
+}
+
+// Finite differences of the loss with respect to every element of `values`.
+std::vector<float> numeric_grad(Plan& plan, Tensor& x, float* values, int64_t count, const Tensor& r, bool training) {
+    std::vector<float> g(count);
+    const int n = int(x.shape()[0]);
+    for (int64_t i = 0; i < count; ++i) {
+        const float keep = values[i];
+        values[i] = float(keep + kStep);
+        double up = loss(plan, x.data(), n, r, training);
+        values[i] = float(keep - kStep);
+        double down = loss(plan, x.data(), n, r, training);
+        values[i] = keep;
+        g[i] = float((up - down) / (2 * kStep));
+    }
+    return g;
+}
+
+double check_case(const test::OpCase& c, Backend& backend, bool flip_sign = false) {
+    Model m = test::one_node_model(c, 5);
+    Tensor x = test::case_input(c, 5);
+    const int n = int(c.shapes[0][0]);
+    Tensor r = test::random_tensor(m.graph.infer_shapes(n).back(), 123);
+    Plan plan(m, backend, n, true);
+    loss(plan, x.data(), n, r, c.training);
+    const float* seeds[] = {r.data()};
+    plan.backward(seeds, true, c.training, 7);
+    std::vector<std::vector<float>> analytic;
+    TensorView gx = plan.input_grad();
+    analytic.emplace_back(gx.data, gx.data + gx.numel());
+    for (size_t i = 1; i < c.shapes.size(); ++i) {
+        TensorView gp = plan.param_grad(int(i));
+        analytic.emplace_back(gp.data, gp.data + gp.numel());
+    }
+    double worst = 0;
+    for (size_t k = 0; k < analytic.size(); ++k) {
+        float* values = k == 0 ? x.data() : m.graph.nodes[k].value.data();
+        // BatchNorm's running mean and variance (inputs 3, 4) have no gradient in either mode.
+        if (c.op == Op::BatchNorm && k >= 3) continue;
+        auto numeric = numeric_grad(plan, x, values, int64_t(analytic[k].size()), r, c.training);
+        if (flip_sign)
+            for (auto& v : analytic[k]) v = -v;
+        double err = relative_error(analytic[k].data(), numeric.data(), int64_t(numeric.size()));
+        INFO("input " << k << " error " << err);
+        worst = std::max(worst, err);
+    }
+    return worst;
+}
+
+}  // namespace
+
+TEST_CASE("every op's gradient matches finite differences (reference and cpu backends)") {
+    for (const char* name : {"ref", "cpu"}) {
+        auto backend = make_backend(name);
+        for (const auto& c : test::all_op_cases()) {
+            CAPTURE(name);
+            CAPTURE(c.label);
+            CHECK(check_case(c, *backend) <= kTolerance);
+        }
+    }
+}
+
+TEST_CASE("the gradient check detects a wrong gradient") {
+    auto backend = make_backend("ref");
+    for (const auto& c : test::all_op_cases()) {
+        CAPTURE(c.label);
+        CHECK(check_case(c, *backend, /*flip_sign=*/true) > 1.0);
+    }
+}

@@ -1,0 +1,87 @@
+// Every op: the default CPU backend against the reference loops, forward and backward.
+#include <doctest/doctest.h>
+
+#include "op_cases.h"
+
+using namespace engine;
+
+namespace {
+
+struct RunResult {
+    Tensor out;
+    Tensor input_grad;
+    std::vector<Tensor> param_grads;
+};
+
+RunResult run_case(const test::OpCase& c, Backend& backend, uint32_t seed) {
+    Model m = test::one_node_model(c, seed);
+    Tensor x = test::case_input(c, seed);
+    Tensor r = test::random_tensor(m.graph.infer_shapes(c.shapes[0][0]).back(), seed + 99);
+    Plan plan(m, backend, int(c.shapes[0][0]), /*keep_all=*/true);
+    plan.run_all(x.data(), int(c.shapes[0][0]), c.training, 7);
+    RunResult res;
+    TensorView out = plan.exit_logits(0);
+    res.out = Tensor(out.shape, std::vector<float>(out.data, out.data + out.numel()));
+    const float* seeds[] = {r.data()};
+    plan.backward(seeds, true, c.training, 7);
+    TensorView gx = plan.input_grad();
+    res.input_grad = Tensor(gx.shape, std::vector<float>(gx.data, gx.data + gx.numel()));
+    for (size_t i = 1; i < c.shapes.size(); ++i) {
+        TensorView gp = plan.param_grad(int(i));
+        res.param_grads.emplace_back(gp.shape, std::vector<float>(gp.data, gp.data + gp.numel()));
+    }
+    return res;
+}
+
+}  // namespace
+
+TEST_CASE("cpu backend matches the reference loops for every op, forward and backward") {
+    auto ref = make_backend("ref");
+    auto cpu = make_backend("cpu");
+    for (const auto& c : test::all_op_cases()) {
+        CAPTURE(c.label);
+        auto a = run_case(c, *ref, 11);
+        auto b = run_case(c, *cpu, 11);
+        REQUIRE(a.out.shape() == b.out.shape());
+        CHECK(relative_error(b.out.data(), a.out.data(), a.out.numel()) <= 1e-5);
+        CHECK(relative_error(b.input_grad.data(), a.input_grad.data(), a.input_grad.numel()) <= 1e-5);
+        for (size_t i = 0; i < a.param_grads.size(); ++i) {
+            CAPTURE(i);
+            CHECK(relative_error(b.param_grads[i].data(), a.param_grads[i].data(), a.param_grads[i].numel()) <= 1e-5);
+        }
+    }
+}
+
+TEST_CASE("hand-computed values") {
+    auto ref = make_backend("ref");
+    SUBCASE("3x3 convolution with padding sums the neighbourhood") {
+        test::OpCase c{"conv", Op::Conv, test::conv_attrs(3, 1, 1), {Shape{1, 1, 3, 3}, Shape{1, 1, 3, 3}}};
+        Model m = test::one_node_model(c, 1);
+        for (auto& v : m.graph.nodes[1].value.values()) v = 1.0f;
+        Tensor x(Shape{1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
+        Plan plan(m, *ref, 1);
+        plan.run_all(x.data(), 1);
+        TensorView y = plan.exit_logits(0);
+        // corners: 1+2+4+5 = 12; centre: 45; top middle: 1+2+3+4+5+6 = 21
+        CHECK(y[0] == 12.0f);
+        CHECK(y[4] == 45.0f);
+        CHECK(y[1] == 21.0f);
+    }
+    SUBCASE("mixed pooling blends max and mean by alpha") {
+        test::OpCase c{"mix", Op::MixedPool, test::conv_attrs(2, 2, 0), {Shape{1, 1, 2, 2}, Shape{1}}};
+        Model m = test::one_node_model(c, 1);
+        m.graph.nodes[1].value[0] = 0.25f;
+        Tensor x(Shape{1, 1, 2, 2}, {1, 2, 3, 6});
+        Plan plan(m, *ref, 1);
+        plan.run_all(x.data(), 1);
+        CHECK(plan.exit_logits(0)[0] == doctest::Approx(0.25 * 6 + 0.75 * 3));
+    }
+    SUBCASE("softmax of equal logits is uniform") {
+        test::OpCase c{"sm", Op::Softmax, {}, {Shape{1, 4}}};
+        Model m = test::one_node_model(c, 1);
+        Tensor x(Shape{1, 4}, 3.0f);
+        Plan plan(m, *ref, 1);
+        plan.run_all(x.data(), 1);
+        for (int i = 0; i < 4; ++i) CHECK(plan.exit_logits(0)[i] == doctest::Approx(0.25));
+    }
+}
