@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "cpu_batchnorm.h"
 #include "cpu_conv.h"
 
 namespace engine::cpu {
@@ -55,8 +56,8 @@ void CpuBackend::forward(const OpArgs& a) {
             conv_forward(n.attrs, a.in[0], a.in[1], a.n_in > 2 ? a.in[2].data : nullptr, a.out, a.scratch, threads_);
             return;
         case Op::BatchNorm:
-            if (!a.training) return batchnorm_inference(n.attrs, a.in, a.out);
-            break;
+            if (a.training) return batchnorm_train_forward(n.attrs, a.in, a.out);
+            return batchnorm_inference(n.attrs, a.in, a.out);
         case Op::Relu: {
             const float* __restrict x = a.in[0].data;
             float* __restrict y = a.out.data;
@@ -74,10 +75,38 @@ void CpuBackend::forward(const OpArgs& a) {
 
 void CpuBackend::backward(const GradArgs& g) {
     const OpArgs& a = g.fwd;
-    if (a.node.op == Op::Conv) {
-        conv_backward(a.node.attrs, a.in[0], a.in[1], g.grad_out, g.grad_in[0], g.grad_in[1],
-                      a.n_in > 2 ? g.grad_in[2].data : nullptr, a.scratch, threads_);
-        return;
+    TensorView* gin = g.grad_in;
+    const float* __restrict gy = g.grad_out.data;
+    const int64_t count = g.grad_out.numel();
+    switch (a.node.op) {
+        case Op::Conv:
+            conv_backward(a.node.attrs, a.in[0], a.in[1], g.grad_out, gin[0], gin[1],
+                          a.n_in > 2 ? gin[2].data : nullptr, a.scratch, threads_);
+            return;
+        case Op::BatchNorm:
+            batchnorm_backward(a.node.attrs, a.in, g.grad_out, gin, a.training);
+            return;
+        case Op::Relu:
+            if (gin[0].data) {
+                const float* __restrict y = a.out.data;
+                float* __restrict gx = gin[0].data;
+                for (int64_t i = 0; i < count; ++i) gx[i] += y[i] > 0.0f ? gy[i] : 0.0f;
+            }
+            return;
+        case Op::Flatten:
+            if (gin[0].data)
+                for (int64_t i = 0; i < count; ++i) gin[0].data[i] += gy[i];
+            return;
+        case Op::Add:
+            if (a.in[0].shape == a.out.shape && a.in[1].shape == a.out.shape) {  // residual connections
+                for (int k = 0; k < 2; ++k)
+                    if (gin[k].data)
+                        for (int64_t i = 0; i < count; ++i) gin[k].data[i] += gy[i];
+                return;
+            }
+            break;
+        default:
+            break;
     }
     RefBackend::backward(g);
 }

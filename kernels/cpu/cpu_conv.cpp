@@ -28,13 +28,24 @@ bool is_pointwise(const Attrs& a, const ConvDims& d) {
            a.pad[2] == 0 && a.pad[3] == 0;
 }
 
+// Output columns [lo, hi) whose input column ow*stride - pad + offset lies inside [0, W).
+void valid_columns(int64_t OW, int64_t W, int64_t stride, int64_t start, int64_t& lo, int64_t& hi) {
+    lo = start >= 0 ? 0 : (-start + stride - 1) / stride;
+    hi = start >= W ? 0 : std::min(OW, (W - 1 - start) / stride + 1);
+    if (hi < lo) hi = lo;
+}
+
 // col[(c*KH + kh)*KW + kw][oh*OW + ow] = x[c][ih][iw], zero where the window reads padding.
 void im2col(const Attrs& a, const ConvDims& d, const float* x, float* col) {
+    const int64_t sw = a.stride[1];
     for (int64_t c = 0; c < d.Cg; ++c)
         for (int64_t kh = 0; kh < d.KH; ++kh)
             for (int64_t kw = 0; kw < d.KW; ++kw) {
                 float* row = col + ((c * d.KH + kh) * d.KW + kw) * d.P;
                 const float* xc = x + c * d.H * d.W;
+                const int64_t start = kw * a.dilation[1] - a.pad[1];
+                int64_t lo, hi;
+                valid_columns(d.OW, d.W, sw, start, lo, hi);
                 for (int64_t oh = 0; oh < d.OH; ++oh) {
                     const int64_t ih = oh * a.stride[0] - a.pad[0] + kh * a.dilation[0];
                     float* out = row + oh * d.OW;
@@ -42,28 +53,33 @@ void im2col(const Attrs& a, const ConvDims& d, const float* x, float* col) {
                         std::fill(out, out + d.OW, 0.0f);
                         continue;
                     }
-                    for (int64_t ow = 0; ow < d.OW; ++ow) {
-                        const int64_t iw = ow * a.stride[1] - a.pad[1] + kw * a.dilation[1];
-                        out[ow] = (iw >= 0 && iw < d.W) ? xc[ih * d.W + iw] : 0.0f;
-                    }
+                    const float* src = xc + ih * d.W + start;
+                    std::fill(out, out + lo, 0.0f);
+                    if (sw == 1) std::memcpy(out + lo, src + lo, sizeof(float) * (hi - lo));
+                    else
+                        for (int64_t ow = lo; ow < hi; ++ow) out[ow] = src[ow * sw];
+                    std::fill(out + hi, out + d.OW, 0.0f);
                 }
             }
 }
 
 // The adjoint of im2col: adds every column entry back to the input element it came from.
 void col2im_add(const Attrs& a, const ConvDims& d, const float* col, float* gx) {
+    const int64_t sw = a.stride[1];
     for (int64_t c = 0; c < d.Cg; ++c)
         for (int64_t kh = 0; kh < d.KH; ++kh)
             for (int64_t kw = 0; kw < d.KW; ++kw) {
                 const float* row = col + ((c * d.KH + kh) * d.KW + kw) * d.P;
                 float* gc = gx + c * d.H * d.W;
+                const int64_t start = kw * a.dilation[1] - a.pad[1];
+                int64_t lo, hi;
+                valid_columns(d.OW, d.W, sw, start, lo, hi);
                 for (int64_t oh = 0; oh < d.OH; ++oh) {
                     const int64_t ih = oh * a.stride[0] - a.pad[0] + kh * a.dilation[0];
                     if (ih < 0 || ih >= d.H) continue;
-                    for (int64_t ow = 0; ow < d.OW; ++ow) {
-                        const int64_t iw = ow * a.stride[1] - a.pad[1] + kw * a.dilation[1];
-                        if (iw >= 0 && iw < d.W) gc[ih * d.W + iw] += row[oh * d.OW + ow];
-                    }
+                    float* dst = gc + ih * d.W + start;
+                    const float* src = row + oh * d.OW;
+                    for (int64_t ow = lo; ow < hi; ++ow) dst[ow * sw] += src[ow];
                 }
             }
 }
@@ -162,6 +178,7 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
     const ConvDims d = dims(a, x.shape, w.shape, gy.shape);
     const size_t per_thread = conv_scratch_per_thread(a, x.shape, w.shape, gy.shape, true);
     const bool depthwise = conv_is_depthwise(a, w.shape);
+    const bool pointwise = is_pointwise(a, d);
     const int64_t wsize = w.numel();
     int used = 1;
     // Each thread accumulates weight gradients privately; they are summed in thread order at
@@ -191,16 +208,25 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
                 const float* gyg = gy.data + (n * d.K + g * d.Kg) * d.P;
                 const float* wg = w.data + g * d.Kg * d.CKK;
                 if (gw.data) {
-                    im2col(a, d, xg, col);
-                    gemm_nt(d.Kg, d.CKK, d.P, gyg, d.P, col, d.P, gw_t + g * d.Kg * d.CKK, d.CKK);
+                    const float* B = xg;
+                    if (!pointwise) {
+                        im2col(a, d, xg, col);
+                        B = col;
+                    }
+                    gemm_nt(d.Kg, d.CKK, d.P, gyg, d.P, B, d.P, gw_t + g * d.Kg * d.CKK, d.CKK);
                 }
                 if (gbias)
                     for (int64_t k = 0; k < d.Kg; ++k)
                         for (int64_t p = 0; p < d.P; ++p) gb_t[g * d.Kg + k] += gyg[k * d.P + p];
                 if (gx.data) {
+                    float* gxg = gx.data + (n * d.C + g * d.Cg) * d.H * d.W;
+                    if (pointwise) {  // the column matrix is the input itself
+                        gemm_tn(d.CKK, d.P, d.Kg, wg, d.CKK, gyg, d.P, gxg, d.P);
+                        continue;
+                    }
                     std::fill(gcol, gcol + d.CKK * d.P, 0.0f);
                     gemm_tn(d.CKK, d.P, d.Kg, wg, d.CKK, gyg, d.P, gcol, d.P);
-                    col2im_add(a, d, gcol, gx.data + (n * d.C + g * d.Cg) * d.H * d.W);
+                    col2im_add(a, d, gcol, gxg);
                 }
             }
         }

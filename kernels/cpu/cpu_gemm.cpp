@@ -1,76 +1,130 @@
+// Packed single-precision GEMM in the BLIS style: panels of A (6 rows) and B (16 columns) are
+// packed into contiguous buffers so that a 6x16 register-blocked micro-kernel (12 accumulators,
+// two 8-wide B loads and six broadcasts per step) streams both from L1/L2. Operands are given by
+// (row stride, column stride), so transposed operands cost only a different packing order.
 #include "cpu_gemm.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <cstring>
 
 namespace engine::cpu {
 
 namespace {
-constexpr int64_t kBlockN = 256;  // columns of C per pass: 4 rows x 256 floats stay in L1
-constexpr int64_t kBlockK = 128;
+
+constexpr int64_t kMR = 6, kNR = 16;
+constexpr int64_t kKC = 256;   // depth of one packed panel: A and B slivers stay in L1
+constexpr int64_t kMC = 72;    // rows of A per packed block (L2)
+constexpr int64_t kNC = 2048;  // columns of B per packed block
+
+struct Operand {
+    const float* p;
+    int64_t rs, cs;  // element (r, c) is p[r * rs + c * cs]
+    float at(int64_t r, int64_t c) const { return p[r * rs + c * cs]; }
+};
+
+// A block of mc x kc into row panels of kMR: panel i holds, for each k, kMR consecutive rows.
+void pack_a(const Operand& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* out) {
+    for (int64_t i = 0; i < mc; i += kMR) {
+        const int64_t rows = std::min(kMR, mc - i);
+        for (int64_t k = 0; k < kc; ++k) {
+            for (int64_t r = 0; r < rows; ++r) out[r] = A.at(i0 + i + r, k0 + k);
+            for (int64_t r = rows; r < kMR; ++r) out[r] = 0.0f;
+            out += kMR;
+        }
+    }
+}
+
+// A block of kc x nc into column panels of kNR: panel j holds, for each k, kNR consecutive columns.
+void pack_b(const Operand& B, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* out) {
+    for (int64_t j = 0; j < nc; j += kNR) {
+        const int64_t cols = std::min(kNR, nc - j);
+        for (int64_t k = 0; k < kc; ++k) {
+            const float* src = B.p + (k0 + k) * B.rs + (j0 + j) * B.cs;
+            if (B.cs == 1 && cols == kNR) {
+                std::memcpy(out, src, sizeof(float) * kNR);
+            } else {
+                for (int64_t c = 0; c < cols; ++c) out[c] = src[c * B.cs];
+                for (int64_t c = cols; c < kNR; ++c) out[c] = 0.0f;
+            }
+            out += kNR;
+        }
+    }
+}
+
+// C[0..6, 0..16] += Ap * Bp over kc steps; rows/cols < 6/16 at the edges go through a buffer.
+void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int64_t rows, int64_t cols) {
+    __m256 c[kMR][2];
+    for (auto& row : c) row[0] = row[1] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kc; ++k) {
+        const __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
+        for (int r = 0; r < kMR; ++r) {
+            const __m256 a = _mm256_broadcast_ss(Ap + r);
+            c[r][0] = _mm256_fmadd_ps(a, b0, c[r][0]);
+            c[r][1] = _mm256_fmadd_ps(a, b1, c[r][1]);
+        }
+        Ap += kMR;
+        Bp += kNR;
+    }
+    if (rows == kMR && cols == kNR) {
+        for (int r = 0; r < kMR; ++r) {
+            float* cr = C + r * ldc;
+            _mm256_storeu_ps(cr, _mm256_add_ps(_mm256_loadu_ps(cr), c[r][0]));
+            _mm256_storeu_ps(cr + 8, _mm256_add_ps(_mm256_loadu_ps(cr + 8), c[r][1]));
+        }
+        return;
+    }
+    alignas(32) float tile[kMR][kNR];
+    for (int r = 0; r < kMR; ++r) {
+        _mm256_store_ps(tile[r], c[r][0]);
+        _mm256_store_ps(tile[r] + 8, c[r][1]);
+    }
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < cols; ++j) C[r * ldc + j] += tile[r][j];
+}
+
+// Packing buffers, one set per thread, allocated on the thread's first product.
+struct PackBuffers {
+    alignas(64) float a[kMC * kKC];
+    alignas(64) float b[kKC * kNC];
+};
+
+void gemm(int64_t M, int64_t N, int64_t K, Operand A, Operand B, float* C, int64_t ldc) {
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    static thread_local PackBuffers* buf = new PackBuffers;  // never freed: lives as long as the thread
+    for (int64_t j0 = 0; j0 < N; j0 += kNC) {
+        const int64_t nc = std::min(kNC, N - j0);
+        for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+            const int64_t kc = std::min(kKC, K - k0);
+            pack_b(B, k0, kc, j0, nc, buf->b);
+            for (int64_t i0 = 0; i0 < M; i0 += kMC) {
+                const int64_t mc = std::min(kMC, M - i0);
+                pack_a(A, i0, mc, k0, kc, buf->a);
+                for (int64_t j = 0; j < nc; j += kNR)
+                    for (int64_t i = 0; i < mc; i += kMR)
+                        micro_kernel(kc, buf->a + i * kc, buf->b + j * kc, C + (i0 + i) * ldc + j0 + j, ldc,
+                                     std::min(kMR, mc - i), std::min(kNR, nc - j));
+            }
+        }
+    }
+}
+
 }  // namespace
 
 void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
              int64_t ldc) {
-    for (int64_t j0 = 0; j0 < N; j0 += kBlockN) {
-        const int64_t nb = std::min(kBlockN, N - j0);
-        for (int64_t k0 = 0; k0 < K; k0 += kBlockK) {
-            const int64_t kb = std::min(kBlockK, K - k0);
-            int64_t i = 0;
-            // Four rows of C at a time: each row of B read once feeds four FMAs.
-            for (; i + 4 <= M; i += 4) {
-                float* __restrict c0 = C + (i + 0) * ldc + j0;
-                float* __restrict c1 = C + (i + 1) * ldc + j0;
-                float* __restrict c2 = C + (i + 2) * ldc + j0;
-                float* __restrict c3 = C + (i + 3) * ldc + j0;
-                for (int64_t k = k0; k < k0 + kb; ++k) {
-                    const float* __restrict b = B + k * ldb + j0;
-                    const float a0 = A[(i + 0) * lda + k], a1 = A[(i + 1) * lda + k];
-                    const float a2 = A[(i + 2) * lda + k], a3 = A[(i + 3) * lda + k];
-                    for (int64_t j = 0; j < nb; ++j) {
-                        const float bj = b[j];
-                        c0[j] += a0 * bj;
-                        c1[j] += a1 * bj;
-                        c2[j] += a2 * bj;
-                        c3[j] += a3 * bj;
-                    }
-                }
-            }
-            for (; i < M; ++i) {
-                float* __restrict c = C + i * ldc + j0;
-                for (int64_t k = k0; k < k0 + kb; ++k) {
-                    const float* __restrict b = B + k * ldb + j0;
-                    const float a = A[i * lda + k];
-                    for (int64_t j = 0; j < nb; ++j) c[j] += a * b[j];
-                }
-            }
-        }
-    }
+    gemm(M, N, K, {A, lda, 1}, {B, ldb, 1}, C, ldc);
 }
 
 void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
              int64_t ldc) {
-    // Dot products along K, which is contiguous in both operands.
-    for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = 0; j < N; ++j) {
-            const float* __restrict a = A + i * lda;
-            const float* __restrict b = B + j * ldb;
-            float s = 0;
-#pragma omp simd reduction(+ : s)
-            for (int64_t k = 0; k < K; ++k) s += a[k] * b[k];
-            C[i * ldc + j] += s;
-        }
+    gemm(M, N, K, {A, lda, 1}, {B, 1, ldb}, C, ldc);
 }
 
 void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
              int64_t ldc) {
-    for (int64_t k = 0; k < K; ++k) {
-        const float* __restrict b = B + k * ldb;
-        for (int64_t i = 0; i < M; ++i) {
-            const float a = A[k * lda + i];
-            float* __restrict c = C + i * ldc;
-            for (int64_t j = 0; j < N; ++j) c[j] += a * b[j];
-        }
-    }
+    gemm(M, N, K, {A, 1, lda}, {B, ldb, 1}, C, ldc);
 }
 
 }  // namespace engine::cpu

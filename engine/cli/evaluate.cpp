@@ -1,0 +1,82 @@
+#include "evaluate.h"
+
+#include <cmath>
+
+#include "engine/error.h"
+#include "engine/plan.h"
+
+namespace engine::cli {
+
+EvalResult evaluate(const Model& model, Backend& backend, const Dataset& data, const std::vector<float>& thresholds,
+                    int batch, int latency_samples, bool progress) {
+    const double start = now_seconds();
+    const int exits = model.num_exits();
+    check(int(thresholds.size()) == exits, "evaluate: one threshold per exit needed");
+    check(data.size() > 0, "evaluate: the data set is empty");
+    Plan plan(model, backend, batch);
+    const int64_t per_image = data.images.numel() / data.size();
+
+    EvalResult r;
+    r.count = data.size();
+    r.thresholds = thresholds;
+    std::vector<int64_t> exit_correct(exits, 0);
+    r.exit_histogram.assign(exits, 0);
+    int64_t policy_correct = 0;
+    double macs = 0;
+    Progress bar("eval", data.size());
+    for (int64_t first = 0; first < data.size(); first += batch) {
+        const int n = int(std::min<int64_t>(batch, data.size() - first));
+        plan.run_all(data.images.data() + first * per_image, n);
+        std::vector<char> decided(n, 0);
+        for (int k = 0; k < exits; ++k) {
+            TensorView z = plan.exit_logits(k);
+            const int64_t classes = z.numel() / n;
+            for (int i = 0; i < n; ++i) {
+                const float* row = z.data + i * classes;
+                int best = 0;
+                for (int c = 1; c < classes; ++c)
+                    if (row[c] > row[best]) best = c;
+                double sum = 0;
+                for (int c = 0; c < classes; ++c) sum += std::exp(double(row[c]) - row[best]);
+                const bool correct = best == data.labels[first + i];
+                exit_correct[k] += correct;
+                if (!decided[i] && (k == exits - 1 || 1.0 / sum >= thresholds[k])) {
+                    decided[i] = 1;
+                    r.exit_histogram[k]++;
+                    policy_correct += correct;
+                    macs += double(plan.macs_to_exit()[k]);
+                }
+            }
+        }
+        if (progress) bar.update(first + n);
+    }
+    if (progress) bar.finish();
+    r.accuracy = double(policy_correct) / r.count;
+    for (int k = 0; k < exits; ++k) r.per_exit_accuracy.push_back(double(exit_correct[k]) / r.count);
+    r.avg_macs_fraction = macs / r.count / double(plan.macs_to_exit().back());
+    if (latency_samples > 0) r.latency = exit_latencies(model, backend, data, latency_samples);
+    r.wall_s = now_seconds() - start;
+    return r;
+}
+
+std::vector<LatencyStats> exit_latencies(const Model& model, Backend& backend, const Dataset& data, int samples) {
+    const int exits = model.num_exits();
+    Plan plan(model, backend, 1);
+    const int64_t per_image = data.images.numel() / data.size();
+    std::vector<LatencyStats> out;
+    SampleResult result;
+    for (int k = 0; k < exits; ++k) {
+        std::vector<float> q(exits, 2.0f);  // a probability never reaches 2: no earlier exit fires
+        q[k] = 0.0f;
+        std::vector<int64_t> ns;
+        const int warmup = std::max(3, samples / 10);
+        for (int s = -warmup; s < samples; ++s) {
+            plan.run_early(data.images.data() + ((s + warmup) % data.size()) * per_image, 1, q.data(), &result);
+            if (s >= 0) ns.push_back(result.ns);
+        }
+        out.push_back(latency_stats(ns));
+    }
+    return out;
+}
+
+}  // namespace engine::cli
