@@ -54,7 +54,10 @@ EvalResult evaluate(const Model& model, Backend& backend, const Dataset& data, c
     r.accuracy = double(policy_correct) / r.count;
     for (int k = 0; k < exits; ++k) r.per_exit_accuracy.push_back(double(exit_correct[k]) / r.count);
     r.avg_macs_fraction = macs / r.count / double(plan.macs_to_exit().back());
-    if (latency_samples > 0) r.latency = exit_latencies(model, backend, data, latency_samples);
+    if (latency_samples > 0) {
+        auto single = make_backend(backend.name(), 1);
+        r.latency = exit_latencies(model, *single, data, latency_samples);
+    }
     r.wall_s = now_seconds() - start;
     return r;
 }

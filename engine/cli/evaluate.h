@@ -25,6 +25,7 @@ EvalResult evaluate(const Model& model, Backend& backend, const Dataset& data, c
                     int batch, int latency_samples, bool progress);
 
 // Batch-1 latency to reach each exit: thresholds are set so that every sample leaves at exit k.
+// Use a one-thread backend: that is the configuration whose per-exit latency is repeatable.
 std::vector<LatencyStats> exit_latencies(const Model& model, Backend& backend, const Dataset& data, int samples);
 
 }  // namespace engine::cli

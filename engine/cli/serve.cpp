@@ -34,7 +34,7 @@ int serve_model(const std::string& model_path, const std::string& listen, const 
     parse_loopback_address(listen, host, port);
     Model model = load_model(model_path);
     auto thresholds = thresholds_text.empty() ? model.thresholds : parse_thresholds(thresholds_text, model.num_exits());
-    auto backend = make_backend(backend_name);
+    auto backend = make_backend(backend_name, 1);  // batch 1: one thread gives repeatable latency
     Plan plan(model, *backend, 1);
     auto dims = model.graph.nodes[model.graph.inputs.at(0)].input_dims;
     dims[0] = 1;

@@ -255,7 +255,8 @@ TensorView Plan::param_grad(int node) const {
     return {const_cast<float*>(grad_arena_.data()) + grad_offset_[node], s};
 }
 
-void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool training, uint64_t step_seed) {
+void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool training, uint64_t step_seed,
+                    bool need_param_grads) {
     check(keep_all_, "plan: gradients need a plan made with keep_all");
     const Graph& g = model_.graph;
     const int count = static_cast<int>(g.nodes.size());
@@ -266,7 +267,7 @@ void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool tr
     requires_grad_.assign(count, 0);
     for (int i = 0; i < count; ++i) {
         const Node& nd = g.nodes[i];
-        if (nd.op == Op::Constant) requires_grad_[i] = nd.trainable;
+        if (nd.op == Op::Constant) requires_grad_[i] = nd.trainable && need_param_grads;
         else if (nd.op == Op::Input) requires_grad_[i] = need_input_grad;
         else
             for (int j : nd.inputs) requires_grad_[i] |= requires_grad_[j];

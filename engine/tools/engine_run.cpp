@@ -45,13 +45,13 @@ int cmd_info(const std::string& path) {
 }
 
 int cmd_eval(const std::string& path, const std::string& data_dir, const std::string& thresholds_text, int batch,
-             int limit, int latency_samples, const std::string& backend_name, bool as_json) {
+             int limit, int latency_samples, const std::string& backend_name, int threads, bool as_json) {
     Model model = load_model(path);
     auto thresholds = thresholds_text.empty()
                           ? model.thresholds
                           : cli::parse_thresholds(thresholds_text, model.num_exits());
     Dataset data = cli::load_dataset_dir(data_dir, false, limit);
-    auto backend = make_backend(backend_name);
+    auto backend = make_backend(backend_name, threads);
     auto r = cli::evaluate(model, *backend, data, thresholds, batch, latency_samples, !as_json);
     if (as_json) {
         json j;
@@ -109,7 +109,7 @@ int cmd_predict(const std::string& path, const std::string& input, int index, co
     Model model = load_model(path);
     auto thresholds = thresholds_text.empty() ? model.thresholds : cli::parse_thresholds(thresholds_text, model.num_exits());
     Tensor x = read_input(input, index, model);
-    auto backend = make_backend(backend_name);
+    auto backend = make_backend(backend_name, 1);
     Plan plan(model, *backend, 1);
     SampleResult r;
     plan.run_early(x.data(), 1, thresholds.data(), &r);  // warm-up
@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
         CLI::App app{"engine_run: inspect, evaluate, run, convert and serve multi-exit models"};
         app.require_subcommand(1);
         std::string model, data, thresholds, backend = default_backend_name(), input, out, listen;
-        int batch = 100, limit = -1, latency_samples = 200, index = 0;
+        int batch = 100, limit = -1, latency_samples = 200, index = 0, threads = 0;
         bool as_json = false;
 
         auto* info = app.add_subcommand("info", "graph summary, exits, multiply-adds to each exit, parameters");
@@ -151,6 +151,8 @@ int main(int argc, char** argv) {
         eval->add_option("--limit", limit, "evaluate only the first N images");
         eval->add_option("--latency-samples", latency_samples, "batch-1 timings per exit (0: skip)")->check(CLI::NonNegativeNumber);
         eval->add_option("--backend", backend, "ref | cpu");
+        eval->add_option("--threads", threads, "threads for the batched pass (0: one per core; latency uses 1)")
+            ->check(CLI::Range(0, 256));
         eval->add_flag("--json", as_json, "print one JSON object");
 
         auto* predict = app.add_subcommand("predict", "classify one image with early exit");
@@ -177,7 +179,7 @@ int main(int argc, char** argv) {
             return app.exit(e);
         }
         if (*info) return cmd_info(model);
-        if (*eval) return cmd_eval(model, data, thresholds, batch, limit, latency_samples, backend, as_json);
+        if (*eval) return cmd_eval(model, data, thresholds, batch, limit, latency_samples, backend, threads, as_json);
         if (*predict) return cmd_predict(model, input, index, thresholds, backend, as_json);
         if (*convert) return cmd_convert(model, out);
         if (*serve) return cli::serve_model(model, listen, thresholds, backend);

@@ -42,7 +42,7 @@ void batchnorm_inference(const Attrs& a, const TensorView* in, TensorView y) {
 
 }  // namespace
 
-CpuBackend::CpuBackend() : threads_(omp_get_max_threads()) {}
+CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_num_procs()) {}
 
 size_t CpuBackend::scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const {
     if (node.op != Op::Conv) return 0;

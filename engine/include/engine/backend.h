@@ -39,9 +39,10 @@ public:
     virtual void backward(const GradArgs& a) = 0;
 };
 
-// "ref" (plain loops) or "cpu" (the default: im2col + blocked GEMM, vectorised by the compiler).
-// Throws naming the backend when it is unknown or not built.
-std::unique_ptr<Backend> make_backend(const std::string& name);
+// "ref" (plain loops) or "cpu" (the default: im2col + packed AVX2 GEMM). threads: how many
+// threads the backend's kernels use (0: one per core). Batch-1 latency work uses 1: a pinned
+// single thread is what makes per-exit latency repeatable. Throws naming an unknown backend.
+std::unique_ptr<Backend> make_backend(const std::string& name, int threads = 0);
 std::string default_backend_name();
 
 }  // namespace engine

@@ -42,8 +42,9 @@ public:
 
     // Gradients after run_all(keep_all plan): seeds d(loss)/d(exit k logits) and propagates.
     // grad_exit[k] may be null (that exit does not contribute). Returns nothing; read grads below.
+    // need_param_grads = false skips parameter gradients (crafting inputs needs only d/d input).
     void backward(const float* const* grad_exit, bool need_input_grad, bool training = false,
-                  uint64_t step_seed = 0);
+                  uint64_t step_seed = 0, bool need_param_grads = true);
     TensorView input_grad() const;                 // d/d input, after backward(need_input_grad)
     TensorView param_grad(int node) const;         // for a trainable Constant node
     TensorView value(int node) const;              // a node's current output

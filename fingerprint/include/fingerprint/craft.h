@@ -1,0 +1,41 @@
+// Crafting a fingerprint set: inputs that leave the owner's model at chosen exits, optimised on
+// the engine's input gradients over an ensemble of variants of the model (weight noise, pruned
+// copies, given fine-tuned copies) so that the exit pattern survives what a pirate does, and
+// selected to not transfer to independently trained reference models.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "engine/model.h"
+#include "fingerprint/fingerprint_set.h"
+
+namespace fp {
+
+struct CraftOptions {
+    int per_exit = 10;
+    std::vector<int> exits;            // empty: every exit
+    std::string data_dir;              // start from real test images; empty: from uniform noise
+    float margin = 0.05f;              // probability margin below / above each threshold
+    float eps = -1;                    // L-infinity radius around the start; < 0: unconstrained
+    int steps = 150;
+    float lr = 0.01f;                  // Adam step on pixels
+    uint64_t seed = 1;
+    int noise_variants = 2;            // copies with multiplicative Gaussian weight noise
+    float weight_noise = 0.05f;
+    std::vector<double> prune_variants{0.3};  // pruned copies (global magnitude)
+    std::vector<std::string> variant_paths;   // fine-tuned copies the owner made
+    std::vector<std::string> reference_paths; // independent models: estimate the null, avoid transfer
+    double oversample = 2.0;           // candidates crafted per kept input
+    int batch = 64;
+    int latency_reps = 30;             // owner's per-exit latency measurement
+    std::string backend = "cpu";
+    bool progress = true;
+};
+
+FingerprintSet craft_fingerprint(const engine::Model& model, const std::string& model_path, const CraftOptions& options);
+
+// Exit taken by each of n samples under `thresholds`, from every exit's logits of a plan run.
+std::vector<int> exits_under_policy(const std::vector<const float*>& logits, int n, int classes,
+                                    const std::vector<float>& thresholds);
+
+}  // namespace fp

@@ -1,0 +1,21 @@
+// Statistics for verification decisions.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace fp {
+
+// P(X >= k) for X ~ Binomial(n, p), computed in log space.
+double binomial_upper_tail(int k, int n, double p);
+
+// Spearman rank correlation (average ranks for ties); 0 when either side is constant.
+double spearman(const std::vector<double>& a, const std::vector<double>& b);
+
+// One-sided permutation p-value of spearman(a, b) >= observed (seeded, `rounds` shuffles).
+double spearman_permutation_p(const std::vector<double>& a, const std::vector<double>& b, int rounds, uint64_t seed);
+
+double median(std::vector<double> v);
+// Median absolute deviation scaled to a normal standard deviation (x 1.4826).
+double mad_sigma(const std::vector<double>& v);
+
+}  // namespace fp

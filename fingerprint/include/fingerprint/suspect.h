@@ -1,0 +1,35 @@
+// A suspect model as the verifier sees it: send one image, get a class back, and time it.
+// The local suspect runs in this process (the white-box exit oracle can read its exit index);
+// the remote one is `engine_run serve` behind a loopback HTTP port and reveals nothing but time.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace fp {
+
+struct Answer {
+    int cls = -1;
+    int exit = -1;    // -1: the suspect does not reveal it
+    int64_t ns = 0;   // round-trip time measured by the verifier
+};
+
+class Suspect {
+public:
+    virtual ~Suspect() = default;
+    virtual Answer query(const float* image) = 0;
+    // A request that does no inference (transport and call overhead only), timed the same way.
+    virtual int64_t null_query_ns() = 0;
+    virtual bool reveals_exit() const = 0;
+    virtual std::string describe() const = 0;
+    virtual std::vector<int64_t> input_shape() const = 0;  // [1, C, H, W]
+};
+
+// thresholds: empty keeps the model's own policy; one value applies to every exit.
+std::unique_ptr<Suspect> make_local_suspect(const std::string& model_path, const std::vector<float>& thresholds,
+                                            const std::string& backend);
+// url: http://127.0.0.1:PORT (as printed by engine_run serve).
+std::unique_ptr<Suspect> make_remote_suspect(const std::string& url);
+
+}  // namespace fp

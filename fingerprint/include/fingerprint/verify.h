@@ -1,0 +1,61 @@
+// Verifying a suspect against a fingerprint set.
+//
+// Time oracle: every input is sent R times in one shuffled, interleaved order after a warm-up;
+// each input's latency is the median of its repetitions. Medians are grouped into levels at gaps
+// far larger than the repetition jitter, and the levels are mapped, in order, onto the exits whose
+// latency profile they fit best (a scale fit in log space after removing the transport
+// overhead measured by a request that runs no inference). Nothing about the suspect's speed is
+// assumed and no calibration inputs are sent.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "fingerprint/fingerprint_set.h"
+#include "fingerprint/suspect.h"
+
+namespace fp {
+
+struct CheckOptions {
+    bool time_oracle = true;  // false: read the exit index (white-box reference)
+    int reps = 15;
+    int warmup_rounds = 2;
+    double alpha = 1e-3;      // significance level of the match decision
+    uint64_t seed = 1;
+};
+
+struct CheckResult {
+    std::vector<int> observed_exit;      // per input (-1: undetermined)
+    std::vector<double> latency_ms;      // per input: median over repetitions
+    std::vector<double> jitter_ms;       // per input: MAD-based sigma over repetitions
+    std::vector<double> level_ms;        // latency levels found (time oracle)
+    std::vector<int> level_exit;         // the exit each level was mapped to
+    double overhead_ms = 0;              // transport/call overhead removed before the fit
+    int matches = 0;
+    double match_rate = 0;
+    double null_match_rate = 0;
+    double p_value = 1;                  // P(matches >= observed | independent model)
+    double rank_correlation = 0;         // Spearman(target exit, measured latency)
+    double rank_p_value = 1;             // permutation p-value of that correlation
+    std::vector<std::vector<int>> confusion;  // [target][observed], observed -1 dropped
+    std::string verdict;                 // "match" or "no-match"
+    std::string oracle;
+    double wall_s = 0;
+};
+
+CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const CheckOptions& options);
+
+// The relative latency of each exit levels are fitted to: the owner's measured latencies when they
+// increase with depth (as they must on a quiet machine), else multiply-adds scaled to the owner's time.
+std::vector<double> exit_profile(const FingerprintSet& set);
+
+// The level grouping and mapping on its own (exposed for tests): medians and jitters per input,
+// the per-exit latency profile (exit_profile) and the overhead; returns the exit per input.
+std::vector<int> exits_from_latencies(const std::vector<double>& latency_ms, const std::vector<double>& jitter_ms,
+                                      const std::vector<double>& exit_profile, double overhead_ms,
+                                      std::vector<double>* level_ms = nullptr, std::vector<int>* level_exit = nullptr);
+
+// Writes an SVG plot of each input's latency grouped by target exit (atomically).
+void write_latency_plot(const FingerprintSet& set, const CheckResult& result, const std::string& title,
+                        const std::string& path);
+
+}  // namespace fp

@@ -1,0 +1,99 @@
+// From latencies to exits: grouping into levels and mapping levels onto the exit profile.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "fingerprint/stats.h"
+#include "fingerprint/verify.h"
+
+namespace fp {
+
+namespace {
+
+// Visits every strictly increasing map of `levels` items into `exits` slots.
+template <typename Visit>
+void for_each_increasing_map(int levels, int exits, std::vector<int>& map, int at, Visit& visit) {
+    if (at == levels) {
+        visit(map);
+        return;
+    }
+    const int first = at == 0 ? 0 : map[at - 1] + 1;
+    for (int e = first; e <= exits - (levels - at); ++e) {
+        map[at] = e;
+        for_each_increasing_map(levels, exits, map, at + 1, visit);
+    }
+}
+
+}  // namespace
+
+std::vector<int> exits_from_latencies(const std::vector<double>& latency_ms, const std::vector<double>& jitter_ms,
+                                      const std::vector<double>& exit_profile, double overhead_ms,
+                                      std::vector<double>* level_ms_out, std::vector<int>* level_exit_out) {
+    const int n = int(latency_ms.size()), exits = int(exit_profile.size());
+    std::vector<int> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int a, int b) { return latency_ms[a] < latency_ms[b]; });
+
+    // A new level starts where the gap exceeds both the jitter scale and 2 % of the latency:
+    // adjacent exits of real models differ by far more, repetitions of one input by far less.
+    const double noise = median(jitter_ms);
+    const double gap = std::max(8.0 * noise, 0.02 * median(latency_ms));
+    std::vector<std::vector<int>> levels{{order[0]}};
+    for (int i = 1; i < n; ++i) {
+        if (latency_ms[order[i]] - latency_ms[order[i - 1]] > gap) levels.emplace_back();
+        levels.back().push_back(order[i]);
+    }
+    auto center = [&](const std::vector<int>& members) {
+        std::vector<double> v;
+        for (int m : members) v.push_back(latency_ms[m]);
+        return median(v);
+    };
+    // More levels than exits: noise split a level; merge the closest neighbours.
+    while (int(levels.size()) > exits) {
+        size_t best = 0;
+        double smallest = std::numeric_limits<double>::infinity();
+        for (size_t l = 0; l + 1 < levels.size(); ++l) {
+            double d = center(levels[l + 1]) - center(levels[l]);
+            if (d < smallest) smallest = d, best = l;
+        }
+        levels[best].insert(levels[best].end(), levels[best + 1].begin(), levels[best + 1].end());
+        levels.erase(levels.begin() + long(best) + 1);
+    }
+    const int L = int(levels.size());
+    std::vector<double> log_c(L), weight(L);
+    for (int l = 0; l < L; ++l) {
+        log_c[l] = std::log(std::max(center(levels[l]) - overhead_ms, 1e-6));
+        weight[l] = double(levels[l].size());
+    }
+
+    // Latency above the overhead is proportional to the work done: log c_l = log b + log profile[exit].
+    // Choose the increasing level->exit map with the smallest weighted residual. A single level
+    // fits every exit equally well; it is then mapped assuming the owner's speed (profile scale 1).
+    std::vector<int> map(L), best_map(L);
+    double best_cost = std::numeric_limits<double>::infinity();
+    auto visit = [&](const std::vector<int>& m) {
+        double wsum = 0, mean = 0;
+        for (int l = 0; l < L; ++l) wsum += weight[l], mean += weight[l] * (log_c[l] - std::log(exit_profile[m[l]]));
+        mean /= wsum;
+        double cost = 0;
+        for (int l = 0; l < L; ++l) {
+            double r = log_c[l] - std::log(exit_profile[m[l]]) - (L == 1 ? 0.0 : mean);
+            cost += weight[l] * r * r;
+        }
+        if (cost < best_cost) best_cost = cost, best_map = m;
+    };
+    for_each_increasing_map(L, exits, map, 0, visit);
+
+    std::vector<int> exit_of(n, -1);
+    for (int l = 0; l < L; ++l)
+        for (int m : levels[l]) exit_of[m] = best_map[l];
+    if (level_ms_out) {
+        level_ms_out->clear();
+        for (auto& lv : levels) level_ms_out->push_back(center(lv));
+    }
+    if (level_exit_out) *level_exit_out = best_map;
+    return exit_of;
+}
+
+}  // namespace fp

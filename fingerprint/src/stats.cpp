@@ -1,0 +1,78 @@
+#include "fingerprint/stats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+namespace fp {
+
+double binomial_upper_tail(int k, int n, double p) {
+    if (k <= 0) return 1.0;
+    if (k > n) return 0.0;
+    if (p <= 0) return 0.0;
+    if (p >= 1) return 1.0;
+    double total = 0;
+    for (int i = k; i <= n; ++i) {
+        double log_term = std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) + i * std::log(p) +
+                          (n - i) * std::log1p(-p);
+        total += std::exp(log_term);
+    }
+    return std::min(1.0, total);
+}
+
+static std::vector<double> ranks(const std::vector<double>& v) {
+    std::vector<size_t> order(v.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return v[a] < v[b]; });
+    std::vector<double> r(v.size());
+    for (size_t i = 0; i < order.size();) {
+        size_t j = i;
+        while (j + 1 < order.size() && v[order[j + 1]] == v[order[i]]) ++j;
+        for (size_t k = i; k <= j; ++k) r[order[k]] = 0.5 * (i + j);
+        i = j + 1;
+    }
+    return r;
+}
+
+double spearman(const std::vector<double>& a, const std::vector<double>& b) {
+    auto ra = ranks(a), rb = ranks(b);
+    const double n = double(a.size());
+    if (n < 2) return 0;
+    double ma = std::accumulate(ra.begin(), ra.end(), 0.0) / n, mb = std::accumulate(rb.begin(), rb.end(), 0.0) / n;
+    double sab = 0, saa = 0, sbb = 0;
+    for (size_t i = 0; i < ra.size(); ++i) {
+        sab += (ra[i] - ma) * (rb[i] - mb);
+        saa += (ra[i] - ma) * (ra[i] - ma);
+        sbb += (rb[i] - mb) * (rb[i] - mb);
+    }
+    return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 0.0;
+}
+
+double spearman_permutation_p(const std::vector<double>& a, const std::vector<double>& b, int rounds, uint64_t seed) {
+    const double observed = spearman(a, b);
+    std::mt19937_64 rng(seed);
+    std::vector<double> shuffled = b;
+    int at_least = 0;
+    for (int r = 0; r < rounds; ++r) {
+        std::shuffle(shuffled.begin(), shuffled.end(), rng);
+        at_least += spearman(a, shuffled) >= observed;
+    }
+    return (at_least + 1.0) / (rounds + 1.0);
+}
+
+double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double mad_sigma(const std::vector<double>& v) {
+    double m = median(v);
+    std::vector<double> dev;
+    for (double x : v) dev.push_back(std::fabs(x - m));
+    return 1.4826 * median(dev);
+}
+
+}  // namespace fp

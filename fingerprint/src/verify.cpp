@@ -1,0 +1,86 @@
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+#include <random>
+
+#include "engine/error.h"
+#include "fingerprint/stats.h"
+#include "fingerprint/verify.h"
+
+namespace fp {
+
+std::vector<double> exit_profile(const FingerprintSet& set) {
+    const auto& owner = set.owner_latency_ms;
+    bool increasing = true;
+    for (size_t k = 1; k < owner.size(); ++k) increasing &= owner[k] > owner[k - 1];
+    if (increasing) return owner;
+    // A noisy owner measurement: fall back to work done, scaled to the owner's full-depth time.
+    std::vector<double> profile;
+    for (double macs : set.exit_macs) profile.push_back(macs / set.exit_macs.back() * owner.back());
+    return profile;
+}
+
+CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const CheckOptions& opt) {
+    const auto start = std::chrono::steady_clock::now();
+    const int M = set.size(), K = set.num_exits();
+    auto shape = suspect.input_shape();
+    const auto& in = set.inputs.shape();
+    engine::check(shape.size() == 4 && shape[1] == in[1] && shape[2] == in[2] && shape[3] == in[3],
+                  suspect.describe() + ": takes inputs of another shape than the fingerprint's " + in.str());
+    engine::check(opt.time_oracle || suspect.reveals_exit(),
+                  suspect.describe() + ": does not reveal exits; only the time oracle can verify it");
+    engine::check(opt.reps >= 1, "fp_check: --reps must be at least 1");
+    const int64_t per = in.numel() / M;
+    auto image = [&](int i) { return set.inputs.data() + i * per; };
+
+    CheckResult r;
+    r.oracle = opt.time_oracle ? "time" : "exit";
+    // Warm-up: caches, branch predictors and the suspect's own lazy set-up.
+    for (int w = 0; w < opt.warmup_rounds; ++w)
+        for (int i = 0; i < M; ++i) suspect.query(image(i));
+
+    // Every (input, repetition) pair once, in one shuffled order, so that drift in the suspect's
+    // speed spreads over all inputs instead of biasing some.
+    std::vector<std::pair<int, int>> schedule;
+    for (int i = 0; i < M; ++i)
+        for (int k = 0; k < opt.reps; ++k) schedule.push_back({i, k});
+    std::mt19937_64 rng(opt.seed);
+    std::shuffle(schedule.begin(), schedule.end(), rng);
+    std::vector<std::vector<double>> samples(M);
+    std::vector<int> revealed(M, -1);
+    std::vector<double> overhead;
+    for (size_t s = 0; s < schedule.size(); ++s) {
+        Answer a = suspect.query(image(schedule[s].first));
+        samples[schedule[s].first].push_back(a.ns * 1e-6);
+        revealed[schedule[s].first] = a.exit;
+        if (s % 8 == 0) overhead.push_back(suspect.null_query_ns() * 1e-6);
+    }
+    r.overhead_ms = median(overhead);
+    for (int i = 0; i < M; ++i) {
+        r.latency_ms.push_back(median(samples[i]));
+        r.jitter_ms.push_back(mad_sigma(samples[i]));
+    }
+
+    if (opt.time_oracle)
+        r.observed_exit = exits_from_latencies(r.latency_ms, r.jitter_ms, exit_profile(set), r.overhead_ms,
+                                               &r.level_ms, &r.level_exit);
+    else
+        r.observed_exit = revealed;
+
+    r.confusion.assign(K, std::vector<int>(K, 0));
+    for (int i = 0; i < M; ++i) {
+        r.matches += r.observed_exit[i] == set.target_exits[i];
+        if (r.observed_exit[i] >= 0) r.confusion[set.target_exits[i]][r.observed_exit[i]]++;
+    }
+    r.match_rate = double(r.matches) / M;
+    r.null_match_rate = set.null_match_rate;
+    r.p_value = binomial_upper_tail(r.matches, M, set.null_match_rate);
+    std::vector<double> targets(set.target_exits.begin(), set.target_exits.end());
+    r.rank_correlation = spearman(targets, r.latency_ms);
+    r.rank_p_value = spearman_permutation_p(targets, r.latency_ms, 2000, opt.seed);
+    r.verdict = r.p_value < opt.alpha ? "match" : "no-match";
+    r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return r;
+}
+
+}  // namespace fp
