@@ -1,0 +1,123 @@
+// Fingerprint statistics, latency-level mapping, file round trip, and crafting end to end.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include "engine/error.h"
+#include "fingerprint/craft.h"
+#include "fingerprint/stats.h"
+#include "fingerprint/verify.h"
+#include "model_zoo.h"
+#include "test_util.h"
+
+using namespace fp;
+
+TEST_CASE("binomial upper tail equals the sum of the probability mass") {
+    for (int n : {1, 5, 20})
+        for (double p : {0.1, 0.5, 0.9})
+            for (int k = 0; k <= n; ++k) {
+                double direct = 0;
+                for (int i = k; i <= n; ++i) {
+                    double c = 1;
+                    for (int j = 1; j <= i; ++j) c = c * (n - i + j) / j;
+                    direct += c * std::pow(p, i) * std::pow(1 - p, n - i);
+                }
+                CHECK(binomial_upper_tail(k, n, p) == doctest::Approx(direct).epsilon(1e-9));
+            }
+}
+
+TEST_CASE("rank correlation") {
+    std::vector<double> a{1, 2, 3, 4, 5}, b{10, 20, 30, 40, 50}, c{5, 4, 3, 2, 1};
+    CHECK(spearman(a, b) == doctest::Approx(1.0));
+    CHECK(spearman(a, c) == doctest::Approx(-1.0));
+    CHECK(spearman(a, {1, 1, 1, 1, 1}) == 0.0);
+    CHECK(spearman_permutation_p(a, b, 500, 1) < 0.05);
+    CHECK(spearman_permutation_p(a, c, 500, 1) > 0.9);
+}
+
+TEST_CASE("latency levels map back to exits on another machine's speed") {
+    const std::vector<double> owner{1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0};  // owner's per-exit latency (ms)
+    std::mt19937 rng(3);
+    std::normal_distribution<double> noise(0.0, 0.01);
+    SUBCASE("every exit present, suspect 1.7x slower with 0.3 ms of transport") {
+        std::vector<double> lat, jit;
+        std::vector<int> truth;
+        for (int k = 0; k < 7; ++k)
+            for (int i = 0; i < 5; ++i) {
+                truth.push_back(k);
+                lat.push_back(0.3 + 1.7 * owner[k] + noise(rng));
+                jit.push_back(0.01);
+            }
+        CHECK(exits_from_latencies(lat, jit, owner, 0.3) == truth);
+    }
+    SUBCASE("only late exits present, suspect 2.5x faster") {
+        std::vector<double> lat, jit;
+        std::vector<int> truth;
+        for (int k : {3, 5, 6})
+            for (int i = 0; i < 6; ++i) {
+                truth.push_back(k);
+                lat.push_back(owner[k] / 2.5 + noise(rng) * 0.1);
+                jit.push_back(0.001);
+            }
+        std::vector<double> levels;
+        std::vector<int> level_exit;
+        CHECK(exits_from_latencies(lat, jit, owner, 0.0, &levels, &level_exit) == truth);
+        CHECK(levels.size() == 3);
+        CHECK(level_exit == std::vector<int>{3, 5, 6});
+    }
+}
+
+TEST_CASE("fingerprint file round trip and bad files") {
+    FingerprintSet s;
+    s.inputs = test::random_tensor(engine::Shape{3, 1, 4, 4}, 1, 0, 1);
+    s.target_exits = {0, 1, 1};
+    s.margins = {0.1f, 0.2f, 0.05f};
+    s.model_hash = "abc";
+    s.model_name = "m";
+    s.thresholds = {0.9f, 0.9f};
+    s.owner_latency_ms = {1.0, 2.0};
+    s.exit_macs = {10, 20};
+    s.null_match_rate = 0.3;
+    s.null_source = "test";
+    const std::string path = std::filesystem::temp_directory_path() / "fp_roundtrip.fp";
+    save_fingerprint(s, path);
+    FingerprintSet r = load_fingerprint(path);
+    CHECK(r.target_exits == s.target_exits);
+    CHECK(r.margins == s.margins);
+    CHECK(r.owner_latency_ms == s.owner_latency_ms);
+    CHECK(r.null_match_rate == doctest::Approx(0.3));
+    CHECK(r.inputs.values() == s.inputs.values());
+    s.target_exits = {0, 1, 5};  // out of range for 2 exits
+    save_fingerprint(s, path);
+    CHECK_THROWS_AS(load_fingerprint(path), engine::Error);
+    CHECK_THROWS_AS(load_fingerprint(path + ".missing"), engine::Error);
+    std::filesystem::remove(path);
+}
+
+TEST_CASE("crafted inputs leave the owner's model at their target exits") {
+    engine::Model model = engine::build_model("tiny", 10, 8, 7);
+    model.set_threshold(0.6f);
+    const std::string model_path = std::filesystem::temp_directory_path() / "fp_tiny.model";
+    engine::save_model(model, model_path);
+    CraftOptions o;
+    o.per_exit = 5;
+    o.steps = 200;
+    o.lr = 0.05f;
+    o.noise_variants = 1;
+    o.prune_variants = {};
+    o.latency_reps = 5;
+    o.progress = false;
+    FingerprintSet set = craft_fingerprint(model, model_path, o);
+    CHECK(set.size() == 5 * model.num_exits());
+    for (float m : set.margins) CHECK(m > 0.0f);
+    auto suspect = make_local_suspect(model_path, {}, "cpu");
+    CheckOptions c;
+    c.time_oracle = false;
+    c.reps = 2;
+    CheckResult r = check_suspect(set, *suspect, c);
+    CHECK(r.match_rate == 1.0);
+    CHECK(r.verdict == "match");
+    std::filesystem::remove(model_path);
+}
