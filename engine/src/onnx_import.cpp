@@ -1,6 +1,7 @@
 // ONNX ModelProto -> engine Model. One pass over the nodes in file order (ONNX requires
 // topological order), tracking every value's shape at batch 1 so that auto_pad, negative axes
-// and rank checks are resolved here, once, instead of in the kernels.
+// and rank checks are resolved here, once, instead of in the kernels. SDN heads, which
+// exporters spell alpha*MaxPool + (1-alpha)*AvgPool, become MixedPool nodes afterwards.
 #include "engine/onnx_import.h"
 
 #include <onnx/onnx_pb.h>
@@ -14,6 +15,7 @@
 #include <set>
 
 #include "engine/error.h"
+#include "fuse_mixed_pool.h"
 
 namespace engine {
 namespace {
@@ -749,6 +751,8 @@ Model Importer::run() {
     for (const auto& vi : g.input()) add_input(vi);
     for (const auto& n : g.node()) import_node(n);
     for (const auto& vi : g.output()) add_output(vi);
+    // One trainable alpha per head instead of alpha and a constant 1 - alpha that training would untie.
+    fuse_mixed_pool(model_.graph);
 
     model_.thresholds.assign(model_.graph.outputs.size(), 0.9f);
     model_.metadata["source"] = "onnx";

@@ -3,7 +3,8 @@
 // Pad (constant mode), MaxPool, AveragePool (2-D), GlobalAveragePool, Flatten, Gemm, Softmax,
 // Dropout (inference), Identity, Constant. Every attribute of a supported operator is either
 // honoured or refused: an import either computes what the file says or throws an Error that
-// names the file, the node and the operator or attribute it cannot represent.
+// names the file, the node and the operator or attribute it cannot represent. SDN heads,
+// alpha*MaxPool + (1-alpha)*AvgPool, are imported as one MixedPool with a single trainable alpha.
 #pragma once
 #include <map>
 #include <string>
