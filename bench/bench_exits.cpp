@@ -1,0 +1,138 @@
+// Per-exit batch-1 latency, exit separability, batch-128 throughput and the FMA peak, for every
+// backend and thread count, on SDN ResNet-56, MobileNet and VGG-16. Prints one table.
+// usage: bench_exits [--reps N] [--shared DIR] [--models resnet56,mobilenet,vgg16] [--backends cpu,onednn]
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+#include "engine/plan.h"
+#include "fma_peak.h"
+#include "model_zoo.h"
+
+using namespace engine;
+
+namespace {
+
+struct Stats {
+    double median, p99, mean, sd;
+};
+
+Stats stats_of(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    double sum = 0, sum2 = 0;
+    for (double x : v) sum += x, sum2 += x * x;
+    double mean = sum / v.size();
+    return {v[v.size() / 2], v[std::min(v.size() - 1, size_t(0.99 * v.size()))], mean,
+            std::sqrt(std::max(0.0, sum2 / v.size() - mean * mean))};
+}
+
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+std::vector<std::string> split(const std::string& s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    for (std::string item; std::getline(ss, item, ',');) out.push_back(item);
+    return out;
+}
+
+void pin_to_core(int core) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(core, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
+Model load_arch(const std::string& arch, const std::string& shared) {
+    const std::string onnx = shared + "/models/" + arch + "_s1.onnx";
+    if (std::filesystem::exists(onnx)) return load_model(onnx);  // the peers run these same weights
+    return build_model(arch, 10, 32, 1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int reps = 300;
+    std::string shared = "../shared", models = "resnet56,mobilenet,vgg16", backends = "cpu";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--shared")) shared = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--models")) models = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--backends")) backends = argv[i + 1];
+    }
+    try {
+        pin_to_core(0);
+        const double peak = bench::fma_peak_gflops();
+        std::printf("FMA peak, one core: %.1f GFLOP/s\n\n", peak);
+        std::printf("%-9s %-7s %2s %4s %10s %10s %7s %8s %10s\n", "model", "backend", "th", "exit", "median ms",
+                    "p99 ms", "CV %", "sep sd", "% of peak");
+        for (const auto& arch : split(models)) {
+            Model model = load_arch(arch, shared);
+            const int K = model.num_exits();
+            Tensor image(Shape{1, 3, 32, 32});
+            for (int64_t i = 0; i < image.numel(); ++i) image[i] = float((i * 7919) % 1000) / 1000.0f;
+            for (const auto& backend_name : split(backends)) {
+                for (int threads : {1, 2}) {
+                    auto backend = make_backend(backend_name, threads);
+                    Plan plan(model, *backend, 1);
+                    std::vector<Stats> per_exit;
+                    for (int k = 0; k < K; ++k) {
+                        std::vector<float> q(K, 2.0f);  // exit k fires, none before
+                        q[k] = 0.0f;
+                        SampleResult r;
+                        std::vector<double> ms;
+                        for (int i = -reps / 10; i < reps; ++i) {
+                            double t0 = now_s();
+                            plan.run_early(image.data(), 1, q.data(), &r);
+                            if (i >= 0) ms.push_back((now_s() - t0) * 1e3);
+                        }
+                        per_exit.push_back(stats_of(ms));
+                    }
+                    for (int k = 0; k < K; ++k) {
+                        const Stats& s = per_exit[k];
+                        double sep = k + 1 < K ? (per_exit[k + 1].median - s.median) / std::max(s.sd, per_exit[k + 1].sd) : NAN;
+                        double flops = 2.0 * plan.macs_to_exit()[k];
+                        double frac = flops / (s.median * 1e-3) * 1e-9 / (peak * threads) * 100;
+                        std::printf("%-9s %-7s %2d %4d %10.3f %10.3f %7.2f %8.1f %10.1f\n", arch.c_str(), backend_name.c_str(),
+                                    threads, k, s.median, s.p99, 100 * s.sd / s.mean, sep, frac);
+                    }
+                    // Batch 128, all exits.
+                    const int batch = 128;
+                    Plan big(model, *backend, batch);
+                    Tensor x(Shape{batch, 3, 32, 32}, 0.5f);
+                    big.run_all(x.data(), batch);
+                    std::vector<double> s;
+                    for (int i = 0; i < 5; ++i) {
+                        double t0 = now_s();
+                        big.run_all(x.data(), batch);
+                        s.push_back(now_s() - t0);
+                    }
+                    double med = stats_of(s).median;
+                    double frac = 2.0 * big.macs_to_exit().back() * batch / med * 1e-9 / (peak * threads) * 100;
+                    std::printf("%-9s %-7s %2d  b128 %9.0f img/s (median of 5), %.1f %% of %d-core peak\n\n", arch.c_str(),
+                                backend_name.c_str(), threads, batch / med, frac, threads);
+                    if (threads == 1) {
+                        cpu_set_t all;
+                        CPU_ZERO(&all);
+                        CPU_SET(0, &all);
+                        CPU_SET(1, &all);
+                        sched_setaffinity(0, sizeof all, &all);
+                    }
+                }
+                pin_to_core(0);
+            }
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_exits: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}
