@@ -40,7 +40,7 @@ EvalResult evaluate(const Model& model, Backend& backend, const Dataset& data, c
                 for (int c = 0; c < classes; ++c) sum += std::exp(double(row[c]) - row[best]);
                 const bool correct = best == data.labels[first + i];
                 exit_correct[k] += correct;
-                if (!decided[i] && (k == exits - 1 || 1.0 / sum >= thresholds[k])) {
+                if (!decided[i] && (k == exits - 1 || float(1.0 / sum) >= thresholds[k])) {  // as Plan::run_early
                     decided[i] = 1;
                     r.exit_histogram[k]++;
                     policy_correct += correct;

@@ -90,7 +90,7 @@ std::vector<int> exits_under_policy(const std::vector<const float*>& logits, int
     for (int i = 0; i < n; ++i)
         for (int k = 0; k + 1 < int(logits.size()); ++k) {
             softmax_row(logits[k] + i * classes, classes, p);
-            if (*std::max_element(p.begin(), p.end()) >= thresholds[k]) {
+            if (float(*std::max_element(p.begin(), p.end())) >= thresholds[k]) {  // as Plan::run_early
                 exit[i] = k;
                 break;
             }

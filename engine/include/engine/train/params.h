@@ -1,0 +1,44 @@
+// Which parameters a run trains, re-initialising some of them, and magnitude pruning.
+// Parameters are the Graph's trainable Constant nodes; their Node::value is what the Plan reads.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/model.h"
+
+namespace engine::train {
+
+// Trainable Constant nodes, in graph order.
+std::vector<int> trainable_nodes(const Graph& graph);
+
+// The subset of trainable_nodes to train: mode "ic-only" keeps names containing ".ic."; a
+// non-empty `pattern` (ECMAScript regex, searched in the name) keeps only matching ones.
+// Throws when nothing is left, naming the filter.
+std::vector<int> select_parameters(const Graph& graph, const std::string& mode, const std::string& pattern);
+
+// Re-initialises every trainable parameter whose name matches `pattern` (regex search) as the
+// model builders do, judged by how the graph uses it: Conv weights He-normal (fan_out), Conv
+// biases and Gemm weights and biases uniform(+-1/sqrt(fan_in)), BatchNorm scale 1 and bias 0
+// (with that layer's running mean 0 and variance 1), MixedPool alpha 0.5. Returns how many
+// parameters it re-initialised; throws when none matches or one has a use it cannot initialise.
+int reinitialize(Graph& graph, const std::string& pattern, uint64_t seed);
+
+// A fixed pruning mask over some parameters: 1 keeps a weight, 0 prunes it.
+struct PruneMask {
+    std::vector<int> nodes;                 // masked parameters
+    std::vector<std::vector<uint8_t>> keep; // one entry per element of each
+    int64_t pruned = 0, total = 0;
+    bool empty() const { return nodes.empty(); }
+    void apply_to_values(Graph& graph) const;      // zeroes pruned weights
+    // Zeroes pruned entries of the gradient of nodes[i].
+    void apply_to_grad(size_t i, float* grad) const;
+    int index_of(int node) const;  // position in nodes, or -1
+};
+
+// Global magnitude pruning: among all trainable 4-D (Conv) and 2-D (Gemm) weights, the `fraction`
+// of elements with the smallest |w| are pruned (ties broken by position, so exactly
+// round(fraction * total) elements). fraction in [0, 1).
+PruneMask magnitude_prune(Graph& graph, double fraction);
+
+}  // namespace engine::train

@@ -1,0 +1,126 @@
+// The executor: early exit must equal the all-exits pass plus the policy, batch compaction must
+// equal batch-1 execution, and buffer reuse must not change any result.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/error.h"
+#include "engine/plan.h"
+#include "model_zoo.h"
+#include "test_util.h"
+
+using namespace engine;
+
+namespace {
+
+struct Reference {
+    std::vector<int> cls, exit;
+    std::vector<float> prob;
+};
+
+// The policy applied by hand to every exit's logits.
+Reference policy_on_all_exits(Plan& plan, const Tensor& x, int n, const std::vector<float>& q) {
+    plan.run_all(x.data(), n);
+    const int K = plan.model().num_exits();
+    Reference r;
+    for (int i = 0; i < n; ++i) {
+        for (int k = 0; k < K; ++k) {
+            TensorView z = plan.exit_logits(k);
+            const int64_t classes = z.numel() / n;
+            const float* row = z.data + i * classes;
+            int best = int(std::max_element(row, row + classes) - row);
+            double sum = 0;
+            for (int c = 0; c < classes; ++c) sum += std::exp(double(row[c]) - row[best]);
+            if (k == K - 1 || float(1.0 / sum) >= q[k]) {  // the engine compares float probabilities
+                r.cls.push_back(best);
+                r.exit.push_back(k);
+                r.prob.push_back(float(1.0 / sum));
+                break;
+            }
+        }
+    }
+    return r;
+}
+
+// Thresholds at which a spread of samples leaves at every exit of this (untrained) model.
+std::vector<float> spread_thresholds(Plan& plan, const Tensor& x, int n) {
+    plan.run_all(x.data(), n);
+    const int K = plan.model().num_exits();
+    std::vector<float> q(K, 1.0f);
+    for (int k = 0; k + 1 < K; ++k) {
+        TensorView z = plan.exit_logits(k);
+        const int64_t classes = z.numel() / n;
+        std::vector<float> top;
+        for (int i = 0; i < n; ++i) {
+            const float* row = z.data + i * classes;
+            float mx = *std::max_element(row, row + classes);
+            double sum = 0;
+            for (int c = 0; c < classes; ++c) sum += std::exp(double(row[c]) - mx);
+            top.push_back(float(1.0 / sum));
+        }
+        std::sort(top.begin(), top.end());
+        q[k] = top[size_t(n * (K - 1 - k) / K)];  // roughly 1/K of those left leave here
+    }
+    return q;
+}
+
+}  // namespace
+
+TEST_CASE("early exit equals the all-exits pass plus the policy, at batch N and batch 1") {
+    Model model = build_model("small", 10, 32, 3);
+    const int n = 48;
+    Tensor x = test::random_tensor(Shape{n, 3, 32, 32}, 5, 0, 1);
+    for (const char* name : {"ref", "cpu"}) {
+        CAPTURE(name);
+        auto backend = make_backend(name);
+        Plan all(model, *backend, n);
+        auto q = spread_thresholds(all, x, n);
+        Reference ref = policy_on_all_exits(all, x, n, q);
+        std::vector<int> histogram(model.num_exits(), 0);
+        for (int e : ref.exit) histogram[e]++;
+        for (int count : histogram) CHECK(count > 0);  // the test exercises every exit
+
+        Plan early(model, *backend, n);
+        std::vector<SampleResult> batch(n);
+        early.run_early(x.data(), n, q.data(), batch.data());
+        Plan single(model, *backend, 1);
+        for (int i = 0; i < n; ++i) {
+            CAPTURE(i);
+            CHECK(batch[i].exit == ref.exit[i]);
+            CHECK(batch[i].cls == ref.cls[i]);
+            CHECK(batch[i].prob == doctest::Approx(ref.prob[i]).epsilon(1e-5));
+            SampleResult one;
+            single.run_early(x.data() + int64_t(i) * 3 * 32 * 32, 1, q.data(), &one);
+            CHECK(one.exit == ref.exit[i]);
+            CHECK(one.cls == ref.cls[i]);
+        }
+        // Samples that leave later took longer to decide.
+        for (int i = 0; i < n; ++i)
+            for (int j = 0; j < n; ++j)
+                if (batch[i].exit < batch[j].exit) CHECK(batch[i].ns <= batch[j].ns);
+    }
+}
+
+TEST_CASE("buffer reuse changes no result: a plan that keeps every value agrees") {
+    Model model = build_model("small", 10, 32, 4);
+    const int n = 8;
+    Tensor x = test::random_tensor(Shape{n, 3, 32, 32}, 9, 0, 1);
+    auto backend = make_backend("cpu");
+    Plan reuse(model, *backend, n), keep(model, *backend, n, /*keep_all=*/true);
+    reuse.run_all(x.data(), n);
+    keep.run_all(x.data(), n);
+    for (int k = 0; k < model.num_exits(); ++k) {
+        TensorView a = reuse.exit_logits(k), b = keep.exit_logits(k);
+        REQUIRE(a.numel() == b.numel());
+        CHECK(relative_error(a.data, b.data, a.numel()) == 0.0);
+    }
+}
+
+TEST_CASE("a plan refuses batches above its maximum") {
+    Model model = build_model("tiny", 10, 8, 1);
+    auto backend = make_backend("ref");
+    Plan plan(model, *backend, 2);
+    Tensor x(Shape{3, 3, 8, 8});
+    CHECK_THROWS_AS(plan.run_all(x.data(), 3), Error);
+}
