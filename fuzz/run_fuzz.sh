@@ -12,14 +12,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 flags="-fsanitize=fuzzer-no-link,address -fno-omit-frame-pointer"
 
-extra=()
-if ! grep -q 'add_subdirectory(fuzz)' "$root/CMakeLists.txt"; then
-  extra+=(-DCMAKE_PROJECT_INCLUDE="$root/fuzz/add_fuzz.cmake")
-fi
 
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DENGINE_WITH_FUZZERS=ON -DENGINE_BUILD_TESTS=OFF -DENGINE_WITH_ONNX="${FUZZ_ONNX:-ON}" \
-  -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" "${extra[@]}" >/dev/null
+  -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" >/dev/null
 cmake --build "$build" -j2 --target fuzz_model_loader make_fuzz_seeds
 
 corpus=$build/fuzz-corpus
