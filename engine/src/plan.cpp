@@ -170,8 +170,8 @@ TensorView Plan::value(int node) const { return view_of(node, n_current_); }
 TensorView Plan::exit_logits(int exit) const { return view_of(model_.graph.outputs.at(exit), n_current_); }
 
 void Plan::bind_inputs(const float* const* inputs, int n) {
-    check(n >= 1 && n <= max_batch_,
-          "plan: batch of " + std::to_string(n) + " exceeds the planned maximum of " + std::to_string(max_batch_));
+    if (n < 1 || n > max_batch_)  // not check(): its message would be built on every call
+        fail("plan: batch of " + std::to_string(n) + " is outside 1.." + std::to_string(max_batch_));
     n_current_ = n;
     const auto& ins = model_.graph.inputs;
     for (size_t k = 0; k < ins.size(); ++k) {
@@ -207,7 +207,7 @@ void Plan::compact(int segment, int n_keep, int n_before) {
 
 void Plan::run_early(const float* input, int n, const float* thresholds, SampleResult* results) {
     const Graph& g = model_.graph;
-    check(g.inputs.size() == 1 && batched_[g.inputs[0]], "plan: early exit needs one batched input");
+    if (g.inputs.size() != 1 || !batched_[g.inputs[0]]) fail("plan: early exit needs one batched input");
     const auto start = std::chrono::steady_clock::now();
     bind_inputs(&input, n);
     for (int r = 0; r < n; ++r) row_of_[r] = r;
@@ -248,8 +248,8 @@ TensorView Plan::input_grad() const {
 }
 
 TensorView Plan::param_grad(int node) const {
-    check(keep_all_ && grad_offset_.at(node) >= 0, "plan: node '" + model_.graph.nodes.at(node).name +
-                                                        "' has no gradient (not trainable, or no keep_all plan)");
+    if (!keep_all_ || grad_offset_.at(node) < 0)
+        fail("plan: node '" + model_.graph.nodes.at(node).name + "' has no gradient (not trainable, or no keep_all plan)");
     Shape s = shapes_[node];
     if (batched_[node]) s[0] = n_current_;
     return {const_cast<float*>(grad_arena_.data()) + grad_offset_[node], s};

@@ -12,8 +12,12 @@ struct Error : std::runtime_error {
 
 [[noreturn]] void fail(const std::string& message);
 
-// check(cond, "what went wrong") throws Error when cond is false.
+// check(cond, "what went wrong") throws Error when cond is false. A message built by
+// concatenation is built on every call: on hot paths write `if (!cond) fail(...)` instead.
 inline void check(bool condition, const std::string& message) {
+    if (!condition) fail(message);
+}
+inline void check(bool condition, const char* message) {  // literals: nothing built unless it fails
     if (!condition) fail(message);
 }
 
