@@ -61,7 +61,7 @@ Model load_arch(const std::string& arch, const std::string& shared) {
 
 int main(int argc, char** argv) {
     int reps = 300;
-    std::string shared = "../shared", models = "resnet56,mobilenet,vgg16", backends = "cpu";
+    std::string shared = "../shared", models = "resnet56,mobilenet,vgg16", backends = "native";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--shared")) shared = argv[i + 1];

@@ -24,6 +24,8 @@ std::string temp_path() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static const std::string path = temp_path();
+    // A new file each time: truncating one with data makes ext4 flush it on close (auto_da_alloc).
+    ::unlink(path.c_str());
     FILE* f = std::fopen(path.c_str(), "wb");
     if (!f) std::abort();
     if (size && std::fwrite(data, 1, size, f) != size) std::abort();

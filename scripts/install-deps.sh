@@ -5,6 +5,7 @@ packages=(
   build-essential cmake pkg-config git
   libfmt-dev doctest-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libssl-dev zlib1g-dev
   libonnx-dev libonnx-testdata libprotobuf-dev protobuf-compiler
+  libdnnl-dev ocl-icd-opencl-dev
   dataset-fashion-mnist
   clang libclang-rt-14-dev
 )

@@ -37,7 +37,7 @@ struct Fixture {
     }
     // The C++ answer for one image under thresholds q.
     engine::SampleResult expected(const float* image, const std::vector<float>& q, const char* backend = "ref") {
-        auto b = engine::make_backend(backend);
+        auto b = engine::make_backend(backend, 1);
         engine::Plan plan(model, *b, 1);
         engine::SampleResult r;
         plan.run_early(image, 1, q.data(), &r);

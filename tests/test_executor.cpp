@@ -71,7 +71,7 @@ TEST_CASE("early exit equals the all-exits pass plus the policy, at batch N and 
     Model model = build_model("small", 10, 32, 3);
     const int n = 48;
     Tensor x = test::random_tensor(Shape{n, 3, 32, 32}, 5, 0, 1);
-    for (const char* name : {"ref", "cpu"}) {
+    for (const char* name : {"ref", "native"}) {
         CAPTURE(name);
         auto backend = make_backend(name);
         Plan all(model, *backend, n);
@@ -106,7 +106,7 @@ TEST_CASE("buffer reuse changes no result: a plan that keeps every value agrees"
     Model model = build_model("small", 10, 32, 4);
     const int n = 8;
     Tensor x = test::random_tensor(Shape{n, 3, 32, 32}, 9, 0, 1);
-    auto backend = make_backend("cpu");
+    auto backend = make_backend("native");
     Plan reuse(model, *backend, n), keep(model, *backend, n, /*keep_all=*/true);
     reuse.run_all(x.data(), n);
     keep.run_all(x.data(), n);

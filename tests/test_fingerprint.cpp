@@ -112,7 +112,7 @@ TEST_CASE("crafted inputs leave the owner's model at their target exits") {
     FingerprintSet set = craft_fingerprint(model, model_path, o);
     CHECK(set.size() == 5 * model.num_exits());
     for (float m : set.margins) CHECK(m > 0.0f);
-    auto suspect = make_local_suspect(model_path, {}, "cpu");
+    auto suspect = make_local_suspect(model_path, {}, "native");
     CheckOptions c;
     c.time_oracle = false;
     c.reps = 2;

@@ -70,7 +70,7 @@ double check_case(const test::OpCase& c, Backend& backend, bool flip_sign = fals
 }  // namespace
 
 TEST_CASE("every op's gradient matches finite differences (reference and cpu backends)") {
-    for (const char* name : {"ref", "cpu"}) {
+    for (const char* name : {"ref", "native"}) {
         auto backend = make_backend(name);
         for (const auto& c : test::all_op_cases()) {
             CAPTURE(name);

@@ -46,7 +46,10 @@ std::string read_bytes(const std::string& path) {
 }
 
 void write_bytes(const std::string& path, const std::string& bytes) {
-    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+    // Remove first: truncating a file with data makes ext4 flush it on close (auto_da_alloc), ms each.
+    std::error_code ec;
+    fs::remove(path, ec);
+    std::ofstream(path, std::ios::binary) << bytes;
 }
 
 // Splits a safetensors file into its header JSON and data section, edits, and rejoins.
@@ -205,9 +208,10 @@ TEST_CASE("native model: save and load give back the same model and the same log
 TEST_CASE("native model: duplicate constant names get distinct tensor keys") {
     TempDir dir;
     Model m = test::tiny_model(4);
-    m.graph.nodes[m.graph.find("conv1.bias")].name = "w";
-    m.graph.nodes[m.graph.find("conv2.weight")].name = "w";
-    m.graph.nodes[m.graph.find("bn1.weight")].name = "";
+    auto rename = [&](const char* from, std::string to) { m.graph.nodes[m.graph.find(from)].name = std::move(to); };
+    rename("conv1.bias", "w");
+    rename("conv2.weight", "w");
+    rename("bn1.weight", "");
     const std::string path = dir / "dup.model";
     save_model(m, path);
     check_same_model(m, load_model(path));
@@ -381,16 +385,18 @@ TEST_CASE("load_model: every truncation of a native file is an error naming the 
     save_model(test::tiny_model(8, 4, 3), good);
     const std::string bytes = read_bytes(good);
     const std::string path = dir / "cut.model";
-    int errors = 0;
+    int cuts = 0, errors = 0;
     for (size_t cut = 0; cut < bytes.size(); ++cut) {
         write_bytes(path, bytes.substr(0, cut));
+        ++cuts;
         try {
             load_model(path);
         } catch (const Error& e) {
             errors += std::string(e.what()).rfind(path + ": ", 0) == 0;
         }
     }
-    CHECK(errors == static_cast<int>(bytes.size()));
+    CHECK(cuts == static_cast<int>(bytes.size()));
+    CHECK(errors == cuts);
 }
 
 TEST_CASE("load_model: corrupt and inconsistent native files") {

@@ -20,7 +20,7 @@ TEST_CASE("built models with the shared weights match PyTorch's logits per exit"
         load_pytorch_state(m, dir + arch + "_s1.safetensors");
         auto ref = read_safetensors(dir + arch + "_s1.reference.safetensors");
         const Tensor& images = ref.at("images");
-        for (std::string backend_name : {"ref", "cpu"}) {
+        for (std::string backend_name : {"ref", "native"}) {
             INFO(arch << " on " << backend_name);
             auto backend = make_backend(backend_name);
             Plan plan(m, *backend, n);

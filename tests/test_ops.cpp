@@ -37,7 +37,7 @@ RunResult run_case(const test::OpCase& c, Backend& backend, uint32_t seed) {
 
 TEST_CASE("cpu backend matches the reference loops for every op, forward and backward") {
     auto ref = make_backend("ref");
-    auto cpu = make_backend("cpu");
+    auto cpu = make_backend("native");
     for (const auto& c : test::all_op_cases()) {
         CAPTURE(c.label);
         auto a = run_case(c, *ref, 11);

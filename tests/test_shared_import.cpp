@@ -92,7 +92,7 @@ TEST_CASE("shared ONNX models reproduce PyTorch's logits") {
         int count, batch;
     };
     // The reference backend is plain loops: a slice of the images is enough for it.
-    const Run runs[] = {{"ref", 32, 32}, {"cpu", 256, 64}};
+    const Run runs[] = {{"ref", 32, 32}, {"native", 256, 64}};
     for (const auto& sm : kModels) {
         const std::string dir = test::shared_dir() + "/models/";
         const engine::Model m = engine::import_onnx(dir + sm.name + ".onnx");

@@ -364,7 +364,7 @@ TEST_CASE("--train-only: only matching parameters change") {
 
 TEST_CASE("PGD stays within eps and [0, 1], raises the loss, and restores trainable flags") {
     Model m = build_model("tiny", 10, 16, 2);
-    auto backend = make_backend("cpu");
+    auto backend = make_backend("native");
     const int n = 8;
     Plan plan(m, *backend, n, true);
     Dataset d = synthetic(n, 16, 12);

@@ -72,7 +72,8 @@ engine_status engine_load(const char* path, const char* backend, engine_model** 
     });
     if (s != ENGINE_OK) return s;
     s = guarded(nullptr, ENGINE_ERR_ARG, [&] {
-        m->backend = engine::make_backend(backend ? backend : engine::default_backend_name());
+        // One thread: at batch 1 a single thread is what makes each exit's latency repeatable.
+        m->backend = engine::make_backend(backend ? backend : engine::default_backend_name(), 1);
         return ENGINE_OK;
     });
     if (s != ENGINE_OK) return s;

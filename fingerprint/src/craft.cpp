@@ -108,7 +108,7 @@ FingerprintSet craft_fingerprint(const Model& model, const std::string& model_pa
     for (int t : exits) check(t >= 0 && t < K, "fp_gen: exit " + std::to_string(t) + " out of range (model has " + std::to_string(K) + ")");
     check(o.per_exit >= 1 && o.steps >= 0 && o.batch >= 1, "fp_gen: --per-exit, --steps and --batch must be positive");
     const auto& q = model.thresholds;
-    auto backend = make_backend(o.backend);
+    auto backend = make_backend(o.backend, o.threads);
 
     // The ensemble: the model itself, noisy and pruned copies, and given variants.
     std::vector<Member> ensemble;

@@ -39,7 +39,7 @@ void print_report(const fp::FingerprintSet& set, const fp::CheckResult& r, const
 int main(int argc, char** argv) {
     return cli::guarded_main("fp_check", [&]() -> int {
         CLI::App app{"fp_check: verify a suspect model by timing its answers to a fingerprint set"};
-        std::string fingerprint, suspect_path, suspect_url, oracle = "time", plot, threshold, backend = "cpu";
+        std::string fingerprint, suspect_path, suspect_url, oracle = "time", plot, threshold, backend = "native";
         fp::CheckOptions o;
         bool as_json = false;
         app.add_option("fingerprint", fingerprint, "fingerprint file from fp_gen")->required();

@@ -9,7 +9,7 @@ namespace engine::cpu {
 class CpuBackend : public ref::RefBackend {
 public:
     explicit CpuBackend(int threads = 0);  // 0: one per core
-    std::string name() const override { return "cpu"; }
+    std::string name() const override { return "native"; }
     size_t scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const override;
     void forward(const OpArgs& a) override;
     void backward(const GradArgs& a) override;

@@ -39,7 +39,8 @@ public:
     virtual void backward(const GradArgs& a) = 0;
 };
 
-// "ref" (plain loops) or "cpu" (the default: im2col + packed AVX2 GEMM). threads: how many
+// "ref" (plain loops), "native" (the default: im2col + packed AVX2/FMA GEMM, kernels/cpu/) or
+// "onednn" (when built with oneDNN). threads: how many
 // threads the backend's kernels use (0: one per core). Batch-1 latency work uses 1: a pinned
 // single thread is what makes per-exit latency repeatable. Throws naming an unknown backend.
 std::unique_ptr<Backend> make_backend(const std::string& name, int threads = 0);

@@ -1,6 +1,7 @@
 /* The C API: load a model, set its early-exit thresholds, classify one image at a time.
    Pure C (C99), usable from any language with a C FFI. No function lets an error escape other
-   than as a status: on failure, engine_last_error() says what went wrong in one line. */
+   than as a status: on failure, engine_last_error() says what went wrong in one line.
+   A model is not thread-safe: use one engine_model per thread (each has its own memory plan). */
 #ifndef ENGINE_ENGINE_H
 #define ENGINE_ENGINE_H
 
@@ -27,7 +28,7 @@ typedef struct {
     int64_t latency_ns;  /* wall time from the start of the run to the exit decision */
 } engine_result;
 
-/* Loads a native or ONNX model and plans it for batch 1 on `backend` ("ref", "cpu", ...;
+/* Loads a native or ONNX model and plans it for batch 1 on `backend` ("ref", "native", ...;
    NULL = the default). *out is set to a new model on success and to NULL on failure. */
 engine_status engine_load(const char* path, const char* backend, engine_model** out);
 

@@ -28,7 +28,8 @@ struct CraftOptions {
     double oversample = 2.0;           // candidates crafted per kept input
     int batch = 64;
     int latency_reps = 30;             // owner's per-exit latency measurement
-    std::string backend = "cpu";
+    std::string backend = "native";
+    int threads = 0;                   // crafting threads (0: one per core); latency uses 1
     bool progress = true;
 };
 
