@@ -60,7 +60,7 @@ Trainer::Trainer(Model& model, const Dataset& train, const Dataset* val, TrainCo
     TrainConfig& c = config_;
     check(c.mode == "plain" || c.mode == "sdn" || c.mode == "ic-only",
           "--mode '" + c.mode + "': unknown (known: plain, sdn, ic-only)");
-    check(c.epochs >= 1, "--epochs must be at least 1");
+    check(c.epochs >= 0, "--epochs must not be negative");
     check(c.batch >= 1, "--batch must be at least 1");
     check(train.size() >= 1, "training data: no samples");
     check(model.num_exits() >= 1, "model: has no exits");
@@ -93,7 +93,7 @@ Trainer::Trainer(Model& model, const Dataset& train, const Dataset* val, TrainCo
     try {
         batch_ = int(std::min<int64_t>(c.batch, train.size()));
         steps_per_epoch_ = train.size() / batch_;  // the last incomplete batch is dropped
-        c.schedule.total_steps = steps_per_epoch_ * c.epochs;
+        c.schedule.total_steps = std::max<int64_t>(1, steps_per_epoch_ * c.epochs);  // --epochs 0: no step runs
         validate(c.schedule);
         const std::string backend_name = c.backend.empty() ? default_backend_name() : c.backend;
         backend_ = make_backend(backend_name);

@@ -89,7 +89,9 @@ int main(int argc, char** argv) {
         }());
         app.add_option("--from", from, "start from this model (native or .onnx) instead of --arch");
         app.add_option("--data", data, "CIFAR-10/100 or IDX (Fashion-MNIST) folder")->required();
-        app.add_option("--epochs", epochs, "epochs to train")->required()->check(CLI::Range(1, 100000));
+        app.add_option("--epochs", epochs, "epochs to train (0: apply --prune / --reinit and write, no training)")
+            ->required()
+            ->check(CLI::Range(0, 100000));
         app.add_option("--out", out, "output model file (written atomically)")->required();
         app.add_option("--mode", mode, "plain (final exit) | sdn (joint loss) | ic-only (frozen backbone)")
             ->check(CLI::IsMember({"plain", "sdn", "ic-only"}));
