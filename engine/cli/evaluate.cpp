@@ -1,6 +1,5 @@
 #include "evaluate.h"
 
-#include <cmath>
 
 #include "engine/error.h"
 #include "engine/plan.h"
@@ -44,15 +43,10 @@ EvalResult evaluate(const Model& model, Backend& backend, const Dataset& data, c
             TensorView z = plan.exit_logits(k);
             const int64_t classes = z.numel() / n;
             for (int i = 0; i < n; ++i) {
-                const float* row = z.data + i * classes;
-                int best = 0;
-                for (int c = 1; c < classes; ++c)
-                    if (row[c] > row[best]) best = c;
-                double sum = 0;
-                for (int c = 0; c < classes; ++c) sum += std::exp(double(row[c]) - row[best]);
-                const bool correct = best == data.labels[first + i];
+                const TopClass top = top_class(z.data + i * classes, classes);
+                const bool correct = top.cls == data.labels[first + i];
                 exit_correct[k] += correct;
-                if (!decided[i] && (k == exits - 1 || float(1.0 / sum) >= thresholds[k])) {  // as Plan::run_early
+                if (!decided[i] && (k == exits - 1 || top.prob >= thresholds[k])) {
                     decided[i] = 1;
                     r.exit_histogram[k]++;
                     policy_correct += correct;

@@ -44,6 +44,15 @@ private:
 
 }  // namespace
 
+TopClass top_class(const float* z, int64_t classes) {
+    int best = 0;
+    for (int c = 1; c < classes; ++c)
+        if (z[c] > z[best]) best = c;
+    double sum = 0;
+    for (int c = 0; c < classes; ++c) sum += std::exp(double(z[c]) - z[best]);
+    return {best, float(1.0 / sum)};
+}
+
 Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
     : model_(model), backend_(backend), max_batch_(max_batch), keep_all_(keep_all) {
     const Graph& g = model.graph;
@@ -220,15 +229,9 @@ void Plan::run_early(const float* input, int n, const float* thresholds, SampleR
         const int64_t ns =
             std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
         for (int r = 0; r < n; ++r) {
-            const float* z = logits.data + r * classes;
-            int best = 0;
-            for (int c = 1; c < classes; ++c)
-                if (z[c] > z[best]) best = c;
-            double sum = 0;
-            for (int c = 0; c < classes; ++c) sum += std::exp(double(z[c]) - z[best]);
-            const float prob = float(1.0 / sum);
-            if (k == last || prob >= thresholds[k]) {
-                results[row_of_[r]] = {best, prob, k, ns};
+            const TopClass top = top_class(logits.data + r * classes, classes);
+            if (k == last || top.prob >= thresholds[k]) {
+                results[row_of_[r]] = {top.cls, top.prob, k, ns};
             } else {
                 keep_rows_[n_keep++] = r;
             }

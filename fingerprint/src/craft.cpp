@@ -86,15 +86,12 @@ float achieved_margin(const std::vector<const float*>& logits, int row, int clas
 std::vector<int> exits_under_policy(const std::vector<const float*>& logits, int n, int classes,
                                     const std::vector<float>& thresholds) {
     std::vector<int> exit(n, int(logits.size()) - 1);
-    std::vector<double> p;
     for (int i = 0; i < n; ++i)
-        for (int k = 0; k + 1 < int(logits.size()); ++k) {
-            softmax_row(logits[k] + i * classes, classes, p);
-            if (float(*std::max_element(p.begin(), p.end())) >= thresholds[k]) {  // as Plan::run_early
+        for (int k = 0; k + 1 < int(logits.size()); ++k)
+            if (top_class(logits[k] + i * classes, classes).prob >= thresholds[k]) {
                 exit[i] = k;
                 break;
             }
-        }
     return exit;
 }
 

@@ -21,6 +21,14 @@ struct SampleResult {
     int64_t ns = 0;       // wall time from the start of the batch to this sample's exit decision
 };
 
+// The exit decision's statistic for one row of logits: the top class and its softmax
+// probability. An exit fires when prob >= its threshold (compared in float, everywhere).
+struct TopClass {
+    int cls;
+    float prob;
+};
+TopClass top_class(const float* logits, int64_t classes);
+
 class Plan {
 public:
     // keep_all: keep every value (no buffer reuse), as training and gradients need.
