@@ -35,10 +35,13 @@ std::vector<int> exits_from_latencies(const std::vector<double>& latency_ms, con
     std::iota(order.begin(), order.end(), 0);
     std::sort(order.begin(), order.end(), [&](int a, int b) { return latency_ms[a] < latency_ms[b]; });
 
-    // A new level starts where the gap exceeds both the jitter scale and 2 % of the latency:
-    // adjacent exits of real models differ by far more, repetitions of one input by far less.
-    const double noise = median(jitter_ms);
-    const double gap = std::max(8.0 * noise, 0.02 * median(latency_ms));
+    // A new level starts where the gap between sorted medians exceeds both the noise of a median
+    // (jitter_ms holds it) and a third of the smallest relative step between adjacent exits of
+    // the profile: inputs leaving at one exit differ by noise only, adjacent exits by a step.
+    double smallest_step = 1.0;
+    for (int k = 1; k < exits; ++k)
+        smallest_step = std::min(smallest_step, (exit_profile[k] - exit_profile[k - 1]) / exit_profile[k]);
+    const double gap = std::max(6.0 * median(jitter_ms), smallest_step / 3.0 * (median(latency_ms) - overhead_ms));
     std::vector<std::vector<int>> levels{{order[0]}};
     for (int i = 1; i < n; ++i) {
         if (latency_ms[order[i]] - latency_ms[order[i - 1]] > gap) levels.emplace_back();

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <numeric>
 #include <random>
@@ -58,7 +59,8 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     r.overhead_ms = median(overhead);
     for (int i = 0; i < M; ++i) {
         r.latency_ms.push_back(median(samples[i]));
-        r.jitter_ms.push_back(mad_sigma(samples[i]));
+        // The noise of a median of R samples: 1.25 sigma / sqrt(R) for a normal spread.
+        r.jitter_ms.push_back(1.2533 * mad_sigma(samples[i]) / std::sqrt(double(samples[i].size())));
     }
 
     if (opt.time_oracle)

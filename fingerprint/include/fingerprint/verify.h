@@ -2,10 +2,10 @@
 //
 // Time oracle: every input is sent R times in one shuffled, interleaved order after a warm-up;
 // each input's latency is the median of its repetitions. Medians are grouped into levels at gaps
-// far larger than the repetition jitter, and the levels are mapped, in order, onto the exits whose
-// latency profile they fit best (a scale fit in log space after removing the transport
-// overhead measured by a request that runs no inference). Nothing about the suspect's speed is
-// assumed and no calibration inputs are sent.
+// well above the noise of a median and near the smallest step between exits, and the levels are
+// mapped, in order, onto the exits whose latency profile they fit best (a scale fit in log space
+// after removing the transport overhead measured by a request that runs no inference). Nothing
+// about the suspect's speed is assumed and no calibration inputs are sent.
 #pragma once
 #include <string>
 #include <vector>
@@ -26,7 +26,7 @@ struct CheckOptions {
 struct CheckResult {
     std::vector<int> observed_exit;      // per input (-1: undetermined)
     std::vector<double> latency_ms;      // per input: median over repetitions
-    std::vector<double> jitter_ms;       // per input: MAD-based sigma over repetitions
+    std::vector<double> jitter_ms;       // per input: noise of that median (MAD sigma / sqrt(R))
     std::vector<double> level_ms;        // latency levels found (time oracle)
     std::vector<int> level_exit;         // the exit each level was mapped to
     double overhead_ms = 0;              // transport/call overhead removed before the fit
