@@ -95,19 +95,16 @@ std::vector<int> exits_under_policy(const std::vector<const float*>& logits, int
     return exit;
 }
 
-FingerprintSet craft_fingerprint(const Model& model, const std::string& model_path, const CraftOptions& o) {
-    const int K = model.num_exits();
-    std::vector<int> exits = o.exits;
-    if (exits.empty()) {
-        exits.resize(K);
-        std::iota(exits.begin(), exits.end(), 0);
-    }
-    for (int t : exits) check(t >= 0 && t < K, "fp_gen: exit " + std::to_string(t) + " out of range (model has " + std::to_string(K) + ")");
-    check(o.per_exit >= 1 && o.steps >= 0 && o.batch >= 1, "fp_gen: --per-exit, --steps and --batch must be positive");
-    const auto& q = model.thresholds;
-    auto backend = make_backend(o.backend, o.threads);
+namespace {
 
-    // The ensemble: the model itself, noisy and pruned copies, and given variants.
+struct Candidates {
+    Tensor x, start;               // [total, C, H, W]: current pixels and starting pixels
+    std::vector<int> target, target_class;
+    int64_t per = 0;               // floats per image
+    float* row(int i) { return x.data() + int64_t(i) * per; }
+};
+
+std::vector<Member> build_ensemble(const Model& model, const CraftOptions& o, Backend& backend) {
     std::vector<Member> ensemble;
     ensemble.push_back({"owner", model, nullptr});
     for (int v = 0; v < o.noise_variants; ++v)
@@ -118,146 +115,215 @@ FingerprintSet craft_fingerprint(const Model& model, const std::string& model_pa
         ensemble.push_back({"pruned" + std::to_string(int(f * 100)), std::move(m), nullptr});
     }
     for (const auto& path : o.variant_paths) ensemble.push_back({path, load_model(path), nullptr});
-    for (auto& m : ensemble) {
-        check(m.model.num_exits() == K, m.name + ": has " + std::to_string(m.model.num_exits()) + " exits, the model " + std::to_string(K));
-        m.plan = std::make_unique<Plan>(m.model, *backend, o.batch, /*keep_all=*/true);
+    for (auto& m : ensemble) {  // plans last: they hold references to the models, which stay put now
+        check(m.model.num_exits() == model.num_exits(), m.name + ": has " + std::to_string(m.model.num_exits()) +
+                                                            " exits, the model " + std::to_string(model.num_exits()));
+        m.plan = std::make_unique<Plan>(m.model, backend, o.batch, /*keep_all=*/true);
     }
+    return ensemble;
+}
 
-    // Starting points: real test images or uniform noise.
-    auto in_dims = model.graph.nodes[model.graph.inputs.at(0)].input_dims;
-    in_dims[0] = 1;
-    const int64_t per = Shape(in_dims).numel();
-    const int per_target = int(std::ceil(o.per_exit * o.oversample));
+// per_target candidates for each target exit, from real test images or uniform noise.
+Candidates starting_points(const Model& model, const std::vector<int>& exits, int per_target, const CraftOptions& o) {
+    auto dims = model.graph.nodes[model.graph.inputs.at(0)].input_dims;
     const int total = per_target * int(exits.size());
+    dims[0] = total;
+    Candidates c;
+    c.x = Tensor(Shape(dims));
+    c.per = c.x.numel() / total;
     std::mt19937_64 rng(o.seed);
-    Tensor x(Shape{total, in_dims[1], in_dims[2], in_dims[3]});
     if (!o.data_dir.empty()) {
         Dataset d = cli::load_dataset_dir(o.data_dir, false);
-        check(d.images.numel() / d.size() == per, o.data_dir + ": images do not fit the model input");
+        check(d.images.numel() / d.size() == c.per, o.data_dir + ": images do not fit the model input");
         std::uniform_int_distribution<int64_t> pick(0, d.size() - 1);
-        for (int i = 0; i < total; ++i) std::copy_n(d.images.data() + pick(rng) * per, per, x.data() + i * per);
+        for (int i = 0; i < total; ++i) std::copy_n(d.images.data() + pick(rng) * c.per, c.per, c.row(i));
     } else {
         std::uniform_real_distribution<float> u(0.0f, 1.0f);
-        for (auto& v : x.values()) v = u(rng);
+        for (auto& v : c.x.values()) v = u(rng);
     }
-    Tensor start = x;
-    std::vector<int> target(total), target_class(total, 0);
-    for (int i = 0; i < total; ++i) target[i] = exits[i / per_target];
+    c.start = c.x;
+    for (int i = 0; i < total; ++i) c.target.push_back(exits[i / per_target]);
+    c.target_class.assign(total, 0);
+    return c;
+}
 
-    // Optimise each batch of candidates with Adam on the pixels.
-    const int classes = int(model.graph.infer_shapes(1)[model.graph.outputs[0]].numel());
-    cli::Progress bar("crafting", int64_t(total) * o.steps, "step");
-    std::vector<std::vector<float>> grads(K);
-    std::vector<float> m1(size_t(o.batch) * per), m2(size_t(o.batch) * per), gx(size_t(o.batch) * per);
-    for (int first = 0; first < total; first += o.batch) {
+// Adam on the pixels of every candidate, in batches of the candidates still unsatisfied: a
+// candidate leaves the batch once every ensemble member puts it at its target with the margin
+// (its loss is zero) or after o.steps steps, and the next waiting candidate takes its place.
+void optimise(Candidates& c, std::vector<Member>& ensemble, const std::vector<float>& q, int classes,
+              const CraftOptions& o) {
+    const int total = int(c.target.size()), K = int(q.size());
+    const int64_t per = c.per;
+    Plan& owner = *ensemble[0].plan;
+    for (int first = 0; first < total; first += o.batch) {  // the class exit t already leans towards
         const int n = std::min(o.batch, total - first);
-        float* xb = x.data() + int64_t(first) * per;
-        std::fill(m1.begin(), m1.end(), 0.0f);
-        std::fill(m2.begin(), m2.end(), 0.0f);
-        // Target class: the class exit t already leans towards at the start.
-        ensemble[0].plan->run_all(xb, n);
+        owner.run_all(c.row(first), n);
+        for (int i = 0; i < n; ++i)
+            c.target_class[first + i] = top_class(owner.exit_logits(c.target[first + i]).data + int64_t(i) * classes, classes).cls;
+    }
+    std::vector<float> m1(c.x.numel(), 0.0f), m2(c.x.numel(), 0.0f), xb(size_t(o.batch) * per), gx(size_t(o.batch) * per);
+    std::vector<int> steps(total, 0), batch;
+    std::vector<double> loss(o.batch);
+    std::vector<std::vector<float>> grads(K);
+    std::vector<const float*> logits(K), seeds(K);
+    int next = 0;
+    int64_t work_done = 0;
+    cli::Progress bar("crafting", int64_t(total) * o.steps, "step");
+    while (true) {
+        while (int(batch.size()) < o.batch && next < total) batch.push_back(next++);
+        if (batch.empty() || o.steps == 0) break;
+        const int n = int(batch.size());
+        for (int i = 0; i < n; ++i) std::copy_n(c.row(batch[i]), per, xb.data() + int64_t(i) * per);
+        std::fill(gx.begin(), gx.begin() + int64_t(n) * per, 0.0f);
+        std::fill(loss.begin(), loss.end(), 0.0);
+        for (auto& member : ensemble) {
+            Plan& plan = *member.plan;
+            plan.run_all(xb.data(), n);
+            for (int k = 0; k < K; ++k) {
+                logits[k] = plan.exit_logits(k).data;
+                grads[k].assign(size_t(n) * classes, 0.0f);
+                seeds[k] = grads[k].data();
+            }
+            for (int i = 0; i < n; ++i)
+                loss[i] += exit_loss(logits, i, classes, c.target[batch[i]], c.target_class[batch[i]], q, o.margin, grads);
+            plan.backward(seeds.data(), /*need_input_grad=*/true, false, 0, /*need_param_grads=*/false);
+            TensorView g = plan.input_grad();
+            for (int64_t e = 0; e < g.numel(); ++e) gx[e] += g[e];
+        }
+        std::vector<int> still;
         for (int i = 0; i < n; ++i) {
-            TensorView z = ensemble[0].plan->exit_logits(target[first + i]);
-            const float* row = z.data + int64_t(i) * classes;
-            target_class[first + i] = int(std::max_element(row, row + classes) - row);
-        }
-        for (int step = 0; step < o.steps; ++step) {
-            std::fill(gx.begin(), gx.end(), 0.0f);
-            double loss = 0;
-            for (auto& member : ensemble) {
-                Plan& plan = *member.plan;
-                plan.run_all(xb, n);
-                std::vector<const float*> logits(K);
-                for (int k = 0; k < K; ++k) {
-                    logits[k] = plan.exit_logits(k).data;
-                    grads[k].assign(size_t(n) * classes, 0.0f);
-                }
-                for (int i = 0; i < n; ++i)
-                    loss += exit_loss(logits, i, classes, target[first + i], target_class[first + i], q, o.margin, grads);
-                std::vector<const float*> seeds(K);
-                for (int k = 0; k < K; ++k) seeds[k] = grads[k].data();
-                plan.backward(seeds.data(), /*need_input_grad=*/true, false, 0, /*need_param_grads=*/false);
-                TensorView g = plan.input_grad();
-                for (int64_t e = 0; e < g.numel(); ++e) gx[e] += g[e];
+            const int id = batch[i];
+            if (loss[i] == 0) {  // satisfied on every member: done
+                work_done += o.steps - steps[id];
+                continue;
             }
-            if (loss == 0) break;  // every candidate satisfies every member with its margin
-            const float b1 = 0.9f, b2 = 0.999f;
-            const float c1 = 1 - std::pow(b1, float(step + 1)), c2 = 1 - std::pow(b2, float(step + 1));
-            for (int64_t e = 0; e < int64_t(n) * per; ++e) {
-                m1[e] = b1 * m1[e] + (1 - b1) * gx[e];
-                m2[e] = b2 * m2[e] + (1 - b2) * gx[e] * gx[e];
-                float v = xb[e] - o.lr * (m1[e] / c1) / (std::sqrt(m2[e] / c2) + 1e-8f);
-                if (o.eps >= 0) {
-                    const float s = start[int64_t(first) * per + e];
-                    v = std::clamp(v, s - o.eps, s + o.eps);
-                }
-                xb[e] = std::clamp(v, 0.0f, 1.0f);
+            const int t = ++steps[id];
+            const float b1 = 0.9f, b2 = 0.999f, c1 = 1 - std::pow(b1, float(t)), c2 = 1 - std::pow(b2, float(t));
+            float* px = c.row(id);
+            const float* ps = c.start.data() + int64_t(id) * per;
+            float *a = m1.data() + int64_t(id) * per, *b = m2.data() + int64_t(id) * per;
+            const float* g = gx.data() + int64_t(i) * per;
+            for (int64_t e = 0; e < per; ++e) {
+                a[e] = b1 * a[e] + (1 - b1) * g[e];
+                b[e] = b2 * b[e] + (1 - b2) * g[e] * g[e];
+                float v = px[e] - o.lr * (a[e] / c1) / (std::sqrt(b[e] / c2) + 1e-8f);
+                if (o.eps >= 0) v = std::clamp(v, ps[e] - o.eps, ps[e] + o.eps);
+                px[e] = std::clamp(v, 0.0f, 1.0f);
             }
-            if (o.progress) bar.update(int64_t(first) * o.steps + int64_t(n) * (step + 1), " loss " + std::to_string(loss / n));
+            ++work_done;
+            if (t < o.steps) still.push_back(id);
         }
+        batch = still;
+        if (o.progress) bar.update(work_done);
     }
     if (o.progress) bar.finish();
+}
 
-    // Score the candidates: exact exit on the owner, agreement across the ensemble, margin,
-    // and (when reference models are given) not leaving at the target on them.
-    std::vector<Member> references;
-    for (const auto& path : o.reference_paths) {
-        references.push_back({path, load_model(path), nullptr});
-        check(references.back().model.num_exits() == K, path + ": reference has a different number of exits");
-    }
-    for (auto& r : references) r.plan = std::make_unique<Plan>(r.model, *backend, o.batch);  // models stay put now
-    std::vector<int> agree(total, 0), owner_exit(total, -1), transfers(total, 0);
-    std::vector<float> margin(total, 0);
-    auto exits_of = [&](Member& m, int first, int n, const std::vector<float>& thresholds) {
-        m.plan->run_all(x.data() + int64_t(first) * per, n);
-        std::vector<const float*> logits(K);
-        for (int k = 0; k < K; ++k) logits[k] = m.plan->exit_logits(k).data;
-        return std::make_pair(exits_under_policy(logits, n, classes, thresholds), logits);
+struct Scores {
+    std::vector<int> owner_exit, agree, transfers;  // agree: ensemble members; transfers: references
+    std::vector<float> margin;
+    std::vector<std::vector<char>> transfer_by_ref;  // [reference][candidate]: left at the target there
+};
+
+Scores score(Candidates& c, std::vector<Member>& ensemble, std::vector<Member>& references,
+             const std::vector<float>& q, int classes, int batch) {
+    const int total = int(c.target.size());
+    Scores s{std::vector<int>(total, -1), std::vector<int>(total, 0), std::vector<int>(total, 0),
+             std::vector<float>(total, 0), std::vector<std::vector<char>>(references.size(), std::vector<char>(total, 0))};
+    std::vector<const float*> logits;
+    auto run = [&](Member& m, int first, int n) {  // a reference may have another number of exits
+        m.plan->run_all(c.row(first), n);
+        logits.resize(m.model.num_exits());
+        for (int k = 0; k < m.model.num_exits(); ++k) logits[k] = m.plan->exit_logits(k).data;
     };
-    for (int first = 0; first < total; first += o.batch) {
-        const int n = std::min(o.batch, total - first);
+    for (int first = 0; first < total; first += batch) {
+        const int n = std::min(batch, total - first);
         for (size_t v = 0; v < ensemble.size(); ++v) {
-            auto [ex, logits] = exits_of(ensemble[v], first, n, q);
+            run(ensemble[v], first, n);
+            auto ex = exits_under_policy(logits, n, classes, q);
             for (int i = 0; i < n; ++i) {
-                agree[first + i] += ex[i] == target[first + i];
+                s.agree[first + i] += ex[i] == c.target[first + i];
                 if (v == 0) {
-                    owner_exit[first + i] = ex[i];
-                    margin[first + i] = achieved_margin(logits, i, classes, target[first + i], q);
+                    s.owner_exit[first + i] = ex[i];
+                    s.margin[first + i] = achieved_margin(logits, i, classes, c.target[first + i], q);
                 }
             }
         }
-        for (auto& r : references) {
-            auto [ex, logits] = exits_of(r, first, n, r.model.thresholds);
-            for (int i = 0; i < n; ++i) transfers[first + i] += ex[i] == target[first + i];
+        for (size_t r = 0; r < references.size(); ++r) {
+            run(references[r], first, n);
+            auto ex = exits_under_policy(logits, n, classes, references[r].model.thresholds);
+            for (int i = 0; i < n; ++i) {
+                s.transfer_by_ref[r][first + i] = ex[i] == c.target[first + i];
+                s.transfers[first + i] += s.transfer_by_ref[r][first + i];
+            }
         }
     }
+    return s;
+}
 
-    FingerprintSet set;
+// Per target exit, the best per_exit candidates that leave the owner exactly there: fewest
+// reference transfers, then most ensemble agreement, then largest margin.
+std::vector<int> select(const Candidates& c, const Scores& s, const std::vector<int>& exits, int per_target, int per_exit) {
     std::vector<int> chosen;
     for (size_t e = 0; e < exits.size(); ++e) {
         std::vector<int> pool;
         for (int i = int(e) * per_target; i < int(e + 1) * per_target; ++i)
-            if (owner_exit[i] == target[i]) pool.push_back(i);
+            if (s.owner_exit[i] == c.target[i]) pool.push_back(i);
         std::sort(pool.begin(), pool.end(), [&](int a, int b) {
-            if (transfers[a] != transfers[b]) return transfers[a] < transfers[b];
-            if (agree[a] != agree[b]) return agree[a] > agree[b];
-            return margin[a] > margin[b];
+            if (s.transfers[a] != s.transfers[b]) return s.transfers[a] < s.transfers[b];
+            if (s.agree[a] != s.agree[b]) return s.agree[a] > s.agree[b];
+            return s.margin[a] > s.margin[b];
         });
-        check(!pool.empty(), "fp_gen: no candidate leaves at exit " + std::to_string(exits[e]) +
+        check(!pool.empty(), "exit " + std::to_string(exits[e]) + ": no crafted candidate leaves the model there" +
                                  " (try more --steps, a smaller --margin or another --seed)");
-        if (int(pool.size()) < o.per_exit)
-            std::fprintf(stderr, "fp_gen: warning: only %zu of %d inputs for exit %d reached it\n", pool.size(), o.per_exit, exits[e]);
-        pool.resize(std::min<size_t>(pool.size(), size_t(o.per_exit)));
+        if (int(pool.size()) < per_exit)
+            std::fprintf(stderr, "warning: only %zu of %d inputs for exit %d reached it\n", pool.size(), per_exit, exits[e]);
+        pool.resize(std::min<size_t>(pool.size(), size_t(per_exit)));
         chosen.insert(chosen.end(), pool.begin(), pool.end());
     }
+    return chosen;
+}
+
+}  // namespace
+
+FingerprintSet craft_fingerprint(const Model& model, const std::string& model_path, const CraftOptions& o) {
+    const int K = model.num_exits();
+    std::vector<int> exits = o.exits;
+    if (exits.empty()) {
+        exits.resize(K);
+        std::iota(exits.begin(), exits.end(), 0);
+    }
+    for (int t : exits) check(t >= 0 && t < K, "exit " + std::to_string(t) + " out of range (model has " + std::to_string(K) + ")");
+    check(o.per_exit >= 1 && o.steps >= 0 && o.batch >= 1, "--per-exit, --steps and --batch must be positive");
+    const auto& q = model.thresholds;
+    const int classes = int(model.graph.infer_shapes(1)[model.graph.outputs[0]].numel());
+    auto backend = make_backend(o.backend, o.threads);
+
+    std::vector<Member> ensemble = build_ensemble(model, o, *backend);
+    const int per_target = int(std::ceil(o.per_exit * o.oversample));
+    Candidates c = starting_points(model, exits, per_target, o);
+    optimise(c, ensemble, q, classes, o);
+
+    std::vector<Member> references;
+    for (const auto& path : o.reference_paths) {
+        references.push_back({path, load_model(path), nullptr});
+        check(references.back().model.num_exits() >= 2, path + ": a reference model needs at least two exits");
+    }
+    for (auto& r : references) r.plan = std::make_unique<Plan>(r.model, *backend, o.batch);
+    const Scores s = score(c, ensemble, references, q, classes, o.batch);
+    const std::vector<int> chosen = select(c, s, exits, per_target, o.per_exit);
+
+    FingerprintSet set;
     const int M = int(chosen.size());
-    set.inputs = Tensor(Shape{M, in_dims[1], in_dims[2], in_dims[3]});
+    Shape shape = c.x.shape();
+    shape[0] = M;
+    set.inputs = Tensor(shape);
     int ensemble_agree = 0;
     for (int j = 0; j < M; ++j) {
-        std::copy_n(x.data() + int64_t(chosen[j]) * per, per, set.inputs.data() + int64_t(j) * per);
-        set.target_exits.push_back(target[chosen[j]]);
-        set.margins.push_back(margin[chosen[j]]);
-        ensemble_agree += agree[chosen[j]];
+        std::copy_n(c.row(chosen[j]), c.per, set.inputs.data() + int64_t(j) * c.per);
+        set.target_exits.push_back(c.target[chosen[j]]);
+        set.margins.push_back(s.margin[chosen[j]]);
+        ensemble_agree += s.agree[chosen[j]];
     }
     set.model_hash = model_hash(model);
     set.model_name = std::filesystem::path(model_path).filename().string();
@@ -265,25 +331,28 @@ FingerprintSet craft_fingerprint(const Model& model, const std::string& model_pa
     Plan probe(model, *backend, 1);
     for (auto macs : probe.macs_to_exit()) set.exit_macs.push_back(double(macs));
 
-    // Null hypothesis: exact-exit agreement of independent models on the chosen inputs. With no
-    // reference models the conservative default 0.5 stands (chance alone would be 1/K).
+    // The null hypothesis: how often an independent model leaves at the target. Measured on the
+    // reference models over every candidate that reached its target on the owner, before the
+    // selection preferred those that do not transfer (after it, the estimate would be biased
+    // low), plus a margin, and never below chance. With no reference models: 0.5.
     if (!references.empty()) {
+        int valid = 0;
+        std::vector<int> hits(references.size(), 0);
+        for (int i = 0; i < int(c.target.size()); ++i) {
+            if (s.owner_exit[i] != c.target[i]) continue;
+            ++valid;
+            for (size_t r = 0; r < references.size(); ++r) hits[r] += s.transfer_by_ref[r][i];
+        }
         double worst = 0;
         std::string per_ref;
-        for (auto& r : references) {
-            int hits = 0;
-            for (int j = 0; j < M; ++j) {
-                auto [ex, logits] = exits_of(r, chosen[j], 1, r.model.thresholds);
-                hits += ex[0] == set.target_exits[j];
-            }
-            double rate = double(hits) / M;
+        for (size_t r = 0; r < references.size(); ++r) {
+            const double rate = double(hits[r]) / valid;
             worst = std::max(worst, rate);
-            per_ref += (per_ref.empty() ? "" : ", ") + std::filesystem::path(r.name).filename().string() + "=" + std::to_string(rate);
+            per_ref += (per_ref.empty() ? "" : ", ") + std::filesystem::path(references[r].name).filename().string() + "=" +
+                       std::to_string(rate);
         }
-        // Never below chance, and a little above the worst reference seen: a fresh independent
-        // model may transfer somewhat more than the ones at hand.
         set.null_match_rate = std::clamp(std::max(worst + 0.05, 1.0 / K), 0.01, 0.95);
-        set.null_source = "reference models (exit oracle): " + per_ref;
+        set.null_source = "reference models (exit oracle, before selection): " + per_ref;
     } else {
         set.null_match_rate = 0.5;
         set.null_source = "default 0.5 (no reference models given)";
@@ -294,7 +363,8 @@ FingerprintSet craft_fingerprint(const Model& model, const std::string& model_pa
     probe_data.images = set.inputs;
     probe_data.labels.assign(M, 0);
     auto single = make_backend(o.backend, 1);
-    for (const auto& s : cli::exit_latencies(model, *single, probe_data, o.latency_reps)) set.owner_latency_ms.push_back(s.median_ms);
+    for (const auto& st : cli::exit_latencies(model, *single, probe_data, o.latency_reps))
+        set.owner_latency_ms.push_back(st.median_ms);
 
     set.info["steps"] = std::to_string(o.steps);
     set.info["margin"] = std::to_string(o.margin);
