@@ -128,8 +128,17 @@ int cmd_predict(const std::string& path, const std::string& input, int index, co
     return 0;
 }
 
-int cmd_convert(const std::string& in, const std::string& out) {
-    Model model = load_model(in);
+// ONNX or native in, native out; with --arch, a PyTorch SDN state dict (safetensors) loaded into
+// that architecture, BatchNorm unfolded.
+int cmd_convert(const std::string& in, const std::string& out, const std::string& arch) {
+    Model model;
+    if (arch.empty()) {
+        model = load_model(in);
+    } else {
+        model = build_model(arch, 10, 32, 0);
+        load_pytorch_state(model, in);
+        model.metadata["source"] = "pytorch state dict " + std::filesystem::path(in).filename().string();
+    }
     save_model(model, out);
     std::printf("wrote %s (%d exits, sha256 %s)\n", out.c_str(), model.num_exits(), model_hash(model).c_str());
     return 0;
@@ -171,6 +180,8 @@ int main(int argc, char** argv) {
         auto* convert = app.add_subcommand("convert", "convert an ONNX (or native) model to the native format");
         convert->add_option("input", model)->required();
         convert->add_option("output", out)->required();
+        std::string arch;
+        convert->add_option("--arch", arch, "read a PyTorch SDN state dict (safetensors) into this architecture (10 classes, 32x32)");
 
         auto* serve = app.add_subcommand("serve", "answer classification requests on a loopback TCP port");
         serve->add_option("model", model)->required();
@@ -186,7 +197,7 @@ int main(int argc, char** argv) {
         if (*info) return cmd_info(model);
         if (*eval) return cmd_eval(model, data, thresholds, batch, limit, latency_samples, backend, threads, as_json);
         if (*predict) return cmd_predict(model, input, index, thresholds, backend, as_json);
-        if (*convert) return cmd_convert(model, out);
+        if (*convert) return cmd_convert(model, out, arch);
         if (*serve) return cli::serve_model(model, listen, thresholds, backend);
         return 1;
     });
