@@ -3,6 +3,7 @@
 // error; the 2e-2 tolerance still catches a flipped sign, a missing term or a wrong stride.
 #include <doctest/doctest.h>
 
+#include "model_zoo.h"
 #include "op_cases.h"
 
 using namespace engine;
@@ -85,5 +86,60 @@ TEST_CASE("the gradient check detects a wrong gradient") {
     for (const auto& c : test::all_op_cases()) {
         CAPTURE(c.label);
         CHECK(check_case(c, *backend, /*flip_sign=*/true) > 1.0);
+    }
+}
+
+TEST_CASE("a whole multi-exit network's gradients match finite differences") {
+    Model model = build_model("tiny", 10, 8, 3);
+    const int n = 3;
+    Tensor x = test::random_tensor(Shape{n, 3, 8, 8}, 21, 0, 1);
+    auto backend = make_backend("native");
+    for (bool training : {false, true}) {
+        CAPTURE(training);
+        Plan plan(model, *backend, n, true);
+        std::vector<Tensor> r;
+        std::vector<const float*> seeds;
+        plan.run_all(x.data(), n, training, 1);
+        for (int k = 0; k < model.num_exits(); ++k) {
+            r.push_back(test::random_tensor(plan.exit_logits(k).shape, 40 + k));
+            seeds.push_back(r.back().data());
+        }
+        // BatchNorm in training mode moves its running statistics on every forward; they do not
+        // affect the loss in that mode, and in inference mode the forward does not touch them.
+        auto total_loss = [&]() {
+            plan.run_all(x.data(), n, training, 1);
+            double s = 0;
+            for (int k = 0; k < model.num_exits(); ++k) {
+                TensorView y = plan.exit_logits(k);
+                for (int64_t i = 0; i < y.numel(); ++i) s += double(r[k][i]) * y[i];
+            }
+            return s;
+        };
+        total_loss();
+        plan.backward(seeds.data(), true, training, 1);
+        // Check a few elements of the input and of every parameter.
+        std::vector<std::pair<float*, float>> probes;  // element, analytic gradient
+        TensorView gx = plan.input_grad();
+        for (int64_t i = 0; i < gx.numel(); i += 37) probes.push_back({x.data() + i, gx[i]});
+        for (size_t i = 0; i < model.graph.nodes.size(); ++i) {
+            Node& node = model.graph.nodes[i];
+            if (node.op != Op::Constant || !node.trainable) continue;
+            TensorView gp = plan.param_grad(int(i));
+            for (int64_t e = 0; e < gp.numel(); e += std::max<int64_t>(1, gp.numel() / 5))
+                probes.push_back({node.value.data() + e, gp[e]});
+        }
+        std::vector<float> analytic, numeric;
+        for (auto& [ptr, grad] : probes) {
+            const float keep = *ptr;
+            *ptr = float(keep + kStep);
+            const double up = total_loss();
+            *ptr = float(keep - kStep);
+            const double down = total_loss();
+            *ptr = keep;
+            analytic.push_back(grad);
+            numeric.push_back(float((up - down) / (2 * kStep)));
+        }
+        CHECK(probes.size() > 40);
+        CHECK(relative_error(analytic.data(), numeric.data(), int64_t(analytic.size())) <= kTolerance);
     }
 }
