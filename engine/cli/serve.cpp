@@ -44,6 +44,7 @@ int serve_model(const std::string& model_path, const std::string& listen, const 
 
     httplib::Server server;
     server.new_task_queue = [] { return new httplib::ThreadPool(1); };
+    server.set_tcp_nodelay(true);  // else Nagle and delayed ACKs add ~40 ms to every answer
     server.Get("/info", [&](const httplib::Request&, httplib::Response& res) {
         nlohmann::json j{{"input", input_shape.vec()}, {"exits", model.num_exits()}};
         res.set_content(j.dump(), "application/json");
