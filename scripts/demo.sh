@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cifar10}
 OUT=${OUT:-demo-output}
 OWNER=${OWNER:-weights/small_s1.model}              # the model we protect
-REFERENCE=${REFERENCE:-weights/small_s3.model}      # an independent model the owner trained: calibrates the null
-INDEPENDENT=${INDEPENDENT:-weights/small_s2.model}  # another independent model: must be rejected
+REFERENCE=${REFERENCE:-weights/small_s2.model}      # an independent model the owner trained: calibrates the null
+INDEPENDENT=${INDEPENDENT:-weights/small_s3.model}  # another independent model: must be rejected
 
 scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
