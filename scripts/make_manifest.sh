@@ -16,7 +16,9 @@ import hashlib, json, struct, sys
 tmp, out, models = sys.argv[1], sys.argv[2], sys.argv[3:]
 lines = ["# The project's own weights", "",
          "Trained on this project's engine (engine_train), CIFAR-10, by the command in each entry.",
-         "Figures: the full CIFAR-10 test set (10,000 images), measured by `scripts/make_manifest.sh`.", ""]
+         "Figures: the full CIFAR-10 test set (10,000 images), measured by `scripts/make_manifest.sh`.",
+         "The commands ran from a copy of build/bin/engine_train with --out under /tmp (then copied here);",
+         "they are shown as run from the repository. Same seed and thread count give bit-identical weights.", ""]
 for path in models:
     data = open(path, "rb").read()
     n = struct.unpack("<Q", data[:8])[0]
@@ -24,7 +26,8 @@ for path in models:
     ev = json.load(open(f"{tmp}.{path.split('/')[-1]}.json"))
     lines += [f"## {path.split('/')[-1]}", "",
               f"- sha256: `{hashlib.sha256(data).hexdigest()}`",
-              f"- command: `{meta.get('command', '?')}`",
+              "- command: `" + meta.get("command", "?").replace("/tmp/weights/engine_train", "build/bin/engine_train")
+              .replace("/tmp/weights/", "weights/") + "`",
               f"- training time: {float(meta.get('train_seconds', 'nan')) / 60:.1f} min",
               "- per-exit accuracy %: " + ", ".join(f"{100 * a:.2f}" for a in ev["per_exit_accuracy"]),
               f"- at q = 0.9: accuracy {100 * ev['accuracy']:.2f} %, exit histogram "
