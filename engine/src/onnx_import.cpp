@@ -31,15 +31,6 @@ std::string type_name(int type) {
     return onnx::TensorProto_DataType_Name(static_cast<TensorProto::DataType>(type));
 }
 
-std::string list_str(const std::vector<int64_t>& v) {
-    std::string s = "[";
-    for (size_t i = 0; i < v.size(); ++i) {
-        if (i) s += ',';
-        s += std::to_string(v[i]);
-    }
-    return s + "]";
-}
-
 bool is_integer_type(int type) {
     return type == TensorProto::INT64 || type == TensorProto::INT32 || type == TensorProto::INT16 ||
            type == TensorProto::INT8 || type == TensorProto::UINT8 || type == TensorProto::UINT16 ||
@@ -107,7 +98,7 @@ Known decode_tensor(const TensorProto& t, const std::string& where) {
     }
     const size_t got = k.type == TensorProto::FLOAT ? k.f.size() : k.i.size();
     check(got == static_cast<size_t>(n),
-          what + " holds " + std::to_string(got) + " values for shape " + list_str(k.dims));
+          what + " holds " + std::to_string(got) + " values for shape " + dims_str(k.dims));
     return k;
 }
 
@@ -116,7 +107,7 @@ std::string attr_str(const AttributeProto& a) {
         case AttributeProto::INT: return std::to_string(a.i());
         case AttributeProto::FLOAT: return std::to_string(a.f());
         case AttributeProto::STRING: return a.s();
-        case AttributeProto::INTS: return list_str({a.ints().begin(), a.ints().end()});
+        case AttributeProto::INTS: return dims_str({a.ints().begin(), a.ints().end()});
         case AttributeProto::FLOATS: {
             std::string s = "[";
             for (int k = 0; k < a.floats_size(); ++k) {
@@ -361,15 +352,15 @@ void Importer::resolve_pads(const NodeProto& n, const std::string& auto_pad, boo
                             const int64_t* kernel, const int64_t* stride, const int64_t* dilation,
                             const std::vector<int64_t>& pads, int64_t* out) const {
     if (auto_pad == "NOTSET") {
-        if (pads.size() != 4) refuse(n, "attribute pads=" + list_str(pads) + " not supported (2-D needs 4 values)");
+        if (pads.size() != 4) refuse(n, "attribute pads=" + dims_str(pads) + " not supported (2-D needs 4 values)");
         for (int k = 0; k < 4; ++k) {
-            if (pads[k] < 0) refuse(n, "attribute pads=" + list_str(pads) + " not supported (negative)");
+            if (pads[k] < 0) refuse(n, "attribute pads=" + dims_str(pads) + " not supported (negative)");
             out[k] = pads[k];
         }
         return;
     }
     if (pads_given && pads != std::vector<int64_t>(4, 0))
-        refuse(n, "attribute pads=" + list_str(pads) + " not supported together with auto_pad=" + auto_pad);
+        refuse(n, "attribute pads=" + dims_str(pads) + " not supported together with auto_pad=" + auto_pad);
     if (auto_pad == "VALID") {
         for (int k = 0; k < 4; ++k) out[k] = 0;
         return;
@@ -403,11 +394,11 @@ void Importer::conv(const NodeProto& n) {
     if (w.rank != 4) refuse(n, "weight of shape " + w.str() + ": only 2-D convolution is supported");
     require_2d(n, x);
     if (!kernel_shape.empty() && kernel_shape != std::vector<int64_t>{w[2], w[3]})
-        refuse(n, "attribute kernel_shape=" + list_str(kernel_shape) + " disagrees with the weight shape " + w.str());
+        refuse(n, "attribute kernel_shape=" + dims_str(kernel_shape) + " disagrees with the weight shape " + w.str());
     if (dilations.size() != 2 || dilations[0] < 1 || dilations[1] < 1)
-        refuse(n, "attribute dilations=" + list_str(dilations) + " not supported");
+        refuse(n, "attribute dilations=" + dims_str(dilations) + " not supported");
     if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1)
-        refuse(n, "attribute strides=" + list_str(strides) + " not supported");
+        refuse(n, "attribute strides=" + dims_str(strides) + " not supported");
     if (group < 1) refuse(n, "attribute group=" + std::to_string(group) + " not supported");
     Attrs at;
     at.kernel[0] = w[2], at.kernel[1] = w[3];
@@ -471,9 +462,9 @@ void Importer::pad(const NodeProto& n) {
     const int x = data(n, 0);
     const int rank = shape_of(x).rank;
     if (pads.size() != static_cast<size_t>(2 * rank))
-        refuse(n, "pads " + list_str(pads) + " do not match an input of rank " + std::to_string(rank));
+        refuse(n, "pads " + dims_str(pads) + " do not match an input of rank " + std::to_string(rank));
     for (int64_t p : pads)
-        if (p < 0) refuse(n, "pads " + list_str(pads) + " not supported (negative pads crop)");
+        if (p < 0) refuse(n, "pads " + dims_str(pads) + " not supported (negative pads crop)");
     if (std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p == 0; })) {
         value_[n.output(0)] = x;  // exporters emit these (PyTorch's SDN heads do): a copy for nothing
         return;
@@ -502,12 +493,12 @@ void Importer::pool(const NodeProto& n, bool max) {
     a.done();
     need_inputs(n, 1, 1);
     single_output(n, max ? "Indices" : "");
-    if (kernel_shape.size() != 2) refuse(n, "attribute kernel_shape=" + list_str(kernel_shape) + ": only 2-D pooling is supported");
-    if (kernel_shape[0] < 1 || kernel_shape[1] < 1) refuse(n, "attribute kernel_shape=" + list_str(kernel_shape) + " not supported");
+    if (kernel_shape.size() != 2) refuse(n, "attribute kernel_shape=" + dims_str(kernel_shape) + ": only 2-D pooling is supported");
+    if (kernel_shape[0] < 1 || kernel_shape[1] < 1) refuse(n, "attribute kernel_shape=" + dims_str(kernel_shape) + " not supported");
     if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1)
-        refuse(n, "attribute strides=" + list_str(strides) + " not supported");
+        refuse(n, "attribute strides=" + dims_str(strides) + " not supported");
     if (dilations.size() != 2 || dilations[0] < 1 || dilations[1] < 1 || (!max && dilations != std::vector<int64_t>{1, 1}))
-        refuse(n, "attribute dilations=" + list_str(dilations) + " not supported");
+        refuse(n, "attribute dilations=" + dims_str(dilations) + " not supported");
     if (ceil_mode != 0 && ceil_mode != 1) refuse(n, "attribute ceil_mode=" + std::to_string(ceil_mode) + " not supported");
     if (count_include_pad != 0 && count_include_pad != 1)
         refuse(n, "attribute count_include_pad=" + std::to_string(count_include_pad) + " not supported");

@@ -26,11 +26,13 @@ int64_t Shape::numel() const {
     return n;
 }
 
-std::string Shape::str() const {
+std::string dims_str(const std::vector<int64_t>& dims) {
     std::string s = "[";
-    for (int i = 0; i < rank; ++i) s += (i ? "," : "") + std::to_string(dims[i]);
+    for (size_t i = 0; i < dims.size(); ++i) s += (i ? "," : "") + std::to_string(dims[i]);
     return s + "]";
 }
+
+std::string Shape::str() const { return dims_str(vec()); }
 
 bool Shape::operator==(const Shape& o) const {
     return rank == o.rank && std::equal(dims, dims + rank, o.dims);

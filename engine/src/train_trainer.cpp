@@ -36,15 +36,6 @@ std::vector<int64_t> data_dims(const Dataset& d) {
     return {s.begin() + 1, s.end()};
 }
 
-std::string dims_str(const std::vector<int64_t>& d) {
-    std::string s = "[";
-    for (size_t i = 0; i < d.size(); ++i) {
-        if (i) s += ',';
-        s += std::to_string(d[i]);
-    }
-    return s + "]";
-}
-
 // Classes of every exit (the logits' width at batch 1).
 std::vector<int> exit_classes(const Model& m) {
     auto shapes = m.graph.infer_shapes(1);

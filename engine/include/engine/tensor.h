@@ -26,6 +26,9 @@ struct Shape {
     bool operator!=(const Shape& o) const { return !(*this == o); }
 };
 
+// "[1,3,32,32]": any list of dimensions, negative or longer than a Shape holds (for messages).
+std::string dims_str(const std::vector<int64_t>& dims);
+
 struct TensorView {
     float* data = nullptr;
     Shape shape;
