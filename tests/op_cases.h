@@ -1,5 +1,6 @@
 // A one-node graph per op case, run through a Plan, so that op tests exercise the executor too.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,35 @@ inline engine::Attrs conv_attrs(int k, int stride, int pad, int groups = 1, int 
     a.groups = groups;
     a.dilation[0] = a.dilation[1] = dilation;
     return a;
+}
+
+struct OpResult {
+    engine::Tensor out, input_grad;
+    std::vector<engine::Tensor> param_grads;
+};
+
+inline engine::Tensor copy_of(engine::TensorView v) {
+    return engine::Tensor(v.shape, std::vector<float>(v.data, v.data + v.numel()));
+}
+
+// One node through a keep_all plan: forward, then backward from a random output gradient.
+// `inspect` sees the model while the plan that ran it still exists (backends key state by node).
+inline OpResult run_op_case(const OpCase& c, engine::Backend& backend, uint32_t seed,
+                            const std::function<void(const engine::Model&, int)>& inspect = {}) {
+    engine::Model m = one_node_model(c, seed);
+    engine::Tensor x = case_input(c, seed);
+    const int n = int(c.shapes[0][0]);
+    engine::Tensor r = random_tensor(m.graph.infer_shapes(n).back(), seed + 99);
+    engine::Plan plan(m, backend, n, /*keep_all=*/true);
+    plan.run_all(x.data(), n, c.training, 7);
+    OpResult res;
+    res.out = copy_of(plan.exit_logits(0));
+    const float* seeds[] = {r.data()};
+    plan.backward(seeds, true, c.training, 7);
+    res.input_grad = copy_of(plan.input_grad());
+    for (size_t i = 1; i < c.shapes.size(); ++i) res.param_grads.push_back(copy_of(plan.param_grad(int(i))));
+    if (inspect) inspect(m, n);
+    return res;
 }
 
 // Every op, with the shapes and attributes that stress its index arithmetic.

@@ -5,43 +5,14 @@
 
 using namespace engine;
 
-namespace {
-
-struct RunResult {
-    Tensor out;
-    Tensor input_grad;
-    std::vector<Tensor> param_grads;
-};
-
-RunResult run_case(const test::OpCase& c, Backend& backend, uint32_t seed) {
-    Model m = test::one_node_model(c, seed);
-    Tensor x = test::case_input(c, seed);
-    Tensor r = test::random_tensor(m.graph.infer_shapes(c.shapes[0][0]).back(), seed + 99);
-    Plan plan(m, backend, int(c.shapes[0][0]), /*keep_all=*/true);
-    plan.run_all(x.data(), int(c.shapes[0][0]), c.training, 7);
-    RunResult res;
-    TensorView out = plan.exit_logits(0);
-    res.out = Tensor(out.shape, std::vector<float>(out.data, out.data + out.numel()));
-    const float* seeds[] = {r.data()};
-    plan.backward(seeds, true, c.training, 7);
-    TensorView gx = plan.input_grad();
-    res.input_grad = Tensor(gx.shape, std::vector<float>(gx.data, gx.data + gx.numel()));
-    for (size_t i = 1; i < c.shapes.size(); ++i) {
-        TensorView gp = plan.param_grad(int(i));
-        res.param_grads.emplace_back(gp.shape, std::vector<float>(gp.data, gp.data + gp.numel()));
-    }
-    return res;
-}
-
-}  // namespace
 
 TEST_CASE("cpu backend matches the reference loops for every op, forward and backward") {
     auto ref = make_backend("ref");
     auto cpu = make_backend("native");
     for (const auto& c : test::all_op_cases()) {
         CAPTURE(c.label);
-        auto a = run_case(c, *ref, 11);
-        auto b = run_case(c, *cpu, 11);
+        auto a = test::run_op_case(c, *ref, 11);
+        auto b = test::run_op_case(c, *cpu, 11);
         REQUIRE(a.out.shape() == b.out.shape());
         CHECK(relative_error(b.out.data(), a.out.data(), a.out.numel()) <= 1e-5);
         CHECK(relative_error(b.input_grad.data(), a.input_grad.data(), a.input_grad.numel()) <= 1e-5);
