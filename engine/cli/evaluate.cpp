@@ -1,26 +1,14 @@
 #include "evaluate.h"
 
-
 #include "engine/error.h"
 #include "engine/plan.h"
 
 namespace engine::cli {
 
-void check_data_fits(const Model& model, const Dataset& data) {
-    auto dims = model.graph.nodes[model.graph.inputs.at(0)].input_dims;
-    const Shape& s = data.images.shape();
-    bool fits = s.rank == int(dims.size());
-    for (int d = 1; fits && d < s.rank; ++d) fits = dims[d] == s[d];
-    if (!fits) {
-        dims[0] = s[0];
-        fail("data images " + s.str() + " do not fit the model input " + Shape(dims).str());
-    }
-}
-
 EvalResult evaluate(const Model& model, Backend& backend, const Dataset& data, const std::vector<float>& thresholds,
                     int batch, int latency_samples, bool progress) {
     const double start = now_seconds();
-    check_data_fits(model, data);
+    check_data_fits(model, data, "data");
     const int exits = model.num_exits();
     check(int(thresholds.size()) == exits, "evaluate: one threshold per exit needed");
     check(data.size() > 0, "evaluate: the data set is empty");
@@ -70,7 +58,7 @@ EvalResult evaluate(const Model& model, Backend& backend, const Dataset& data, c
 
 std::vector<LatencyStats> exit_latencies(const Model& model, Backend& backend, const Dataset& data, int samples) {
     const int exits = model.num_exits();
-    check_data_fits(model, data);
+    check_data_fits(model, data, "data");
     Plan plan(model, backend, 1);
     const int64_t per_image = data.images.numel() / data.size();
     std::vector<LatencyStats> out;

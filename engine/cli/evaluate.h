@@ -19,9 +19,6 @@ struct EvalResult {
     double wall_s = 0;
 };
 
-// Throws when the data set's images do not have the model's input shape.
-void check_data_fits(const Model& model, const Dataset& data);
-
 // One all-exits pass in batches of `batch`; the policy is applied to each exit's softmax.
 // latency_samples > 0 also times batch-1 inference to each exit on that many images.
 EvalResult evaluate(const Model& model, Backend& backend, const Dataset& data, const std::vector<float>& thresholds,

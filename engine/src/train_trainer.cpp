@@ -31,11 +31,6 @@ std::vector<int64_t> sample_dims(const Model& m, const char* what) {
     return {dims.begin() + 1, dims.end()};
 }
 
-std::vector<int64_t> data_dims(const Dataset& d) {
-    auto s = d.images.shape().vec();
-    return {s.begin() + 1, s.end()};
-}
-
 // Classes of every exit (the logits' width at batch 1).
 std::vector<int> exit_classes(const Model& m) {
     auto shapes = m.graph.infer_shapes(1);
@@ -57,10 +52,8 @@ Trainer::Trainer(Model& model, const Dataset& train, const Dataset* val, TrainCo
     check(model.num_exits() >= 1, "model: has no exits");
     check(c.mode == "plain" || model.num_exits() >= 2, "--mode " + c.mode + ": the model has no internal classifiers");
     const auto want = sample_dims(model, "model");
-    check(data_dims(train) == want, "training data: images " + dims_str(data_dims(train)) +
-                                        " do not fit the model input " + dims_str(want));
-    if (val) check(data_dims(*val) == want, "test data: images " + dims_str(data_dims(*val)) +
-                                                " do not fit the model input " + dims_str(want));
+    check_data_fits(model, train, "training data");
+    if (val) check_data_fits(model, *val, "test data");
     const auto classes = exit_classes(model);
     for (size_t k = 0; k < classes.size(); ++k)
         check(classes[k] == train.num_classes, "model: exit " + std::to_string(k) + " has " +

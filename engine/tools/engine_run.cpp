@@ -51,11 +51,7 @@ int cmd_eval(const std::string& path, const std::string& data_dir, const std::st
                           ? model.thresholds
                           : cli::parse_thresholds(thresholds_text, model.num_exits());
     Dataset data = cli::load_dataset_dir(data_dir, false, limit);
-    try {
-        cli::check_data_fits(model, data);
-    } catch (const Error& e) {
-        fail(data_dir + ": " + e.what());
-    }
+    check_data_fits(model, data, data_dir);
     auto backend = make_backend(backend_name, threads);
     auto r = cli::evaluate(model, *backend, data, thresholds, batch, latency_samples, !as_json);
     if (as_json) {

@@ -134,7 +134,7 @@ Candidates starting_points(const Model& model, const std::vector<int>& exits, in
     std::mt19937_64 rng(o.seed);
     if (!o.data_dir.empty()) {
         Dataset d = cli::load_dataset_dir(o.data_dir, false);
-        check(d.images.numel() / d.size() == c.per, o.data_dir + ": images do not fit the model input");
+        check_data_fits(model, d, o.data_dir);
         std::uniform_int_distribution<int64_t> pick(0, d.size() - 1);
         for (int i = 0; i < total; ++i) std::copy_n(d.images.data() + pick(rng) * c.per, c.per, c.row(i));
     } else {

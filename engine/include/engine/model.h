@@ -8,6 +8,8 @@
 
 namespace engine {
 
+struct Dataset;
+
 struct Model {
     Graph graph;
     // thresholds[k]: exit k fires when its maximum softmax probability >= thresholds[k].
@@ -24,6 +26,10 @@ struct Model {
 Model load_model(const std::string& path);
 // Writes the native format atomically (temporary file, then rename).
 void save_model(const Model& model, const std::string& path);
+
+// Throws "<what>: images [N, C, H, W] do not fit the model input [...]" unless every image has
+// the shape of the model's (single) input past its batch dimension.
+void check_data_fits(const Model& model, const Dataset& data, const std::string& what);
 
 // Content hash of the model's graph and weights (hex sha256), for fingerprints and manifests.
 std::string model_hash(const Model& model);
