@@ -6,6 +6,7 @@
 #include <random>
 
 #include "engine/error.h"
+#include "engine/train/params.h"
 #include "fingerprint/craft.h"
 #include "fingerprint/stats.h"
 #include "fingerprint/verify.h"
@@ -120,4 +121,53 @@ TEST_CASE("crafted inputs leave the owner's model at their target exits") {
     CHECK(r.match_rate == 1.0);
     CHECK(r.verdict == "match");
     std::filesystem::remove(model_path);
+}
+
+// End to end on the embedded default: a fingerprint of weights/small_s1 (crafted from noise, so
+// no data set is needed) matches a pruned copy and rejects the independently trained small_s3,
+// with the null calibrated on small_s2. The exit oracle makes the verdicts deterministic; one
+// time-oracle run with many repetitions checks that timing alone recovers the owner's exits.
+TEST_CASE("a fingerprint of weights/small_s1 matches a derived copy and rejects an independent model") {
+    const std::string dir = std::string(ENGINE_SOURCE_DIR) + "/weights/";
+    const engine::Model owner = engine::load_model(dir + "small_s1.model");
+    CraftOptions o;
+    o.per_exit = 6;
+    o.steps = 80;
+    o.lr = 0.02f;
+    o.noise_variants = 1;
+    o.reference_paths = {dir + "small_s2.model"};
+    o.latency_reps = 20;
+    o.threads = 1;
+    o.progress = false;
+    const FingerprintSet set = craft_fingerprint(owner, dir + "small_s1.model", o);
+    REQUIRE(set.size() == 6 * owner.num_exits());
+
+    engine::Model pirate = owner;
+    engine::train::magnitude_prune(pirate.graph, 0.3);
+    const std::string pirate_path = std::filesystem::temp_directory_path() / "fp_small_pirate.model";
+    engine::save_model(pirate, pirate_path);
+
+    CheckOptions exit_oracle;
+    exit_oracle.time_oracle = false;
+    exit_oracle.reps = 1;
+    auto check = [&](const std::string& path, const CheckOptions& c) {
+        auto suspect = make_local_suspect(path, {}, "native");
+        return check_suspect(set, *suspect, c);
+    };
+    const CheckResult on_pirate = check(pirate_path, exit_oracle);
+    CHECK(on_pirate.verdict == "match");
+    CHECK(on_pirate.match_rate > set.null_match_rate);
+    const CheckResult on_independent = check(dir + "small_s3.model", exit_oracle);
+    CHECK(on_independent.verdict == "no-match");
+    CHECK(on_independent.match_rate < on_pirate.match_rate);
+
+    CHECK(check(dir + "small_s1.model", exit_oracle).match_rate == 1.0);
+    CheckOptions time_oracle;
+    time_oracle.reps = 25;
+    const CheckResult timed = check(dir + "small_s1.model", time_oracle);
+    CHECK(timed.verdict == "match");
+    REQUIRE(timed.oracle_agreement.size() == size_t(owner.num_exits()));
+    // On the owner every input leaves at its target, so agreeing with the exit oracle is matching.
+    CHECK(timed.oracle_agreement_all == doctest::Approx(timed.match_rate));
+    std::filesystem::remove(pirate_path);
 }

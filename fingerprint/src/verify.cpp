@@ -75,6 +75,17 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
         if (r.observed_exit[i] >= 0) r.confusion[set.target_exits[i]][r.observed_exit[i]]++;
     }
     r.match_rate = double(r.matches) / M;
+    if (opt.time_oracle && suspect.reveals_exit()) {
+        std::vector<int> left(K, 0), agreed(K, 0);
+        for (int i = 0; i < M; ++i) {
+            if (revealed[i] < 0 || revealed[i] >= K) continue;
+            left[revealed[i]]++;
+            agreed[revealed[i]] += r.observed_exit[i] == revealed[i];
+        }
+        for (int k = 0; k < K; ++k) r.oracle_agreement.push_back(left[k] ? double(agreed[k]) / left[k] : -1.0);
+        const int total = std::accumulate(left.begin(), left.end(), 0);
+        if (total) r.oracle_agreement_all = double(std::accumulate(agreed.begin(), agreed.end(), 0)) / total;
+    }
     r.null_match_rate = set.null_match_rate;
     r.p_value = binomial_upper_tail(r.matches, M, set.null_match_rate);
     std::vector<double> targets(set.target_exits.begin(), set.target_exits.end());

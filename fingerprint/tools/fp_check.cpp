@@ -31,6 +31,11 @@ void print_report(const fp::FingerprintSet& set, const fp::CheckResult& r, const
         for (int c : r.confusion[t]) std::printf(" %3d", c);
         std::printf("\n");
     }
+    if (r.oracle_agreement_all >= 0) {
+        std::printf("time vs exit oracle agreement %.3f; per exit:", r.oracle_agreement_all);
+        for (double a : r.oracle_agreement) a < 0 ? std::printf("   -  ") : std::printf(" %.3f", a);
+        std::printf("\n");
+    }
     std::printf("verdict      %s\n", r.verdict.c_str());
 }
 
@@ -75,6 +80,10 @@ int main(int argc, char** argv) {
                              {"oracle", r.oracle}, {"confusion", r.confusion}, {"level_ms", r.level_ms},
                              {"level_exit", r.level_exit}, {"overhead_ms", r.overhead_ms},
                              {"suspect", suspect->describe()}, {"wall_s", r.wall_s}};
+            if (r.oracle_agreement_all >= 0) {
+                j["oracle_agreement"] = r.oracle_agreement_all;
+                j["oracle_agreement_per_exit"] = r.oracle_agreement;
+            }
             std::printf("%s\n", j.dump().c_str());
         } else {
             print_report(set, r, suspect->describe());

@@ -37,6 +37,10 @@ struct CheckResult {
     double rank_correlation = 0;         // Spearman(target exit, measured latency)
     double rank_p_value = 1;             // permutation p-value of that correlation
     std::vector<std::vector<int>> confusion;  // [target][observed], observed -1 dropped
+    // Time oracle on a suspect that also reveals its exit (run in this process): per exit k, the
+    // fraction of inputs that left at k which the time oracle put at k (-1: none left there).
+    std::vector<double> oracle_agreement;
+    double oracle_agreement_all = -1;
     std::string verdict;                 // "match" or "no-match"
     std::string oracle;
     double wall_s = 0;
