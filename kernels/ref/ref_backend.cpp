@@ -15,7 +15,12 @@ void RefBackend::forward(const OpArgs& a) {
     const TensorView* in = a.in;
     TensorView y = a.out;
     switch (n.op) {
-        case Op::Conv: conv_forward(n.attrs, in[0], in[1], a.n_in > 2 ? in[2].data : nullptr, y); return;
+        case Op::Conv: {
+            const ConvInputs c = conv_inputs(n.attrs, in, a.n_in);
+            conv_forward(n.attrs, in[0], in[1], c.bias, y);
+            if (c.residual || n.attrs.fused_relu) conv_epilogue(n.attrs, c.residual, y);
+            return;
+        }
         case Op::BatchNorm: batchnorm_forward(n.attrs, in[0], in[1], in[2], in[3], in[4], y, a.training); return;
         case Op::Relu:
             for (int64_t i = 0; i < y.numel(); ++i) y[i] = in[0][i] > 0 ? in[0][i] : 0.0f;
@@ -41,6 +46,8 @@ void RefBackend::backward(const GradArgs& g) {
     TensorView gy = g.grad_out;
     switch (n.op) {
         case Op::Conv:
+            if (n.attrs.fused_residual || n.attrs.fused_relu)
+                fail("ref backend: node '" + n.name + "' is a fused inference convolution and has no gradient");
             conv_backward(n.attrs, in[0], in[1], gy, gin[0], gin[1], a.n_in > 2 ? gin[2].data : nullptr);
             return;
         case Op::BatchNorm:

@@ -36,6 +36,18 @@ void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias,
     for_each_tap(a, x.shape, w.shape, y.shape, [&](int64_t yi, int64_t xi, int64_t wi) { y[yi] += x[xi] * w[wi]; });
 }
 
+ConvInputs conv_inputs(const Attrs& a, const TensorView* in, int n_in) {
+    const int n_bias = n_in - (a.fused_residual ? 1 : 0);  // x, w[, b][, residual]
+    return {n_bias > 2 ? in[2].data : nullptr, a.fused_residual ? in[n_in - 1].data : nullptr};
+}
+
+void conv_epilogue(const Attrs& a, const float* residual, TensorView y) {
+    for (int64_t i = 0; i < y.numel(); ++i) {
+        float v = residual ? y[i] + residual[i] : y[i];
+        y[i] = a.fused_relu && !(v > 0) ? 0.0f : v;
+    }
+}
+
 void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, TensorView gw,
                    float* gbias) {
     for_each_tap(a, x.shape, w.shape, gy.shape, [&](int64_t yi, int64_t xi, int64_t wi) {

@@ -9,6 +9,14 @@ namespace engine::ref {
 void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, TensorView y);
 void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, TensorView gw,
                    float* gbias);
+// The fused Conv's inputs: bias is null when absent, residual is null unless attrs.fused_residual.
+struct ConvInputs {
+    const float* bias;
+    const float* residual;
+};
+ConvInputs conv_inputs(const Attrs& a, const TensorView* in, int n_in);
+// y = relu?(y + residual?) in place: the epilogue the fusion pass folds into a Conv.
+void conv_epilogue(const Attrs& a, const float* residual, TensorView y);
 
 void pool_forward(Op op, const Attrs& a, TensorView x, TensorView y);
 void pool_backward(Op op, const Attrs& a, TensorView x, TensorView y, TensorView gy, TensorView gx);
@@ -43,6 +51,7 @@ void dropout_backward(float ratio, uint64_t seed, TensorView gy, TensorView gx, 
 class RefBackend : public Backend {
 public:
     std::string name() const override { return "ref"; }
+    bool fuses_conv_epilogue() const override { return true; }
     void forward(const OpArgs& a) override;
     void backward(const GradArgs& a) override;
 };

@@ -35,6 +35,9 @@ public:
     virtual size_t scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const;
     // Called once per plan for every node, so a backend can pack weights ahead of time.
     virtual void prepare(const Node& node, const Shape* in, int n_in, const Shape& out);
+    // True when forward() implements Conv's fused epilogue (Attrs::fused_residual, fused_relu):
+    // inference plans then fold BatchNorm, residual Add and ReLU into the convolution before them.
+    virtual bool fuses_conv_epilogue() const { return false; }
     virtual void forward(const OpArgs& a) = 0;
     virtual void backward(const GradArgs& a) = 0;
 };

@@ -47,6 +47,9 @@ struct Attrs {
     std::vector<int64_t> pads;  // Pad
     float pad_value = 0.0f;
     float ratio = 0.0f;      // Dropout
+    // Conv epilogue, set only by the inference fusion pass inside a Plan (never in model files):
+    bool fused_residual = false;  // the last input is added to the convolution's output
+    bool fused_relu = false;      // ReLU after bias and residual
 };
 
 struct Node {
