@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "engine/error.h"
+#include "fuse_conv.h"
 
 namespace engine {
 
@@ -60,6 +61,8 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
     check(max_batch >= 1, "plan: batch size must be at least 1");
     shapes_ = g.infer_shapes(max_batch);
     const int count = static_cast<int>(g.nodes.size());
+    for (const Node& n : g.nodes) nodes_.push_back(&n);
+    if (!keep_all_ && backend_.fuses_conv_epilogue()) fuse_conv_epilogues(g, shapes_, nodes_, fused_);
 
     // Which values carry the batch in dim 0: shapes at batch 1 and 2 differ exactly there.
     auto s1 = g.infer_shapes(1), s2 = g.infer_shapes(2);
@@ -79,10 +82,10 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
         need[out] = 1;
         for (int i = out; i >= 0; --i)
             if (need[i])
-                for (int j : g.nodes[i].inputs) need[j] = 1;
+                for (int j : nodes_[i]->inputs) need[j] = 1;
         std::vector<int> seg;
         for (int i = 0; i <= out; ++i)
-            if (need[i] && !computed[i] && g.nodes[i].op != Op::Constant && g.nodes[i].op != Op::Input) {
+            if (need[i] && !computed[i] && nodes_[i]->op != Op::Constant && nodes_[i]->op != Op::Input) {
                 seg.push_back(i);
                 computed[i] = 1;
             }
@@ -97,7 +100,7 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
     last_use_.assign(count, -1);
     for (auto& seg : segments_)
         for (int i : seg)
-            for (int j : g.nodes[i].inputs) last_use_[j] = std::max(last_use_[j], position[i]);
+            for (int j : nodes_[i]->inputs) last_use_[j] = std::max(last_use_[j], position[i]);
     for (int out : g.outputs) last_use_[out] = kNever;
     if (keep_all_)
         for (auto& v : last_use_) v = kNever;
@@ -112,14 +115,14 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
     for (auto& seg : segments_)
         for (int i : seg) {
             offset_[i] = arena.place(size_of(i));
-            for (int j : g.nodes[i].inputs)
+            for (int j : nodes_[i]->inputs)
                 if (last_use_[j] == pos && offset_[j] >= 0) arena.release(offset_[j]);
             ++pos;
             in_shapes.clear();
-            for (int j : g.nodes[i].inputs) in_shapes.push_back(shapes_[j]);
+            for (int j : nodes_[i]->inputs) in_shapes.push_back(shapes_[j]);
             const int n_in = static_cast<int>(in_shapes.size());
-            scratch = std::max(scratch, backend_.scratch_floats(g.nodes[i], in_shapes.data(), n_in, shapes_[i]));
-            backend_.prepare(g.nodes[i], in_shapes.data(), n_in, shapes_[i]);
+            scratch = std::max(scratch, backend_.scratch_floats(*nodes_[i], in_shapes.data(), n_in, shapes_[i]));
+            backend_.prepare(*nodes_[i], in_shapes.data(), n_in, shapes_[i]);
         }
     for (int i : g.inputs)
         if (last_use_[i] < 0) arena.release(offset_[i]);
@@ -141,8 +144,8 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
     for (auto& seg : segments_) {
         for (int i : seg) {
             in_shapes.clear();
-            for (int j : g.nodes[i].inputs) in_shapes.push_back(s1[j]);
-            total += node_macs(g.nodes[i], in_shapes, s1[i]);
+            for (int j : nodes_[i]->inputs) in_shapes.push_back(s1[j]);
+            total += node_macs(*nodes_[i], in_shapes, s1[i]);
         }
         macs_to_exit_.push_back(total);
     }
@@ -161,13 +164,13 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
     row_of_.resize(max_batch);
     keep_rows_.resize(max_batch);
     size_t max_inputs = 0;
-    for (auto& n : g.nodes) max_inputs = std::max(max_inputs, n.inputs.size());
+    for (const Node* n : nodes_) max_inputs = std::max(max_inputs, n->inputs.size());
     in_views_.resize(max_inputs);
     grad_views_.resize(max_inputs);
 }
 
 TensorView Plan::view_of(int node, int n) const {
-    const Node& nd = model_.graph.nodes[node];
+    const Node& nd = *nodes_[node];
     if (nd.op == Op::Constant) return {const_cast<float*>(nd.value.data()), nd.value.shape()};
     Shape s = shapes_[node];
     if (batched_[node]) s[0] = n;
@@ -190,7 +193,7 @@ void Plan::bind_inputs(const float* const* inputs, int n) {
 }
 
 OpArgs Plan::args_for(int node, int n, bool training, uint64_t seed) {
-    const Node& nd = model_.graph.nodes[node];
+    const Node& nd = *nodes_[node];
     for (size_t k = 0; k < nd.inputs.size(); ++k) in_views_[k] = view_of(nd.inputs[k], n);
     return OpArgs{nd, in_views_.data(), static_cast<int>(nd.inputs.size()), view_of(node, n), scratch_.data(),
                   training, seed};
@@ -199,6 +202,7 @@ OpArgs Plan::args_for(int node, int n, bool training, uint64_t seed) {
 void Plan::run_node(int node, int n, bool training, uint64_t seed) { backend_.forward(args_for(node, n, training, seed)); }
 
 void Plan::run_all(const float* const* inputs, int n, bool training, uint64_t step_seed) {
+    if (training && !fused_.empty()) fail("plan: training needs a plan made with keep_all (this one fused convolution epilogues)");
     bind_inputs(inputs, n);
     for (auto& seg : segments_)
         for (int i : seg) run_node(i, n, training, step_seed);

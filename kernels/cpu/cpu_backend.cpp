@@ -52,9 +52,11 @@ size_t CpuBackend::scratch_floats(const Node& node, const Shape* in, int n_in, c
 void CpuBackend::forward(const OpArgs& a) {
     const Node& n = a.node;
     switch (n.op) {
-        case Op::Conv:
-            conv_forward(n.attrs, a.in[0], a.in[1], a.n_in > 2 ? a.in[2].data : nullptr, a.out, a.scratch, threads_);
+        case Op::Conv: {
+            const ref::ConvInputs c = ref::conv_inputs(n.attrs, a.in, a.n_in);
+            conv_forward(n.attrs, a.in[0], a.in[1], c.bias, c.residual, a.out, a.scratch, threads_);
             return;
+        }
         case Op::BatchNorm:
             if (a.training) return batchnorm_train_forward(n.attrs, a.in, a.out);
             return batchnorm_inference(n.attrs, a.in, a.out);
@@ -80,6 +82,7 @@ void CpuBackend::backward(const GradArgs& g) {
     const int64_t count = g.grad_out.numel();
     switch (a.node.op) {
         case Op::Conv:
+            if (a.node.attrs.fused_residual || a.node.attrs.fused_relu) break;  // the reference code says why not
             conv_backward(a.node.attrs, a.in[0], a.in[1], g.grad_out, gin[0], gin[1],
                           a.n_in > 2 ? gin[2].data : nullptr, a.scratch, threads_);
             return;

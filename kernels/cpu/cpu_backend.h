@@ -10,6 +10,7 @@ class CpuBackend : public ref::RefBackend {
 public:
     explicit CpuBackend(int threads = 0);  // 0: one per core
     std::string name() const override { return "native"; }
+    bool fuses_conv_epilogue() const override { return true; }
     size_t scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const override;
     void forward(const OpArgs& a) override;
     void backward(const GradArgs& a) override;

@@ -119,6 +119,16 @@ void depthwise_plane_backward(const Attrs& a, const ConvDims& d, const float* x,
         }
 }
 
+// y = relu?(y + residual?) in place, for the paths whose kernels have no epilogue of their own.
+void epilogue(const float* __restrict residual, bool relu, TensorView y) {
+    float* __restrict out = y.data;
+    const int64_t n = y.numel();
+    if (residual)
+        for (int64_t i = 0; i < n; ++i) out[i] += residual[i];
+    if (relu)
+        for (int64_t i = 0; i < n; ++i) out[i] = out[i] > 0.0f ? out[i] : 0.0f;
+}
+
 }  // namespace
 
 bool conv_is_depthwise(const Attrs& a, const Shape& w) { return a.groups > 1 && w[1] == 1 && w[0] == a.groups; }
@@ -130,8 +140,8 @@ size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, c
     return backward ? 2 * col + size_t(d.K * d.CKK + d.K) : col;
 }
 
-void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, TensorView y, float* scratch,
-                  int threads) {
+void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual, TensorView y,
+                  float* scratch, int threads) {
     const ConvDims d = dims(a, x.shape, w.shape, y.shape);
     const size_t per_thread = conv_scratch_per_thread(a, x.shape, w.shape, y.shape, false);
     if (conv_is_depthwise(a, w.shape)) {
@@ -140,6 +150,7 @@ void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias,
             for (int64_t k = 0; k < d.K; ++k)
                 depthwise_plane(a, d, x.data + (n * d.C + k) * d.H * d.W, w.data + k * d.KH * d.KW,
                                 bias ? bias[k] : 0.0f, y.data + (n * d.K + k) * d.P);
+        if (residual || a.fused_relu) epilogue(residual, a.fused_relu, y);
         return;
     }
     const bool pointwise = is_pointwise(a, d);
@@ -171,6 +182,7 @@ void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias,
                 if (begin < end) one_sample(n, scratch + t * per_thread, begin, end);
         }
     }
+    if (residual || a.fused_relu) epilogue(residual, a.fused_relu, y);
 }
 
 void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, TensorView gw,

@@ -8,8 +8,9 @@ namespace engine::cpu {
 size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, bool backward);
 bool conv_is_depthwise(const Attrs& a, const Shape& w);
 
-void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, TensorView y, float* scratch,
-                  int threads);
+// y = conv(x, w) + bias?, then, as the inference fusion asks (Attrs::fused_*), + residual and ReLU.
+void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual, TensorView y,
+                  float* scratch, int threads);
 void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, TensorView gw,
                    float* gbias, float* scratch, int threads);
 

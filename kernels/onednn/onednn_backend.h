@@ -24,6 +24,7 @@ public:
     ~OnednnBackend() override;
     std::string name() const override { return "onednn"; }
     void prepare(const Node& node, const Shape* in, int n_in, const Shape& out) override;
+    bool fuses_conv_epilogue() const override { return false; }  // its convolutions have no residual/ReLU epilogue
     void forward(const OpArgs& a) override;
     void backward(const GradArgs& a) override;
 

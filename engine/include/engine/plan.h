@@ -7,6 +7,7 @@
 // the smaller batch. At batch 1 this stops at the first exit that fires.
 #pragma once
 #include <cstdint>
+#include <deque>
 #include <vector>
 
 #include "engine/backend.h"
@@ -31,7 +32,9 @@ TopClass top_class(const float* logits, int64_t classes);
 
 class Plan {
 public:
-    // keep_all: keep every value (no buffer reuse), as training and gradients need.
+    // keep_all: keep every value (no buffer reuse), as training and gradients need. Without it,
+    // and where the backend fuses conv epilogues, BatchNorm, residual Add and ReLU after a
+    // convolution run inside it (the absorbed nodes are not run; value() of them is undefined).
     Plan(const Model& model, Backend& backend, int max_batch, bool keep_all = false);
 
     int max_batch() const { return max_batch_; }
@@ -72,6 +75,8 @@ private:
     Backend& backend_;
     int max_batch_;
     bool keep_all_;
+    std::vector<const Node*> nodes_;            // node i as executed: the graph's, or a fused replacement
+    std::deque<Node> fused_;                    // the replacements
     std::vector<Shape> shapes_;                 // at max_batch
     std::vector<std::vector<int>> segments_;   // node indices per exit, topological
     std::vector<bool> batched_;                 // value carries the batch in dim 0

@@ -1,0 +1,157 @@
+// The native direct 3x3 convolution and the inference fusion of conv epilogues (BatchNorm,
+// residual Add, ReLU), each against the reference loops or the unfused plan.
+#include <doctest/doctest.h>
+
+#include "engine/error.h"
+#include "model_zoo.h"
+#include "op_cases.h"
+#include "unfused_native.h"
+
+using namespace engine;
+
+namespace {
+
+// x -> Conv(w[, b]) [-> Add(., r)] [-> Relu]; r is a second graph input shaped like the output.
+Model conv_block_model(const Shape& x, const Shape& w, bool bias, bool residual, bool relu, uint32_t seed) {
+    Model m;
+    Graph& g = m.graph;
+    Node in;
+    in.op = Op::Input;
+    in.name = "x";
+    in.input_dims = x.vec();
+    std::vector<int> conv_in{g.add(in)};
+    conv_in.push_back(g.add_constant("w", test::random_tensor(w, seed + 1), true));
+    if (bias) conv_in.push_back(g.add_constant("b", test::random_tensor(Shape{w[0]}, seed + 2), true));
+    int y = g.add_op(Op::Conv, "conv", conv_in, test::conv_attrs(3, 1, 1));
+    if (residual) {
+        Node r;
+        r.op = Op::Input;
+        r.name = "r";
+        r.input_dims = {x[0], w[0], x[2], x[3]};
+        y = g.add_op(Op::Add, "add", {y, g.add(r)});
+    }
+    if (relu) y = g.add_op(Op::Relu, "relu", {y});
+    g.outputs = {y};
+    m.thresholds = {1.0f};
+    return m;
+}
+
+Tensor run_inference(const Model& m, Backend& backend, const std::vector<Tensor>& inputs) {
+    const int n = int(inputs[0].shape()[0]);
+    Plan plan(m, backend, n);
+    std::vector<const float*> ptrs;
+    for (const Tensor& t : inputs) ptrs.push_back(t.data());
+    plan.run_all(ptrs.data(), n);
+    return test::copy_of(plan.exit_logits(0));
+}
+
+}  // namespace
+
+TEST_CASE("direct 3x3 convolution matches the reference, forward and backward, and so does its fallback") {
+    auto ref = make_backend("ref");
+    std::vector<test::OpCase> cases;
+    // Widths 8 (a tile spans two rows), 16 and 32; channel counts off multiples of 6; a lone last segment (8x3).
+    for (Shape x : {Shape{1, 3, 8, 8}, Shape{2, 7, 16, 16}, Shape{1, 16, 32, 32}, Shape{1, 5, 3, 8}})
+        for (int64_t k : {1, 4, 13})
+            for (bool bias : {true, false}) {
+                std::vector<Shape> shapes{x, Shape{k, x[1], 3, 3}};
+                if (bias) shapes.push_back(Shape{k});
+                cases.push_back({"conv3x3_" + x.str() + "_k" + std::to_string(k) + (bias ? "_bias" : ""), Op::Conv,
+                                 test::conv_attrs(3, 1, 1), shapes});
+            }
+    // The im2col + GEMM fallback: stride 2, a width not a multiple of 8.
+    cases.push_back({"conv3x3_stride2", Op::Conv, test::conv_attrs(3, 2, 1), {Shape{1, 6, 16, 16}, Shape{7, 6, 3, 3}, Shape{7}}});
+    cases.push_back({"conv3x3_width12", Op::Conv, test::conv_attrs(3, 1, 1), {Shape{2, 4, 12, 12}, Shape{5, 4, 3, 3}, Shape{5}}});
+    for (int threads : {1, 2}) {
+        auto cpu = make_backend("native", threads);
+        for (const auto& c : cases) {
+            CAPTURE(threads);
+            CAPTURE(c.label);
+            auto a = test::run_op_case(c, *ref, 5);
+            auto b = test::run_op_case(c, *cpu, 5);
+            CHECK(relative_error(b.out.data(), a.out.data(), a.out.numel()) <= 1e-5);
+            CHECK(relative_error(b.input_grad.data(), a.input_grad.data(), a.input_grad.numel()) <= 1e-5);
+        }
+    }
+}
+
+TEST_CASE("fused conv epilogues (bias, residual, ReLU) match the unfused reference") {
+    auto ref = make_backend("ref");
+    struct Case {
+        Shape x;
+        int64_t k;
+        int stride;
+    };
+    for (Case c : {Case{Shape{1, 16, 32, 32}, 16, 1}, Case{Shape{2, 5, 16, 16}, 5, 1}, Case{Shape{1, 7, 8, 8}, 7, 1},
+                   Case{Shape{2, 3, 8, 8}, 13, 1}, Case{Shape{1, 4, 7, 7}, 4, 1}})
+        for (bool bias : {true, false})
+            for (bool residual : {true, false})
+                for (bool relu : {true, false})
+                    for (int threads : {1, 2}) {
+                        CAPTURE(c.x.str());
+                        CAPTURE(c.k);
+                        CAPTURE(bias);
+                        CAPTURE(residual);
+                        CAPTURE(relu);
+                        CAPTURE(threads);
+                        Model m = conv_block_model(c.x, Shape{c.k, c.x[1], 3, 3}, bias, residual, relu, 3);
+                        std::vector<Tensor> inputs{test::random_tensor(c.x, 4)};
+                        if (residual) inputs.push_back(test::random_tensor(Shape{c.x[0], c.k, c.x[2], c.x[3]}, 5));
+                        // Oracle: the reference loops, node by node (a keep_all plan is never fused).
+                        Plan unfused(m, *ref, int(c.x[0]), /*keep_all=*/true);
+                        std::vector<const float*> ptrs;
+                        for (const Tensor& t : inputs) ptrs.push_back(t.data());
+                        unfused.run_all(ptrs.data(), int(c.x[0]));
+                        Tensor want = test::copy_of(unfused.exit_logits(0));
+                        auto cpu = make_backend("native", threads);
+                        Tensor got_ref = run_inference(m, *ref, inputs), got = run_inference(m, *cpu, inputs);
+                        CHECK(relative_error(got_ref.data(), want.data(), want.numel()) == 0.0);
+                        CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
+                    }
+}
+
+TEST_CASE("an inference plan fuses conv epilogues and gives the unfused plan's logits") {
+    Model model = build_model("small", 10, 32, 1);  // unfolded BatchNorm, residual blocks, four exits
+    const int n = 4;
+    Tensor x = test::random_tensor(Shape{n, 3, 32, 32}, 8, 0, 1);
+    auto native = make_backend("native", 1);
+    test::UnfusedNative unfused_native(1);
+    Plan fused(model, *native, n), unfused(model, unfused_native, n), keep(model, *native, n, /*keep_all=*/true);
+    fused.run_all(x.data(), n);
+    unfused.run_all(x.data(), n);
+    keep.run_all(x.data(), n);
+    size_t fused_nodes = 0, unfused_nodes = 0;
+    for (int k = 0; k < model.num_exits(); ++k) {
+        CAPTURE(k);
+        TensorView a = fused.exit_logits(k), b = unfused.exit_logits(k), c = keep.exit_logits(k);
+        REQUIRE(a.numel() == b.numel());
+        CHECK(relative_error(a.data, b.data, a.numel()) <= 1e-5);
+        CHECK(relative_error(c.data, b.data, c.numel()) == 0.0);
+        // Training plans see the original graph: the same nodes as the unfused inference plan.
+        CHECK(keep.segments()[k] == unfused.segments()[k]);
+        fused_nodes += fused.segments()[k].size();
+        unfused_nodes += unfused.segments()[k].size();
+    }
+    CHECK(fused_nodes < unfused_nodes);
+    CHECK(fused.macs_to_exit() == unfused.macs_to_exit());
+    CHECK_THROWS_AS(fused.run_all(x.data(), n, /*training=*/true), Error);
+}
+
+TEST_CASE("a convolution that is an exit keeps its own output") {
+    // Exit 0 is the convolution itself, exit 1 its ReLU: fusing the ReLU would change exit 0.
+    Model m = conv_block_model(Shape{1, 2, 8, 8}, Shape{3, 2, 3, 3}, true, false, true, 6);
+    const int conv = m.graph.nodes[m.graph.outputs[0]].inputs[0];
+    m.graph.outputs = {conv, m.graph.outputs[0]};
+    m.thresholds = {1.0f, 1.0f};
+    Tensor x = test::random_tensor(Shape{1, 2, 8, 8}, 7);
+    auto native = make_backend("native", 1);
+    Plan plan(m, *native, 1);
+    plan.run_all(x.data(), 1);
+    TensorView y = plan.exit_logits(0), r = plan.exit_logits(1);
+    bool negative = false;
+    for (int64_t i = 0; i < y.numel(); ++i) {
+        negative |= y[i] < 0;
+        CHECK(r[i] == (y[i] > 0 ? y[i] : 0.0f));
+    }
+    CHECK(negative);
+}
