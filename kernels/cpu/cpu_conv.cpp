@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cpu_conv3x3.h"
 #include "cpu_gemm.h"
 
 namespace engine::cpu {
@@ -137,11 +138,14 @@ size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, c
     ConvDims d = dims(a, x, w, y);
     if (conv_is_depthwise(a, w)) return backward ? size_t(d.K * d.KH * d.KW) : 0;
     size_t col = size_t(d.CKK * d.P);
+    if (conv3x3_fits(a, x, w, y)) col = std::max(col, conv3x3_scratch_per_thread(x));
     return backward ? 2 * col + size_t(d.K * d.CKK + d.K) : col;
 }
 
 void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual, TensorView y,
                   float* scratch, int threads) {
+    if (conv3x3_fits(a, x.shape, w.shape, y.shape))
+        return conv3x3_forward(x, w, bias, residual, a.fused_relu, y, scratch, threads);
     const ConvDims d = dims(a, x.shape, w.shape, y.shape);
     const size_t per_thread = conv_scratch_per_thread(a, x.shape, w.shape, y.shape, false);
     if (conv_is_depthwise(a, w.shape)) {

@@ -1,0 +1,156 @@
+// The input is copied once per call into zero-bordered planes, so the inner loop reads every
+// tap without a border test. A tile is kCo output channels x 16 output pixels (two 8-pixel row
+// segments, on different rows when the width is 8): 12 accumulators; per tap two input loads
+// and kCo weight broadcasts feed 2*kCo FMAs. The weights are read in their OIHW layout: one
+// block's weights (kCo x C x 9 floats, 14 KB at 64 channels) stay in L1, so packing gains nothing.
+#include "cpu_conv3x3.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace engine::cpu {
+
+namespace {
+
+constexpr int kCo = 6;   // output channels per tile
+constexpr int kSeg = 8;  // pixels per row segment (one ymm register)
+
+struct Geometry {
+    int64_t C, H, W, K, Wp, plane, P;  // Wp, plane: width and size of a zero-bordered input plane
+};
+
+void pad_sample(const Geometry& g, const float* x, float* xp) {
+    for (int64_t c = 0; c < g.C; ++c) {
+        float* p = xp + c * g.plane;
+        std::fill(p, p + g.Wp, 0.0f);
+        for (int64_t h = 0; h < g.H; ++h) {
+            float* row = p + (h + 1) * g.Wp;
+            row[0] = 0.0f;
+            std::memcpy(row + 1, x + (c * g.H + h) * g.W, sizeof(float) * g.W);
+            row[g.W + 1] = 0.0f;
+        }
+        std::fill(p + (g.H + 1) * g.Wp, p + g.plane, 0.0f);
+    }
+}
+
+// One tile of R output channels: segment s reads the window at xs[s] and writes ys[s] (row
+// stride P per channel); with one segment, xs[1] == xs[0] and ys[1] is null.
+template <int R>
+void tile(const Geometry& g, const float* w, const float* bias, const float* const xs[2], float* const ys[2],
+          const float* const rs[2], bool relu) {
+    __m256 acc[R][2];
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = bias ? _mm256_broadcast_ss(bias + r) : _mm256_setzero_ps();
+    const int64_t wstride = g.C * 9;
+    for (int64_t c = 0; c < g.C; ++c) {
+        const float* x0 = xs[0] + c * g.plane;
+        const float* x1 = xs[1] + c * g.plane;
+        const float* wc = w + c * 9;
+        for (int kh = 0; kh < 3; ++kh)
+            for (int kw = 0; kw < 3; ++kw) {
+                const __m256 v0 = _mm256_loadu_ps(x0 + kh * g.Wp + kw);
+                const __m256 v1 = _mm256_loadu_ps(x1 + kh * g.Wp + kw);
+                for (int r = 0; r < R; ++r) {
+                    const __m256 wv = _mm256_broadcast_ss(wc + r * wstride + kh * 3 + kw);
+                    acc[r][0] = _mm256_fmadd_ps(wv, v0, acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(wv, v1, acc[r][1]);
+                }
+            }
+    }
+    const __m256 zero = _mm256_setzero_ps();
+    for (int s = 0; s < 2 && ys[s]; ++s)
+        for (int r = 0; r < R; ++r) {
+            __m256 v = acc[r][s];
+            if (rs[s]) v = _mm256_add_ps(v, _mm256_loadu_ps(rs[s] + r * g.P));
+            if (relu) v = _mm256_max_ps(v, zero);
+            _mm256_storeu_ps(ys[s] + r * g.P, v);
+        }
+}
+
+// Output channels [k0, k0 + R) of one sample, every pixel.
+template <int R>
+void channel_block(const Geometry& g, const float* xp, const float* w, const float* bias, const float* residual,
+                   bool relu, float* y, int64_t k0) {
+    w += k0 * g.C * 9;
+    if (bias) bias += k0;
+    y += k0 * g.P;
+    if (residual) residual += k0 * g.P;
+    for (int64_t p = 0; p < g.P; p += 2 * kSeg) {
+        const float* xs[2];
+        float* ys[2] = {nullptr, nullptr};
+        const float* rs[2] = {nullptr, nullptr};
+        for (int s = 0; s < 2; ++s) {
+            const int64_t q = std::min(p + s * kSeg, g.P - kSeg);  // a lone last segment is computed twice
+            xs[s] = xp + (q / g.W) * g.Wp + q % g.W;
+            if (p + s * kSeg < g.P) {
+                ys[s] = y + q;
+                if (residual) rs[s] = residual + q;
+            }
+        }
+        tile<R>(g, w, bias, xs, ys, rs, relu);
+    }
+}
+
+void block(const Geometry& g, const float* xp, const float* w, const float* bias, const float* residual, bool relu,
+           float* y, int64_t k0) {
+    switch (std::min<int64_t>(kCo, g.K - k0)) {
+        case 6: return channel_block<6>(g, xp, w, bias, residual, relu, y, k0);
+        case 5: return channel_block<5>(g, xp, w, bias, residual, relu, y, k0);
+        case 4: return channel_block<4>(g, xp, w, bias, residual, relu, y, k0);
+        case 3: return channel_block<3>(g, xp, w, bias, residual, relu, y, k0);
+        case 2: return channel_block<2>(g, xp, w, bias, residual, relu, y, k0);
+        default: return channel_block<1>(g, xp, w, bias, residual, relu, y, k0);
+    }
+}
+
+}  // namespace
+
+bool conv3x3_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
+    return a.groups == 1 && w[2] == 3 && w[3] == 3 && a.stride[0] == 1 && a.stride[1] == 1 && a.dilation[0] == 1 &&
+           a.dilation[1] == 1 && std::all_of(a.pad, a.pad + 4, [](int64_t p) { return p == 1; }) &&
+           y[3] % kSeg == 0;
+}
+
+size_t conv3x3_scratch_per_thread(const Shape& x) { return size_t(x[1] * (x[2] + 2) * (x[3] + 2)); }
+
+void conv3x3_forward(TensorView x, TensorView w, const float* bias, const float* residual, bool relu, TensorView y,
+                     float* scratch, int threads) {
+    const int64_t N = x.shape[0];
+    Geometry g{x.shape[1], x.shape[2], x.shape[3], w.shape[0], x.shape[3] + 2, 0, y.shape[2] * y.shape[3]};
+    g.plane = (g.H + 2) * g.Wp;
+    const int64_t in_size = g.C * g.H * g.W, out_size = g.K * g.P;
+    const int64_t blocks = (g.K + kCo - 1) / kCo;
+    const size_t per_thread = conv3x3_scratch_per_thread(x.shape);
+    auto sample = [&](int64_t n, float* xp, int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b)
+            block(g, xp, w.data, bias, residual ? residual + n * out_size : nullptr, relu, y.data + n * out_size,
+                  b * kCo);
+    };
+    if (threads == 1) {
+        for (int64_t n = 0; n < N; ++n) {
+            pad_sample(g, x.data + n * in_size, scratch);
+            sample(n, scratch, 0, blocks);
+        }
+    } else if (N >= threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t n = 0; n < N; ++n) {
+            float* xp = scratch + omp_get_thread_num() * per_thread;
+            pad_sample(g, x.data + n * in_size, xp);
+            sample(n, xp, 0, blocks);
+        }
+    } else {
+        // Too few samples to share out: one padded copy, channel blocks split across threads.
+        for (int64_t n = 0; n < N; ++n) {
+            pad_sample(g, x.data + n * in_size, scratch);
+#pragma omp parallel num_threads(threads)
+            {
+                const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+                sample(n, scratch, blocks * t / nt, blocks * (t + 1) / nt);
+            }
+        }
+    }
+}
+
+}  // namespace engine::cpu

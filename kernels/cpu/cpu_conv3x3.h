@@ -1,0 +1,16 @@
+// Direct 3x3 convolution, stride 1, padding 1, for NCHW outputs whose width is a multiple of 8:
+// the common case of CIFAR ResNets, where im2col's column matrix would not fit in L2.
+#pragma once
+#include "engine/backend.h"
+
+namespace engine::cpu {
+
+bool conv3x3_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
+// Floats of scratch one thread needs: one zero-bordered copy of a sample.
+size_t conv3x3_scratch_per_thread(const Shape& x);
+
+// y = relu?(conv(x, w) + bias? + residual?); bias and residual may be null.
+void conv3x3_forward(TensorView x, TensorView w, const float* bias, const float* residual, bool relu, TensorView y,
+                     float* scratch, int threads);
+
+}  // namespace engine::cpu
