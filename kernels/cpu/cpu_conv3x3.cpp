@@ -43,15 +43,16 @@ void tile(const Geometry& g, const float* w, const float* bias, const float* con
           const float* const rs[2], bool relu) {
     __m256 acc[R][2];
     for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = bias ? _mm256_broadcast_ss(bias + r) : _mm256_setzero_ps();
-    const int64_t wstride = g.C * 9;
-    for (int64_t c = 0; c < g.C; ++c) {
-        const float* x0 = xs[0] + c * g.plane;
-        const float* x1 = xs[1] + c * g.plane;
+    const int64_t wstride = g.C * 9, Wp = g.Wp, plane = g.plane;
+    const float* x0 = xs[0];
+    const float* x1 = xs[1];
+    for (int64_t c = 0; c < g.C; ++c, x0 += plane, x1 += plane) {
         const float* wc = w + c * 9;
+#pragma GCC unroll 3
         for (int kh = 0; kh < 3; ++kh)
             for (int kw = 0; kw < 3; ++kw) {
-                const __m256 v0 = _mm256_loadu_ps(x0 + kh * g.Wp + kw);
-                const __m256 v1 = _mm256_loadu_ps(x1 + kh * g.Wp + kw);
+                const __m256 v0 = _mm256_loadu_ps(x0 + kh * Wp + kw);
+                const __m256 v1 = _mm256_loadu_ps(x1 + kh * Wp + kw);
                 for (int r = 0; r < R; ++r) {
                     const __m256 wv = _mm256_broadcast_ss(wc + r * wstride + kh * 3 + kw);
                     acc[r][0] = _mm256_fmadd_ps(wv, v0, acc[r][0]);
