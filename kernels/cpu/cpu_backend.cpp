@@ -6,25 +6,40 @@
 
 #include "cpu_batchnorm.h"
 #include "cpu_conv.h"
+#include "cpu_pool.h"
 
 namespace engine::cpu {
 
 namespace {
 
-// Element-wise binary op when b is a scalar or has a's shape; false when another broadcast is needed.
-bool binary_fast(Op op, TensorView a, TensorView b, TensorView y) {
-    const int64_t n = y.numel();
-    if (a.shape != y.shape || (b.numel() != 1 && b.shape != y.shape)) return false;
-    const int64_t step = b.numel() == 1 ? 0 : 1;
-    const float* __restrict x = a.data;
-    const float* __restrict z = b.data;
-    float* __restrict out = y.data;
+void binary_span(Op op, const float* __restrict x, const float* __restrict z, int64_t step, float* __restrict out,
+                 int64_t n) {
     switch (op) {
         case Op::Add: for (int64_t i = 0; i < n; ++i) out[i] = x[i] + z[i * step]; break;
         case Op::Sub: for (int64_t i = 0; i < n; ++i) out[i] = x[i] - z[i * step]; break;
         case Op::Mul: for (int64_t i = 0; i < n; ++i) out[i] = x[i] * z[i * step]; break;
         default: for (int64_t i = 0; i < n; ++i) out[i] = x[i] / z[i * step]; break;
     }
+}
+
+// True when b holds one value per channel of an NCHW a: [C,1,1] or [1,C,1,1] (input normalisation).
+bool per_channel(const Shape& a, const Shape& b) {
+    if (a.rank != 4 || b.numel() != a[1] || b.rank < 3 || b.rank > 4) return false;
+    return b[b.rank - 1] == 1 && b[b.rank - 2] == 1 && b[b.rank - 3] == a[1];
+}
+
+// Element-wise binary op when b is a scalar, has a's shape or one value per channel; false when
+// another broadcast is needed.
+bool binary_fast(Op op, TensorView a, TensorView b, TensorView y) {
+    if (a.shape != y.shape) return false;
+    if (b.numel() == 1 || b.shape == y.shape) {
+        binary_span(op, a.data, b.data, b.numel() == 1 ? 0 : 1, y.data, y.numel());
+        return true;
+    }
+    if (!per_channel(a.shape, b.shape)) return false;
+    const int64_t C = a.shape[1], inner = a.shape[2] * a.shape[3];
+    for (int64_t p = 0; p < a.shape[0] * C; ++p)
+        binary_span(op, a.data + p * inner, b.data + p % C, 0, y.data + p * inner, inner);
     return true;
 }
 
@@ -68,6 +83,9 @@ void CpuBackend::forward(const OpArgs& a) {
         }
         case Op::Add: case Op::Sub: case Op::Mul: case Op::Div:
             if (binary_fast(n.op, a.in[0], a.in[1], a.out)) return;
+            break;
+        case Op::MixedPool:
+            if (mixed_pool_tiled(n.attrs, a.in[0], a.in[1][0], a.out)) return;
             break;
         default:
             break;
