@@ -78,17 +78,21 @@ void channel_block(const Geometry& g, const float* xp, const float* w, const flo
     if (bias) bias += k0;
     y += k0 * g.P;
     if (residual) residual += k0 * g.P;
+    int64_t row = 0, col = 0;  // where the next segment starts (segments never cross a row: W % 8 == 0)
     for (int64_t p = 0; p < g.P; p += 2 * kSeg) {
         const float* xs[2];
         float* ys[2] = {nullptr, nullptr};
         const float* rs[2] = {nullptr, nullptr};
         for (int s = 0; s < 2; ++s) {
-            const int64_t q = std::min(p + s * kSeg, g.P - kSeg);  // a lone last segment is computed twice
-            xs[s] = xp + (q / g.W) * g.Wp + q % g.W;
-            if (p + s * kSeg < g.P) {
-                ys[s] = y + q;
-                if (residual) rs[s] = residual + q;
+            if (p + s * kSeg == g.P) {  // a lone last segment: computed twice, stored once
+                xs[1] = xs[0];
+                break;
             }
+            xs[s] = xp + row * g.Wp + col;
+            ys[s] = y + p + s * kSeg;
+            if (residual) rs[s] = residual + p + s * kSeg;
+            col += kSeg;
+            if (col == g.W) col = 0, ++row;
         }
         tile<R>(g, w, bias, xs, ys, rs, relu);
     }
