@@ -42,7 +42,7 @@ public:
     virtual void backward(const GradArgs& a) = 0;
 };
 
-// "ref" (plain loops), "native" (the default: im2col + packed AVX2/FMA GEMM, kernels/cpu/) or
+// "ref" (plain loops), "native" (the default: direct 3x3 and im2col + GEMM AVX2/FMA, kernels/cpu/) or
 // "onednn" (when built with oneDNN). threads: how many
 // threads the backend's kernels use (0: one per core). Batch-1 latency work uses 1: a pinned
 // single thread is what makes per-exit latency repeatable. Throws naming an unknown backend.
