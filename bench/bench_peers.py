@@ -71,6 +71,8 @@ def bench_torch(reps):
 
 
 def report(peer, arch, threads, batch, ms):
+    if os.environ.get("DNNL_MAX_CPU_ISA") == "AVX2":  # run_bench.sh's AVX2-capped pass
+        peer += " avx2"
     median, p99, cv = stats(ms)
     if batch == 1:
         print(f"{peer:22s} {arch:9s} threads {threads}  batch 1 full depth: median {median:8.3f} ms  p99 {p99:8.3f} ms  CV {cv:5.1f} %")

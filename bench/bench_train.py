@@ -9,6 +9,7 @@ python3-torch, or a CPU wheel). Usage:
     python3 bench/bench_train.py [--batch 128] [--threads 2] [--iters 3] [arch ...]
 """
 import argparse
+import os
 import sys
 import time
 
@@ -163,7 +164,8 @@ def main():
     ap.add_argument("archs", nargs="*", default=["resnet56", "mobilenet"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    print(f"PyTorch {torch.__version__} training, batch {a.batch}, {torch.get_num_threads()} threads, SDN loss, SGD")
+    isa = " (capped to AVX2)" if os.environ.get("DNNL_MAX_CPU_ISA") == "AVX2" else ""
+    print(f"PyTorch {torch.__version__}{isa} training, batch {a.batch}, {torch.get_num_threads()} threads, SDN loss, SGD")
     print(f"{'arch':<10} {'params':>10} {'s/step':>12} {'images/s':>12}")
     for arch in a.archs:
         if arch not in ARCHS:

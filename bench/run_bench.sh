@@ -19,3 +19,14 @@ echo
 echo "training, batch 128, 2 threads (images/s):"
 build/bin/bench_train 2>/dev/null || true
 /usr/bin/python3 bench/bench_train.py --threads 2 2>/dev/null || python3 bench/bench_train.py --threads 2 || true
+
+# This sandbox has AVX-512, which oneDNN, ONNX Runtime and PyTorch use; the product targets AVX2-only
+# CPUs (Zen 3). The same tables with oneDNN (ours and PyTorch's) and PyTorch's own kernels capped to
+# AVX2 show the comparison on the target ISA (ONNX Runtime has no such switch).
+export DNNL_MAX_CPU_ISA=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
+echo
+echo "capped to AVX2 (DNNL_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2):"
+[ "$backends" = native ] || build/bin/bench_exits --reps "$reps" --backends onednn
+/usr/bin/python3 bench/bench_peers.py --reps "$reps" 2>/dev/null || true
+build/bin/bench_train --backend onednn 2>/dev/null || true
+/usr/bin/python3 bench/bench_train.py --threads 2 2>/dev/null || true
