@@ -60,8 +60,10 @@ TEST_CASE("direct 3x3 convolution matches the reference, forward and backward, a
                                  test::conv_attrs(3, 1, 1), shapes});
             }
     // The im2col + GEMM fallback: stride 2, a width not a multiple of 8.
-    cases.push_back({"conv3x3_stride2", Op::Conv, test::conv_attrs(3, 2, 1), {Shape{1, 6, 16, 16}, Shape{7, 6, 3, 3}, Shape{7}}});
-    cases.push_back({"conv3x3_width12", Op::Conv, test::conv_attrs(3, 1, 1), {Shape{2, 4, 12, 12}, Shape{5, 4, 3, 3}, Shape{5}}});
+    cases.push_back({"conv3x3_stride2", Op::Conv, test::conv_attrs(3, 2, 1),
+                     {Shape{1, 6, 16, 16}, Shape{7, 6, 3, 3}, Shape{7}}});
+    cases.push_back({"conv3x3_width12", Op::Conv, test::conv_attrs(3, 1, 1),
+                     {Shape{2, 4, 12, 12}, Shape{5, 4, 3, 3}, Shape{5}}});
     for (int threads : {1, 2}) {
         auto cpu = make_backend("native", threads);
         for (const auto& c : cases) {

@@ -62,7 +62,7 @@ struct Pass {
         if (add.inputs.size() != 2) return false;
         for (int k = 0; k < 2; ++k) {
             const int p = add.inputs[k], r = add.inputs[1 - k];
-            if (!absorbable_conv(p) || shapes[p] != shapes[j] || shapes[r] != shapes[j]) continue;
+            if (!absorbable_conv(p) || is_constant(r) || shapes[p] != shapes[j] || shapes[r] != shapes[j]) continue;
             const Node& conv = *nodes[p];
             if (conv.attrs.fused_residual || conv.attrs.fused_relu) continue;
             Node fused = conv;

@@ -202,7 +202,8 @@ OpArgs Plan::args_for(int node, int n, bool training, uint64_t seed) {
 void Plan::run_node(int node, int n, bool training, uint64_t seed) { backend_.forward(args_for(node, n, training, seed)); }
 
 void Plan::run_all(const float* const* inputs, int n, bool training, uint64_t step_seed) {
-    if (training && !fused_.empty()) fail("plan: training needs a plan made with keep_all (this one fused convolution epilogues)");
+    if (training && !fused_.empty())
+        fail("plan: training needs a plan made with keep_all (this one fused convolution epilogues)");
     bind_inputs(inputs, n);
     for (auto& seg : segments_)
         for (int i : seg) run_node(i, n, training, step_seed);
