@@ -7,6 +7,7 @@
 #include "cpu_batchnorm.h"
 #include "cpu_conv.h"
 #include "cpu_pool.h"
+#include "cpu_threads.h"
 
 namespace engine::cpu {
 
@@ -57,7 +58,9 @@ void batchnorm_inference(const Attrs& a, const TensorView* in, TensorView y) {
 
 }  // namespace
 
-CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_num_procs()) {}
+CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_num_procs()) {
+    threads_prepare(threads_);
+}
 
 size_t CpuBackend::scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const {
     if (node.op != Op::Conv) return 0;
@@ -65,6 +68,7 @@ size_t CpuBackend::scratch_floats(const Node& node, const Shape* in, int n_in, c
 }
 
 void CpuBackend::forward(const OpArgs& a) {
+    threads_prepare(threads_);
     const Node& n = a.node;
     switch (n.op) {
         case Op::Conv: {
@@ -94,6 +98,7 @@ void CpuBackend::forward(const OpArgs& a) {
 }
 
 void CpuBackend::backward(const GradArgs& g) {
+    threads_prepare(threads_);
     const OpArgs& a = g.fwd;
     TensorView* gin = g.grad_in;
     const float* __restrict gy = g.grad_out.data;

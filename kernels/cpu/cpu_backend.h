@@ -1,7 +1,8 @@
 // The default CPU backend: direct AVX2/FMA 3x3 stride-1 convolutions (cpu_conv3x3.cpp), im2col +
 // packed GEMM for the other convolutions (direct loops for depthwise), the fused conv epilogue
 // (residual, ReLU) of inference plans, fast paths for the element-wise ops and SDN head pooling,
-// OpenMP across the batch or the output channels. Everything else is the reference code.
+// OpenMP across the batch or the output channels, with a team started, pinned and flushing denormals
+// at construction (cpu_threads.cpp). Everything else is the reference code.
 #pragma once
 #include "ref/ref_kernels.h"
 
