@@ -44,11 +44,19 @@ std::vector<std::string> split(const std::string& s) {
     return out;
 }
 
-void pin_to_core(int core) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(core, &set);
-    sched_setaffinity(0, sizeof set, &set);
+// The CPUs the bench was started on (`taskset -c ...`): latency runs pin one of them, the
+// two-thread runs get them all back.
+cpu_set_t g_inherited;
+
+void pin_to_first_inherited_cpu() {
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &g_inherited)) {
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(c, &one);
+            sched_setaffinity(0, sizeof one, &one);
+            return;
+        }
 }
 
 Model load_arch(const std::string& arch, const std::string& shared) {
@@ -69,7 +77,9 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "--backends")) backends = argv[i + 1];
     }
     try {
-        pin_to_core(0);
+        CPU_ZERO(&g_inherited);
+        sched_getaffinity(0, sizeof g_inherited, &g_inherited);
+        pin_to_first_inherited_cpu();
         const double peak = bench::fma_peak_gflops();
         std::printf("FMA peak, one core: %.1f GFLOP/s\n\n", peak);
         std::printf("%-9s %-7s %2s %4s %10s %10s %7s %8s %10s\n", "model", "backend", "th", "exit", "median ms",
@@ -119,15 +129,9 @@ int main(int argc, char** argv) {
                     double frac = 2.0 * big.macs_to_exit().back() * batch / med * 1e-9 / (peak * threads) * 100;
                     std::printf("%-9s %-7s %2d  b128 %9.0f img/s (median of 5), %.1f %% of %d-core peak\n\n", arch.c_str(),
                                 backend_name.c_str(), threads, batch / med, frac, threads);
-                    if (threads == 1) {
-                        cpu_set_t all;
-                        CPU_ZERO(&all);
-                        CPU_SET(0, &all);
-                        CPU_SET(1, &all);
-                        sched_setaffinity(0, sizeof all, &all);
-                    }
+                    if (threads == 1) sched_setaffinity(0, sizeof g_inherited, &g_inherited);
                 }
-                pin_to_core(0);
+                pin_to_first_inherited_cpu();
             }
         }
     } catch (const std::exception& e) {
