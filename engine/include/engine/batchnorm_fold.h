@@ -1,0 +1,15 @@
+// The arithmetic of folding an inference-mode BatchNorm into the convolution before it, shared
+// by graph passes that fold (training's renormalisation; the same formula as the inference fusion).
+#pragma once
+#include "engine/tensor.h"
+
+namespace engine {
+
+// BatchNorm(Conv(x, w, b)) with running statistics equals Conv(x, w', b') where, per output
+// channel k with s = gamma[k] / sqrt(var[k] + epsilon):
+//   w'[k] = w[k] * s        b'[k] = (b[k] - mean[k]) * s + beta[k]
+// Rewrites `weight` ([K, ...]) and `bias` ([K]; pass zeros for a convolution without bias) in place.
+void fold_batchnorm_into_conv(Tensor& weight, Tensor& bias, const Tensor& gamma, const Tensor& beta,
+                              const Tensor& mean, const Tensor& var, float epsilon);
+
+}  // namespace engine
