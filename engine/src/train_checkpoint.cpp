@@ -94,6 +94,7 @@ std::string Trainer::config_json() const {
            {"teacher", teacher_ != nullptr},
            {"kd_temperature", dec(c.kd_temperature)},
            {"kd_alpha", dec(c.kd_alpha)}};
+    if (c.renormalize) j["renormalize_images"] = c.renormalize_images;  // absent otherwise: older checkpoints resume
     return j.dump();
 }
 

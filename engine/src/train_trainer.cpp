@@ -7,6 +7,7 @@
 
 #include "engine/error.h"
 #include "engine/train/loss.h"
+#include "engine/train/renormalize.h"
 #include "engine/train/trainer.h"
 
 namespace engine::train {
@@ -66,15 +67,19 @@ Trainer::Trainer(Model& model, const Dataset& train, const Dataset* val, TrainCo
     }
     if (c.threads > 0) omp_set_num_threads(c.threads);
 
-    if (!c.reinit.empty()) reinitialize(model.graph, c.reinit, c.seed);
-    if (c.prune > 0) mask_ = magnitude_prune(model.graph, c.prune);
-    params_ = select_parameters(model.graph, c.mode, c.train_only);
-    for (int i : trainable_nodes(model.graph))
-        if (!std::binary_search(params_.begin(), params_.end(), i)) frozen_.push_back(i);
-    // Cleared flags make Plan::backward skip the frozen parts entirely (and allocate no gradient).
-    for (int i : frozen_) model.graph.nodes[i].trainable = false;
-
+    if (c.renormalize) {
+        auto backend = make_backend(c.backend.empty() ? default_backend_name() : c.backend);
+        inserted_ = insert_batchnorms(model, train, c.renormalize_images, *backend);
+    }
     try {
+        if (!c.reinit.empty()) reinitialize(model.graph, c.reinit, c.seed);
+        if (c.prune > 0) mask_ = magnitude_prune(model.graph, c.prune);
+        params_ = select_parameters(model.graph, c.mode, c.train_only);
+        for (int i : trainable_nodes(model.graph))
+            if (!std::binary_search(params_.begin(), params_.end(), i)) frozen_.push_back(i);
+        // Cleared flags make Plan::backward skip the frozen parts entirely (and allocate no gradient).
+        for (int i : frozen_) model.graph.nodes[i].trainable = false;
+
         batch_ = int(std::min<int64_t>(c.batch, train.size()));
         steps_per_epoch_ = train.size() / batch_;  // the last incomplete batch is dropped
         c.schedule.total_steps = std::max<int64_t>(1, steps_per_epoch_ * c.epochs);  // --epochs 0: no step runs
@@ -94,12 +99,18 @@ Trainer::Trainer(Model& model, const Dataset& train, const Dataset* val, TrainCo
         }
     } catch (...) {
         for (int i : frozen_) model.graph.nodes[i].trainable = true;
+        plan_.reset();
+        if (!inserted_.empty()) fold_batchnorms(model.graph, inserted_);
         throw;
     }
 }
 
 Trainer::~Trainer() {
     for (int i : frozen_) model_.graph.nodes[i].trainable = true;
+    // The plans read the graph: they go before it is rebuilt.
+    plan_.reset();
+    teacher_plan_.reset();
+    if (!inserted_.empty()) fold_batchnorms(model_.graph, inserted_);
 }
 
 std::vector<float> Trainer::exit_weights(int64_t step) const {

@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
         int epochs = 0, stop_after = -1, batch = 128, threads = 0, limit = -1, val_limit = 1000, adv_steps = 7;
         uint64_t seed = 0;
         float wd = 5e-4f, momentum = 0.9f, prune = 0, kd_temp = 4.0f, kd_alpha = 0.5f;
-        bool resume = false, adversarial = false, no_augment = false, no_nesterov = false;
+        bool resume = false, adversarial = false, no_augment = false, no_nesterov = false, renormalize = false;
 
         app.add_option("--arch", arch, "architecture to build: " + [] {
             std::string s;
@@ -106,6 +106,9 @@ int main(int argc, char** argv) {
         app.add_option("--wd", wd, "weight decay (L2 on the gradient)")->check(CLI::Range(0.0, 1.0));
         app.add_option("--train-only", train_only, "train only parameters whose name matches this regex");
         app.add_option("--reinit", reinit, "re-initialise parameters whose name matches this regex first");
+        app.add_flag("--renormalize", renormalize,
+                     "train a BN-folded model (Conv with bias, no BatchNorm) with a BatchNorm after each such Conv, "
+                     "folded back into it in the output");
         app.add_option("--prune", prune, "prune this fraction of Conv/Gemm weights by global magnitude, mask fixed")
             ->check(CLI::Range(0.0, 0.999));
         app.add_option("--teacher", teacher_path, "distil from this model's final exit");
@@ -174,6 +177,7 @@ int main(int argc, char** argv) {
         c.train_only = train_only;
         c.reinit = reinit;
         c.prune = prune;
+        c.renormalize = renormalize;
         c.adversarial = adversarial;
         c.pgd.eps = parse_fraction(adv_eps, "--adv-eps");
         c.pgd.step = parse_fraction(adv_step, "--adv-step");
@@ -198,6 +202,9 @@ int main(int argc, char** argv) {
             } else {
                 std::ofstream(log_path, std::ios::trunc);  // a fresh run starts a fresh log
             }
+            if (renormalize)
+                std::printf("inserted %zu BatchNorms (--renormalize); they are folded back into the output\n",
+                            trainer.inserted_batchnorms().size());
             std::printf("training %lld parameters on %lld images, %lld steps per epoch, mode %s, backend %s\n",
                         (long long)params, (long long)train.size(), (long long)trainer.steps_per_epoch(), mode.c_str(),
                         backend.c_str());
@@ -233,7 +240,7 @@ int main(int argc, char** argv) {
             }
             if (!trainer.history().empty()) acc = trainer.history().back().test_acc;
             seconds = trainer.train_seconds();
-        }  // the trainer restores the frozen parameters' trainable flags here
+        }  // the trainer restores the frozen parameters' trainable flags and folds inserted BatchNorms here
 
         model.thresholds = thresholds;
         if (from.empty()) model.metadata["arch"] = arch;
@@ -251,6 +258,7 @@ int main(int argc, char** argv) {
         if (!train_only.empty()) summary["train_only"] = train_only;
         if (!reinit.empty()) summary["reinit"] = reinit;
         if (prune > 0) summary["prune"] = prune;
+        if (renormalize) summary["renormalize"] = true;
         if (adversarial) summary["adversarial"] = {{"eps", dec(c.pgd.eps)}, {"step", dec(c.pgd.step)}, {"steps", c.pgd.steps}};
         if (teacher) summary["teacher"] = {{"path", teacher_path}, {"temperature", dec(kd_temp)}, {"alpha", dec(kd_alpha)}};
         model.metadata["train"] = summary.dump();

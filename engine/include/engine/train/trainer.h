@@ -36,6 +36,8 @@ struct TrainConfig {
     std::string train_only;      // regex: train only matching parameters (BatchNorm statistics still update)
     std::string reinit;          // regex: re-initialise matching parameters before training
     double prune = 0;            // global magnitude pruning fraction, mask fixed while training
+    bool renormalize = false;    // train a BN-folded model with BatchNorms re-inserted (renormalize.h)
+    int renormalize_images = 512;  // training images their initial statistics are estimated from
     bool adversarial = false;    // PGD adversarial training
     PgdConfig pgd;
     float kd_temperature = 4.0f; // knowledge distillation (with a teacher): every trained exit learns
@@ -66,6 +68,8 @@ public:
     // model is trained in place; train, val and teacher must outlive the trainer. Re-initialisation
     // and pruning happen here (a resumed checkpoint then overrides all values and the mask).
     // Parameters not trained have their trainable flags cleared until the trainer is destroyed.
+    // With config.renormalize the model holds the inserted BatchNorms while the trainer lives
+    // (checkpoints included); the destructor folds them back into their convolutions.
     Trainer(Model& model, const Dataset& train, const Dataset* val, TrainConfig config, const Model* teacher = nullptr);
     ~Trainer();
     Trainer(const Trainer&) = delete;
@@ -93,6 +97,7 @@ public:
     const std::vector<EpochStats>& history() const { return history_; }
     const std::vector<int>& parameters() const { return params_; }
     const PruneMask& prune_mask() const { return mask_; }
+    const std::vector<int>& inserted_batchnorms() const { return inserted_; }  // config.renormalize
     const TrainConfig& config() const { return config_; }
     // The per-exit loss weights used at a given step.
     std::vector<float> exit_weights(int64_t step) const;
@@ -107,6 +112,7 @@ private:
     const Model* teacher_;
     std::vector<int> params_;          // trained parameter nodes
     std::vector<int> frozen_;          // trainable nodes whose flag is cleared while training
+    std::vector<int> inserted_;        // BatchNorms inserted by config.renormalize
     std::vector<ParamRef> refs_;
     std::vector<int> mask_index_;      // per trained parameter: its index in mask_, or -1
     PruneMask mask_;
