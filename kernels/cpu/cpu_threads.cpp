@@ -15,9 +15,9 @@ namespace engine::cpu {
 
 namespace {
 
-// Denormal operands and results take a microcode slow path (~100x per instruction) in the FMA
-// loops; a network's activations and gradients can decay into that range. FTZ | DAZ in MXCSR makes
-// them zeros, as oneDNN and PyTorch do.
+// Denormal operands and results take a microcode assist (on the order of 100 cycles each) in the
+// FMA loops; a network's activations and gradients can decay into that range. FTZ | DAZ in MXCSR
+// makes them zeros, as TensorFlow does on its compute threads. The setting stays on the thread.
 void flush_denormals() {
 #if defined(__x86_64__) || defined(__i386__)
     _mm_setcsr(_mm_getcsr() | 0x8040);
