@@ -59,9 +59,17 @@ TEST_CASE("direct 3x3 convolution matches the reference, forward and backward, a
                 cases.push_back({"conv3x3_" + x.str() + "_k" + std::to_string(k) + (bias ? "_bias" : ""), Op::Conv,
                                  test::conv_attrs(3, 1, 1), shapes});
             }
-    // The im2col + GEMM fallback: stride 2, a width not a multiple of 8.
-    cases.push_back({"conv3x3_stride2", Op::Conv, test::conv_attrs(3, 2, 1),
-                     {Shape{1, 6, 16, 16}, Shape{7, 6, 3, 3}, Shape{7}}});
+    // Stride 2: output widths 8 (a tile spans two rows) and 16.
+    for (Shape x : {Shape{1, 6, 16, 16}, Shape{2, 5, 32, 32}, Shape{1, 3, 16, 32}})
+        for (bool bias : {true, false}) {
+            std::vector<Shape> shapes{x, Shape{7, x[1], 3, 3}};
+            if (bias) shapes.push_back(Shape{7});
+            cases.push_back({"conv3x3_stride2_" + x.str() + (bias ? "_bias" : ""), Op::Conv, test::conv_attrs(3, 2, 1),
+                             shapes});
+        }
+    // The im2col + GEMM fallback: stride 2 with an output width not a multiple of 8, a width not a multiple of 8.
+    cases.push_back({"conv3x3_stride2_width12", Op::Conv, test::conv_attrs(3, 2, 1),
+                     {Shape{1, 6, 12, 12}, Shape{7, 6, 3, 3}, Shape{7}}});
     cases.push_back({"conv3x3_width12", Op::Conv, test::conv_attrs(3, 1, 1),
                      {Shape{2, 4, 12, 12}, Shape{5, 4, 3, 3}, Shape{5}}});
     for (int threads : {1, 2}) {

@@ -3,6 +3,8 @@
 // segments, on different rows when the width is 8): 12 accumulators; per tap two input loads
 // and kCo weight broadcasts feed 2*kCo FMAs. The weights are read in their OIHW layout: one
 // block's weights (kCo x C x 9 floats, 14 KB at 64 channels) stay in L1, so packing gains nothing.
+// Stride 2: each padded row is stored as its even columns, then its odd columns, so the 8 pixels
+// of a segment read 8 consecutive floats for every tap as well.
 #include "cpu_conv3x3.h"
 
 #include <immintrin.h>
@@ -19,8 +21,15 @@ constexpr int kCo = 6;   // output channels per tile
 constexpr int kSeg = 8;  // pixels per row segment (one ymm register)
 
 struct Geometry {
-    int64_t C, H, W, K, Wp, plane, P;  // Wp, plane: width and size of a zero-bordered input plane
+    int64_t C, H, W, K, Wp, plane, P, OW;  // Wp, plane: width and size of a zero-bordered input plane
 };
+
+// Offset of tap (kh, kw) from a segment's window start in the padded planes of stride S.
+template <int S>
+inline int64_t tap(const Geometry& g, int kh, int kw) {
+    if (S == 1) return kh * g.Wp + kw;
+    return kh * g.Wp + (kw == 1 ? g.Wp / 2 : kw / 2);  // even columns [0, Wp/2), odd columns after
+}
 
 void pad_sample(const Geometry& g, const float* x, float* xp) {
     for (int64_t c = 0; c < g.C; ++c) {
@@ -36,14 +45,41 @@ void pad_sample(const Geometry& g, const float* x, float* xp) {
     }
 }
 
+// Stride 2 (W even): padded column j goes to j / 2 in the even half of its row, or to Wp / 2 + j / 2
+// in the odd half; padded column j is input column j - 1.
+void pad_sample_s2(const Geometry& g, const float* x, float* xp) {
+    const int64_t half = g.Wp / 2;
+    for (int64_t c = 0; c < g.C; ++c) {
+        float* p = xp + c * g.plane;
+        std::fill(p, p + g.Wp, 0.0f);
+        for (int64_t h = 0; h < g.H; ++h) {
+            float* even = p + (h + 1) * g.Wp;
+            float* odd = even + half;
+            const float* in = x + (c * g.H + h) * g.W;
+            even[0] = 0.0f;
+            for (int64_t j = 0; j < g.W / 2; ++j) {
+                odd[j] = in[2 * j];
+                even[j + 1] = in[2 * j + 1];
+            }
+            odd[half - 1] = 0.0f;
+        }
+        std::fill(p + (g.H + 1) * g.Wp, p + g.plane, 0.0f);
+    }
+}
+
+void pad(const Geometry& g, int stride, const float* x, float* xp) {
+    if (stride == 1) return pad_sample(g, x, xp);
+    pad_sample_s2(g, x, xp);
+}
+
 // One tile of R output channels: segment s reads the window at xs[s] and writes ys[s] (row
 // stride P per channel); with one segment, xs[1] == xs[0] and ys[1] is null.
-template <int R>
+template <int R, int S>
 void tile(const Geometry& g, const float* w, const float* bias, const float* const xs[2], float* const ys[2],
           const float* const rs[2], bool relu) {
     __m256 acc[R][2];
     for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = bias ? _mm256_broadcast_ss(bias + r) : _mm256_setzero_ps();
-    const int64_t wstride = g.C * 9, Wp = g.Wp, plane = g.plane;
+    const int64_t wstride = g.C * 9, plane = g.plane;
     const float* x0 = xs[0];
     const float* x1 = xs[1];
     for (int64_t c = 0; c < g.C; ++c, x0 += plane, x1 += plane) {
@@ -51,8 +87,8 @@ void tile(const Geometry& g, const float* w, const float* bias, const float* con
 #pragma GCC unroll 3
         for (int kh = 0; kh < 3; ++kh)
             for (int kw = 0; kw < 3; ++kw) {
-                const __m256 v0 = _mm256_loadu_ps(x0 + kh * Wp + kw);
-                const __m256 v1 = _mm256_loadu_ps(x1 + kh * Wp + kw);
+                const __m256 v0 = _mm256_loadu_ps(x0 + tap<S>(g, kh, kw));
+                const __m256 v1 = _mm256_loadu_ps(x1 + tap<S>(g, kh, kw));
                 for (int r = 0; r < R; ++r) {
                     const __m256 wv = _mm256_broadcast_ss(wc + r * wstride + kh * 3 + kw);
                     acc[r][0] = _mm256_fmadd_ps(wv, v0, acc[r][0]);
@@ -71,14 +107,14 @@ void tile(const Geometry& g, const float* w, const float* bias, const float* con
 }
 
 // Output channels [k0, k0 + R) of one sample, every pixel.
-template <int R>
+template <int R, int S>
 void channel_block(const Geometry& g, const float* xp, const float* w, const float* bias, const float* residual,
                    bool relu, float* y, int64_t k0) {
     w += k0 * g.C * 9;
     if (bias) bias += k0;
     y += k0 * g.P;
     if (residual) residual += k0 * g.P;
-    int64_t row = 0, col = 0;  // where the next segment starts (segments never cross a row: W % 8 == 0)
+    int64_t row = 0, col = 0;  // where the next segment starts (segments never cross a row: OW % 8 == 0)
     for (int64_t p = 0; p < g.P; p += 2 * kSeg) {
         const float* xs[2];
         float* ys[2] = {nullptr, nullptr};
@@ -88,34 +124,42 @@ void channel_block(const Geometry& g, const float* xp, const float* w, const flo
                 xs[1] = xs[0];
                 break;
             }
-            xs[s] = xp + row * g.Wp + col;
+            xs[s] = xp + row * S * g.Wp + col;
             ys[s] = y + p + s * kSeg;
             if (residual) rs[s] = residual + p + s * kSeg;
             col += kSeg;
-            if (col == g.W) col = 0, ++row;
+            if (col == g.OW) col = 0, ++row;
         }
-        tile<R>(g, w, bias, xs, ys, rs, relu);
+        tile<R, S>(g, w, bias, xs, ys, rs, relu);
     }
 }
 
-void block(const Geometry& g, const float* xp, const float* w, const float* bias, const float* residual, bool relu,
-           float* y, int64_t k0) {
+template <int S>
+void block_s(const Geometry& g, const float* xp, const float* w, const float* bias, const float* residual, bool relu,
+             float* y, int64_t k0) {
     switch (std::min<int64_t>(kCo, g.K - k0)) {
-        case 6: return channel_block<6>(g, xp, w, bias, residual, relu, y, k0);
-        case 5: return channel_block<5>(g, xp, w, bias, residual, relu, y, k0);
-        case 4: return channel_block<4>(g, xp, w, bias, residual, relu, y, k0);
-        case 3: return channel_block<3>(g, xp, w, bias, residual, relu, y, k0);
-        case 2: return channel_block<2>(g, xp, w, bias, residual, relu, y, k0);
-        default: return channel_block<1>(g, xp, w, bias, residual, relu, y, k0);
+        case 6: return channel_block<6, S>(g, xp, w, bias, residual, relu, y, k0);
+        case 5: return channel_block<5, S>(g, xp, w, bias, residual, relu, y, k0);
+        case 4: return channel_block<4, S>(g, xp, w, bias, residual, relu, y, k0);
+        case 3: return channel_block<3, S>(g, xp, w, bias, residual, relu, y, k0);
+        case 2: return channel_block<2, S>(g, xp, w, bias, residual, relu, y, k0);
+        default: return channel_block<1, S>(g, xp, w, bias, residual, relu, y, k0);
     }
+}
+
+void block(const Geometry& g, int stride, const float* xp, const float* w, const float* bias, const float* residual,
+           bool relu, float* y, int64_t k0) {
+    if (stride == 1) return block_s<1>(g, xp, w, bias, residual, relu, y, k0);
+    block_s<2>(g, xp, w, bias, residual, relu, y, k0);
 }
 
 }  // namespace
 
 bool conv3x3_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
-    return a.groups == 1 && w[2] == 3 && w[3] == 3 && a.stride[0] == 1 && a.stride[1] == 1 && a.dilation[0] == 1 &&
+    const int64_t s = a.stride[0];
+    return a.groups == 1 && w[2] == 3 && w[3] == 3 && (s == 1 || s == 2) && a.stride[1] == s && a.dilation[0] == 1 &&
            a.dilation[1] == 1 && std::all_of(a.pad, a.pad + 4, [](int64_t p) { return p == 1; }) &&
-           y[3] % kSeg == 0;
+           y[3] % kSeg == 0 && (s == 1 || (x[2] % 2 == 0 && x[3] % 2 == 0));
 }
 
 size_t conv3x3_scratch_per_thread(const Shape& x) { return size_t(x[1] * (x[2] + 2) * (x[3] + 2)); }
@@ -123,32 +167,33 @@ size_t conv3x3_scratch_per_thread(const Shape& x) { return size_t(x[1] * (x[2] +
 void conv3x3_forward(TensorView x, TensorView w, const float* bias, const float* residual, bool relu, TensorView y,
                      float* scratch, int threads) {
     const int64_t N = x.shape[0];
-    Geometry g{x.shape[1], x.shape[2], x.shape[3], w.shape[0], x.shape[3] + 2, 0, y.shape[2] * y.shape[3]};
+    Geometry g{x.shape[1], x.shape[2], x.shape[3], w.shape[0], x.shape[3] + 2, 0, y.shape[2] * y.shape[3], y.shape[3]};
+    const int stride = int(x.shape[3] / y.shape[3]);  // 1 or 2, as conv3x3_fits allows
     g.plane = (g.H + 2) * g.Wp;
     const int64_t in_size = g.C * g.H * g.W, out_size = g.K * g.P;
     const int64_t blocks = (g.K + kCo - 1) / kCo;
     const size_t per_thread = conv3x3_scratch_per_thread(x.shape);
     auto sample = [&](int64_t n, float* xp, int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b)
-            block(g, xp, w.data, bias, residual ? residual + n * out_size : nullptr, relu, y.data + n * out_size,
+            block(g, stride, xp, w.data, bias, residual ? residual + n * out_size : nullptr, relu, y.data + n * out_size,
                   b * kCo);
     };
     if (threads == 1) {
         for (int64_t n = 0; n < N; ++n) {
-            pad_sample(g, x.data + n * in_size, scratch);
+            pad(g, stride, x.data + n * in_size, scratch);
             sample(n, scratch, 0, blocks);
         }
     } else if (N >= threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
         for (int64_t n = 0; n < N; ++n) {
             float* xp = scratch + omp_get_thread_num() * per_thread;
-            pad_sample(g, x.data + n * in_size, xp);
+            pad(g, stride, x.data + n * in_size, xp);
             sample(n, xp, 0, blocks);
         }
     } else {
         // Too few samples to share out: one padded copy, channel blocks split across threads.
         for (int64_t n = 0; n < N; ++n) {
-            pad_sample(g, x.data + n * in_size, scratch);
+            pad(g, stride, x.data + n * in_size, scratch);
 #pragma omp parallel num_threads(threads)
             {
                 const int t = omp_get_thread_num(), nt = omp_get_num_threads();

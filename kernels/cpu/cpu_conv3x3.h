@@ -1,5 +1,5 @@
-// Direct 3x3 convolution, stride 1, padding 1, for NCHW outputs whose width is a multiple of 8:
-// the common case of CIFAR ResNets, where im2col's column matrix would not fit in L2.
+// Direct 3x3 convolution, stride 1 or 2 (even input sizes), padding 1, for NCHW outputs whose width
+// is a multiple of 8: the common case of CIFAR ResNets, where im2col's column matrix would not fit in L2.
 #pragma once
 #include "engine/backend.h"
 
