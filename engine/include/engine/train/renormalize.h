@@ -19,6 +19,9 @@ namespace engine::train {
 // shift (the conv keeps a zero bias, which BatchNorm makes redundant, so that folding back
 // restores the same nodes). Running mean, variance, gamma and beta are set so that the network
 // computes the same function in inference mode. Returns the new BatchNorm node indices.
+// Unit variance also fixes each channel's weight norm, and with it the channel's effective
+// learning rate under BatchNorm (about lr / |w|^2): it is not the original BN model's, whose
+// weight scale folding erased, so fine-tuning follows a different trajectory from that model's.
 std::vector<int> insert_batchnorms(Model& model, const Dataset& data, int images, Backend& backend);
 
 // Folds each listed BatchNorm (input 0 a Conv read by nothing else, inputs 1..4 Constants read
