@@ -1,6 +1,7 @@
 // Renormalised fine-tuning of BN-folded models: inserting BatchNorms keeps every exit's
-// inference logits, folding them straight back returns the folded weights, and a short
-// --renormalize training run stays finite and hands back a model with the input's nodes.
+// inference logits, folding them straight back returns the folded weights, a short
+// --renormalize training run stays finite and hands back a model with the input's nodes, and
+// resumes from its checkpoint bit-identically.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
@@ -11,11 +12,13 @@
 #include <map>
 #include <random>
 
+#include "engine/error.h"
 #include "engine/plan.h"
 #include "engine/train/renormalize.h"
 #include "engine/train/trainer.h"
 #include "model_zoo.h"
 #include "test_util.h"
+#include "tiny_model.h"
 
 using namespace engine;
 using namespace engine::train;
@@ -213,4 +216,69 @@ TEST_CASE("renormalize: a few training steps stay finite and the output has the 
     const auto logits = exit_logits(loaded, synthetic(8, 16, 6), 8);
     for (const auto& z : logits) CHECK(all_finite(z));
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("renormalize: a run stopped after an epoch resumes from its checkpoint bit-identically") {
+    const Model folded = folded_small(16);
+    const Dataset train = synthetic(64, 16, 7);
+    TrainConfig c;
+    c.mode = "sdn";
+    c.epochs = 2;
+    c.batch = 32;
+    c.seed = 5;
+    c.schedule.kind = "constant";
+    c.schedule.lr = 0.05f;
+    c.val_limit = 0;
+    c.renormalize = true;
+    c.renormalize_images = 32;
+    c.backend = "ref";
+    Model straight = folded;
+    { Trainer(straight, train, nullptr, c).fit(); }
+
+    const auto dir = std::filesystem::temp_directory_path() / ("test_renormalize_ckpt_" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir);
+    c.checkpoint_path = (dir / "run.ckpt").string();
+    Model first = folded;
+    { Trainer(first, train, nullptr, c).fit(1); }
+    Model resumed = folded;  // as engine_train --resume does: the input model again, then the checkpoint
+    {
+        Trainer t(resumed, train, nullptr, c);
+        t.load_checkpoint(c.checkpoint_path);
+        t.fit();
+        CHECK(t.finished());
+    }
+    REQUIRE(resumed.graph.nodes.size() == straight.graph.nodes.size());
+    for (size_t i = 0; i < straight.graph.nodes.size(); ++i)
+        CHECK(resumed.graph.nodes[i].value.values() == straight.graph.nodes[i].value.values());
+
+    // Without --renormalize the checkpoint's graph does not match, and resuming says so.
+    TrainConfig plain = c;
+    plain.renormalize = false;
+    Model m = folded;
+    Trainer t(m, train, nullptr, plain);
+    CHECK_THROWS_AS(t.load_checkpoint(c.checkpoint_path), Error);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("renormalize: only Convs without a BatchNorm get one; a Conv without bias gets it on folding") {
+    // tiny_model: conv1 (bias) -> bn1 -> relu -> ..., conv2 (no bias) -> relu -> ...
+    const Model m = test::tiny_model(3, 8);
+    Model rn = m;
+    auto backend = make_backend("ref");
+    const Dataset d = synthetic(16, 8, 2);
+    const auto inserted = insert_batchnorms(rn, d, 16, *backend);
+    REQUIRE(inserted.size() == 1);
+    CHECK(rn.graph.nodes[inserted[0]].name == "conv2.bn");
+    const auto want = exit_logits(m, d, 16), got = exit_logits(rn, d, 16);
+    for (size_t k = 0; k < want.size(); ++k)
+        CHECK(relative_error(got[k].data(), want[k].data(), int64_t(want[k].size())) <= 1e-5);
+    fold_batchnorms(rn.graph, inserted);
+    CHECK(rn.graph.nodes.size() == m.graph.nodes.size() + 1);
+    const int conv2 = rn.graph.find("conv2");
+    REQUIRE(rn.graph.nodes[conv2].inputs.size() == 3);
+    CHECK(rn.graph.nodes[rn.graph.nodes[conv2].inputs[2]].name == "conv2.bias");
+    CHECK(count_op(rn.graph, Op::BatchNorm) == 1);  // bn1 stays
+    const auto back = exit_logits(rn, d, 16);
+    for (size_t k = 0; k < want.size(); ++k)
+        CHECK(relative_error(back[k].data(), want[k].data(), int64_t(want[k].size())) <= 1e-5);
 }
