@@ -1,7 +1,8 @@
 #include "fuse_conv.h"
 
 #include <algorithm>
-#include <cmath>
+
+#include "engine/batchnorm_fold.h"
 
 namespace engine {
 namespace {
@@ -24,7 +25,7 @@ struct Pass {
         nodes[i] = &owned.back();
     }
 
-    // BatchNorm(Conv(x, w[, b])) -> Conv(x, w*s, (b - mean)*s + beta), s = scale/sqrt(var + eps).
+    // BatchNorm(Conv(x, w[, b])) -> Conv(x, w', b') (batchnorm_fold.h).
     // The folded weights and bias replace constants that only this convolution (or BatchNorm) reads.
     bool fold_batchnorm(int j) {
         const Node& bn = *nodes[j];
@@ -41,14 +42,10 @@ struct Pass {
         const Tensor &gamma = nodes[bn.inputs[1]]->value, &beta = nodes[bn.inputs[2]]->value,
                      &mean = nodes[bn.inputs[3]]->value, &var = nodes[bn.inputs[4]]->value;
         Node wn = *nodes[w], bn_bias = *nodes[b];
-        const int64_t K = wn.value.shape()[0], per_k = wn.value.numel() / K;
+        const int64_t K = wn.value.shape()[0];
         if (bn_bias.value.numel() != K) return false;
-        for (int64_t k = 0; k < K; ++k) {
-            const double s = gamma[k] / std::sqrt(double(var[k]) + bn.attrs.epsilon);
-            for (int64_t e = 0; e < per_k; ++e) wn.value[k * per_k + e] = float(wn.value[k * per_k + e] * s);
-            const double bias = has_bias ? bn_bias.value[k] : 0.0;
-            bn_bias.value[k] = float((bias - mean[k]) * s + beta[k]);
-        }
+        if (!has_bias) bn_bias.value = Tensor(Shape{K});  // zeros: the convolution had no bias
+        fold_batchnorm_into_conv(wn.value, bn_bias.value, gamma, beta, mean, var, bn.attrs.epsilon);
         Node fused = conv;
         fused.inputs = {conv.inputs[0], w, b};
         replace(w, std::move(wn));

@@ -1,5 +1,5 @@
 // The arithmetic of folding an inference-mode BatchNorm into the convolution before it, shared
-// by graph passes that fold (training's renormalisation; the same formula as the inference fusion).
+// by the graph passes that fold: the inference fusion and training's renormalisation.
 #pragma once
 #include "engine/tensor.h"
 
