@@ -4,6 +4,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   libfmt-dev doctest-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libssl-dev zlib1g-dev
+  libjpeg62-turbo-dev
   libonnx-dev libonnx-testdata libprotobuf-dev protobuf-compiler
   libdnnl-dev ocl-icd-opencl-dev
   dataset-fashion-mnist

@@ -1,16 +1,23 @@
-// Data set readers: small CIFAR and IDX files written here (plain and gzipped) read back exactly;
-// malformed files throw naming the file; the shared CIFAR-10 test batch matches the reference
-// images the shared models were evaluated on.
+// Data set readers: small CIFAR and IDX files written here (plain and gzipped) read back exactly,
+// a miniature Tiny-ImageNet tree of JPEGs encoded here reads back within JPEG's error; malformed
+// files throw naming the file; the shared CIFAR-10 test batch matches the reference images the
+// shared models were evaluated on.
 #include <doctest/doctest.h>
 #include <zlib.h>
+
+#include <cstdio>  // jpeglib.h needs FILE
+#include <cstdlib>
+#include <jpeglib.h>
 
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
+#include "cli_common.h"
 #include "engine/dataset.h"
 #include "engine/error.h"
 #include "engine/safetensors.h"
@@ -80,6 +87,84 @@ Bytes idx_labels(const std::vector<int>& labels) {
     for (int l : labels) b.push_back(static_cast<unsigned char>(l));
     return b;
 }
+
+// A width x height JPEG at quality 100 without chroma subsampling; value(x, y, c) gives the
+// samples (c is always 0 for a grayscale one).
+using PixelFn = std::function<int(int x, int y, int c)>;
+Bytes encode_jpeg(int width, int height, bool gray, const PixelFn& value) {
+    jpeg_compress_struct cinfo;
+    jpeg_error_mgr err;
+    cinfo.err = jpeg_std_error(&err);
+    jpeg_create_compress(&cinfo);
+    unsigned char* out = nullptr;
+    unsigned long out_size = 0;
+    jpeg_mem_dest(&cinfo, &out, &out_size);
+    const int channels = gray ? 1 : 3;
+    cinfo.image_width = static_cast<JDIMENSION>(width);
+    cinfo.image_height = static_cast<JDIMENSION>(height);
+    cinfo.input_components = channels;
+    cinfo.in_color_space = gray ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, 100, TRUE);
+    for (int c = 0; c < cinfo.num_components; ++c) cinfo.comp_info[c].h_samp_factor = cinfo.comp_info[c].v_samp_factor = 1;
+    jpeg_start_compress(&cinfo, TRUE);
+    std::vector<unsigned char> row(static_cast<size_t>(width * channels));
+    for (int y = 0; y < height; ++y) {
+        for (int x = 0; x < width; ++x)
+            for (int c = 0; c < channels; ++c) row[static_cast<size_t>(x * channels + c)] = static_cast<unsigned char>(value(x, y, c));
+        JSAMPROW rows[1] = {row.data()};
+        jpeg_write_scanlines(&cinfo, rows, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    Bytes bytes(out, out + out_size);
+    std::free(out);
+    return bytes;
+}
+
+// A flat colour that differs per class k and image n.
+int flat(int k, int n, int c) { return c == 0 ? 40 + 60 * k : c == 1 ? 200 - 50 * n : 90 + 30 * k * n; }
+int gradient(int x, int y, int c) { return c == 0 ? 4 * x : c == 1 ? 4 * y : 128; }
+constexpr int kGray = 77;
+
+// Tiny-ImageNet's layout in miniature: classes listed out of alphabetical order (n02, n01, n03), two
+// train images each (written in reverse name order), two val images. Class n03's images are a
+// grayscale one and a gradient; the others are flat colours.
+void write_tiny_imagenet(const fs::path& root) {
+    fs::create_directories(root / "val" / "images");
+    write_file((root / "wnids.txt").string(), Bytes{'n', '0', '2', '\n', 'n', '0', '1', '\n', 'n', '0', '3', '\n'});
+    const std::vector<std::string> wnids = {"n02", "n01", "n03"};
+    for (int k = 0; k < 3; ++k) {
+        const fs::path dir = root / "train" / wnids[size_t(k)];
+        fs::create_directories(dir / "images");
+        write_file((dir / (wnids[size_t(k)] + "_boxes.txt")).string(), Bytes{'x'});  // as the archive has; not an image
+        for (int n = 1; n >= 0; --n) {
+            Bytes jpeg = k == 2 && n == 0 ? encode_jpeg(64, 64, true, [](int, int, int) { return kGray; })
+                         : k == 2         ? encode_jpeg(64, 64, false, gradient)
+                                          : encode_jpeg(64, 64, false, [&](int, int, int c) { return flat(k, n, c); });
+            write_file((dir / "images" / (wnids[size_t(k)] + "_" + std::to_string(n) + ".JPEG")).string(), jpeg);
+        }
+    }
+    write_file((root / "val" / "images" / "val_0.JPEG").string(), encode_jpeg(64, 64, false, [](int, int, int c) { return flat(1, 3, c); }));
+    write_file((root / "val" / "images" / "val_1.JPEG").string(), encode_jpeg(64, 64, false, [](int, int, int c) { return flat(0, 3, c); }));
+    const std::string annotations = "val_0.JPEG\tn01\t0\t0\t63\t63\nval_1.JPEG\tn02\t1\t2\t30\t40\n";
+    write_file((root / "val" / "val_annotations.txt").string(), Bytes(annotations.begin(), annotations.end()));
+}
+
+// Largest |decoded - expected / 255| over image r of d.
+float max_error(const Dataset& d, int64_t r, const PixelFn& expected) {
+    float worst = 0;
+    for (int c = 0; c < 3; ++c)
+        for (int y = 0; y < 64; ++y)
+            for (int x = 0; x < 64; ++x)
+                worst = std::max(worst, std::abs(d.images[((r * 3 + c) * 64 + y) * 64 + x] - float(expected(x, y, c)) / 255.0f));
+    return worst;
+}
+
+// Quality 100 still rounds through YCbCr and the DCT: flat colours come back within 3 levels, a
+// ramp of 4 levels a pixel within 4.
+constexpr float kJpegTolerance = 3.0f / 255.0f;
+constexpr float kJpegGradientTolerance = 4.0f / 255.0f;
 
 }  // namespace
 
@@ -197,6 +282,71 @@ TEST_CASE("load_fashion_mnist finds the files with or without .gz") {
     CHECK(d.num_classes == 10);  // fixed, whatever labels a subset happens to hold
     CHECK(d.labels == std::vector<int>{3, 1});
     CHECK(d.images.shape() == Shape{2, 1, 28, 28});
+}
+
+TEST_CASE("Tiny-ImageNet: class order from wnids.txt, train by class then name, val labels from the annotations") {
+    TempDir tmp;
+    const fs::path root = tmp.path / "tiny-imagenet-200";
+    write_tiny_imagenet(root);
+    Dataset train = load_tiny_imagenet(root.string(), true);
+    CHECK(train.num_classes == 3);
+    CHECK(train.labels == std::vector<int>{0, 0, 1, 1, 2, 2});
+    REQUIRE(train.images.shape() == Shape{6, 3, 64, 64});
+    for (int k = 0; k < 2; ++k)
+        for (int n = 0; n < 2; ++n) {
+            INFO("class " << k << " image " << n);
+            CHECK(max_error(train, 2 * k + n, [&](int, int, int c) { return flat(k, n, c); }) < kJpegTolerance);
+        }
+    CHECK(max_error(train, 4, [](int, int, int) { return kGray; }) < kJpegTolerance);  // grayscale, replicated
+    CHECK(max_error(train, 5, gradient) < kJpegGradientTolerance);                      // rows are y, columns x
+
+    Dataset val = load_tiny_imagenet(root.string(), false);
+    CHECK(val.num_classes == 3);
+    CHECK(val.labels == std::vector<int>{1, 0});
+    REQUIRE(val.images.shape() == Shape{2, 3, 64, 64});
+    CHECK(max_error(val, 0, [](int, int, int c) { return flat(1, 3, c); }) < kJpegTolerance);
+    CHECK(max_error(val, 1, [](int, int, int c) { return flat(0, 3, c); }) < kJpegTolerance);
+
+    CHECK(load_tiny_imagenet(root.string(), true, 3).labels == std::vector<int>{0, 0, 1});
+    // The folder holding the extracted archive works too, and the tools' loader recognises the layout.
+    CHECK(load_tiny_imagenet(tmp.path.string(), false).labels == std::vector<int>{1, 0});
+    Dataset via_cli = cli::load_dataset_dir(root.string(), false);
+    CHECK(via_cli.labels == std::vector<int>{1, 0});
+    CHECK(std::equal(via_cli.images.data(), via_cli.images.data() + via_cli.images.numel(), val.images.data()));
+    CHECK(cli::load_dataset_dir(tmp.path.string(), true, 4).labels == std::vector<int>{0, 0, 1, 1});
+}
+
+TEST_CASE("bad Tiny-ImageNet trees throw one line naming the file") {
+    TempDir tmp;
+    const fs::path root = tmp.path;
+    CHECK_THROWS_WITH_AS(load_tiny_imagenet(root.string(), true), doctest::Contains("wnids.txt: missing"), Error);
+    write_tiny_imagenet(root);
+    const std::string images = (root / "val" / "images").string() + "/";
+
+    Bytes good = encode_jpeg(64, 64, false, gradient);
+    write_file(images + "val_1.JPEG", Bytes{'n', 'o', 't', ' ', 'a', ' ', 'j', 'p', 'e', 'g'});
+    CHECK_THROWS_WITH_AS(load_tiny_imagenet(root.string(), false), doctest::Contains("val_1.JPEG: not a valid JPEG ("),
+                         Error);
+    write_file(images + "val_1.JPEG", Bytes(good.begin(), good.begin() + long(good.size() / 2)));
+    CHECK_THROWS_WITH_AS(load_tiny_imagenet(root.string(), false),
+                         doctest::Contains("val_1.JPEG: not a valid JPEG (Premature end"), Error);
+    write_file(images + "val_1.JPEG", encode_jpeg(32, 48, false, gradient));
+    CHECK_THROWS_WITH_AS(load_tiny_imagenet(root.string(), false), doctest::Contains("val_1.JPEG: image is 32x48"),
+                         Error);
+    fs::remove(images + "val_1.JPEG");
+    CHECK_THROWS_WITH_AS(load_tiny_imagenet(root.string(), false), doctest::Contains("val_1.JPEG: cannot open"), Error);
+    write_file(images + "val_1.JPEG", good);
+    CHECK(load_tiny_imagenet(root.string(), false).size() == 2);
+
+    const std::string unknown = "val_0.JPEG\tn01\t0\t0\t1\t1\nval_1.JPEG\tn99\t0\t0\t1\t1\n";
+    write_file((root / "val" / "val_annotations.txt").string(), Bytes(unknown.begin(), unknown.end()));
+    CHECK_THROWS_WITH_AS(load_tiny_imagenet(root.string(), false),
+                         doctest::Contains("val_annotations.txt:2: class n99 is not in wnids.txt"), Error);
+
+    write_file((root / "train" / "n01" / "images" / "n01_7.JPEG").string(), encode_jpeg(32, 32, true, gradient));
+    CHECK_THROWS_WITH_AS(load_tiny_imagenet(root.string(), true), doctest::Contains("n01_7.JPEG: image is 32x32"), Error);
+    fs::remove_all(root / "train" / "n03");
+    CHECK_THROWS_WITH_AS(load_tiny_imagenet(root.string(), true), doctest::Contains("n03/images: missing"), Error);
 }
 
 TEST_CASE("the installed Fashion-MNIST (Debian dataset-fashion-mnist), when present") {

@@ -15,7 +15,8 @@ namespace engine::cli {
 int guarded_main(const char* tool, const std::function<int()>& body);
 
 // The test (or training) split of whatever data set `dir` holds: CIFAR-10 (test_batch.bin),
-// CIFAR-100 (test.bin) or IDX / Fashion-MNIST (t10k-images-idx3-ubyte[.gz]); throws naming dir.
+// CIFAR-100 (test.bin), IDX / Fashion-MNIST (t10k-images-idx3-ubyte[.gz]) or Tiny-ImageNet-200
+// (wnids.txt; its val/ split stands for test); throws naming dir.
 Dataset load_dataset_dir(const std::string& dir, bool train, int limit = -1);
 
 // Median and 99th percentile, in milliseconds, of nanosecond samples (sorts a copy).

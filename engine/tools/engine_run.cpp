@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
 
         auto* eval = app.add_subcommand("eval", "accuracy, per-exit accuracy, exit histogram, per-exit latency");
         eval->add_option("model", model)->required();
-        eval->add_option("--data", data, "CIFAR-10/100 or IDX folder")->required();
+        eval->add_option("--data", data, "CIFAR-10/100, IDX or Tiny-ImageNet-200 folder")->required();
         eval->add_option("--threshold,--thresholds", thresholds, "q for every exit, or q0,q1,... per exit");
         eval->add_option("--batch", batch, "batch size")->check(CLI::Range(1, 4096));
         eval->add_option("--limit", limit, "evaluate only the first N images");

@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
             return s;
         }());
         app.add_option("--from", from, "start from this model (native or .onnx) instead of --arch");
-        app.add_option("--data", data, "CIFAR-10/100 or IDX (Fashion-MNIST) folder")->required();
+        app.add_option("--data", data, "CIFAR-10/100, IDX (Fashion-MNIST) or Tiny-ImageNet-200 folder")->required();
         app.add_option("--epochs", epochs, "epochs to train (0: apply --prune / --reinit and write, no training)")
             ->required()
             ->check(CLI::Range(0, 100000));

@@ -35,4 +35,14 @@ inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mni
 // 10 classes, 28x28 grayscale. An empty dir means kFashionMnistDir.
 Dataset load_fashion_mnist(const std::string& dir, bool train, int limit = -1);
 
+// Tiny-ImageNet-200 as the official tiny-imagenet-200.zip extracts: root/wnids.txt (class ids, one
+// a line; the class index is the line's order), root/train/<wnid>/images/*.JPEG (train: by class,
+// then file name) and root/val/images/ labelled by root/val/val_annotations.txt (train = false:
+// in the annotations' order). root may also be the folder holding tiny-imagenet-200/. The
+// unlabelled root/test/ is not read. Images are 64x64 JPEG, grayscale ones replicated into RGB:
+// N,3,64,64 (the whole train split is 100000 images, 4.9 GB as floats). limit >= 0 reads the first
+// that many in that order, so a small train limit holds the first classes only. num_classes is the
+// number of wnids (200).
+Dataset load_tiny_imagenet(const std::string& root, bool train, int limit = -1);
+
 }  // namespace engine
