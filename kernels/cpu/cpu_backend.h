@@ -1,5 +1,6 @@
-// The default CPU backend: direct AVX2/FMA 3x3 stride-1 and -2 convolutions (cpu_conv3x3.cpp), im2col +
-// packed GEMM for the other convolutions (direct loops for depthwise), the fused conv epilogue
+// The default CPU backend: direct AVX2/FMA 3x3 stride-1 and -2 convolutions (cpu_conv3x3.cpp), which also
+// give the input gradient of the stride-1 ones; im2col + packed GEMM for the other convolutions and
+// for weight gradients (direct loops for depthwise), the fused conv epilogue
 // (residual, ReLU) of inference plans, fast paths for the element-wise ops and SDN head pooling,
 // OpenMP across the batch or the output channels, with a team started, pinned and flushing denormals
 // at construction (cpu_threads.cpp). Everything else is the reference code.

@@ -134,12 +134,50 @@ void epilogue(const float* __restrict residual, bool relu, TensorView y) {
 
 bool conv_is_depthwise(const Attrs& a, const Shape& w) { return a.groups > 1 && w[1] == 1 && w[0] == a.groups; }
 
+namespace {
+
+// Stride-1 3x3 convolutions whose width the direct kernel takes: their input gradient is the
+// direct convolution of the output gradient with the flipped, transposed weights.
+bool direct_input_grad(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
+    return a.stride[0] == 1 && conv3x3_fits(a, x, w, y);
+}
+
+// wt[c][k][2 - kh][2 - kw] = w[k][c][kh][kw]
+void flip_transpose_3x3(TensorView w, float* wt) {
+    const int64_t K = w.shape[0], C = w.shape[1];
+    for (int64_t k = 0; k < K; ++k)
+        for (int64_t c = 0; c < C; ++c)
+            for (int i = 0; i < 9; ++i) wt[(c * K + k) * 9 + 8 - i] = w.data[(k * C + c) * 9 + i];
+}
+
+// One thread's backward scratch, in this order: im2col of x, the column gradient (or the padded
+// output gradient of the direct input gradient), private weight and bias gradients, flipped weights.
+struct BackwardScratch {
+    size_t col, gcol, gw, wt, total;
+};
+
+BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
+    const ConvDims d = dims(a, x, w, y);
+    size_t col = size_t(d.CKK * d.P);
+    if (conv3x3_fits(a, x, w, y)) col = std::max(col, conv3x3_scratch_per_thread(x));
+    BackwardScratch s{col, col, size_t(d.K * d.CKK + d.K), 0, 0};
+    if (direct_input_grad(a, x, w, y)) {
+        s.gcol = std::max(s.gcol, conv3x3_scratch_per_thread(y));
+        s.wt = size_t(w.numel());
+    }
+    s.total = s.col + s.gcol + s.gw + s.wt;
+    return s;
+}
+
+}  // namespace
+
 size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, bool backward) {
     ConvDims d = dims(a, x, w, y);
     if (conv_is_depthwise(a, w)) return backward ? size_t(d.K * d.KH * d.KW) : 0;
+    if (backward) return backward_scratch(a, x, w, y).total;
     size_t col = size_t(d.CKK * d.P);
     if (conv3x3_fits(a, x, w, y)) col = std::max(col, conv3x3_scratch_per_thread(x));
-    return backward ? 2 * col + size_t(d.K * d.CKK + d.K) : col;
+    return col;
 }
 
 void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual, TensorView y,
@@ -195,6 +233,8 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
     const size_t per_thread = conv_scratch_per_thread(a, x.shape, w.shape, gy.shape, true);
     const bool depthwise = conv_is_depthwise(a, w.shape);
     const bool pointwise = is_pointwise(a, d);
+    const bool direct_gx = gx.data && direct_input_grad(a, x.shape, w.shape, gy.shape);
+    const BackwardScratch layout = depthwise ? BackwardScratch{} : backward_scratch(a, x.shape, w.shape, gy.shape);
     const int64_t wsize = w.numel();
     int used = 1;
     // Each thread accumulates weight gradients privately; they are summed in thread order at
@@ -204,9 +244,11 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
         const int t = omp_get_thread_num();
         if (t == 0) used = omp_get_num_threads();
         float* mine = scratch + t * per_thread;
-        float* gw_t = depthwise ? mine : mine + 2 * d.CKK * d.P;
+        float* gw_t = mine + layout.col + layout.gcol;
         float* gb_t = gw_t + wsize;
+        float* wt = gb_t + d.K;  // flipped weights, one copy per thread
         std::fill(gw_t, gw_t + wsize + (depthwise ? 0 : d.K), 0.0f);
+        if (direct_gx) flip_transpose_3x3(w, wt);
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < d.N; ++n) {
             if (depthwise) {
@@ -218,7 +260,9 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
                 continue;
             }
             float* col = mine;
-            float* gcol = mine + d.CKK * d.P;
+            float* gcol = mine + layout.col;
+            if (direct_gx)  // gx[n] += conv(gy[n], wt): the kernel's residual epilogue reads gx[n], then writes it
+                conv3x3_forward_sample(gy, TensorView{wt, Shape{d.C, d.K, 3, 3}}, nullptr, gx.data, false, gx, n, gcol);
             for (int64_t g = 0; g < a.groups; ++g) {
                 const float* xg = x.data + (n * d.C + g * d.Cg) * d.H * d.W;
                 const float* gyg = gy.data + (n * d.K + g * d.Kg) * d.P;
@@ -234,7 +278,7 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
                 if (gbias)
                     for (int64_t k = 0; k < d.Kg; ++k)
                         for (int64_t p = 0; p < d.P; ++p) gb_t[g * d.Kg + k] += gyg[k * d.P + p];
-                if (gx.data) {
+                if (gx.data && !direct_gx) {
                     float* gxg = gx.data + (n * d.C + g * d.Cg) * d.H * d.W;
                     if (pointwise) {  // the column matrix is the input itself
                         gemm_tn(d.CKK, d.P, d.Kg, wg, d.CKK, gyg, d.P, gxg, d.P);
@@ -248,7 +292,7 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
         }
     }
     for (int t = 0; t < used; ++t) {
-        const float* gw_t = scratch + t * per_thread + (depthwise ? 0 : 2 * d.CKK * d.P);
+        const float* gw_t = scratch + t * per_thread + layout.col + layout.gcol;
         if (gw.data)
             for (int64_t i = 0; i < wsize; ++i) gw[i] += gw_t[i];
         if (gbias && !depthwise)

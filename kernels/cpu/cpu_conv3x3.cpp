@@ -153,6 +153,20 @@ void block(const Geometry& g, int stride, const float* xp, const float* w, const
     block_s<2>(g, xp, w, bias, residual, relu, y, k0);
 }
 
+Geometry geometry(const Shape& x, const Shape& w, const Shape& y) {
+    Geometry g{x[1], x[2], x[3], w[0], x[3] + 2, 0, y[2] * y[3], y[3]};
+    g.plane = (g.H + 2) * g.Wp;
+    return g;
+}
+
+int64_t blocks(const Geometry& g) { return (g.K + kCo - 1) / kCo; }
+
+// Channel blocks [b0, b1) of one sample whose padded input is xp; residual and y point at the sample.
+void sample(const Geometry& g, int stride, const float* xp, const float* w, const float* bias, const float* residual,
+            bool relu, float* y, int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) block(g, stride, xp, w, bias, residual, relu, y, b * kCo);
+}
+
 }  // namespace
 
 bool conv3x3_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
@@ -164,41 +178,41 @@ bool conv3x3_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y
 
 size_t conv3x3_scratch_per_thread(const Shape& x) { return size_t(x[1] * (x[2] + 2) * (x[3] + 2)); }
 
+void conv3x3_forward_sample(TensorView x, TensorView w, const float* bias, const float* residual, bool relu,
+                            TensorView y, int64_t n, float* scratch) {
+    const Geometry g = geometry(x.shape, w.shape, y.shape);
+    const int stride = int(x.shape[3] / y.shape[3]);
+    const int64_t out_size = g.K * g.P;
+    pad(g, stride, x.data + n * g.C * g.H * g.W, scratch);
+    sample(g, stride, scratch, w.data, bias, residual ? residual + n * out_size : nullptr, relu, y.data + n * out_size,
+           0, blocks(g));
+}
+
 void conv3x3_forward(TensorView x, TensorView w, const float* bias, const float* residual, bool relu, TensorView y,
                      float* scratch, int threads) {
     const int64_t N = x.shape[0];
-    Geometry g{x.shape[1], x.shape[2], x.shape[3], w.shape[0], x.shape[3] + 2, 0, y.shape[2] * y.shape[3], y.shape[3]};
-    const int stride = int(x.shape[3] / y.shape[3]);  // 1 or 2, as conv3x3_fits allows
-    g.plane = (g.H + 2) * g.Wp;
-    const int64_t in_size = g.C * g.H * g.W, out_size = g.K * g.P;
-    const int64_t blocks = (g.K + kCo - 1) / kCo;
     const size_t per_thread = conv3x3_scratch_per_thread(x.shape);
-    auto sample = [&](int64_t n, float* xp, int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b)
-            block(g, stride, xp, w.data, bias, residual ? residual + n * out_size : nullptr, relu, y.data + n * out_size,
-                  b * kCo);
-    };
     if (threads == 1) {
-        for (int64_t n = 0; n < N; ++n) {
-            pad(g, stride, x.data + n * in_size, scratch);
-            sample(n, scratch, 0, blocks);
-        }
-    } else if (N >= threads) {
+        for (int64_t n = 0; n < N; ++n) conv3x3_forward_sample(x, w, bias, residual, relu, y, n, scratch);
+        return;
+    }
+    if (N >= threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-        for (int64_t n = 0; n < N; ++n) {
-            float* xp = scratch + omp_get_thread_num() * per_thread;
-            pad(g, stride, x.data + n * in_size, xp);
-            sample(n, xp, 0, blocks);
-        }
-    } else {
-        // Too few samples to share out: one padded copy, channel blocks split across threads.
-        for (int64_t n = 0; n < N; ++n) {
-            pad(g, stride, x.data + n * in_size, scratch);
+        for (int64_t n = 0; n < N; ++n)
+            conv3x3_forward_sample(x, w, bias, residual, relu, y, n, scratch + omp_get_thread_num() * per_thread);
+        return;
+    }
+    // Too few samples to share out: one padded copy, channel blocks split across threads.
+    const Geometry g = geometry(x.shape, w.shape, y.shape);
+    const int stride = int(x.shape[3] / y.shape[3]);
+    const int64_t in_size = g.C * g.H * g.W, out_size = g.K * g.P, nb = blocks(g);
+    for (int64_t n = 0; n < N; ++n) {
+        pad(g, stride, x.data + n * in_size, scratch);
 #pragma omp parallel num_threads(threads)
-            {
-                const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-                sample(n, scratch, blocks * t / nt, blocks * (t + 1) / nt);
-            }
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            sample(g, stride, scratch, w.data, bias, residual ? residual + n * out_size : nullptr, relu,
+                   y.data + n * out_size, nb * t / nt, nb * (t + 1) / nt);
         }
     }
 }

@@ -12,5 +12,9 @@ size_t conv3x3_scratch_per_thread(const Shape& x);
 // y = relu?(conv(x, w) + bias? + residual?); bias and residual may be null.
 void conv3x3_forward(TensorView x, TensorView w, const float* bias, const float* residual, bool relu, TensorView y,
                      float* scratch, int threads);
+// The same for sample n alone, for callers that share out samples themselves; scratch holds
+// conv3x3_scratch_per_thread floats. residual may be y itself: each output element is read, then written.
+void conv3x3_forward_sample(TensorView x, TensorView w, const float* bias, const float* residual, bool relu,
+                            TensorView y, int64_t n, float* scratch);
 
 }  // namespace engine::cpu
