@@ -3,8 +3,9 @@
 # and verifies each (exit oracle, deterministic) on pirate copies and on independent models.
 # Pirate copies come from bench/fp_variants.sh (data_batch_1); the owner's own copies given with
 # --variant are made here from other data (data_batch_2) and another seed, so none is a pirate's.
-# Needs the BatchNorm copy of the owner (the folded ONNX diverges when fine-tuned at lr 0.01):
-#   build/bin/engine_run convert --arch resnet56 ../shared/models/resnet56_s1.safetensors OUT/r56_bn.model
+# Variants start from the owner's BatchNorm form (converted from the shared safetensors here), which
+# fine-tunes at lr 0.01 with the default momentum; the folded ONNX needs --renormalize and plain SGD.
+# Configs from '+references' on keep the 'noise_pruned' ensemble, so each adds one choice to it.
 # usage: bench/fp_ablation.sh OUT [THREADS]     (about 1.5 hours on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -68,7 +69,7 @@ Trainer::Trainer(Model& model, const Dataset& train, const Dataset* val, TrainCo
     if (c.threads > 0) omp_set_num_threads(c.threads);
 
     if (c.renormalize) {
-        auto backend = make_backend(c.backend.empty() ? default_backend_name() : c.backend);
+        auto backend = make_backend(c.backend.empty() ? default_backend_name() : c.backend, c.threads);
         inserted_ = insert_batchnorms(model, train, c.renormalize_images, *backend);
     }
     try {
@@ -85,7 +86,7 @@ Trainer::Trainer(Model& model, const Dataset& train, const Dataset* val, TrainCo
         c.schedule.total_steps = std::max<int64_t>(1, steps_per_epoch_ * c.epochs);  // --epochs 0: no step runs
         validate(c.schedule);
         const std::string backend_name = c.backend.empty() ? default_backend_name() : c.backend;
-        backend_ = make_backend(backend_name);
+        backend_ = make_backend(backend_name, c.threads);
         plan_ = std::make_unique<Plan>(model, *backend_, batch_, /*keep_all=*/true);
         for (int i : params_) {
             Node& n = model.graph.nodes[i];
@@ -94,7 +95,7 @@ Trainer::Trainer(Model& model, const Dataset& train, const Dataset* val, TrainCo
         }
         optimizer_ = make_optimizer(c.optimizer, refs_);
         if (teacher) {
-            teacher_backend_ = make_backend(backend_name);
+            teacher_backend_ = make_backend(backend_name, c.threads);
             teacher_plan_ = std::make_unique<Plan>(*teacher, *teacher_backend_, batch_);
         }
     } catch (...) {
@@ -110,7 +111,11 @@ Trainer::~Trainer() {
     // The plans read the graph: they go before it is rebuilt.
     plan_.reset();
     teacher_plan_.reset();
-    if (!inserted_.empty()) fold_batchnorms(model_.graph, inserted_);
+    try {  // a destructor must not throw: a failed fold is reported, and the model keeps the BatchNorms
+        if (!inserted_.empty()) fold_batchnorms(model_.graph, inserted_);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "warning: the re-inserted BatchNorms were not folded back: %s\n", e.what());
+    }
 }
 
 std::vector<float> Trainer::exit_weights(int64_t step) const {
@@ -202,7 +207,7 @@ std::vector<double> Trainer::evaluate(const Dataset& data, int limit) const {
     std::vector<double> acc(model_.num_exits(), 0.0);
     if (count == 0) return acc;
     // A fresh plan per evaluation: it sees the current weights whatever a backend prepares.
-    auto backend = make_backend(config_.backend.empty() ? default_backend_name() : config_.backend);
+    auto backend = make_backend(config_.backend.empty() ? default_backend_name() : config_.backend, config_.threads);
     const int batch = int(std::min<int64_t>(256, count));
     Plan plan(model_, *backend, batch);
     const int64_t per_sample = data.images.numel() / data.size();

@@ -108,7 +108,8 @@ int main(int argc, char** argv) {
         app.add_option("--reinit", reinit, "re-initialise parameters whose name matches this regex first");
         app.add_flag("--renormalize", renormalize,
                      "train a BN-folded model (Conv with bias, no BatchNorm) with a BatchNorm after each such Conv, "
-                     "folded back into it in the output");
+                     "folded back into it in the output; use plain SGD (--momentum 0); --prune and --reinit "
+                     "then act on the rescaled weights");
         app.add_option("--prune", prune, "prune this fraction of Conv/Gemm weights by global magnitude, mask fixed")
             ->check(CLI::Range(0.0, 0.999));
         app.add_option("--teacher", teacher_path, "distil from this model's final exit");

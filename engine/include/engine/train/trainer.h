@@ -36,7 +36,8 @@ struct TrainConfig {
     std::string train_only;      // regex: train only matching parameters (BatchNorm statistics still update)
     std::string reinit;          // regex: re-initialise matching parameters before training
     double prune = 0;            // global magnitude pruning fraction, mask fixed while training
-    bool renormalize = false;    // train a BN-folded model with BatchNorms re-inserted (renormalize.h)
+    bool renormalize = false;    // train a BN-folded model with BatchNorms re-inserted (renormalize.h);
+                                 // reinit and prune then act on the rescaled weights
     int renormalize_images = 512;  // training images their initial statistics are estimated from
     bool adversarial = false;    // PGD adversarial training
     PgdConfig pgd;
@@ -44,7 +45,7 @@ struct TrainConfig {
                                  // from the teacher's final exit, run in inference mode on the same batch
     float kd_alpha = 0.5f;
     std::string backend;         // empty: the default backend
-    int threads = 0;             // OpenMP threads for the backend (0: leave as is)
+    int threads = 0;             // threads of the backend's kernels (0: one per core)
     int val_limit = 1000;        // test images evaluated after each epoch (-1: all)
     std::string log_path;        // JSON lines, one per epoch (appended); empty: none
     std::string checkpoint_path; // written after every epoch; empty: none
