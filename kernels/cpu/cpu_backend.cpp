@@ -77,7 +77,7 @@ void CpuBackend::forward(const OpArgs& a) {
             return;
         }
         case Op::BatchNorm:
-            if (a.training) return batchnorm_train_forward(n.attrs, a.in, a.out);
+            if (a.training) return batchnorm_train_forward(n.attrs, a.in, a.out, threads_);
             return batchnorm_inference(n.attrs, a.in, a.out);
         case Op::Relu: {
             const float* __restrict x = a.in[0].data;
@@ -110,7 +110,7 @@ void CpuBackend::backward(const GradArgs& g) {
                           a.n_in > 2 ? gin[2].data : nullptr, a.scratch, threads_);
             return;
         case Op::BatchNorm:
-            batchnorm_backward(a.node.attrs, a.in, g.grad_out, gin, a.training);
+            batchnorm_backward(a.node.attrs, a.in, g.grad_out, gin, a.training, threads_);
             return;
         case Op::Relu:
             if (gin[0].data) {

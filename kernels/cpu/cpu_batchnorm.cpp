@@ -28,10 +28,11 @@ void channel_stats(const TensorView& x, const Layout& L, int64_t c, double& mean
 
 }  // namespace
 
-void batchnorm_train_forward(const Attrs& a, const TensorView* in, TensorView y) {
+void batchnorm_train_forward(const Attrs& a, const TensorView* in, TensorView y, int threads) {
     const TensorView &x = in[0], &scale = in[1], &bias = in[2], &run_mean = in[3], &run_var = in[4];
     const Layout L = layout(x.shape);
     const double count = double(L.n * L.inner);
+#pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t c = 0; c < L.c; ++c) {
         double mean, var;
         channel_stats(x, L, c, mean, var);
@@ -47,10 +48,12 @@ void batchnorm_train_forward(const Attrs& a, const TensorView* in, TensorView y)
     }
 }
 
-void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView gy, TensorView* gin, bool training) {
+void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView gy, TensorView* gin, bool training,
+                        int threads) {
     const TensorView &x = in[0], &scale = in[1];
     const Layout L = layout(x.shape);
     const double count = double(L.n * L.inner);
+#pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t c = 0; c < L.c; ++c) {
         double mean, var;
         if (training) channel_stats(x, L, c, mean, var);
