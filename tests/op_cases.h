@@ -1,5 +1,7 @@
 // A one-node graph per op case, run through a Plan, so that op tests exercise the executor too.
 #pragma once
+#include <doctest/doctest.h>
+
 #include <functional>
 #include <string>
 #include <vector>
@@ -85,6 +87,21 @@ inline OpResult run_op_case(const OpCase& c, engine::Backend& backend, uint32_t 
     for (size_t i = 1; i < c.shapes.size(); ++i) res.param_grads.push_back(copy_of(plan.param_grad(int(i))));
     if (inspect) inspect(m, n);
     return res;
+}
+
+// The same case run on two backends: output, input gradient and every parameter gradient agree
+// within `tolerance` (norm-wise relative error).
+inline void check_same_result(const OpResult& want, const OpResult& got, double tolerance) {
+    using engine::relative_error;
+    REQUIRE(want.out.shape() == got.out.shape());
+    CHECK(relative_error(got.out.data(), want.out.data(), want.out.numel()) <= tolerance);
+    CHECK(relative_error(got.input_grad.data(), want.input_grad.data(), want.input_grad.numel()) <= tolerance);
+    REQUIRE(want.param_grads.size() == got.param_grads.size());
+    for (size_t i = 0; i < want.param_grads.size(); ++i) {
+        CAPTURE(i);
+        CHECK(relative_error(got.param_grads[i].data(), want.param_grads[i].data(), want.param_grads[i].numel()) <=
+              tolerance);
+    }
 }
 
 // Every op, with the shapes and attributes that stress its index arithmetic.

@@ -77,10 +77,7 @@ TEST_CASE("direct 3x3 convolution matches the reference, forward and backward, a
         for (const auto& c : cases) {
             CAPTURE(threads);
             CAPTURE(c.label);
-            auto a = test::run_op_case(c, *ref, 5);
-            auto b = test::run_op_case(c, *cpu, 5);
-            CHECK(relative_error(b.out.data(), a.out.data(), a.out.numel()) <= 1e-5);
-            CHECK(relative_error(b.input_grad.data(), a.input_grad.data(), a.input_grad.numel()) <= 1e-5);
+            test::check_same_result(test::run_op_case(c, *ref, 5), test::run_op_case(c, *cpu, 5), 1e-5);
         }
     }
 }

@@ -34,13 +34,7 @@ TEST_CASE("onednn backend matches the reference loops for every op, forward and 
         auto b = test::run_op_case(c, *dnn, 11, [&](const Model& m, int n) {
             accelerated = static_cast<onednn::OnednnBackend&>(*dnn).accelerates(m.graph.nodes[m.graph.outputs[0]], n);
         });
-        REQUIRE(a.out.shape() == b.out.shape());
-        CHECK(relative_error(b.out.data(), a.out.data(), a.out.numel()) <= 1e-4);
-        CHECK(relative_error(b.input_grad.data(), a.input_grad.data(), a.input_grad.numel()) <= 1e-4);
-        for (size_t i = 0; i < a.param_grads.size(); ++i) {
-            CAPTURE(i);
-            CHECK(relative_error(b.param_grads[i].data(), a.param_grads[i].data(), a.param_grads[i].numel()) <= 1e-4);
-        }
+        test::check_same_result(a, b, 1e-4);
         if (on_onednn.count(c.label)) {
             CHECK_MESSAGE(accelerated, c.label << " fell back to the reference code");
             accelerated_count += accelerated;
