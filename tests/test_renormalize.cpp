@@ -76,6 +76,22 @@ bool all_finite(const std::vector<float>& v) {
     return true;
 }
 
+// Two epochs of SDN training on the ref backend with --renormalize, statistics from `images` images.
+TrainConfig renormalize_config(uint64_t seed, int images) {
+    TrainConfig c;
+    c.mode = "sdn";
+    c.epochs = 2;
+    c.batch = 32;
+    c.seed = seed;
+    c.schedule.kind = "constant";
+    c.schedule.lr = 0.05f;
+    c.val_limit = 0;
+    c.renormalize = true;
+    c.renormalize_images = images;
+    c.backend = "ref";
+    return c;
+}
+
 int count_op(const Graph& g, Op op) {
     int c = 0;
     for (const Node& n : g.nodes) c += n.op == op;
@@ -175,17 +191,7 @@ TEST_CASE("renormalize: a few training steps stay finite and the output has the 
     const Model folded = folded_small(16);
     Model m = folded;
     const Dataset train = synthetic(96, 16, 4);
-    TrainConfig c;
-    c.mode = "sdn";
-    c.epochs = 2;
-    c.batch = 32;
-    c.seed = 3;
-    c.schedule.kind = "constant";
-    c.schedule.lr = 0.05f;
-    c.val_limit = 0;
-    c.renormalize = true;
-    c.renormalize_images = 64;
-    c.backend = "ref";
+    TrainConfig c = renormalize_config(3, 64);
     {
         Trainer t(m, train, nullptr, c);
         CHECK(t.inserted_batchnorms().size() == size_t(count_op(folded.graph, Op::Conv)));
@@ -221,17 +227,7 @@ TEST_CASE("renormalize: a few training steps stay finite and the output has the 
 TEST_CASE("renormalize: a run stopped after an epoch resumes from its checkpoint bit-identically") {
     const Model folded = folded_small(16);
     const Dataset train = synthetic(64, 16, 7);
-    TrainConfig c;
-    c.mode = "sdn";
-    c.epochs = 2;
-    c.batch = 32;
-    c.seed = 5;
-    c.schedule.kind = "constant";
-    c.schedule.lr = 0.05f;
-    c.val_limit = 0;
-    c.renormalize = true;
-    c.renormalize_images = 32;
-    c.backend = "ref";
+    TrainConfig c = renormalize_config(5, 32);
     Model straight = folded;
     { Trainer(straight, train, nullptr, c).fit(); }
 
