@@ -85,9 +85,7 @@ struct Pass {
 
 int fuse_conv_epilogues(const Graph& g, const std::vector<Shape>& shapes, std::vector<const Node*>& nodes,
                         std::deque<Node>& owned) {
-    Pass pass{g, shapes, nodes, owned, std::vector<int>(g.nodes.size(), 0)};
-    for (const Node& n : g.nodes)
-        for (int j : n.inputs) ++pass.consumers[j];
+    Pass pass{g, shapes, nodes, owned, g.consumer_counts()};
     int absorbed = 0;
     for (int j = 0; j < static_cast<int>(g.nodes.size()); ++j) {
         switch (nodes[j]->op) {

@@ -61,9 +61,7 @@ bool match(const Graph& g, const std::vector<int>& uses, int add, Head& h) {
 
 int fuse_mixed_pool(Graph& g) {
     const int count = static_cast<int>(g.nodes.size());
-    std::vector<int> uses(count, 0);  // readers, counting graph outputs as readers
-    for (const Node& n : g.nodes)
-        for (int i : n.inputs) ++uses[i];
+    std::vector<int> uses = g.consumer_counts();  // readers, counting graph outputs as readers
     for (int o : g.outputs) ++uses[o];
 
     std::vector<bool> candidate(count, false);

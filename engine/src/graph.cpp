@@ -210,6 +210,13 @@ int Graph::find(const std::string& name) const {
     return -1;
 }
 
+std::vector<int> Graph::consumer_counts() const {
+    std::vector<int> count(nodes.size(), 0);
+    for (const Node& n : nodes)
+        for (int j : n.inputs) ++count[j];
+    return count;
+}
+
 void Graph::validate() const {
     check(!nodes.empty(), "graph has no nodes");
     for (size_t i = 0; i < nodes.size(); ++i) {

@@ -10,13 +10,6 @@ namespace engine::train {
 
 namespace {
 
-std::vector<int> consumer_counts(const Graph& g) {
-    std::vector<int> count(g.nodes.size(), 0);
-    for (const Node& n : g.nodes)
-        for (int j : n.inputs) ++count[j];
-    return count;
-}
-
 // `base`, or "base#k" for the first k that names no node of a or b.
 std::string unused_name(const Graph& a, const Graph& b, const std::string& base) {
     std::string name = base;
@@ -118,7 +111,7 @@ int add_renormalizing_batchnorm(Graph& out, const Graph& original, int conv, con
 
 std::vector<int> insert_batchnorms(Model& model, const Dataset& data, int images, Backend& backend) {
     const Graph& g = model.graph;
-    const std::vector<int> consumers = consumer_counts(g);
+    const std::vector<int> consumers = g.consumer_counts();
     std::vector<char> has_batchnorm(g.nodes.size(), 0);
     for (const Node& n : g.nodes)
         if (n.op == Op::BatchNorm) has_batchnorm[n.inputs[0]] = 1;
@@ -151,7 +144,7 @@ std::vector<int> insert_batchnorms(Model& model, const Dataset& data, int images
 }
 
 void fold_batchnorms(Graph& g, const std::vector<int>& batchnorms) {
-    const std::vector<int> consumers = consumer_counts(g);
+    const std::vector<int> consumers = g.consumer_counts();
     std::vector<char> drop(g.nodes.size(), 0);
     std::vector<int> batchnorm_of(g.nodes.size(), -1);  // per Conv
     for (int j : batchnorms) {

@@ -73,6 +73,8 @@ struct Graph {
     int add_op(Op op, const std::string& name, std::vector<int> inputs, Attrs attrs = {});
     int find(const std::string& name) const;  // -1 if absent
     bool is_constant(int i) const { return nodes[i].op == Op::Constant; }
+    // Per node, how many input slots read it (graph outputs not counted).
+    std::vector<int> consumer_counts() const;
     // Output shapes of every node for a given batch size; throws naming the node on a mismatch.
     std::vector<Shape> infer_shapes(int64_t batch) const;
     // Checks indices, ordering and attributes; throws naming the first bad node.
