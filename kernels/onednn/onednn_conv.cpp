@@ -1,5 +1,5 @@
-// Convolution on oneDNN. Forward lets oneDNN choose the layouts (blocked ones run 2-3x faster
-// than NCHW here) and reorders activations in and out around it; backward uses plain layouts.
+// Convolution on oneDNN. Forward and backward let oneDNN choose the layouts (blocked ones run
+// 2-3x faster than NCHW here) and reorder activations in and out around each primitive.
 #include "onednn_kernels.h"
 
 namespace engine::onednn {
@@ -91,8 +91,63 @@ private:
     size_t dst_off_ = 0;               // blocked src at work offset 0, blocked dst here
 };
 
-// Gradients with plain layouts, into work temporaries that are then added to the gradients
+// A plain tensor handed to a primitive that chose another layout: reordered into work per run.
+class StagedInput {
+public:
+    void make(Context& ctx, const memory::desc& plain, const memory::desc& want, size_t& work) {
+        user_ = wrap(ctx, plain);
+        if (want == plain) return;
+        in_ = dnnl::reorder(dnnl::reorder::primitive_desc(ctx.eng, plain, ctx.eng, want));
+        blocked_ = wrap(ctx, want);
+        off_ = work;
+        work += floats_of(want);
+    }
+    memory get(Context& ctx, const float* p) const {
+        set(user_, p);
+        if (!in_) return user_;
+        set(blocked_, ctx.work.at(off_));
+        ctx.exec(in_, {{DNNL_ARG_FROM, user_.get()}, {DNNL_ARG_TO, blocked_.get()}});
+        return blocked_;
+    }
+
+private:
+    memory user_, blocked_;
+    dnnl::reorder in_;
+    size_t off_ = 0;
+};
+
+// A primitive's output in work, added to a plain gradient by a reorder with a sum post-op
 // (oneDNN's backward primitives overwrite; our interface accumulates).
+class SummedOutput {
+public:
+    void make(Context& ctx, const memory::desc& have, const memory::desc& plain, size_t& work) {
+        dnnl::post_ops sum;
+        sum.append_sum(1.0f);
+        dnnl::primitive_attr attr;
+        attr.set_post_ops(sum);
+        out_ = dnnl::reorder(dnnl::reorder::primitive_desc(ctx.eng, have, ctx.eng, plain, attr));
+        result_ = wrap(ctx, have);
+        user_ = wrap(ctx, plain);
+        off_ = work;
+        work += floats_of(have);
+    }
+    memory result(Context& ctx) const {
+        set(result_, ctx.work.at(off_));
+        return result_;
+    }
+    void add_to(Context& ctx, float* grad) const {
+        set(user_, grad);
+        ctx.exec(out_, {{DNNL_ARG_FROM, result_.get()}, {DNNL_ARG_TO, user_.get()}});
+    }
+
+private:
+    memory result_, user_;
+    dnnl::reorder out_;
+    size_t off_ = 0;
+};
+
+// Gradients in the layouts oneDNN picks (blocked ones run several times faster than NCHW
+// backward here), with the activations and weights reordered in and the gradients added back out.
 class ConvBackward : public Kernel {
 public:
     ConvBackward(Context& ctx, const Spec& s) : has_bias_(s.n_in > 2) {
@@ -102,57 +157,62 @@ public:
         const memory::desc xmd = plain_md(x), ymd = plain_md(s.out), wmd = weights_md(a, w);
         const memory::desc bmd = has_bias_ ? plain_md(s.in[2]) : memory::desc();
         dnnl::convolution_forward::primitive_desc hint(
-            dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, xmd, wmd, bmd,
-                                            ymd, win.strides, win.dilates, win.pad_l, win.pad_r),
+            dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, any_md(xmd),
+                                            any_md(wmd), bmd, any_md(ymd), win.strides, win.dilates, win.pad_l,
+                                            win.pad_r),
             ctx.eng);
-        data_ = dnnl::convolution_backward_data(dnnl::convolution_backward_data::primitive_desc(
-            dnnl::convolution_backward_data::desc(algorithm::convolution_direct, xmd, wmd, ymd, win.strides,
-                                                  win.dilates, win.pad_l, win.pad_r),
-            ctx.eng, hint));
-        weights_ = dnnl::convolution_backward_weights(dnnl::convolution_backward_weights::primitive_desc(
-            dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, xmd, wmd, bmd, ymd, win.strides,
-                                                     win.dilates, win.pad_l, win.pad_r),
-            ctx.eng, hint));
-        x_ = wrap(ctx, xmd), gx_ = wrap(ctx, xmd), w_ = wrap(ctx, wmd), gw_ = wrap(ctx, wmd), gy_ = wrap(ctx, ymd);
-        gb_ = has_bias_ ? wrap(ctx, bmd) : memory();
-        nx_ = x.numel(), nw_ = w.numel(), nb_ = has_bias_ ? s.in[2].numel() : 0;
-        gw_off_ = floats_of(xmd), gb_off_ = gw_off_ + floats_of(wmd);
-        ctx.work.reserve(gb_off_ + nb_);
+        dnnl::convolution_backward_data::primitive_desc data(
+            dnnl::convolution_backward_data::desc(algorithm::convolution_direct, any_md(xmd), any_md(wmd),
+                                                  any_md(ymd), win.strides, win.dilates, win.pad_l, win.pad_r),
+            ctx.eng, hint);
+        dnnl::convolution_backward_weights::primitive_desc weights(
+            dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, any_md(xmd), any_md(wmd), bmd,
+                                                     any_md(ymd), win.strides, win.dilates, win.pad_l, win.pad_r),
+            ctx.eng, hint);
+        data_ = dnnl::convolution_backward_data(data);
+        weights_ = dnnl::convolution_backward_weights(weights);
+        size_t work = 0;
+        gy_data_.make(ctx, ymd, data.diff_dst_desc(), work);
+        w_.make(ctx, wmd, data.weights_desc(), work);
+        gx_.make(ctx, data.diff_src_desc(), xmd, work);
+        gy_shared_ = weights.diff_dst_desc() == data.diff_dst_desc();
+        if (!gy_shared_) gy_weights_.make(ctx, ymd, weights.diff_dst_desc(), work);
+        x_.make(ctx, xmd, weights.src_desc(), work);
+        gw_.make(ctx, weights.diff_weights_desc(), wmd, work);
+        if (has_bias_) gb_.make(ctx, bmd, bmd, work);
+        ctx.work.reserve(work);
     }
 
     void backward(Context& ctx, const GradArgs& g) override {
         const OpArgs& a = g.fwd;
-        set(gy_, g.grad_out.data);
-        if (g.grad_in[0].data) {
-            set(w_, a.in[1].data);
-            set(gx_, ctx.work.at(0));
-            ctx.exec(data_, {{DNNL_ARG_DIFF_DST, gy_.get()}, {DNNL_ARG_WEIGHTS, w_.get()}, {DNNL_ARG_DIFF_SRC, gx_.get()}});
-            accumulate(g.grad_in[0].data, ctx.work.at(0), nx_);
-        }
         float* gw = g.grad_in[1].data;
         float* gb = has_bias_ ? g.grad_in[2].data : nullptr;
-        if (!gw && !gb) return;
-        set(x_, a.in[0].data);
-        set(gw_, ctx.work.at(gw_off_));
-        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, x_.get()}, {DNNL_ARG_DIFF_DST, gy_.get()},
-                                   {DNNL_ARG_DIFF_WEIGHTS, gw_.get()}};
-        int n = 3;
-        if (has_bias_) {
-            set(gb_, ctx.work.at(gb_off_));
-            args[n++] = {DNNL_ARG_DIFF_BIAS, gb_.get()};
+        const memory gy = gy_data_.get(ctx, g.grad_out.data);
+        if (g.grad_in[0].data) {
+            ctx.exec(data_, {{DNNL_ARG_DIFF_DST, gy.get()},
+                             {DNNL_ARG_WEIGHTS, w_.get(ctx, a.in[1].data).get()},
+                             {DNNL_ARG_DIFF_SRC, gx_.result(ctx).get()}});
+            gx_.add_to(ctx, g.grad_in[0].data);
         }
+        if (!gw && !gb) return;
+        const memory gy_w = gy_shared_ ? gy : gy_weights_.get(ctx, g.grad_out.data);
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, x_.get(ctx, a.in[0].data).get()},
+                                   {DNNL_ARG_DIFF_DST, gy_w.get()},
+                                   {DNNL_ARG_DIFF_WEIGHTS, gw_.result(ctx).get()}};
+        int n = 3;
+        if (has_bias_) args[n++] = {DNNL_ARG_DIFF_BIAS, gb_.result(ctx).get()};
         ctx.exec(weights_, args, n);
-        if (gw) accumulate(gw, ctx.work.at(gw_off_), nw_);
-        if (gb) accumulate(gb, ctx.work.at(gb_off_), nb_);
+        if (gw) gw_.add_to(ctx, gw);
+        if (gb) gb_.add_to(ctx, gb);
     }
 
 private:
     bool has_bias_;
+    bool gy_shared_ = false;  // both primitives read the output gradient in one layout
     dnnl::convolution_backward_data data_;
     dnnl::convolution_backward_weights weights_;
-    memory x_, gx_, w_, gw_, gy_, gb_;
-    int64_t nx_, nw_, nb_;
-    size_t gw_off_, gb_off_;
+    StagedInput gy_data_, gy_weights_, w_, x_;
+    SummedOutput gx_, gw_, gb_;
 };
 
 bool conv_fits(const Spec& s) { return s.in[0].rank == 4 && s.in[1].rank == 4 && s.out.rank == 4; }
