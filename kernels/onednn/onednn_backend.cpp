@@ -5,6 +5,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "../cpu/cpu_batchnorm.h"
 #include "onednn_kernels.h"
 
 namespace engine::onednn {
@@ -72,14 +73,21 @@ void OnednnBackend::prepare(const Node& node, const Shape* in, int n_in, const S
     state_->make(nc, {out[0], kInference}, Spec{node, in, n_in, out, false}, false);
 }
 
+// oneDNN 2.6 runs batch-statistics BatchNorm on NCHW with a generic loop (ncsp_bnorm:any) that
+// took twice the time of the native kernels; blocked layouts would cost a reorder each way.
+bool native_batchnorm(const OpArgs& a) { return a.training && a.node.op == Op::BatchNorm; }
+
 void OnednnBackend::forward(const OpArgs& a) {
     ThreadScope threads(threads_);
+    if (native_batchnorm(a)) return cpu::batchnorm_train_forward(a.node.attrs, a.in, a.out, threads_);
     if (Kernel* k = state_->find(a, false)) return k->forward(state_->ctx, a);
     RefBackend::forward(a);
 }
 
 void OnednnBackend::backward(const GradArgs& g) {
     ThreadScope threads(threads_);
+    if (native_batchnorm(g.fwd))
+        return cpu::batchnorm_backward(g.fwd.node.attrs, g.fwd.in, g.grad_out, g.grad_in, true, threads_);
     if (Kernel* k = state_->find(g.fwd, true)) return k->backward(state_->ctx, g);
     RefBackend::backward(g);
 }

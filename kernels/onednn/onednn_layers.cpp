@@ -270,10 +270,20 @@ public:
         const Attrs& at = s.node.attrs;
         const memory::desc gy = matrix_md(d_.m, d_.n, false);
         const memory::desc bt = matrix_md(d_.n, d_.k, !at.trans_b), ga = matrix_md(d_.m, d_.k, at.trans_a);
-        const memory::desc at_ = matrix_md(d_.k, d_.m, !at.trans_a), gb = matrix_md(d_.k, d_.n, at.trans_b);
         grad_a_ = make_matmul(ctx, gy, bt, memory::desc(), ga, true);
-        grad_b_ = make_matmul(ctx, at_, gy, memory::desc(), gb, true);
-        gy_ = wrap(ctx, gy), bt_ = wrap(ctx, bt), ga_ = wrap(ctx, ga), at_mem_ = wrap(ctx, at_), gb_ = wrap(ctx, gb);
+        // oneDNN 2.6 has no fast matmul writing a transposed result: a transposed B takes its
+        // gradient as dB^T = dY^T op(A) instead.
+        b_first_ = at.trans_b;
+        if (b_first_) {
+            const memory::desc gyt = matrix_md(d_.n, d_.m, true), a = matrix_md(d_.m, d_.k, at.trans_a);
+            grad_b_ = make_matmul(ctx, gyt, a, memory::desc(), matrix_md(d_.n, d_.k, false), true);
+            gb_src_ = wrap(ctx, gyt), gb_wei_ = wrap(ctx, a), gb_ = wrap(ctx, matrix_md(d_.n, d_.k, false));
+        } else {
+            const memory::desc at_ = matrix_md(d_.k, d_.m, !at.trans_a);
+            grad_b_ = make_matmul(ctx, at_, gy, memory::desc(), matrix_md(d_.k, d_.n, false), true);
+            gb_src_ = wrap(ctx, at_), gb_wei_ = wrap(ctx, gy), gb_ = wrap(ctx, matrix_md(d_.k, d_.n, false));
+        }
+        gy_ = wrap(ctx, gy), bt_ = wrap(ctx, bt), ga_ = wrap(ctx, ga);
     }
 
     void backward(Context& ctx, const GradArgs& g) override {
@@ -284,8 +294,10 @@ public:
             ctx.exec(grad_a_, {{DNNL_ARG_SRC, gy_.get()}, {DNNL_ARG_WEIGHTS, bt_.get()}, {DNNL_ARG_DST, ga_.get()}});
         }
         if (g.grad_in[1].data) {
-            set(at_mem_, a.in[0].data), set(gb_, g.grad_in[1].data);
-            ctx.exec(grad_b_, {{DNNL_ARG_SRC, at_mem_.get()}, {DNNL_ARG_WEIGHTS, gy_.get()}, {DNNL_ARG_DST, gb_.get()}});
+            set(b_first_ ? gb_src_ : gb_wei_, g.grad_out.data);
+            set(b_first_ ? gb_wei_ : gb_src_, a.in[0].data);
+            set(gb_, g.grad_in[1].data);
+            ctx.exec(grad_b_, {{DNNL_ARG_SRC, gb_src_.get()}, {DNNL_ARG_WEIGHTS, gb_wei_.get()}, {DNNL_ARG_DST, gb_.get()}});
         }
         if (a.n_in > 2 && g.grad_in[2].data) {
             const bool rows = c_shape_.rank == 2 && c_shape_[0] != 1;
@@ -301,7 +313,8 @@ private:
     GemmDims d_;
     Shape c_shape_;
     dnnl::matmul grad_a_, grad_b_;
-    memory gy_, bt_, ga_, at_mem_, gb_;
+    bool b_first_;  // grad_b_ computes dB^T = dY^T op(A)
+    memory gy_, bt_, ga_, gb_src_, gb_wei_, gb_;
 };
 
 }  // namespace
