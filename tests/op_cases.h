@@ -138,6 +138,8 @@ inline std::vector<OpCase> all_op_cases() {
     avg_pad.count_include_pad = true;
     cases.push_back({"avgpool_pad_include", Op::AvgPool, avg_pad, {Shape{1, 2, 5, 5}}});
     cases.push_back({"mixedpool", Op::MixedPool, conv_attrs(2, 2, 0), {Shape{2, 3, 8, 8}, Shape{1}}});
+    cases.push_back({"mixedpool_ragged", Op::MixedPool, conv_attrs(2, 2, 0), {Shape{2, 3, 9, 7}, Shape{1}}});
+    cases.push_back({"mixedpool_overlap", Op::MixedPool, conv_attrs(3, 2, 0), {Shape{1, 2, 7, 7}, Shape{1}}});
     cases.push_back({"globalavgpool", Op::GlobalAvgPool, {}, {Shape{2, 3, 4, 5}}});
     engine::Attrs flat;
     flat.axis = 1;

@@ -89,7 +89,7 @@ void CpuBackend::forward(const OpArgs& a) {
             if (binary_fast(n.op, a.in[0], a.in[1], a.out)) return;
             break;
         case Op::MixedPool:
-            if (mixed_pool_tiled(n.attrs, a.in[0], a.in[1][0], a.out)) return;
+            if (mixed_pool_tiled(n.attrs, a.in[0], a.in[1][0], a.out, threads_)) return;
             break;
         default:
             break;
@@ -119,6 +119,10 @@ void CpuBackend::backward(const GradArgs& g) {
                 for (int64_t i = 0; i < count; ++i) gx[i] += y[i] > 0.0f ? gy[i] : 0.0f;
             }
             return;
+        case Op::MixedPool:
+            if (mixed_pool_tiled_backward(a.node.attrs, a.in[0], a.in[1][0], g.grad_out, gin[0], gin[1].data, threads_))
+                return;
+            break;
         case Op::Flatten:
             if (gin[0].data)
                 for (int64_t i = 0; i < count; ++i) gin[0].data[i] += gy[i];

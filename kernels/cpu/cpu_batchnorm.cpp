@@ -1,5 +1,7 @@
 #include "cpu_batchnorm.h"
 
+#include <immintrin.h>
+
 #include <cmath>
 
 namespace engine::cpu {
@@ -12,18 +14,36 @@ struct Layout {
 
 Layout layout(const Shape& s) { return {s[0], s[1], s.numel() / (s[0] * s[1])}; }
 
+// Row sums in 8-lane float accumulators, two per sum to hide the add latency: GCC keeps a float
+// reduction scalar unless it may reassociate (no -ffast-math here), which made these loops slow.
+float horizontal_sum(__m256 v) {
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+
+// sums[0] += sum a, sums[1] += sum a*a (b null) or sum a*b.
+void row_sums(const float* __restrict a, const float* __restrict b, int64_t n, double* sums) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, t0 = s0, t1 = s0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 a0 = _mm256_loadu_ps(a + i), a1 = _mm256_loadu_ps(a + i + 8);
+        const __m256 b0 = b ? _mm256_loadu_ps(b + i) : a0, b1 = b ? _mm256_loadu_ps(b + i + 8) : a1;
+        s0 = _mm256_add_ps(s0, a0), s1 = _mm256_add_ps(s1, a1);
+        t0 = _mm256_fmadd_ps(a0, b0, t0), t1 = _mm256_fmadd_ps(a1, b1, t1);
+    }
+    float s = horizontal_sum(_mm256_add_ps(s0, s1)), t = horizontal_sum(_mm256_add_ps(t0, t1));
+    for (; i < n; ++i) s += a[i], t += a[i] * (b ? b[i] : a[i]);
+    sums[0] += s, sums[1] += t;
+}
+
 // Mean and biased variance of channel c.
 void channel_stats(const TensorView& x, const Layout& L, int64_t c, double& mean, double& var) {
-    double s = 0, s2 = 0;
-    for (int64_t n = 0; n < L.n; ++n) {
-        const float* __restrict p = x.data + (n * L.c + c) * L.inner;
-        float a = 0, b = 0;
-        for (int64_t i = 0; i < L.inner; ++i) a += p[i], b += p[i] * p[i];
-        s += a, s2 += b;
-    }
+    double sums[2] = {0, 0};
+    for (int64_t n = 0; n < L.n; ++n) row_sums(x.data + (n * L.c + c) * L.inner, nullptr, L.inner, sums);
     const double count = double(L.n * L.inner);
-    mean = s / count;
-    var = std::max(0.0, s2 / count - mean * mean);
+    mean = sums[0] / count;
+    var = std::max(0.0, sums[1] / count - mean * mean);
 }
 
 }  // namespace
@@ -59,14 +79,12 @@ void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView gy, Ten
         if (training) channel_stats(x, L, c, mean, var);
         else mean = in[3][c], var = in[4][c];
         const double inv = 1.0 / std::sqrt(var + a.epsilon);
-        double sum_g = 0, sum_gx = 0;
+        double sums[2] = {0, 0};  // sum g, sum g * x
         for (int64_t n = 0; n < L.n; ++n) {
-            const float* __restrict g = gy.data + (n * L.c + c) * L.inner;
-            const float* __restrict p = x.data + (n * L.c + c) * L.inner;
-            float s = 0, t = 0;
-            for (int64_t i = 0; i < L.inner; ++i) s += g[i], t += g[i] * p[i];
-            sum_g += s, sum_gx += t;
+            const int64_t row = (n * L.c + c) * L.inner;
+            row_sums(gy.data + row, x.data + row, L.inner, sums);
         }
+        const double sum_g = sums[0], sum_gx = sums[1];
         const double sum_g_xhat = (sum_gx - mean * sum_g) * inv;
         if (gin[1].data) gin[1][c] += float(sum_g_xhat);
         if (gin[2].data) gin[2][c] += float(sum_g);

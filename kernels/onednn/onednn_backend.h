@@ -1,6 +1,8 @@
 // The oneDNN backend (oneDNN 2.6, Debian libdnnl-dev): Conv, BatchNorm, Relu, MaxPool/AvgPool,
-// Gemm and same-shape Add run on oneDNN primitives, forward and backward; every other op (and
-// any attribute combination oneDNN cannot express exactly) is the reference code.
+// Gemm and same-shape Add run on oneDNN primitives, forward and backward. Two exceptions run the
+// native kernels: batch-statistics BatchNorm (oneDNN's NCHW one is a generic loop) and the SDN
+// heads' mixed pooling (oneDNN has none). Every other op (and any attribute combination oneDNN
+// cannot express exactly) is the reference code.
 //
 // Primitives are made in prepare() for the plan's maximum batch and cached per (node, batch
 // size). A smaller batch (early exit compacts the batch) makes its primitives on first use: the

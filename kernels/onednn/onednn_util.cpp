@@ -71,6 +71,8 @@ memory wrap(Context& ctx, const memory::desc& md) { return memory(md, ctx.eng, D
 void set(const memory& m, const float* p) { m.set_data_handle(const_cast<float*>(p)); }
 
 void accumulate(float* __restrict dst, const float* __restrict src, int64_t n) {
+    // Shared between the threads oneDNN uses (a lone thread would leave the other spinning).
+#pragma omp parallel for simd schedule(static) if (n >= (1 << 16))
     for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
 }
 
