@@ -18,6 +18,7 @@ done
 echo
 echo "training, batch 128, 2 threads (images/s):"
 build/bin/bench_train 2>/dev/null || true
+[ "$backends" = native ] || build/bin/bench_train --backend onednn 2>/dev/null || true
 /usr/bin/python3 bench/bench_train.py --threads 2 2>/dev/null || python3 bench/bench_train.py --threads 2 || true
 
 # This sandbox has AVX-512, which oneDNN, ONNX Runtime and PyTorch use; the product targets AVX2-only
