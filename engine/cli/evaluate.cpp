@@ -20,6 +20,7 @@ EvalResult evaluate(const Model& model, Backend& backend, const Dataset& data, c
     r.thresholds = thresholds;
     std::vector<int64_t> exit_correct(exits, 0);
     r.exit_histogram.assign(exits, 0);
+    r.samples.resize(data.size());
     int64_t policy_correct = 0;
     double macs = 0;
     Progress bar("eval", data.size());
@@ -36,6 +37,7 @@ EvalResult evaluate(const Model& model, Backend& backend, const Dataset& data, c
                 exit_correct[k] += correct;
                 if (!decided[i] && (k == exits - 1 || top.prob >= thresholds[k])) {
                     decided[i] = 1;
+                    r.samples[first + i] = {k, top.cls, top.prob};
                     r.exit_histogram[k]++;
                     policy_correct += correct;
                     macs += double(plan.macs_to_exit()[k]);

@@ -8,6 +8,13 @@
 
 namespace engine::cli {
 
+// Where one sample left under the policy, and what it answered there.
+struct SampleDecision {
+    int exit = 0;
+    int cls = 0;
+    float prob = 0;
+};
+
 struct EvalResult {
     int64_t count = 0;
     std::vector<float> thresholds;
@@ -15,6 +22,7 @@ struct EvalResult {
     std::vector<double> per_exit_accuracy;    // every exit on every sample (all-exits mode)
     std::vector<int64_t> exit_histogram;      // samples leaving at each exit under the policy
     double avg_macs_fraction = 0;             // mean multiply-adds per sample / full depth
+    std::vector<SampleDecision> samples;      // per sample, in data order
     std::vector<LatencyStats> latency;        // batch 1, per exit (samples forced to leave there)
     double wall_s = 0;
 };

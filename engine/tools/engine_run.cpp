@@ -8,6 +8,7 @@
 #include <map>
 
 #include "cli_common.h"
+#include "engine/atomic_file.h"
 #include "engine/error.h"
 #include "engine/plan.h"
 #include "engine/safetensors.h"
@@ -44,8 +45,23 @@ int cmd_info(const std::string& path) {
     return 0;
 }
 
+// One CSV row per sample: where it left under the policy and what it answered there. Two
+// backends' files agree on index,label,exit,class when their decisions are identical.
+void write_per_sample(const std::string& out, const Dataset& data, const cli::EvalResult& r) {
+    write_file_atomically(out, [&](std::ostream& os) {
+        os << "index,label,exit,class,confidence\n";
+        char line[96];
+        for (size_t i = 0; i < r.samples.size(); ++i) {
+            const auto& s = r.samples[i];
+            std::snprintf(line, sizeof line, "%zu,%d,%d,%d,%.6f\n", i, data.labels[i], s.exit, s.cls, s.prob);
+            os << line;
+        }
+    });
+}
+
 int cmd_eval(const std::string& path, const std::string& data_dir, const std::string& thresholds_text, int batch,
-             int limit, int latency_samples, const std::string& backend_name, int threads, bool as_json) {
+             int limit, int latency_samples, const std::string& backend_name, int threads, bool as_json,
+             const std::string& per_sample) {
     Model model = load_model(path);
     auto thresholds = thresholds_text.empty()
                           ? model.thresholds
@@ -54,6 +70,7 @@ int cmd_eval(const std::string& path, const std::string& data_dir, const std::st
     check_data_fits(model, data, data_dir);
     auto backend = make_backend(backend_name, threads);
     auto r = cli::evaluate(model, *backend, data, thresholds, batch, latency_samples, !as_json);
+    if (!per_sample.empty()) write_per_sample(per_sample, data, r);
     if (as_json) {
         json j;
         j["model"] = path;
@@ -164,6 +181,8 @@ int main(int argc, char** argv) {
         eval->add_option("--threads", threads, "threads for the batched pass (0: one per core; latency uses 1)")
             ->check(CLI::Range(0, 256));
         eval->add_flag("--json", as_json, "print one JSON object");
+        std::string per_sample;
+        eval->add_option("--per-sample", per_sample, "write each sample's exit, class and confidence to this CSV");
 
         auto* predict = app.add_subcommand("predict", "classify one image with early exit");
         predict->add_option("model", model)->required();
@@ -191,7 +210,8 @@ int main(int argc, char** argv) {
             return app.exit(e);
         }
         if (*info) return cmd_info(model);
-        if (*eval) return cmd_eval(model, data, thresholds, batch, limit, latency_samples, backend, threads, as_json);
+        if (*eval) return cmd_eval(model, data, thresholds, batch, limit, latency_samples, backend, threads, as_json,
+                                     per_sample);
         if (*predict) return cmd_predict(model, input, index, thresholds, backend, as_json);
         if (*convert) return cmd_convert(model, out, arch);
         if (*serve) return cli::serve_model(model, listen, thresholds, backend);
