@@ -82,6 +82,28 @@ TEST_CASE("direct 3x3 convolution matches the reference, forward and backward, a
     }
 }
 
+TEST_CASE("Winograd F(2,3) convolution of inference plans matches the reference, on one thread and two") {
+    auto ref = make_backend("ref");
+    // Widths 8 (four tiles a row), 16 and 32; output channels off multiples of 6; batch 1 (the
+    // threads split each phase) and 3 (they share out samples); with and without bias.
+    for (Shape x : {Shape{1, 3, 8, 8}, Shape{3, 7, 16, 16}, Shape{1, 16, 32, 32}, Shape{3, 13, 8, 16}})
+        for (int64_t k : {1, 4, 13})
+            for (bool bias : {true, false}) {
+                CAPTURE(x.str());
+                CAPTURE(k);
+                CAPTURE(bias);
+                const Model m = conv_block_model(x, Shape{k, x[1], 3, 3}, bias, false, false, 3);
+                const Tensor input = test::random_tensor(x, 4, -1, 1);
+                const Tensor want = run_inference(m, *ref, {input});
+                for (int threads : {1, 2}) {
+                    CAPTURE(threads);
+                    auto cpu = make_backend("native", threads);
+                    const Tensor got = run_inference(m, *cpu, {input});
+                    CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
+                }
+            }
+}
+
 TEST_CASE("conv backward adds to gradients already there, on the direct 3x3 input-gradient path and off it") {
     // Called on the backends directly, with every gradient pre-filled: a plan starts them at zero.
     struct Case {

@@ -196,7 +196,7 @@ OpArgs Plan::args_for(int node, int n, bool training, uint64_t seed) {
     const Node& nd = *nodes_[node];
     for (size_t k = 0; k < nd.inputs.size(); ++k) in_views_[k] = view_of(nd.inputs[k], n);
     return OpArgs{nd, in_views_.data(), static_cast<int>(nd.inputs.size()), view_of(node, n), scratch_.data(),
-                  training, seed};
+                  training, seed, /*weights_fixed=*/!keep_all_};
 }
 
 void Plan::run_node(int node, int n, bool training, uint64_t seed) { backend_.forward(args_for(node, n, training, seed)); }

@@ -2,12 +2,14 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "cpu_batchnorm.h"
 #include "cpu_conv.h"
 #include "cpu_pool.h"
 #include "cpu_threads.h"
+#include "cpu_winograd.h"
 
 namespace engine::cpu {
 
@@ -64,7 +66,25 @@ CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_n
 
 size_t CpuBackend::scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const {
     if (node.op != Op::Conv) return 0;
-    return size_t(threads_) * conv_scratch_per_thread(node.attrs, in[0], in[1], out, /*backward=*/true);
+    size_t floats = size_t(threads_) * conv_scratch_per_thread(node.attrs, in[0], in[1], out, /*backward=*/true);
+    if (winograd_fits(node.attrs, in[0], in[1], out)) floats = std::max(floats, winograd_scratch(in[0], in[1], threads_));
+    return floats;
+}
+
+void CpuBackend::prepare(const Node& node, const Shape*, int, const Shape&) { winograd_.erase(&node); }
+
+bool CpuBackend::winograd_conv(const OpArgs& a, const float* bias, const float* residual) {
+    const Node& n = a.node;
+    if (!a.weights_fixed || !uses_winograd()) {  // weights may change between runs: no copy to go stale
+        winograd_.erase(&n);
+        return false;
+    }
+    const TensorView &x = a.in[0], &w = a.in[1];
+    if (!winograd_fits(n.attrs, x.shape, w.shape, a.out.shape)) return false;
+    WinogradWeights& t = winograd_[&n];
+    if (t.u.empty() || t.source != w.data) t = {w.data, winograd_weights(w)};
+    winograd_forward(x, t.u.data(), w.shape, bias, residual, n.attrs.fused_relu, a.out, a.scratch, threads_);
+    return true;
 }
 
 void CpuBackend::forward(const OpArgs& a) {
@@ -73,6 +93,7 @@ void CpuBackend::forward(const OpArgs& a) {
     switch (n.op) {
         case Op::Conv: {
             const ref::ConvInputs c = ref::conv_inputs(n.attrs, a.in, a.n_in);
+            if (winograd_conv(a, c.bias, c.residual)) return;
             conv_forward(n.attrs, a.in[0], a.in[1], c.bias, c.residual, a.out, a.scratch, threads_);
             return;
         }

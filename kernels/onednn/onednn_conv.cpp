@@ -55,7 +55,7 @@ public:
         const float* w = a.in[1].data;
         memory wei = user_wei_;
         if (packed_) {
-            if (a.training || packed_->source != w) packed_->refresh(ctx, w);
+            if (!a.weights_fixed || packed_->source != w) packed_->refresh(ctx, w);
             wei = packed_->mem;
         } else {
             set(user_wei_, w);

@@ -39,7 +39,7 @@ struct Context {
 
 // A node's weights in the layout a convolution picked, shared by that node's kernels of every
 // batch size. Packed on a plan's first run (prepare() sees shapes, not data), then again only when
-// the weights move or a training forward may have changed them.
+// the weights move or the plan does not hold them fixed (OpArgs::weights_fixed).
 struct PackedWeights {
     memory::desc md;
     memory mem;            // owned by oneDNN

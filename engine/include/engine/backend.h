@@ -18,6 +18,8 @@ struct OpArgs {
     float* scratch;         // at least scratch_floats() floats, owned by the plan
     bool training;          // BatchNorm uses batch statistics and updates running ones; Dropout drops
     uint64_t step_seed;     // Dropout masks are derived from (step_seed, node) so backward can redo them
+    bool weights_fixed = false;  // an inference-only plan: the weights stay as they are while it lives,
+                                 // so a backend may keep transformed copies of them
 };
 
 struct GradArgs {
