@@ -147,6 +147,9 @@ inline std::vector<OpCase> all_op_cases() {
     engine::Attrs gemm;
     gemm.trans_b = true;
     cases.push_back({"gemm_transb_bias", Op::Gemm, gemm, {Shape{3, 5}, Shape{4, 5}, Shape{4}}});
+    // The packed GEMM's panel edges: 6 rows, 16 columns, a depth past one 256-deep block.
+    cases.push_back({"gemm_transb_bias_large", Op::Gemm, gemm, {Shape{13, 300}, Shape{18, 300}, Shape{18}}});
+    cases.push_back({"gemm_nobias", Op::Gemm, {}, {Shape{7, 9}, Shape{9, 17}}});
     engine::Attrs gemm2;
     gemm2.alpha = 0.5f;
     gemm2.beta = 2.0f;

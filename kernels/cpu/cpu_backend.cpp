@@ -7,6 +7,7 @@
 
 #include "cpu_batchnorm.h"
 #include "cpu_conv.h"
+#include "cpu_gemm.h"
 #include "cpu_pool.h"
 #include "cpu_threads.h"
 #include "cpu_winograd.h"
@@ -56,6 +57,44 @@ void batchnorm_inference(const Attrs& a, const TensorView* in, TensorView y) {
             float* __restrict out = y.data + (n * C + c) * inner;
             for (int64_t i = 0; i < inner; ++i) out[i] = x[i] * scale + shift;
         }
+}
+
+// The classifier heads' Gemm: y = A op(B) + c with A [M, K] as stored, alpha 1 and, if c is
+// given, beta 1 and c one value per column. False where the reference code must run it.
+bool plain_gemm(const Attrs& a, const OpArgs& args) {
+    if (a.trans_a || a.alpha != 1.0f || args.in[0].shape.rank != 2 || args.in[1].shape.rank != 2) return false;
+    if (args.n_in < 3) return true;
+    const Shape& c = args.in[2].shape;
+    return a.beta == 1.0f && c.rank == 1 && c[0] == args.out.shape[1];
+}
+
+void gemm_forward(const OpArgs& args) {
+    const Attrs& a = args.node.attrs;
+    const int64_t M = args.out.shape[0], N = args.out.shape[1], K = args.in[0].shape[1];
+    float* y = args.out.data;
+    for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) y[i * N + j] = args.n_in > 2 ? args.in[2][j] : 0.0f;
+    if (a.trans_b) gemm_nt(M, N, K, args.in[0].data, K, args.in[1].data, K, y, N);
+    else gemm_nn(M, N, K, args.in[0].data, K, args.in[1].data, N, y, N);
+}
+
+// dA += dY op(B)^T, d op(B) += A^T dY, dc += column sums of dY.
+void gemm_backward(const GradArgs& g) {
+    const OpArgs& args = g.fwd;
+    const bool tb = args.node.attrs.trans_b;
+    const int64_t M = args.out.shape[0], N = args.out.shape[1], K = args.in[0].shape[1];
+    const float *A = args.in[0].data, *B = args.in[1].data, *gy = g.grad_out.data;
+    if (float* gA = g.grad_in[0].data) {
+        if (tb) gemm_nn(M, K, N, gy, N, B, K, gA, K);
+        else gemm_nt(M, K, N, gy, N, B, N, gA, K);
+    }
+    if (float* gB = g.grad_in[1].data) {
+        if (tb) gemm_tn(N, K, M, gy, N, A, K, gB, K);  // dB [N, K] = dY^T A
+        else gemm_tn(K, N, M, A, K, gy, N, gB, N);     // dB [K, N] = A^T dY
+    }
+    if (args.n_in > 2 && g.grad_in[2].data)
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) g.grad_in[2][j] += gy[i * N + j];
 }
 
 }  // namespace
@@ -112,6 +151,9 @@ void CpuBackend::forward(const OpArgs& a) {
         case Op::MixedPool:
             if (mixed_pool_tiled(n.attrs, a.in[0], a.in[1][0], a.out, threads_)) return;
             break;
+        case Op::Gemm:
+            if (!plain_gemm(n.attrs, a)) break;
+            return gemm_forward(a);
         default:
             break;
     }
@@ -144,6 +186,9 @@ void CpuBackend::backward(const GradArgs& g) {
             if (mixed_pool_tiled_backward(a.node.attrs, a.in[0], a.in[1][0], g.grad_out, gin[0], gin[1].data, threads_))
                 return;
             break;
+        case Op::Gemm:
+            if (!plain_gemm(a.node.attrs, a)) break;
+            return gemm_backward(g);
         case Op::Flatten:
             if (gin[0].data)
                 for (int64_t i = 0; i < count; ++i) gin[0].data[i] += gy[i];
