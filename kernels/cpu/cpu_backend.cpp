@@ -106,7 +106,8 @@ CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_n
 size_t CpuBackend::scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const {
     if (node.op != Op::Conv) return 0;
     size_t floats = size_t(threads_) * conv_scratch_per_thread(node.attrs, in[0], in[1], out, /*backward=*/true);
-    if (winograd_fits(node.attrs, in[0], in[1], out)) floats = std::max(floats, winograd_scratch(in[0], in[1], threads_));
+    if (winograd_fits(node.attrs, in[0], in[1], out))  // + room to transform weights that may change
+        floats = std::max(floats, winograd_scratch(in[0], in[1], threads_) + winograd_weights_floats(in[1]));
     return floats;
 }
 
@@ -114,15 +115,23 @@ void CpuBackend::prepare(const Node& node, const Shape*, int, const Shape&) { wi
 
 bool CpuBackend::winograd_conv(const OpArgs& a, const float* bias, const float* residual) {
     const Node& n = a.node;
-    if (!a.weights_fixed || !uses_winograd()) {  // weights may change between runs: no copy to go stale
-        winograd_.erase(&n);
-        return false;
-    }
     const TensorView &x = a.in[0], &w = a.in[1];
     if (!winograd_fits(n.attrs, x.shape, w.shape, a.out.shape)) return false;
-    WinogradWeights& t = winograd_[&n];
-    if (t.u.empty() || t.source != w.data) t = {w.data, winograd_weights(w)};
-    winograd_forward(x, t.u.data(), w.shape, bias, residual, n.attrs.fused_relu, a.out, a.scratch, threads_);
+    const float* u;
+    if (a.weights_fixed) {
+        WinogradWeights& t = winograd_[&n];
+        if (t.u.empty() || t.source != w.data) {
+            t.source = w.data;
+            t.u.resize(winograd_weights_floats(w.shape));
+            winograd_weights(w, t.u.data());
+        }
+        u = t.u.data();
+    } else {  // the weights may have changed since the last run: transform them again, into scratch
+        float* fresh = a.scratch + winograd_scratch(x.shape, w.shape, threads_);
+        winograd_weights(w, fresh);
+        u = fresh;
+    }
+    winograd_forward(x, u, w.shape, bias, residual, n.attrs.fused_relu, a.out, a.scratch, threads_);
     return true;
 }
 

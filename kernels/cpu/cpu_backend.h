@@ -1,7 +1,7 @@
-// The default CPU backend: Winograd F(2x2, 3x3) for the 3x3 stride-1 convolutions of inference-only
-// plans (cpu_winograd.cpp), direct AVX2/FMA 3x3 stride-1 and -2 convolutions (cpu_conv3x3.cpp) for the
-// others, which also give the input gradient of the stride-1 ones; im2col + packed GEMM for the other convolutions and
-// for weight gradients (direct loops for depthwise), the fused conv epilogue
+// The default CPU backend: Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions up to 256 channels in
+// and out (cpu_winograd.cpp), forward and input gradient; direct AVX2/FMA 3x3 convolutions
+// (cpu_conv3x3.cpp) for stride 2 and the weight gradient of stride 1; im2col + packed GEMM for the
+// other convolutions (direct loops for depthwise), the fused conv epilogue
 // (residual, ReLU) of inference plans, fast paths for the element-wise ops and SDN head pooling,
 // OpenMP across the batch or the output channels, with a team started, pinned and flushing denormals
 // at construction (cpu_threads.cpp). Everything else is the reference code.
@@ -18,18 +18,15 @@ public:
     explicit CpuBackend(int threads = 0);  // 0: one per core
     std::string name() const override { return "native"; }
     bool fuses_conv_epilogue() const override { return true; }
-    // Winograd for the 3x3 stride-1 convolutions of inference-only plans (tests turn it off to
-    // compare plans bit for bit with the direct kernel that training plans run).
-    virtual bool uses_winograd() const { return true; }
     size_t scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const override;
     void prepare(const Node& node, const Shape* in, int n_in, const Shape& out) override;
     void forward(const OpArgs& a) override;
     void backward(const GradArgs& a) override;
 
 private:
-    // A convolution's Winograd-transformed weights, made on its first run in an inference-only
-    // plan and remade when the weights move; a new plan (prepare) drops them. Plans that keep
-    // every value (training, gradients) run the direct kernel, as their weights may change.
+    // A convolution's Winograd-transformed weights in an inference-only plan, made on its first
+    // run and remade when the weights move; a new plan (prepare) drops them. Plans that keep every
+    // value (training, gradients) transform on every run, as their weights may change in place.
     struct WinogradWeights {
         const float* source = nullptr;
         std::vector<float> u;

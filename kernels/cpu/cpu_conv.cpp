@@ -7,6 +7,7 @@
 
 #include "cpu_conv3x3.h"
 #include "cpu_gemm.h"
+#include "cpu_winograd.h"
 
 namespace engine::cpu {
 
@@ -137,7 +138,8 @@ bool conv_is_depthwise(const Attrs& a, const Shape& w) { return a.groups > 1 && 
 namespace {
 
 // Stride-1 3x3 convolutions whose width the direct kernel takes: their input gradient is the
-// direct convolution of the output gradient with the flipped, transposed weights.
+// direct convolution of the output gradient with the flipped, transposed weights; the weight
+// gradient of the same convolutions has a direct kernel too (conv3x3_weight_grad).
 bool direct_input_grad(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
     return a.stride[0] == 1 && conv3x3_fits(a, x, w, y);
 }
@@ -150,22 +152,41 @@ void flip_transpose_3x3(TensorView w, float* wt) {
             for (int i = 0; i < 9; ++i) wt[(c * K + k) * 9 + 8 - i] = w.data[(k * C + c) * 9 + i];
 }
 
-// One thread's backward scratch, in this order: im2col of x, the column gradient (or the padded
-// output gradient of the direct input gradient), private weight and bias gradients, flipped weights.
+// The input gradient's convolution: of the output gradient with the flipped, transposed weights.
+Attrs input_grad_attrs() {
+    Attrs a;
+    a.stride[0] = a.stride[1] = 1;
+    std::fill(a.pad, a.pad + 4, int64_t(1));
+    return a;
+}
+
+bool winograd_input_grad(const Shape& x, const Shape& w, const Shape& y) {
+    return winograd_fits(input_grad_attrs(), y, Shape{w[1], w[0], 3, 3}, x);
+}
+
+// One thread's backward scratch, in this order: im2col of x (or padded samples of the direct weight
+// gradient), the column gradient (or the direct or Winograd input gradient's working space),
+// private weight and bias gradients, flipped weights, their Winograd transform.
 struct BackwardScratch {
-    size_t col, gcol, gw, wt, total;
+    size_t col, gcol, gw, wt, u, total;
 };
 
 BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
     const ConvDims d = dims(a, x, w, y);
     size_t col = size_t(d.CKK * d.P);
     if (conv3x3_fits(a, x, w, y)) col = std::max(col, conv3x3_scratch_per_thread(x));
-    BackwardScratch s{col, col, size_t(d.K * d.CKK + d.K), 0, 0};
+    BackwardScratch s{col, col, size_t(d.K * d.CKK + d.K), 0, 0, 0};
     if (direct_input_grad(a, x, w, y)) {
+        s.col = std::max(s.col, conv3x3_wgrad_scratch_per_thread(x));
         s.gcol = std::max(s.gcol, conv3x3_scratch_per_thread(y));
         s.wt = size_t(w.numel());
+        if (winograd_input_grad(x, w, y)) {
+            const Shape wt{w[1], w[0], 3, 3};
+            s.gcol = std::max(s.gcol, winograd_scratch(y, wt, 1));
+            s.u = winograd_weights_floats(wt);
+        }
     }
-    s.total = s.col + s.gcol + s.gw + s.wt;
+    s.total = s.col + s.gcol + s.gw + s.wt + s.u;
     return s;
 }
 
@@ -234,6 +255,8 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
     const bool depthwise = conv_is_depthwise(a, w.shape);
     const bool pointwise = is_pointwise(a, d);
     const bool direct_gx = gx.data && direct_input_grad(a, x.shape, w.shape, gy.shape);
+    const bool direct_gw = gw.data && direct_input_grad(a, x.shape, w.shape, gy.shape);
+    const bool winograd_gx = direct_gx && winograd_input_grad(x.shape, w.shape, gy.shape);
     const BackwardScratch layout = depthwise ? BackwardScratch{} : backward_scratch(a, x.shape, w.shape, gy.shape);
     const int64_t wsize = w.numel();
     int used = 1;
@@ -247,8 +270,11 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
         float* gw_t = mine + layout.col + layout.gcol;
         float* gb_t = gw_t + wsize;
         float* wt = gb_t + d.K;  // flipped weights, one copy per thread
+        float* u = wt + layout.wt;  // their Winograd transform
         std::fill(gw_t, gw_t + wsize + (depthwise ? 0 : d.K), 0.0f);
+        const Shape wt_shape{d.C, d.K, 3, 3};
         if (direct_gx) flip_transpose_3x3(w, wt);
+        if (winograd_gx) winograd_weights(TensorView{wt, wt_shape}, u);
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < d.N; ++n) {
             if (depthwise) {
@@ -261,13 +287,14 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
             }
             float* col = mine;
             float* gcol = mine + layout.col;
-            if (direct_gx)  // gx[n] += conv(gy[n], wt): the kernel's residual epilogue reads gx[n], then writes it
-                conv3x3_forward_sample(gy, TensorView{wt, Shape{d.C, d.K, 3, 3}}, nullptr, gx.data, false, gx, n, gcol);
+            // gx[n] += conv(gy[n], wt): the kernels' residual epilogue reads gx[n], then writes it.
+            if (winograd_gx) winograd_forward_sample(gy, n, u, wt_shape, nullptr, gx.data, false, gx, gcol);
+            else if (direct_gx) conv3x3_forward_sample(gy, TensorView{wt, wt_shape}, nullptr, gx.data, false, gx, n, gcol);
             for (int64_t g = 0; g < a.groups; ++g) {
                 const float* xg = x.data + (n * d.C + g * d.Cg) * d.H * d.W;
                 const float* gyg = gy.data + (n * d.K + g * d.Kg) * d.P;
                 const float* wg = w.data + g * d.Kg * d.CKK;
-                if (gw.data) {
+                if (gw.data && !direct_gw) {
                     const float* B = xg;
                     if (!pointwise) {
                         im2col(a, d, xg, col);
@@ -289,6 +316,10 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
                     col2im_add(a, d, gcol, gxg);
                 }
             }
+        }
+        if (direct_gw) {  // this thread's share of the samples, as a contiguous range
+            const int nt = omp_get_num_threads();
+            conv3x3_weight_grad(x, gy, gw_t, d.N * t / nt, d.N * (t + 1) / nt, mine);
         }
     }
     for (int t = 0; t < used; ++t) {

@@ -167,6 +167,47 @@ void sample(const Geometry& g, int stride, const float* xp, const float* w, cons
     for (int64_t b = b0; b < b1; ++b) block(g, stride, xp, w, bias, residual, relu, y, b * kCo);
 }
 
+float horizontal_sum(__m256 v) {
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+
+// Samples per weight-gradient chunk: enough pixels (1024) that the accumulators' final
+// horizontal sums cost little next to the products.
+int64_t wgrad_chunk(const Shape& x) { return std::max<int64_t>(1, 1024 / (x[2] * x[3])); }
+
+// Output channels [k0, k0 + R) of a chunk of `samples` padded inputs: for each input channel and
+// kernel row, 3 x R accumulators (one per kernel column) run over every pixel of every sample.
+template <int R>
+void wgrad_block(const Geometry& g, const float* xp, const float* gy, int64_t samples, int64_t k0, float* gw) {
+    for (int64_t c = 0; c < g.C; ++c)
+        for (int kh = 0; kh < 3; ++kh) {
+            __m256 acc[R][3];
+#pragma GCC unroll 4
+            for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = acc[r][2] = _mm256_setzero_ps();
+            for (int64_t n = 0; n < samples; ++n) {
+                const float* xr = xp + (n * g.C + c) * g.plane + kh * g.Wp;
+                const float* gr = gy + (n * g.K + k0) * g.P;
+                for (int64_t oh = 0; oh < g.H; ++oh, xr += g.Wp)
+                    for (int64_t ow = 0; ow < g.W; ow += kSeg) {
+                        const __m256 x0 = _mm256_loadu_ps(xr + ow), x1 = _mm256_loadu_ps(xr + ow + 1);
+                        const __m256 x2 = _mm256_loadu_ps(xr + ow + 2);
+#pragma GCC unroll 4
+                        for (int r = 0; r < R; ++r) {
+                            const __m256 d = _mm256_loadu_ps(gr + r * g.P + oh * g.W + ow);
+                            acc[r][0] = _mm256_fmadd_ps(d, x0, acc[r][0]);
+                            acc[r][1] = _mm256_fmadd_ps(d, x1, acc[r][1]);
+                            acc[r][2] = _mm256_fmadd_ps(d, x2, acc[r][2]);
+                        }
+                    }
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < R; ++r)
+                for (int kw = 0; kw < 3; ++kw) gw[((k0 + r) * g.C + c) * 9 + kh * 3 + kw] += horizontal_sum(acc[r][kw]);
+        }
+}
+
 }  // namespace
 
 bool conv3x3_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
@@ -177,6 +218,24 @@ bool conv3x3_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y
 }
 
 size_t conv3x3_scratch_per_thread(const Shape& x) { return size_t(x[1] * (x[2] + 2) * (x[3] + 2)); }
+
+size_t conv3x3_wgrad_scratch_per_thread(const Shape& x) { return size_t(wgrad_chunk(x)) * conv3x3_scratch_per_thread(x); }
+
+void conv3x3_weight_grad(TensorView x, TensorView gy, float* gw, int64_t n0, int64_t n1, float* scratch) {
+    const Geometry g = geometry(x.shape, Shape{gy.shape[1], x.shape[1], 3, 3}, gy.shape);
+    const int64_t chunk = wgrad_chunk(x.shape), in_size = g.C * g.H * g.W;
+    for (int64_t first = n0; first < n1; first += chunk) {
+        const int64_t samples = std::min(chunk, n1 - first);
+        for (int64_t i = 0; i < samples; ++i) pad_sample(g, x.data + (first + i) * in_size, scratch + i * g.C * g.plane);
+        const float* gyc = gy.data + first * g.K * g.P;
+        for (int64_t k0 = 0; k0 < g.K; k0 += 4) switch (std::min<int64_t>(4, g.K - k0)) {
+                case 4: wgrad_block<4>(g, scratch, gyc, samples, k0, gw); break;
+                case 3: wgrad_block<3>(g, scratch, gyc, samples, k0, gw); break;
+                case 2: wgrad_block<2>(g, scratch, gyc, samples, k0, gw); break;
+                default: wgrad_block<1>(g, scratch, gyc, samples, k0, gw); break;
+            }
+    }
+}
 
 void conv3x3_forward_sample(TensorView x, TensorView w, const float* bias, const float* residual, bool relu,
                             TensorView y, int64_t n, float* scratch) {

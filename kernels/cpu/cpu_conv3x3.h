@@ -17,4 +17,10 @@ void conv3x3_forward(TensorView x, TensorView w, const float* bias, const float*
 void conv3x3_forward_sample(TensorView x, TensorView w, const float* bias, const float* residual, bool relu,
                             TensorView y, int64_t n, float* scratch);
 
+// Weight gradient of a stride-1 convolution that fits: gw [K, C, 3, 3] += the products of samples
+// [n0, n1) of gy and x, in chunks of samples so that each accumulator spans about 1024 pixels.
+// scratch holds conv3x3_wgrad_scratch_per_thread floats (a chunk of padded inputs).
+size_t conv3x3_wgrad_scratch_per_thread(const Shape& x);
+void conv3x3_weight_grad(TensorView x, TensorView gy, float* gw, int64_t n0, int64_t n1, float* scratch);
+
 }  // namespace engine::cpu

@@ -230,9 +230,11 @@ size_t winograd_scratch(const Shape& x, const Shape& w, int threads) {
     return size_t(std::max(threads, 1)) * (padded_floats(d) + block_floats(d));
 }
 
-std::vector<float> winograd_weights(TensorView w) {
+size_t winograd_weights_floats(const Shape& w) { return size_t(16 * (w[0] + kKb - 1) / kKb * kKb * w[1]); }
+
+void winograd_weights(TensorView w, float* u) {
     const int64_t K = w.shape[0], C = w.shape[1], KB = (K + kKb - 1) / kKb;
-    std::vector<float> u(size_t(16 * KB * C * kKb), 0.0f);  // [xi][k block][c][k in block]
+    std::fill(u, u + winograd_weights_floats(w.shape), 0.0f);  // [xi][k block][c][k in block]
     for (int64_t k = 0; k < K; ++k)
         for (int64_t c = 0; c < C; ++c) {
             const float* g = w.data + (k * C + c) * 9;
@@ -249,7 +251,15 @@ std::vector<float> winograd_weights(TensorView w) {
                 for (int j = 0; j < 4; ++j) u[((size_t(i * 4 + j) * KB + k / kKb) * C + c) * kKb + k % kKb] = row[j];
             }
         }
-    return u;
+}
+
+void winograd_forward_sample(TensorView x, int64_t n, const float* u, const Shape& w, const float* bias,
+                             const float* residual, bool relu, TensorView y, float* scratch) {
+    const Dims d = dims_of(x.shape, w);
+    const int64_t out_size = d.K * d.H * d.W;
+    pad_channels(d, x.data + n * d.C * d.H * d.W, scratch, 0, d.C);
+    blocks(d, scratch, u, bias, residual ? residual + n * out_size : nullptr, relu, y.data + n * out_size, 0,
+           tile_blocks(d), 0, k_blocks(d), scratch + padded_floats(d));
 }
 
 void winograd_forward(TensorView x, const float* u, const Shape& w, const float* bias, const float* residual, bool relu,
@@ -260,12 +270,8 @@ void winograd_forward(TensorView x, const float* u, const Shape& w, const float*
     auto res = [&](int64_t n) { return residual ? residual + n * out_size : nullptr; };
     if (threads == 1 || N >= threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-        for (int64_t n = 0; n < N; ++n) {
-            float* xp = scratch + omp_get_thread_num() * per_thread;
-            pad_channels(d, x.data + n * in_size, xp, 0, d.C);
-            blocks(d, xp, u, bias, res(n), relu, y.data + n * out_size, 0, tile_blocks(d), 0, k_blocks(d),
-                   xp + padded_floats(d));
-        }
+        for (int64_t n = 0; n < N; ++n)
+            winograd_forward_sample(x, n, u, w, bias, residual, relu, y, scratch + omp_get_thread_num() * per_thread);
         return;
     }
     // Fewer samples than threads: the threads pad a share of the channels each, then take a share
