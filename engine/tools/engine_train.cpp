@@ -68,6 +68,9 @@ std::string fmt_acc(const std::vector<double>& acc) {
     return s;
 }
 
+// "66.5 70.1 %" or "-" where nothing was measured.
+std::string percent_or_dash(const std::vector<double>& acc) { return acc.empty() ? "-" : fmt_acc(acc) + " %"; }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,7 +78,7 @@ int main(int argc, char** argv) {
         CLI::App app{"engine_train: train or fine-tune a multi-exit CNN on the engine"};
         std::string arch, data, out, from, mode = "plain", optimizer = "sgd", schedule = "onecycle", train_only, reinit,
                                           teacher_path, log_path, checkpoint_path, backend = default_backend_name(),
-                                          threshold, adv_eps = "8/255", adv_step = "2/255";
+                                          threshold, adv_eps = "8/255", adv_step = "2/255", test_data;
         std::optional<float> lr;
         int epochs = 0, stop_after = -1, batch = 128, threads = 0, limit = -1, val_limit = 1000, adv_steps = 7;
         uint64_t seed = 0;
@@ -126,6 +129,9 @@ int main(int argc, char** argv) {
         app.add_option("--limit", limit, "train on the first N training images only")->check(CLI::PositiveNumber);
         app.add_option("--val-limit", val_limit, "test images evaluated after each epoch (0: none, -1: all)")
             ->check(CLI::Range(-1, 1 << 30));
+        app.add_option("--test-data", test_data,
+                       "where the test images come from (default: --data's test split; a single-file --data has "
+                       "none, so without this option no test accuracy is measured)");
         app.add_option("--log", log_path, "JSON-lines log, one line per epoch (default <out>.log.jsonl)");
         app.add_option("--checkpoint", checkpoint_path, "checkpoint file (default <out>.ckpt)");
         app.add_option("--backend", backend, "ref | native | onednn (about twice as fast for training here)");
@@ -148,7 +154,13 @@ int main(int argc, char** argv) {
 
         Dataset train = cli::load_dataset_dir(data, true, limit);
         std::optional<Dataset> test;
-        if (val_limit != 0) test = cli::load_dataset_dir(data, false, val_limit);
+        if (test_data.empty() && std::filesystem::is_regular_file(data) && val_limit != 0) {
+            // A single batch file would be its own test set: its accuracy is no test accuracy.
+            std::printf("note: %s is one file with no test split; give --test-data DIR to measure test accuracy\n",
+                        data.c_str());
+            val_limit = 0;
+        }
+        if (val_limit != 0) test = cli::load_dataset_dir(test_data.empty() ? data : test_data, false, val_limit);
         const Shape& s = train.images.shape();
         Model model;
         if (from.empty()) {
@@ -229,8 +241,8 @@ int main(int argc, char** argv) {
                     else bar->finish(extra);
                 },
                 [&](const train::EpochStats& e) {
-                    std::printf("epoch %d/%d  lr %.4g  loss %.4f  train acc %.1f %%  test acc per exit %s %%  %.1f s  %.0f img/s\n",
-                                e.epoch, epochs, e.lr, e.train_loss, 100 * e.train_acc, fmt_acc(e.test_acc).c_str(),
+                    std::printf("epoch %d/%d  lr %.4g  loss %.4f  train acc %.1f %%  test acc per exit %s  %.1f s  %.0f img/s\n",
+                                e.epoch, epochs, e.lr, e.train_loss, 100 * e.train_acc, percent_or_dash(e.test_acc).c_str(),
                                 e.seconds, e.images_per_s);
                     std::fflush(stdout);
                 });
@@ -264,8 +276,8 @@ int main(int argc, char** argv) {
         if (teacher) summary["teacher"] = {{"path", teacher_path}, {"temperature", dec(kd_temp)}, {"alpha", dec(kd_alpha)}};
         model.metadata["train"] = summary.dump();
         save_model(model, out);
-        std::printf("wrote %s (%d exits, test accuracy per exit %s %%, sha256 %s)\n", out.c_str(), model.num_exits(),
-                    acc.empty() ? "-" : fmt_acc(acc).c_str(), model_hash(model).c_str());
+        std::printf("wrote %s (%d exits, test accuracy per exit %s, sha256 %s)\n", out.c_str(), model.num_exits(),
+                    percent_or_dash(acc).c_str(), model_hash(model).c_str());
         return 0;
     });
 }
