@@ -114,6 +114,9 @@ inline std::vector<OpCase> all_op_cases() {
     cases.push_back({"conv1x1_stride2", Op::Conv, conv_attrs(1, 2, 0), {Shape{2, 4, 6, 6}, Shape{3, 4, 1, 1}, Shape{3}}});
     cases.push_back({"conv_depthwise", Op::Conv, conv_attrs(3, 1, 1, 4), {Shape{2, 4, 5, 5}, Shape{4, 1, 3, 3}, Shape{4}}});
     cases.push_back({"conv_depthwise_s2", Op::Conv, conv_attrs(3, 2, 1, 3), {Shape{1, 3, 6, 6}, Shape{3, 1, 3, 3}}});
+    // Wide enough for the native 8-wide depthwise loop, with a scalar tail.
+    cases.push_back({"conv_depthwise_wide", Op::Conv, conv_attrs(3, 1, 1, 3), {Shape{2, 3, 10, 19}, Shape{3, 1, 3, 3}, Shape{3}}});
+    cases.push_back({"conv_depthwise_s2_wide", Op::Conv, conv_attrs(3, 2, 1, 2), {Shape{1, 2, 20, 36}, Shape{2, 1, 3, 3}}});
     cases.push_back({"conv_groups2_dil2", Op::Conv, conv_attrs(3, 1, 2, 2, 2), {Shape{2, 4, 6, 6}, Shape{6, 2, 3, 3}, Shape{6}}});
     engine::Attrs bn;
     bn.epsilon = 1e-3f;

@@ -1,5 +1,6 @@
 #include "cpu_conv.h"
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -103,6 +104,56 @@ void depthwise_plane(const Attrs& a, const ConvDims& d, const float* x, const fl
         }
 }
 
+// Depthwise 3x3, padding 1, stride 1 or 2 (even sizes): the plane is copied once into a
+// zero-bordered buffer (for stride 2 each row as its even columns, then its odd ones) so that
+// eight outputs take nine unconditional 8-wide loads and FMAs.
+bool depthwise3x3_fits(const Attrs& a, const ConvDims& d) {
+    const int64_t s = a.stride[0];
+    return d.KH == 3 && d.KW == 3 && (s == 1 || s == 2) && a.stride[1] == s && a.dilation[0] == 1 &&
+           a.dilation[1] == 1 && std::all_of(a.pad, a.pad + 4, [](int64_t p) { return p == 1; }) &&
+           (s == 1 || (d.H % 2 == 0 && d.W % 2 == 0));
+}
+
+size_t depthwise3x3_scratch(const ConvDims& d) { return size_t((d.H + 2) * (d.W + 2)); }
+
+void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const float* w, float bias, float* y,
+                        float* xp) {
+    const int64_t Wp = d.W + 2, half = Wp / 2;
+    std::fill(xp, xp + (d.H + 2) * Wp, 0.0f);
+    for (int64_t h = 0; h < d.H; ++h) {
+        float* row = xp + (h + 1) * Wp;
+        const float* in = x + h * d.W;
+        if (stride == 1) {
+            std::copy(in, in + d.W, row + 1);
+        } else {  // padded column j (input column j - 1) to j / 2, odd ones after the even half
+            for (int64_t j = 0; j < d.W; j += 2) row[half + j / 2] = in[j], row[j / 2 + 1] = in[j + 1];
+        }
+    }
+    // Offset of tap (kh, kw) from output (oh, ow)'s window start, for each stride's layout.
+    int64_t tap[9];
+    for (int kh = 0; kh < 3; ++kh)
+        for (int kw = 0; kw < 3; ++kw)
+            tap[kh * 3 + kw] = kh * Wp + (stride == 1 ? kw : (kw == 1 ? half : kw / 2));
+    __m256 wv[9];
+    for (int i = 0; i < 9; ++i) wv[i] = _mm256_broadcast_ss(w + i);
+    const __m256 b = _mm256_set1_ps(bias);
+    for (int64_t oh = 0; oh < d.OH; ++oh) {
+        const float* win = xp + oh * stride * Wp;
+        float* out = y + oh * d.OW;
+        int64_t ow = 0;
+        for (; ow + 8 <= d.OW; ow += 8) {
+            __m256 acc = b;
+            for (int i = 0; i < 9; ++i) acc = _mm256_fmadd_ps(wv[i], _mm256_loadu_ps(win + ow + tap[i]), acc);
+            _mm256_storeu_ps(out + ow, acc);
+        }
+        for (; ow < d.OW; ++ow) {
+            float acc = bias;
+            for (int i = 0; i < 9; ++i) acc += w[i] * win[ow + tap[i]];
+            out[ow] = acc;
+        }
+    }
+}
+
 void depthwise_plane_backward(const Attrs& a, const ConvDims& d, const float* x, const float* w, const float* gy,
                               float* gx, float* gw) {
     for (int64_t oh = 0; oh < d.OH; ++oh)
@@ -194,7 +245,10 @@ BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w,
 
 size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, bool backward) {
     ConvDims d = dims(a, x, w, y);
-    if (conv_is_depthwise(a, w)) return backward ? size_t(d.K * d.KH * d.KW) : 0;
+    if (conv_is_depthwise(a, w)) {
+        const size_t plane = depthwise3x3_fits(a, d) ? depthwise3x3_scratch(d) : 0;
+        return backward ? std::max(plane, size_t(d.K * d.KH * d.KW)) : plane;
+    }
     if (backward) return backward_scratch(a, x, w, y).total;
     size_t col = size_t(d.CKK * d.P);
     if (conv3x3_fits(a, x, w, y)) col = std::max(col, conv3x3_scratch_per_thread(x));
@@ -208,11 +262,19 @@ void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias,
     const ConvDims d = dims(a, x.shape, w.shape, y.shape);
     const size_t per_thread = conv_scratch_per_thread(a, x.shape, w.shape, y.shape, false);
     if (conv_is_depthwise(a, w.shape)) {
+        const bool fast = depthwise3x3_fits(a, d);
 #pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
         for (int64_t n = 0; n < d.N; ++n)
-            for (int64_t k = 0; k < d.K; ++k)
-                depthwise_plane(a, d, x.data + (n * d.C + k) * d.H * d.W, w.data + k * d.KH * d.KW,
-                                bias ? bias[k] : 0.0f, y.data + (n * d.K + k) * d.P);
+            for (int64_t k = 0; k < d.K; ++k) {
+                const float* xk = x.data + (n * d.C + k) * d.H * d.W;
+                float* yk = y.data + (n * d.K + k) * d.P;
+                const float bk = bias ? bias[k] : 0.0f;
+                if (fast)
+                    depthwise3x3_plane(d, int(a.stride[0]), xk, w.data + k * 9, bk, yk,
+                                       scratch + omp_get_thread_num() * per_thread);
+                else
+                    depthwise_plane(a, d, xk, w.data + k * d.KH * d.KW, bk, yk);
+            }
         if (residual || a.fused_relu) epilogue(residual, a.fused_relu, y);
         return;
     }
