@@ -111,6 +111,10 @@ inline std::vector<OpCase> all_op_cases() {
     std::vector<OpCase> cases;
     cases.push_back({"conv3x3", Op::Conv, conv_attrs(3, 1, 1), {Shape{2, 3, 6, 5}, Shape{4, 3, 3, 3}, Shape{4}}});
     cases.push_back({"conv_stride2_nobias", Op::Conv, conv_attrs(3, 2, 1), {Shape{2, 4, 7, 7}, Shape{5, 4, 3, 3}}});
+    // 1x1 stride 1 runs on pre-packed weights in the native backend: rows off the 6-row panels,
+    // a depth past one 256-deep block.
+    cases.push_back({"conv1x1", Op::Conv, conv_attrs(1, 1, 0), {Shape{2, 20, 5, 7}, Shape{13, 20, 1, 1}, Shape{13}}});
+    cases.push_back({"conv1x1_deep", Op::Conv, conv_attrs(1, 1, 0), {Shape{1, 300, 4, 4}, Shape{80, 300, 1, 1}}});
     cases.push_back({"conv1x1_stride2", Op::Conv, conv_attrs(1, 2, 0), {Shape{2, 4, 6, 6}, Shape{3, 4, 1, 1}, Shape{3}}});
     cases.push_back({"conv_depthwise", Op::Conv, conv_attrs(3, 1, 1, 4), {Shape{2, 4, 5, 5}, Shape{4, 1, 3, 3}, Shape{4}}});
     cases.push_back({"conv_depthwise_s2", Op::Conv, conv_attrs(3, 2, 1, 3), {Shape{1, 3, 6, 6}, Shape{3, 1, 3, 3}}});

@@ -13,6 +13,7 @@ namespace {
 
 // x -> Conv(w[, b]) [-> Add(., r)] [-> Relu]; r is a second graph input shaped like the output.
 Model conv_block_model(const Shape& x, const Shape& w, bool bias, bool residual, bool relu, uint32_t seed) {
+    const int pad = int(w[2] / 2);  // 3x3: padding 1; 1x1: none
     Model m;
     Graph& g = m.graph;
     Node in;
@@ -22,7 +23,7 @@ Model conv_block_model(const Shape& x, const Shape& w, bool bias, bool residual,
     std::vector<int> conv_in{g.add(in)};
     conv_in.push_back(g.add_constant("w", test::random_tensor(w, seed + 1), true));
     if (bias) conv_in.push_back(g.add_constant("b", test::random_tensor(Shape{w[0]}, seed + 2), true));
-    int y = g.add_op(Op::Conv, "conv", conv_in, test::conv_attrs(3, 1, 1));
+    int y = g.add_op(Op::Conv, "conv", conv_in, test::conv_attrs(int(w[2]), 1, pad));
     if (residual) {
         Node r;
         r.op = Op::Input;
@@ -102,6 +103,25 @@ TEST_CASE("Winograd F(2,3) convolution of inference plans matches the reference,
                     CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
                 }
             }
+}
+
+TEST_CASE("1x1 convolutions on packed weights match the reference, with their epilogues, on one thread and two") {
+    auto ref = make_backend("ref");
+    for (Shape x : {Shape{1, 20, 4, 4}, Shape{3, 300, 2, 2}, Shape{1, 16, 32, 32}})
+        for (bool residual : {false, true}) {
+            CAPTURE(x.str());
+            CAPTURE(residual);
+            const Model m = conv_block_model(x, Shape{37, x[1], 1, 1}, true, residual, true, 5);
+            std::vector<Tensor> inputs{test::random_tensor(x, 6, -1, 1)};
+            if (residual) inputs.push_back(test::random_tensor(Shape{x[0], 37, x[2], x[3]}, 7, -1, 1));
+            const Tensor want = run_inference(m, *ref, inputs);
+            for (int threads : {1, 2}) {
+                CAPTURE(threads);
+                auto cpu = make_backend("native", threads);
+                const Tensor got = run_inference(m, *cpu, inputs);
+                CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
+            }
+        }
 }
 
 TEST_CASE("conv backward adds to gradients already there, on the direct 3x3 input-gradient path and off it") {

@@ -106,32 +106,47 @@ CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_n
 size_t CpuBackend::scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const {
     if (node.op != Op::Conv) return 0;
     size_t floats = size_t(threads_) * conv_scratch_per_thread(node.attrs, in[0], in[1], out, /*backward=*/true);
-    if (winograd_fits(node.attrs, in[0], in[1], out))  // + room to transform weights that may change
+    // + room to transform weights that may change
+    if (winograd_fits(node.attrs, in[0], in[1], out))
         floats = std::max(floats, winograd_scratch(in[0], in[1], threads_) + winograd_weights_floats(in[1]));
+    if (conv_pointwise_fits(node.attrs, in[0], in[1], out)) floats = std::max(floats, packed_a_floats(in[1][0], in[1][1]));
     return floats;
 }
 
-void CpuBackend::prepare(const Node& node, const Shape*, int, const Shape&) { winograd_.erase(&node); }
+void CpuBackend::prepare(const Node& node, const Shape*, int, const Shape&) { transformed_.erase(&node); }
+
+const float* CpuBackend::transformed(const OpArgs& a, size_t floats, float* scratch_spot,
+                                     void (*transform)(TensorView w, float* out)) {
+    const TensorView& w = a.in[1];
+    if (!a.weights_fixed) {  // the weights may have changed since the last run
+        transform(w, scratch_spot);
+        return scratch_spot;
+    }
+    TransformedWeights& t = transformed_[&a.node];
+    if (t.data.empty() || t.source != w.data) {
+        t.source = w.data;
+        t.data.resize(floats);
+        transform(w, t.data.data());
+    }
+    return t.data.data();
+}
 
 bool CpuBackend::winograd_conv(const OpArgs& a, const float* bias, const float* residual) {
-    const Node& n = a.node;
     const TensorView &x = a.in[0], &w = a.in[1];
-    if (!winograd_fits(n.attrs, x.shape, w.shape, a.out.shape)) return false;
-    const float* u;
-    if (a.weights_fixed) {
-        WinogradWeights& t = winograd_[&n];
-        if (t.u.empty() || t.source != w.data) {
-            t.source = w.data;
-            t.u.resize(winograd_weights_floats(w.shape));
-            winograd_weights(w, t.u.data());
-        }
-        u = t.u.data();
-    } else {  // the weights may have changed since the last run: transform them again, into scratch
-        float* fresh = a.scratch + winograd_scratch(x.shape, w.shape, threads_);
-        winograd_weights(w, fresh);
-        u = fresh;
-    }
-    winograd_forward(x, u, w.shape, bias, residual, n.attrs.fused_relu, a.out, a.scratch, threads_);
+    if (!winograd_fits(a.node.attrs, x.shape, w.shape, a.out.shape)) return false;
+    const float* u = transformed(a, winograd_weights_floats(w.shape),
+                                 a.scratch + winograd_scratch(x.shape, w.shape, threads_), winograd_weights);
+    winograd_forward(x, u, w.shape, bias, residual, a.node.attrs.fused_relu, a.out, a.scratch, threads_);
+    return true;
+}
+
+bool CpuBackend::pointwise_conv(const OpArgs& a, const float* bias, const float* residual) {
+    const TensorView &x = a.in[0], &w = a.in[1];
+    if (!conv_pointwise_fits(a.node.attrs, x.shape, w.shape, a.out.shape)) return false;
+    const float* packed = transformed(a, packed_a_floats(w.shape[0], w.shape[1]), a.scratch, [](TensorView w, float* out) {
+        pack_a_whole(w.shape[0], w.shape[1], w.data, w.shape[1], out);
+    });
+    conv_pointwise_forward(a.node.attrs, x, packed, w.shape, bias, residual, a.out, threads_);
     return true;
 }
 
@@ -141,7 +156,7 @@ void CpuBackend::forward(const OpArgs& a) {
     switch (n.op) {
         case Op::Conv: {
             const ref::ConvInputs c = ref::conv_inputs(n.attrs, a.in, a.n_in);
-            if (winograd_conv(a, c.bias, c.residual)) return;
+            if (winograd_conv(a, c.bias, c.residual) || pointwise_conv(a, c.bias, c.residual)) return;
             conv_forward(n.attrs, a.in[0], a.in[1], c.bias, c.residual, a.out, a.scratch, threads_);
             return;
         }

@@ -24,17 +24,21 @@ public:
     void backward(const GradArgs& a) override;
 
 private:
-    // A convolution's Winograd-transformed weights in an inference-only plan, made on its first
-    // run and remade when the weights move; a new plan (prepare) drops them. Plans that keep every
-    // value (training, gradients) transform on every run, as their weights may change in place.
-    struct WinogradWeights {
+    // A convolution's weights transformed for its kernel (Winograd, or packed for the GEMM of a 1x1
+    // convolution). In an inference-only plan they are made on the first run and remade when the
+    // weights move; a new plan (prepare) drops them. Plans that keep every value (training,
+    // gradients) transform into scratch on every run, as their weights may change in place.
+    struct TransformedWeights {
         const float* source = nullptr;
-        std::vector<float> u;
+        std::vector<float> data;
     };
+    const float* transformed(const OpArgs& a, size_t floats, float* scratch_spot,
+                             void (*transform)(TensorView w, float* out));
     bool winograd_conv(const OpArgs& a, const float* bias, const float* residual);
+    bool pointwise_conv(const OpArgs& a, const float* bias, const float* residual);
 
     int threads_;
-    std::unordered_map<const Node*, WinogradWeights> winograd_;
+    std::unordered_map<const Node*, TransformedWeights> transformed_;
 };
 
 }  // namespace engine::cpu

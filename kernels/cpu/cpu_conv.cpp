@@ -255,6 +255,32 @@ size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, c
     return col;
 }
 
+bool conv_pointwise_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
+    return a.groups == 1 && is_pointwise(a, dims(a, x, w, y));
+}
+
+void conv_pointwise_forward(const Attrs& a, TensorView x, const float* packed_w, const Shape& w, const float* bias,
+                            const float* residual, TensorView y, int threads) {
+    const ConvDims d = dims(a, x.shape, w, y.shape);
+    // Columns [p0, p1) of sample n: y = bias, then += W x.
+    auto columns = [&](int64_t n, int64_t p0, int64_t p1) {
+        float* yn = y.data + n * d.K * d.P;
+        for (int64_t k = 0; k < d.K; ++k) std::fill(yn + k * d.P + p0, yn + k * d.P + p1, bias ? bias[k] : 0.0f);
+        gemm_packed_nn(d.K, p1 - p0, d.C, packed_w, x.data + n * d.C * d.P + p0, d.P, yn + p0, d.P);
+    };
+    if (d.N >= threads || threads == 1) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+        for (int64_t n = 0; n < d.N; ++n) columns(n, 0, d.P);
+    } else {  // too few samples to share out: split each sample's pixels
+#pragma omp parallel num_threads(threads)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            for (int64_t n = 0; n < d.N; ++n) columns(n, d.P * t / nt, d.P * (t + 1) / nt);
+        }
+    }
+    if (residual || a.fused_relu) epilogue(residual, a.fused_relu, y);
+}
+
 void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual, TensorView y,
                   float* scratch, int threads) {
     if (conv3x3_fits(a, x.shape, w.shape, y.shape))

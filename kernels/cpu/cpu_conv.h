@@ -11,6 +11,11 @@ bool conv_is_depthwise(const Attrs& a, const Shape& w);
 // y = conv(x, w) + bias?, then, as the inference fusion asks (Attrs::fused_*), + residual and ReLU.
 void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual, TensorView y,
                   float* scratch, int threads);
+// 1x1, stride 1, no padding, one group: y = W x + bias? (+ residual, ReLU as the fusion asks), with
+// the weights packed by pack_a_whole(K, C, w) (cpu_gemm.h).
+bool conv_pointwise_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
+void conv_pointwise_forward(const Attrs& a, TensorView x, const float* packed_w, const Shape& w, const float* bias,
+                            const float* residual, TensorView y, int threads);
 void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, TensorView gw,
                    float* gbias, float* scratch, int threads);
 

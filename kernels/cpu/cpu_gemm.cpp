@@ -110,7 +110,46 @@ void gemm(int64_t M, int64_t N, int64_t K, Operand A, Operand B, float* C, int64
     }
 }
 
+// Offset of block (i0, k0) in a fully packed A: the k0 block rows of all rows (padded to kMR)
+// come first, and within a k block the row blocks follow in order (kMC is a multiple of kMR).
+int64_t packed_offset(int64_t M, int64_t i0, int64_t k0, int64_t kc) {
+    return (M + kMR - 1) / kMR * kMR * k0 + i0 * kc;
+}
+
 }  // namespace
+
+size_t packed_a_floats(int64_t M, int64_t K) { return size_t((M + kMR - 1) / kMR * kMR * K); }
+
+void pack_a_whole(int64_t M, int64_t K, const float* A, int64_t lda, float* out) {
+    const Operand a{A, lda, 1};
+    for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+        const int64_t kc = std::min(kKC, K - k0);
+        for (int64_t i0 = 0; i0 < M; i0 += kMC)
+            pack_a(a, i0, std::min(kMC, M - i0), k0, kc, out + packed_offset(M, i0, k0, kc));
+    }
+}
+
+void gemm_packed_nn(int64_t M, int64_t N, int64_t K, const float* packed, const float* B, int64_t ldb, float* C,
+                    int64_t ldc) {
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    static thread_local PackBuffers* buf = new PackBuffers;  // never freed: lives as long as the thread
+    const Operand b{B, ldb, 1};
+    for (int64_t j0 = 0; j0 < N; j0 += kNC) {
+        const int64_t nc = std::min(kNC, N - j0);
+        for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+            const int64_t kc = std::min(kKC, K - k0);
+            pack_b(b, k0, kc, j0, nc, buf->b);
+            for (int64_t i0 = 0; i0 < M; i0 += kMC) {
+                const int64_t mc = std::min(kMC, M - i0);
+                const float* a = packed + packed_offset(M, i0, k0, kc);
+                for (int64_t j = 0; j < nc; j += kNR)
+                    for (int64_t i = 0; i < mc; i += kMR)
+                        micro_kernel(kc, a + i * kc, buf->b + j * kc, C + (i0 + i) * ldc + j0 + j, ldc,
+                                     std::min(kMR, mc - i), std::min(kNR, nc - j));
+            }
+        }
+    }
+}
 
 void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
              int64_t ldc) {

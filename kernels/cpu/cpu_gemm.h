@@ -1,6 +1,7 @@
-// Plain, cache-blocked single-precision GEMM written so that the compiler vectorises the
-// inner loops (AVX2/FMA). Row-major; every variant accumulates: C += op(A) * op(B).
+// Packed, register-blocked single-precision GEMM (AVX2/FMA, cpu_gemm.cpp). Row-major; every
+// variant accumulates: C += op(A) * op(B).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace engine::cpu {
@@ -14,5 +15,12 @@ void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
 // C[M,N] += A[K,M]^T * B[K,N]
 void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
              int64_t ldc);
+
+// A [M, K] packed once (packed_a_floats floats), for products that reuse it: the weights of a
+// 1x1 convolution across samples and runs. C[M,N] += A * B[K,N].
+size_t packed_a_floats(int64_t M, int64_t K);
+void pack_a_whole(int64_t M, int64_t K, const float* A, int64_t lda, float* out);
+void gemm_packed_nn(int64_t M, int64_t N, int64_t K, const float* packed, const float* B, int64_t ldb, float* C,
+                    int64_t ldc);
 
 }  // namespace engine::cpu
