@@ -3,9 +3,7 @@
 // "% of peak" counts the multiply-adds of direct convolution; the native backend's Winograd layers do
 // 2.25x fewer, so its figure can pass 100 %: it says how far the time is below the direct FMA floor.
 // usage: bench_exits [--reps N] [--shared DIR] [--models resnet56,mobilenet,vgg16] [--backends cpu,onednn]
-//                    [--realtime 1]  (SCHED_FIFO and locked memory where permitted: less preemption jitter)
 #include <sched.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
@@ -74,28 +72,18 @@ Model load_arch(const std::string& arch, const std::string& shared) {
 int main(int argc, char** argv) {
     int reps = 300;
     std::string shared = "../shared", models = "resnet56,mobilenet,vgg16", backends = "native";
-    bool realtime = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--shared")) shared = argv[i + 1];
         else if (!std::strcmp(argv[i], "--models")) models = argv[i + 1];
         else if (!std::strcmp(argv[i], "--backends")) backends = argv[i + 1];
-        else if (!std::strcmp(argv[i], "--realtime")) realtime = std::atoi(argv[i + 1]) != 0;
     }
     try {
         CPU_ZERO(&g_inherited);
         sched_getaffinity(0, sizeof g_inherited, &g_inherited);
         pin_to_first_inherited_cpu();
         const double peak = bench::fma_peak_gflops();
-        std::printf("FMA peak, one core: %.1f GFLOP/s\n", peak);
-        if (realtime) {  // OpenMP workers started later inherit the policy
-            const sched_param fifo{10};
-            const bool on = sched_setscheduler(0, SCHED_FIFO, &fifo) == 0;
-            const bool locked = mlockall(MCL_CURRENT | MCL_FUTURE) == 0;
-            std::printf("scheduling: %s, memory %s\n", on ? "SCHED_FIFO 10" : "normal (SCHED_FIFO refused)",
-                        locked ? "locked" : "not locked (mlockall refused)");
-        }
-        std::printf("\n");
+        std::printf("FMA peak, one core: %.1f GFLOP/s\n\n", peak);
         std::printf("%-9s %-7s %2s %4s %10s %10s %7s %8s %10s\n", "model", "backend", "th", "exit", "median ms",
                     "p99 ms", "CV %", "sep sd", "% of peak");
         for (const auto& arch : split(models)) {
