@@ -70,6 +70,49 @@ TEST_CASE("latency levels map back to exits on another machine's speed") {
     }
 }
 
+// A black-box suspect whose answer time is its exit's latency plus normal noise: input i
+// leaves at exit i % exits; the pixels' first value carries i.
+class NoisySuspect : public Suspect {
+public:
+    NoisySuspect(std::vector<double> exit_ms, double sigma_ms) : exit_ms_(std::move(exit_ms)), noise_(0.0, sigma_ms) {}
+    Answer query(const float* image) override {
+        const int exit = int(image[0]) % int(exit_ms_.size());
+        return {0, -1, int64_t((exit_ms_[exit] + noise_(rng_)) * 1e6)};
+    }
+    int64_t null_query_ns() override { return 0; }
+    bool reveals_exit() const override { return false; }
+    std::string describe() const override { return "simulated suspect"; }
+    std::vector<int64_t> input_shape() const override { return {1, 1, 1, 1}; }
+
+private:
+    std::vector<double> exit_ms_;
+    std::mt19937 rng_{5};
+    std::normal_distribution<double> noise_;
+};
+
+TEST_CASE("the time oracle measures more rounds while noise hides the step between exits") {
+    FingerprintSet set;
+    const int exits = 4, per_exit = 10, M = exits * per_exit;
+    set.inputs = engine::Tensor(engine::Shape{M, 1, 1, 1});
+    for (int i = 0; i < M; ++i) set.inputs[i] = float(i), set.target_exits.push_back(i % exits);
+    set.thresholds.assign(exits, 0.9f);
+    set.owner_latency_ms = {0.12, 0.18, 0.29, 0.34};  // steps of 50-110 us, as weights/small_s1 has
+    set.exit_macs = {1, 2, 3, 4};
+    set.null_match_rate = 0.5;
+    CheckOptions one_round;
+    one_round.reps = 15;
+    one_round.max_reps = 15;
+    CheckOptions grown = one_round;
+    grown.max_reps = 240;
+    NoisySuspect quiet(set.owner_latency_ms, 0.002), noisy(set.owner_latency_ms, 0.05);
+    CHECK(check_suspect(set, quiet, grown).reps == 15);  // already separable: one round
+    const CheckResult r = check_suspect(set, noisy, grown);
+    CHECK(r.reps > 15);
+    CHECK(r.reps <= 240);
+    CHECK(r.matches == M);
+    CHECK(check_suspect(set, noisy, one_round).reps == 15);
+}
+
 TEST_CASE("fingerprint file round trip and bad files") {
     FingerprintSet s;
     s.inputs = test::random_tensor(engine::Shape{3, 1, 4, 4}, 1, 0, 1);

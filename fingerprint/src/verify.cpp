@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <chrono>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -40,28 +41,46 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     for (int w = 0; w < opt.warmup_rounds; ++w)
         for (int i = 0; i < M; ++i) suspect.query(image(i));
 
-    // Every (input, repetition) pair once, in one shuffled order, so that drift in the suspect's
-    // speed spreads over all inputs instead of biasing some.
-    std::vector<std::pair<int, int>> schedule;
-    for (int i = 0; i < M; ++i)
-        for (int k = 0; k < opt.reps; ++k) schedule.push_back({i, k});
+    // Rounds of every (input, repetition) pair once, in one shuffled order, so that drift in the
+    // suspect's speed spreads over all inputs instead of biasing some.
     std::mt19937_64 rng(opt.seed);
-    std::shuffle(schedule.begin(), schedule.end(), rng);
     std::vector<std::vector<double>> samples(M);
     std::vector<int> revealed(M, -1);
     std::vector<double> overhead;
-    for (size_t s = 0; s < schedule.size(); ++s) {
-        Answer a = suspect.query(image(schedule[s].first));
-        samples[schedule[s].first].push_back(a.ns * 1e-6);
-        revealed[schedule[s].first] = a.exit;
-        if (s % 8 == 0) overhead.push_back(suspect.null_query_ns() * 1e-6);
-    }
-    r.overhead_ms = median(overhead);
-    for (int i = 0; i < M; ++i) {
-        r.latency_ms.push_back(median(samples[i]));
-        // The noise of a median of R samples: 1.25 sigma / sqrt(R) for a normal spread.
-        r.jitter_ms.push_back(1.2533 * mad_sigma(samples[i]) / std::sqrt(double(samples[i].size())));
-    }
+    auto measure_round = [&] {
+        std::vector<std::pair<int, int>> schedule;
+        for (int i = 0; i < M; ++i)
+            for (int k = 0; k < opt.reps; ++k) schedule.push_back({i, k});
+        std::shuffle(schedule.begin(), schedule.end(), rng);
+        for (size_t s = 0; s < schedule.size(); ++s) {
+            Answer a = suspect.query(image(schedule[s].first));
+            samples[schedule[s].first].push_back(a.ns * 1e-6);
+            revealed[schedule[s].first] = a.exit;
+            if (s % 8 == 0) overhead.push_back(suspect.null_query_ns() * 1e-6);
+        }
+        r.reps += opt.reps;
+        r.overhead_ms = median(overhead);
+        r.latency_ms.clear(), r.jitter_ms.clear();
+        for (int i = 0; i < M; ++i) {
+            r.latency_ms.push_back(median(samples[i]));
+            // The noise of a median of R samples: 1.25 sigma / sqrt(R) for a normal spread.
+            r.jitter_ms.push_back(1.2533 * mad_sigma(samples[i]) / std::sqrt(double(samples[i].size())));
+        }
+    };
+    measure_round();
+    const std::vector<double> profile = exit_profile(set);
+    // Levels split where sorted medians differ by more than 6 noise widths (levels.cpp); adjacent
+    // exits stay apart with room for noise when their expected step exceeds 9 widths. The step is
+    // the profile's smallest, scaled to the suspect's measured speed.
+    auto separable = [&] {
+        double smallest = std::numeric_limits<double>::infinity();
+        for (int k = 1; k < K; ++k) smallest = std::min(smallest, profile[k] - profile[k - 1]);
+        std::vector<double> expected;
+        for (int i = 0; i < M; ++i) expected.push_back(profile[set.target_exits[i]]);
+        const double scale = std::max(median(r.latency_ms) - r.overhead_ms, 0.0) / median(expected);
+        return 9.0 * median(r.jitter_ms) < smallest * scale;
+    };
+    while (opt.time_oracle && r.reps + opt.reps <= opt.max_reps && !separable()) measure_round();
 
     if (opt.time_oracle)
         r.observed_exit = exits_from_latencies(r.latency_ms, r.jitter_ms, exit_profile(set), r.overhead_ms,

@@ -15,7 +15,8 @@ namespace {
 void print_report(const fp::FingerprintSet& set, const fp::CheckResult& r, const std::string& suspect) {
     std::printf("suspect      %s\n", suspect.c_str());
     std::printf("fingerprint  %d inputs, %d exits, crafted on %s\n", set.size(), set.num_exits(), set.model_name.c_str());
-    std::printf("oracle       %s; transport overhead %.3f ms; %.1f s\n", r.oracle.c_str(), r.overhead_ms, r.wall_s);
+    std::printf("oracle       %s; transport overhead %.3f ms; %d repetitions per input; %.1f s\n", r.oracle.c_str(),
+                r.overhead_ms, r.reps, r.wall_s);
     if (!r.level_ms.empty()) {
         std::printf("levels (ms)  ");
         for (size_t l = 0; l < r.level_ms.size(); ++l) std::printf("%.3f->exit%d  ", r.level_ms[l], r.level_exit[l]);
@@ -52,7 +53,11 @@ int main(int argc, char** argv) {
         auto* remote = app.add_option("--suspect-url", suspect_url, "suspect served by engine_run serve (http://127.0.0.1:PORT)");
         local->excludes(remote);
         app.add_option("--oracle", oracle, "time (default) or exit (white-box reference)")->check(CLI::IsMember({"time", "exit"}));
-        app.add_option("--reps", o.reps, "repetitions per input")->check(CLI::Range(1, 1000));
+        app.add_option("--reps", o.reps, "repetitions per input per round")->check(CLI::Range(1, 1000));
+        app.add_option("--max-reps", o.max_reps,
+                       "time oracle: further rounds while the noise hides the step between exits, up to this "
+                       "many repetitions per input (default 120; --reps or less: one round)")
+            ->check(CLI::Range(1, 100000));
         app.add_option("--alpha", o.alpha, "significance level")->check(CLI::Range(1e-12, 0.5));
         app.add_option("--seed", o.seed);
         app.add_option("--suspect-threshold", threshold, "run a local suspect under another exit policy");
@@ -78,7 +83,7 @@ int main(int argc, char** argv) {
                              {"matches", r.matches}, {"inputs", set.size()}, {"null_match_rate", r.null_match_rate},
                              {"rank_correlation", r.rank_correlation}, {"rank_p_value", r.rank_p_value},
                              {"oracle", r.oracle}, {"confusion", r.confusion}, {"level_ms", r.level_ms},
-                             {"level_exit", r.level_exit}, {"overhead_ms", r.overhead_ms},
+                             {"level_exit", r.level_exit}, {"overhead_ms", r.overhead_ms}, {"reps", r.reps},
                              {"suspect", suspect->describe()}, {"wall_s", r.wall_s}};
             if (r.oracle_agreement_all >= 0) {
                 j["oracle_agreement"] = r.oracle_agreement_all;

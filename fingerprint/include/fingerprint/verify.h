@@ -18,6 +18,9 @@ namespace fp {
 struct CheckOptions {
     bool time_oracle = true;  // false: read the exit index (white-box reference)
     int reps = 15;
+    // Time oracle: more rounds of `reps` while the medians' noise is too large to separate the
+    // suspect's adjacent exits, up to this many repetitions in all (at most reps: no growth).
+    int max_reps = 120;
     int warmup_rounds = 2;
     double alpha = 1e-3;      // significance level of the match decision
     uint64_t seed = 1;
@@ -30,6 +33,7 @@ struct CheckResult {
     std::vector<double> level_ms;        // latency levels found (time oracle)
     std::vector<int> level_exit;         // the exit each level was mapped to
     double overhead_ms = 0;              // transport/call overhead removed before the fit
+    int reps = 0;                        // repetitions per input actually made
     int matches = 0;
     double match_rate = 0;
     double null_match_rate = 0;
