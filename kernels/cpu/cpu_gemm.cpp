@@ -84,36 +84,47 @@ void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_
         for (int64_t j = 0; j < cols; ++j) C[r * ldc + j] += tile[r][j];
 }
 
-// Packing buffers, one set per thread, allocated on the thread's first product.
+// Packing buffers, one set per thread, allocated on the thread's first product and never freed
+// (they live as long as the thread).
 struct PackBuffers {
     alignas(64) float a[kMC * kKC];
     alignas(64) float b[kKC * kNC];
 };
 
-void gemm(int64_t M, int64_t N, int64_t K, Operand A, Operand B, float* C, int64_t ldc) {
-    if (M <= 0 || N <= 0 || K <= 0) return;
-    static thread_local PackBuffers* buf = new PackBuffers;  // never freed: lives as long as the thread
-    for (int64_t j0 = 0; j0 < N; j0 += kNC) {
-        const int64_t nc = std::min(kNC, N - j0);
-        for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-            const int64_t kc = std::min(kKC, K - k0);
-            pack_b(B, k0, kc, j0, nc, buf->b);
-            for (int64_t i0 = 0; i0 < M; i0 += kMC) {
-                const int64_t mc = std::min(kMC, M - i0);
-                pack_a(A, i0, mc, k0, kc, buf->a);
-                for (int64_t j = 0; j < nc; j += kNR)
-                    for (int64_t i = 0; i < mc; i += kMR)
-                        micro_kernel(kc, buf->a + i * kc, buf->b + j * kc, C + (i0 + i) * ldc + j0 + j, ldc,
-                                     std::min(kMR, mc - i), std::min(kNR, nc - j));
-            }
-        }
-    }
+PackBuffers& thread_buffers() {
+    static thread_local PackBuffers* buf = new PackBuffers;
+    return *buf;
 }
 
 // Offset of block (i0, k0) in a fully packed A: the k0 block rows of all rows (padded to kMR)
 // come first, and within a k block the row blocks follow in order (kMC is a multiple of kMR).
 int64_t packed_offset(int64_t M, int64_t i0, int64_t k0, int64_t kc) {
     return (M + kMR - 1) / kMR * kMR * k0 + i0 * kc;
+}
+
+// C += A B. A is packed block by block here, or, where packed_a is given, was packed whole by
+// pack_a_whole (and A is not read).
+void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed_a, const Operand& B, float* C,
+          int64_t ldc) {
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    PackBuffers& buf = thread_buffers();
+    for (int64_t j0 = 0; j0 < N; j0 += kNC) {
+        const int64_t nc = std::min(kNC, N - j0);
+        for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+            const int64_t kc = std::min(kKC, K - k0);
+            pack_b(B, k0, kc, j0, nc, buf.b);
+            for (int64_t i0 = 0; i0 < M; i0 += kMC) {
+                const int64_t mc = std::min(kMC, M - i0);
+                const float* a = buf.a;
+                if (packed_a) a = packed_a + packed_offset(M, i0, k0, kc);
+                else pack_a(A, i0, mc, k0, kc, buf.a);
+                for (int64_t j = 0; j < nc; j += kNR)
+                    for (int64_t i = 0; i < mc; i += kMR)
+                        micro_kernel(kc, a + i * kc, buf.b + j * kc, C + (i0 + i) * ldc + j0 + j, ldc,
+                                     std::min(kMR, mc - i), std::min(kNR, nc - j));
+            }
+        }
+    }
 }
 
 }  // namespace
@@ -131,39 +142,22 @@ void pack_a_whole(int64_t M, int64_t K, const float* A, int64_t lda, float* out)
 
 void gemm_packed_nn(int64_t M, int64_t N, int64_t K, const float* packed, const float* B, int64_t ldb, float* C,
                     int64_t ldc) {
-    if (M <= 0 || N <= 0 || K <= 0) return;
-    static thread_local PackBuffers* buf = new PackBuffers;  // never freed: lives as long as the thread
-    const Operand b{B, ldb, 1};
-    for (int64_t j0 = 0; j0 < N; j0 += kNC) {
-        const int64_t nc = std::min(kNC, N - j0);
-        for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-            const int64_t kc = std::min(kKC, K - k0);
-            pack_b(b, k0, kc, j0, nc, buf->b);
-            for (int64_t i0 = 0; i0 < M; i0 += kMC) {
-                const int64_t mc = std::min(kMC, M - i0);
-                const float* a = packed + packed_offset(M, i0, k0, kc);
-                for (int64_t j = 0; j < nc; j += kNR)
-                    for (int64_t i = 0; i < mc; i += kMR)
-                        micro_kernel(kc, a + i * kc, buf->b + j * kc, C + (i0 + i) * ldc + j0 + j, ldc,
-                                     std::min(kMR, mc - i), std::min(kNR, nc - j));
-            }
-        }
-    }
+    gemm(M, N, K, {}, packed, {B, ldb, 1}, C, ldc);
 }
 
 void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
              int64_t ldc) {
-    gemm(M, N, K, {A, lda, 1}, {B, ldb, 1}, C, ldc);
+    gemm(M, N, K, {A, lda, 1}, nullptr, {B, ldb, 1}, C, ldc);
 }
 
 void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
              int64_t ldc) {
-    gemm(M, N, K, {A, lda, 1}, {B, 1, ldb}, C, ldc);
+    gemm(M, N, K, {A, lda, 1}, nullptr, {B, 1, ldb}, C, ldc);
 }
 
 void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
              int64_t ldc) {
-    gemm(M, N, K, {A, 1, lda}, {B, ldb, 1}, C, ldc);
+    gemm(M, N, K, {A, 1, lda}, nullptr, {B, ldb, 1}, C, ldc);
 }
 
 }  // namespace engine::cpu
