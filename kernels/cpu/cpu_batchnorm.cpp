@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "cpu_simd.h"
+
 namespace engine::cpu {
 
 namespace {
@@ -16,12 +18,6 @@ Layout layout(const Shape& s) { return {s[0], s[1], s.numel() / (s[0] * s[1])}; 
 
 // Row sums in 8-lane float accumulators, two per sum to hide the add latency: GCC keeps a float
 // reduction scalar unless it may reassociate (no -ffast-math here), which made these loops slow.
-float horizontal_sum(__m256 v) {
-    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
-}
-
 // sums[0] += sum a, sums[1] += sum a*a (b null) or sum a*b.
 void row_sums(const float* __restrict a, const float* __restrict b, int64_t n, double* sums) {
     __m256 s0 = _mm256_setzero_ps(), s1 = s0, t0 = s0, t1 = s0;

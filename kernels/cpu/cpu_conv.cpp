@@ -8,6 +8,7 @@
 
 #include "cpu_conv3x3.h"
 #include "cpu_gemm.h"
+#include "cpu_pad.h"
 #include "cpu_winograd.h"
 
 namespace engine::cpu {
@@ -105,8 +106,7 @@ void depthwise_plane(const Attrs& a, const ConvDims& d, const float* x, const fl
 }
 
 // Depthwise 3x3, padding 1, stride 1 or 2 (even sizes): the plane is copied once into a
-// zero-bordered buffer (for stride 2 each row as its even columns, then its odd ones) so that
-// eight outputs take nine unconditional 8-wide loads and FMAs.
+// zero-bordered buffer (cpu_pad.h) so that eight outputs take nine unconditional 8-wide loads and FMAs.
 bool depthwise3x3_fits(const Attrs& a, const ConvDims& d) {
     const int64_t s = a.stride[0];
     return d.KH == 3 && d.KW == 3 && (s == 1 || s == 2) && a.stride[1] == s && a.dilation[0] == 1 &&
@@ -119,16 +119,7 @@ size_t depthwise3x3_scratch(const ConvDims& d) { return size_t((d.H + 2) * (d.W 
 void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const float* w, float bias, float* y,
                         float* xp) {
     const int64_t Wp = d.W + 2, half = Wp / 2;
-    std::fill(xp, xp + (d.H + 2) * Wp, 0.0f);
-    for (int64_t h = 0; h < d.H; ++h) {
-        float* row = xp + (h + 1) * Wp;
-        const float* in = x + h * d.W;
-        if (stride == 1) {
-            std::copy(in, in + d.W, row + 1);
-        } else {  // padded column j (input column j - 1) to j / 2, odd ones after the even half
-            for (int64_t j = 0; j < d.W; j += 2) row[half + j / 2] = in[j], row[j / 2 + 1] = in[j + 1];
-        }
-    }
+    pad_plane_for_stride(stride, x, d.H, d.W, xp);
     // Offset of tap (kh, kw) from output (oh, ow)'s window start, for each stride's layout.
     int64_t tap[9];
     for (int kh = 0; kh < 3; ++kh)

@@ -11,7 +11,9 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
+
+#include "cpu_pad.h"
+#include "cpu_simd.h"
 
 namespace engine::cpu {
 
@@ -31,45 +33,9 @@ inline int64_t tap(const Geometry& g, int kh, int kw) {
     return kh * g.Wp + (kw == 1 ? g.Wp / 2 : kw / 2);  // even columns [0, Wp/2), odd columns after
 }
 
-void pad_sample(const Geometry& g, const float* x, float* xp) {
-    for (int64_t c = 0; c < g.C; ++c) {
-        float* p = xp + c * g.plane;
-        std::fill(p, p + g.Wp, 0.0f);
-        for (int64_t h = 0; h < g.H; ++h) {
-            float* row = p + (h + 1) * g.Wp;
-            row[0] = 0.0f;
-            std::memcpy(row + 1, x + (c * g.H + h) * g.W, sizeof(float) * g.W);
-            row[g.W + 1] = 0.0f;
-        }
-        std::fill(p + (g.H + 1) * g.Wp, p + g.plane, 0.0f);
-    }
-}
-
-// Stride 2 (W even): padded column j goes to j / 2 in the even half of its row, or to Wp / 2 + j / 2
-// in the odd half; padded column j is input column j - 1.
-void pad_sample_s2(const Geometry& g, const float* x, float* xp) {
-    const int64_t half = g.Wp / 2;
-    for (int64_t c = 0; c < g.C; ++c) {
-        float* p = xp + c * g.plane;
-        std::fill(p, p + g.Wp, 0.0f);
-        for (int64_t h = 0; h < g.H; ++h) {
-            float* even = p + (h + 1) * g.Wp;
-            float* odd = even + half;
-            const float* in = x + (c * g.H + h) * g.W;
-            even[0] = 0.0f;
-            for (int64_t j = 0; j < g.W / 2; ++j) {
-                odd[j] = in[2 * j];
-                even[j + 1] = in[2 * j + 1];
-            }
-            odd[half - 1] = 0.0f;
-        }
-        std::fill(p + (g.H + 1) * g.Wp, p + g.plane, 0.0f);
-    }
-}
-
+// Every channel of one sample, zero-bordered for stride 1 or 2 (cpu_pad.h).
 void pad(const Geometry& g, int stride, const float* x, float* xp) {
-    if (stride == 1) return pad_sample(g, x, xp);
-    pad_sample_s2(g, x, xp);
+    for (int64_t c = 0; c < g.C; ++c) pad_plane_for_stride(stride, x + c * g.H * g.W, g.H, g.W, xp + c * g.plane);
 }
 
 // One tile of R output channels: segment s reads the window at xs[s] and writes ys[s] (row
@@ -167,12 +133,6 @@ void sample(const Geometry& g, int stride, const float* xp, const float* w, cons
     for (int64_t b = b0; b < b1; ++b) block(g, stride, xp, w, bias, residual, relu, y, b * kCo);
 }
 
-float horizontal_sum(__m256 v) {
-    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
-}
-
 // Samples per weight-gradient chunk: enough pixels (1024) that the accumulators' final
 // horizontal sums cost little next to the products.
 int64_t wgrad_chunk(const Shape& x) { return std::max<int64_t>(1, 1024 / (x[2] * x[3])); }
@@ -226,7 +186,7 @@ void conv3x3_weight_grad(TensorView x, TensorView gy, float* gw, int64_t n0, int
     const int64_t chunk = wgrad_chunk(x.shape), in_size = g.C * g.H * g.W;
     for (int64_t first = n0; first < n1; first += chunk) {
         const int64_t samples = std::min(chunk, n1 - first);
-        for (int64_t i = 0; i < samples; ++i) pad_sample(g, x.data + (first + i) * in_size, scratch + i * g.C * g.plane);
+        for (int64_t i = 0; i < samples; ++i) pad(g, 1, x.data + (first + i) * in_size, scratch + i * g.C * g.plane);
         const float* gyc = gy.data + first * g.K * g.P;
         for (int64_t k0 = 0; k0 < g.K; k0 += 4) switch (std::min<int64_t>(4, g.K - k0)) {
                 case 4: wgrad_block<4>(g, scratch, gyc, samples, k0, gw); break;

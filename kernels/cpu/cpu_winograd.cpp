@@ -15,6 +15,8 @@
 
 #include <algorithm>
 
+#include "cpu_pad.h"
+
 namespace engine::cpu {
 
 namespace {
@@ -40,34 +42,9 @@ int64_t tile_blocks(const Dims& d) { return d.T / kTb; }
 size_t padded_floats(const Dims& d) { return size_t(d.C * d.plane); }
 size_t block_floats(const Dims& d) { return size_t(16 * kTb * (d.C + d.K)); }
 
-// Channels [c0, c1) of one sample: padded (one zero border) and split into even and odd columns.
+// Channels [c0, c1) of one sample, zero-bordered with even and odd columns apart (cpu_pad.h).
 void pad_channels(const Dims& d, const float* x, float* xp, int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-        float* p = xp + c * d.plane;
-        std::fill(p, p + d.Wp, 0.0f);
-        for (int64_t h = 0; h < d.H; ++h) {
-            float* even = p + (h + 1) * d.Wp;  // padded columns 0, 2, ..., W: input columns -1, 1, ..., W - 1
-            float* odd = even + d.half;        // padded columns 1, 3, ..., W + 1: input columns 0, 2, ..., W
-            const float* in = x + (c * d.H + h) * d.W;
-            even[0] = 0.0f;
-            int64_t j = 0;
-            for (; j + 16 <= d.W; j += 16) {
-                const __m256 a = _mm256_loadu_ps(in + j), b = _mm256_loadu_ps(in + j + 8);
-                // shuffle_ps pairs within 128-bit lanes; permute4x64 puts the lanes in order.
-                const __m256 ev = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-                const __m256 od = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-                constexpr int kOrder = _MM_SHUFFLE(3, 1, 2, 0);
-                _mm256_storeu_ps(odd + j / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), kOrder)));
-                _mm256_storeu_ps(even + j / 2 + 1, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), kOrder)));
-            }
-            for (; j < d.W; j += 2) {
-                odd[j / 2] = in[j];
-                even[j / 2 + 1] = in[j + 1];
-            }
-            odd[d.half - 1] = 0.0f;
-        }
-        std::fill(p + (d.H + 1) * d.Wp, p + d.plane, 0.0f);
-    }
+    for (int64_t c = c0; c < c1; ++c) pad_plane_deinterleaved(x + c * d.H * d.W, d.H, d.W, xp + c * d.plane);
 }
 
 // Lane-count generic arithmetic for the transforms: 4 tiles (__m128) or 8 (__m256) at once.
