@@ -18,79 +18,6 @@ memory::desc weights_md(const Attrs& a, const Shape& w) {
 
 memory::desc any_md(const memory::desc& md) { return memory::desc(md.dims(), f32, tag::any); }
 
-class ConvForward : public Kernel {
-public:
-    ConvForward(Context& ctx, NodeWeights& weights, const Spec& s) : has_bias_(s.n_in > 2) {
-        const Attrs& a = s.node.attrs;
-        const Shape &x = s.in[0], &w = s.in[1];
-        const Window win = window_of(a, x, s.out, w[2], w[3]);
-        const memory::desc xmd = plain_md(x), ymd = plain_md(s.out), wmd = weights_md(a, w);
-        const memory::desc bmd = has_bias_ ? plain_md(s.in[2]) : memory::desc();
-        dnnl::convolution_forward::desc d(prop_kind::forward_inference, algorithm::convolution_direct, any_md(xmd),
-                                          any_md(wmd), bmd, any_md(ymd), win.strides, win.dilates, win.pad_l,
-                                          win.pad_r);
-        dnnl::convolution_forward::primitive_desc pd(d, ctx.eng);
-        conv_ = dnnl::convolution_forward(pd);
-
-        user_src_ = wrap(ctx, xmd);
-        user_dst_ = wrap(ctx, ymd);
-        bias_ = has_bias_ ? wrap(ctx, bmd) : memory();
-        size_t work = 0;
-        if (pd.src_desc() != xmd) {
-            src_in_ = dnnl::reorder(dnnl::reorder::primitive_desc(ctx.eng, xmd, ctx.eng, pd.src_desc()));
-            blk_src_ = wrap(ctx, pd.src_desc());
-            dst_off_ = work = floats_of(pd.src_desc());
-        }
-        if (pd.dst_desc() != ymd) {
-            dst_out_ = dnnl::reorder(dnnl::reorder::primitive_desc(ctx.eng, pd.dst_desc(), ctx.eng, ymd));
-            blk_dst_ = wrap(ctx, pd.dst_desc());
-            work += floats_of(pd.dst_desc());
-        }
-        ctx.work.reserve(work);
-        if (pd.weights_desc() != wmd) packed_ = &weights.get(ctx, pd.weights_desc(), wmd);
-        else user_wei_ = wrap(ctx, wmd);
-    }
-
-    void forward(Context& ctx, const OpArgs& a) override {
-        const float* w = a.in[1].data;
-        memory wei = user_wei_;
-        if (packed_) {
-            if (!a.weights_fixed || packed_->source != w) packed_->refresh(ctx, w);
-            wei = packed_->mem;
-        } else {
-            set(user_wei_, w);
-        }
-        set(user_src_, a.in[0].data);
-        set(user_dst_, a.out.data);
-        memory src = user_src_, dst = user_dst_;
-        if (src_in_) {
-            set(blk_src_, ctx.work.at(0));
-            ctx.exec(src_in_, {{DNNL_ARG_FROM, user_src_.get()}, {DNNL_ARG_TO, blk_src_.get()}});
-            src = blk_src_;
-        }
-        if (dst_out_) {
-            set(blk_dst_, ctx.work.at(dst_off_));
-            dst = blk_dst_;
-        }
-        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src.get()}, {DNNL_ARG_WEIGHTS, wei.get()}, {DNNL_ARG_DST, dst.get()}};
-        int n = 3;
-        if (has_bias_) {
-            set(bias_, a.in[2].data);
-            args[n++] = {DNNL_ARG_BIAS, bias_.get()};
-        }
-        ctx.exec(conv_, args, n);
-        if (dst_out_) ctx.exec(dst_out_, {{DNNL_ARG_FROM, blk_dst_.get()}, {DNNL_ARG_TO, user_dst_.get()}});
-    }
-
-private:
-    bool has_bias_;
-    dnnl::convolution_forward conv_;
-    dnnl::reorder src_in_, dst_out_;  // empty where oneDNN takes NCHW as it is
-    memory user_src_, user_dst_, user_wei_, bias_, blk_src_, blk_dst_;
-    PackedWeights* packed_ = nullptr;  // null: oneDNN reads the weights as they are
-    size_t dst_off_ = 0;               // blocked src at work offset 0, blocked dst here
-};
-
 // A plain tensor handed to a primitive that chose another layout: reordered into work per run.
 class StagedInput {
 public:
@@ -116,34 +43,92 @@ private:
     size_t off_ = 0;
 };
 
-// A primitive's output in work, added to a plain gradient by a reorder with a sum post-op
-// (oneDNN's backward primitives overwrite; our interface accumulates).
-class SummedOutput {
+// A primitive's output in the layout it chose, brought to a plain tensor after each run: copied,
+// or with `add` added to what the tensor holds by a reorder with a sum post-op (oneDNN's backward
+// primitives overwrite; our gradients accumulate).
+class StagedOutput {
 public:
-    void make(Context& ctx, const memory::desc& have, const memory::desc& plain, size_t& work) {
-        dnnl::post_ops sum;
-        sum.append_sum(1.0f);
+    void make(Context& ctx, const memory::desc& have, const memory::desc& plain, bool add, size_t& work) {
+        user_ = wrap(ctx, plain);
+        if (have == plain && !add) return;  // the primitive writes the tensor itself
         dnnl::primitive_attr attr;
-        attr.set_post_ops(sum);
+        if (add) {
+            dnnl::post_ops sum;
+            sum.append_sum(1.0f);
+            attr.set_post_ops(sum);
+        }
         out_ = dnnl::reorder(dnnl::reorder::primitive_desc(ctx.eng, have, ctx.eng, plain, attr));
         result_ = wrap(ctx, have);
-        user_ = wrap(ctx, plain);
         off_ = work;
         work += floats_of(have);
     }
-    memory result(Context& ctx) const {
+    // The memory the primitive writes in a run whose plain tensor is p.
+    memory target(Context& ctx, float* p) const {
+        set(user_, p);
+        if (!out_) return user_;
         set(result_, ctx.work.at(off_));
         return result_;
     }
-    void add_to(Context& ctx, float* grad) const {
-        set(user_, grad);
-        ctx.exec(out_, {{DNNL_ARG_FROM, result_.get()}, {DNNL_ARG_TO, user_.get()}});
+    void finish(Context& ctx) const {
+        if (out_) ctx.exec(out_, {{DNNL_ARG_FROM, result_.get()}, {DNNL_ARG_TO, user_.get()}});
     }
 
 private:
-    memory result_, user_;
-    dnnl::reorder out_;
+    memory user_, result_;
+    dnnl::reorder out_;  // empty where the primitive writes the tensor itself
     size_t off_ = 0;
+};
+
+class ConvForward : public Kernel {
+public:
+    ConvForward(Context& ctx, NodeWeights& weights, const Spec& s) : has_bias_(s.n_in > 2) {
+        const Attrs& a = s.node.attrs;
+        const Shape &x = s.in[0], &w = s.in[1];
+        const Window win = window_of(a, x, s.out, w[2], w[3]);
+        const memory::desc xmd = plain_md(x), ymd = plain_md(s.out), wmd = weights_md(a, w);
+        const memory::desc bmd = has_bias_ ? plain_md(s.in[2]) : memory::desc();
+        dnnl::convolution_forward::desc d(prop_kind::forward_inference, algorithm::convolution_direct, any_md(xmd),
+                                          any_md(wmd), bmd, any_md(ymd), win.strides, win.dilates, win.pad_l,
+                                          win.pad_r);
+        dnnl::convolution_forward::primitive_desc pd(d, ctx.eng);
+        conv_ = dnnl::convolution_forward(pd);
+        bias_ = has_bias_ ? wrap(ctx, bmd) : memory();
+        size_t work = 0;
+        src_.make(ctx, xmd, pd.src_desc(), work);
+        dst_.make(ctx, pd.dst_desc(), ymd, /*add=*/false, work);
+        ctx.work.reserve(work);
+        if (pd.weights_desc() != wmd) packed_ = &weights.get(ctx, pd.weights_desc(), wmd);
+        else user_wei_ = wrap(ctx, wmd);
+    }
+
+    void forward(Context& ctx, const OpArgs& a) override {
+        const float* w = a.in[1].data;
+        memory wei = user_wei_;
+        if (packed_) {
+            if (!a.weights_fixed || packed_->source != w) packed_->refresh(ctx, w);
+            wei = packed_->mem;
+        } else {
+            set(user_wei_, w);
+        }
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src_.get(ctx, a.in[0].data).get()},
+                                   {DNNL_ARG_WEIGHTS, wei.get()},
+                                   {DNNL_ARG_DST, dst_.target(ctx, a.out.data).get()}};
+        int n = 3;
+        if (has_bias_) {
+            set(bias_, a.in[2].data);
+            args[n++] = {DNNL_ARG_BIAS, bias_.get()};
+        }
+        ctx.exec(conv_, args, n);
+        dst_.finish(ctx);
+    }
+
+private:
+    bool has_bias_;
+    dnnl::convolution_forward conv_;
+    StagedInput src_;
+    StagedOutput dst_;
+    memory user_wei_, bias_;
+    PackedWeights* packed_ = nullptr;  // null: oneDNN reads the weights as they are
 };
 
 // Gradients in the layouts oneDNN picks (blocked ones run several times faster than NCHW
@@ -174,12 +159,12 @@ public:
         size_t work = 0;
         gy_data_.make(ctx, ymd, data.diff_dst_desc(), work);
         w_.make(ctx, wmd, data.weights_desc(), work);
-        gx_.make(ctx, data.diff_src_desc(), xmd, work);
+        gx_.make(ctx, data.diff_src_desc(), xmd, /*add=*/true, work);
         gy_shared_ = weights.diff_dst_desc() == data.diff_dst_desc();
         if (!gy_shared_) gy_weights_.make(ctx, ymd, weights.diff_dst_desc(), work);
         x_.make(ctx, xmd, weights.src_desc(), work);
-        gw_.make(ctx, weights.diff_weights_desc(), wmd, work);
-        if (has_bias_) gb_.make(ctx, bmd, bmd, work);
+        gw_.make(ctx, weights.diff_weights_desc(), wmd, /*add=*/true, work);
+        if (has_bias_) gb_.make(ctx, bmd, bmd, /*add=*/true, work);
         ctx.work.reserve(work);
     }
 
@@ -191,19 +176,19 @@ public:
         if (g.grad_in[0].data) {
             ctx.exec(data_, {{DNNL_ARG_DIFF_DST, gy.get()},
                              {DNNL_ARG_WEIGHTS, w_.get(ctx, a.in[1].data).get()},
-                             {DNNL_ARG_DIFF_SRC, gx_.result(ctx).get()}});
-            gx_.add_to(ctx, g.grad_in[0].data);
+                             {DNNL_ARG_DIFF_SRC, gx_.target(ctx, g.grad_in[0].data).get()}});
+            gx_.finish(ctx);
         }
         if (!gw && !gb) return;
         const memory gy_w = gy_shared_ ? gy : gy_weights_.get(ctx, g.grad_out.data);
         dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, x_.get(ctx, a.in[0].data).get()},
                                    {DNNL_ARG_DIFF_DST, gy_w.get()},
-                                   {DNNL_ARG_DIFF_WEIGHTS, gw_.result(ctx).get()}};
+                                   {DNNL_ARG_DIFF_WEIGHTS, gw_.target(ctx, gw).get()}};
         int n = 3;
-        if (has_bias_) args[n++] = {DNNL_ARG_DIFF_BIAS, gb_.result(ctx).get()};
-        ctx.exec(weights_, args, n);
-        if (gw) gw_.add_to(ctx, gw);
-        if (gb) gb_.add_to(ctx, gb);
+        if (has_bias_) args[n++] = {DNNL_ARG_DIFF_BIAS, gb_.target(ctx, gb).get()};
+        ctx.exec(weights_, args, n);  // both gradients land in work: a null one is not added anywhere
+        if (gw) gw_.finish(ctx);
+        if (gb) gb_.finish(ctx);
     }
 
 private:
@@ -212,7 +197,7 @@ private:
     dnnl::convolution_backward_data data_;
     dnnl::convolution_backward_weights weights_;
     StagedInput gy_data_, gy_weights_, w_, x_;
-    SummedOutput gx_, gw_, gb_;
+    StagedOutput gx_, gw_, gb_;
 };
 
 bool conv_fits(const Spec& s) { return s.in[0].rank == 4 && s.in[1].rank == 4 && s.out.rank == 4; }
