@@ -333,8 +333,8 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
     const size_t per_thread = conv_scratch_per_thread(a, x.shape, w.shape, gy.shape, true);
     const bool depthwise = conv_is_depthwise(a, w.shape);
     const bool pointwise = is_pointwise(a, d);
-    const bool direct_gx = gx.data && direct_input_grad(a, x.shape, w.shape, gy.shape);
-    const bool direct_gw = gw.data && direct_input_grad(a, x.shape, w.shape, gy.shape);
+    const bool direct = direct_input_grad(a, x.shape, w.shape, gy.shape);
+    const bool direct_gx = gx.data && direct, direct_gw = gw.data && direct;
     const bool winograd_gx = direct_gx && winograd_input_grad(x.shape, w.shape, gy.shape);
     const BackwardScratch layout = depthwise ? BackwardScratch{} : backward_scratch(a, x.shape, w.shape, gy.shape);
     const int64_t wsize = w.numel();
