@@ -48,14 +48,14 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     std::vector<int> revealed(M, -1);
     std::vector<double> overhead;
     auto measure_round = [&] {
-        std::vector<std::pair<int, int>> schedule;
-        for (int i = 0; i < M; ++i)
-            for (int k = 0; k < opt.reps; ++k) schedule.push_back({i, k});
+        std::vector<int> schedule;  // input i, opt.reps times
+        for (int i = 0; i < M; ++i) schedule.insert(schedule.end(), opt.reps, i);
         std::shuffle(schedule.begin(), schedule.end(), rng);
         for (size_t s = 0; s < schedule.size(); ++s) {
-            Answer a = suspect.query(image(schedule[s].first));
-            samples[schedule[s].first].push_back(a.ns * 1e-6);
-            revealed[schedule[s].first] = a.exit;
+            const int i = schedule[s];
+            Answer a = suspect.query(image(i));
+            samples[i].push_back(a.ns * 1e-6);
+            revealed[i] = a.exit;
             if (s % 8 == 0) overhead.push_back(suspect.null_query_ns() * 1e-6);
         }
         r.reps += opt.reps;
@@ -72,18 +72,19 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     // Levels split where sorted medians differ by more than 6 noise widths (levels.cpp); adjacent
     // exits stay apart with room for noise when their expected step exceeds 9 widths. The step is
     // the profile's smallest, scaled to the suspect's measured speed.
+    double smallest_step = std::numeric_limits<double>::infinity();
+    for (int k = 1; k < K; ++k) smallest_step = std::min(smallest_step, profile[k] - profile[k - 1]);
+    std::vector<double> expected;  // the owner's latency for each input's target exit
+    for (int i = 0; i < M; ++i) expected.push_back(profile[set.target_exits[i]]);
+    const double expected_median = median(expected);
     auto separable = [&] {
-        double smallest = std::numeric_limits<double>::infinity();
-        for (int k = 1; k < K; ++k) smallest = std::min(smallest, profile[k] - profile[k - 1]);
-        std::vector<double> expected;
-        for (int i = 0; i < M; ++i) expected.push_back(profile[set.target_exits[i]]);
-        const double scale = std::max(median(r.latency_ms) - r.overhead_ms, 0.0) / median(expected);
-        return 9.0 * median(r.jitter_ms) < smallest * scale;
+        const double scale = std::max(median(r.latency_ms) - r.overhead_ms, 0.0) / expected_median;
+        return 9.0 * median(r.jitter_ms) < smallest_step * scale;
     };
     while (opt.time_oracle && r.reps + opt.reps <= opt.max_reps && !separable()) measure_round();
 
     if (opt.time_oracle)
-        r.observed_exit = exits_from_latencies(r.latency_ms, r.jitter_ms, exit_profile(set), r.overhead_ms,
+        r.observed_exit = exits_from_latencies(r.latency_ms, r.jitter_ms, profile, r.overhead_ms,
                                                &r.level_ms, &r.level_exit);
     else
         r.observed_exit = revealed;
