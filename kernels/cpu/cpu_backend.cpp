@@ -107,16 +107,16 @@ size_t CpuBackend::scratch_floats(const Node& node, const Shape* in, int n_in, c
     if (node.op != Op::Conv) return 0;
     size_t floats = size_t(threads_) * conv_scratch_per_thread(node.attrs, in[0], in[1], out, /*backward=*/true);
     // + room to transform weights that may change
-    if (winograd_fits(node.attrs, in[0], in[1], out))
-        floats = std::max(floats, winograd_scratch(in[0], in[1], threads_) + winograd_weights_floats(in[1]));
+    if (const int tile = winograd_tile(node.attrs, in[0], in[1], out))
+        floats = std::max(floats, winograd_scratch(tile, in[0], in[1], threads_) + winograd_weights_floats(tile, in[1]));
     if (conv_pointwise_fits(node.attrs, in[0], in[1], out)) floats = std::max(floats, packed_a_floats(in[1][0], in[1][1]));
     return floats;
 }
 
 void CpuBackend::prepare(const Node& node, const Shape*, int, const Shape&) { transformed_.erase(&node); }
 
-const float* CpuBackend::transformed(const OpArgs& a, size_t floats, float* scratch_spot,
-                                     void (*transform)(TensorView w, float* out)) {
+template <class Transform>
+const float* CpuBackend::transformed(const OpArgs& a, size_t floats, float* scratch_spot, const Transform& transform) {
     const TensorView& w = a.in[1];
     if (!a.weights_fixed) {  // the weights may have changed since the last run
         transform(w, scratch_spot);
@@ -133,10 +133,12 @@ const float* CpuBackend::transformed(const OpArgs& a, size_t floats, float* scra
 
 bool CpuBackend::winograd_conv(const OpArgs& a, const float* bias, const float* residual) {
     const TensorView &x = a.in[0], &w = a.in[1];
-    if (!winograd_fits(a.node.attrs, x.shape, w.shape, a.out.shape)) return false;
-    const float* u = transformed(a, winograd_weights_floats(w.shape),
-                                 a.scratch + winograd_scratch(x.shape, w.shape, threads_), winograd_weights);
-    winograd_forward(x, u, w.shape, bias, residual, a.node.attrs.fused_relu, a.out, a.scratch, threads_);
+    const int tile = winograd_tile(a.node.attrs, x.shape, w.shape, a.out.shape);
+    if (!tile) return false;
+    const float* u = transformed(a, winograd_weights_floats(tile, w.shape),
+                                 a.scratch + winograd_scratch(tile, x.shape, w.shape, threads_),
+                                 [tile](TensorView w, float* out) { winograd_weights(tile, w, out); });
+    winograd_forward(tile, x, u, w.shape, bias, residual, a.node.attrs.fused_relu, a.out, a.scratch, threads_);
     return true;
 }
 

@@ -1,4 +1,4 @@
-// The default CPU backend: Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions up to 256 channels in
+// The default CPU backend: Winograd F(4x4, 3x3) or F(2x2, 3x3) for 3x3 stride-1 convolutions up to 256 channels in
 // and out (cpu_winograd.cpp), forward and input gradient; direct AVX2/FMA 3x3 convolutions
 // (cpu_conv3x3.cpp) for stride 2 and the weight gradient of stride 1; im2col + packed GEMM for the
 // other convolutions (direct loops for depthwise), the fused conv epilogue
@@ -32,8 +32,9 @@ private:
         const float* source = nullptr;
         std::vector<float> data;
     };
-    const float* transformed(const OpArgs& a, size_t floats, float* scratch_spot,
-                             void (*transform)(TensorView w, float* out));
+    // transform(w, out) writes `floats` floats; it is defined beside its callers in cpu_backend.cpp.
+    template <class Transform>
+    const float* transformed(const OpArgs& a, size_t floats, float* scratch_spot, const Transform& transform);
     bool winograd_conv(const OpArgs& a, const float* bias, const float* residual);
     bool pointwise_conv(const OpArgs& a, const float* bias, const float* residual);
 

@@ -45,4 +45,57 @@ void pad_plane_deinterleaved(const float* x, int64_t H, int64_t W, float* out) {
     std::fill(out + (H + 1) * Wp, out + (H + 2) * Wp, 0.0f);
 }
 
+namespace {
+
+// Columns 0..3 (mod 4) of four rows of four, in place.
+inline void transpose4(__m128& a, __m128& b, __m128& c, __m128& d) { _MM_TRANSPOSE4_PS(a, b, c, d); }
+
+// The same for 32 columns: the columns of each phase end up in one register, in order.
+inline void transpose4(__m256& a, __m256& b, __m256& c, __m256& d) {
+    const __m256 r0 = _mm256_permute2f128_ps(a, c, 0x20), r1 = _mm256_permute2f128_ps(a, c, 0x31);  // 0-3|16-19, 4-7|20-23
+    const __m256 r2 = _mm256_permute2f128_ps(b, d, 0x20), r3 = _mm256_permute2f128_ps(b, d, 0x31);  // 8-11|24-27, 12-15|28-31
+    const __m256 lo01 = _mm256_unpacklo_ps(r0, r1), hi01 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 lo23 = _mm256_unpacklo_ps(r2, r3), hi23 = _mm256_unpackhi_ps(r2, r3);
+    a = _mm256_shuffle_ps(lo01, lo23, _MM_SHUFFLE(1, 0, 1, 0));
+    b = _mm256_shuffle_ps(lo01, lo23, _MM_SHUFFLE(3, 2, 3, 2));
+    c = _mm256_shuffle_ps(hi01, hi23, _MM_SHUFFLE(1, 0, 1, 0));
+    d = _mm256_shuffle_ps(hi01, hi23, _MM_SHUFFLE(3, 2, 3, 2));
+}
+
+inline __m128 loadu(const float* p, __m128) { return _mm_loadu_ps(p); }
+inline __m256 loadu(const float* p, __m256) { return _mm256_loadu_ps(p); }
+inline void storeu(float* p, __m128 v) { _mm_storeu_ps(p, v); }
+inline void storeu(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+
+// Input columns [j, j + 4 * lanes) of one row into the four phases of its padded row. Input column
+// i is padded column i + 1: phase (i + 1) % 4, position (i + 1) / 4.
+template <class Vec>
+void deinterleave4(const float* in, int64_t j, int64_t seg, float* row) {
+    constexpr int lanes = sizeof(Vec) / sizeof(float);
+    Vec a = loadu(in + j, Vec{}), b = loadu(in + j + lanes, Vec{}), c = loadu(in + j + 2 * lanes, Vec{}),
+        d = loadu(in + j + 3 * lanes, Vec{});
+    transpose4(a, b, c, d);  // a: columns j, j + 4, ...; b: j + 1, ...
+    storeu(row + 1 * seg + j / 4, a);
+    storeu(row + 2 * seg + j / 4, b);
+    storeu(row + 3 * seg + j / 4, c);
+    storeu(row + 0 * seg + j / 4 + 1, d);
+}
+
+}  // namespace
+
+void pad_plane_deinterleaved4(const float* x, int64_t H, int64_t W, float* out) {
+    const int64_t seg = W / 4 + 1, Wp = 4 * seg;
+    std::fill(out, out + Wp, 0.0f);
+    for (int64_t h = 0; h < H; ++h) {
+        float* row = out + (h + 1) * Wp;
+        const float* in = x + h * W;
+        row[0] = 0.0f;  // input column -1
+        int64_t j = 0;
+        for (; j + 32 <= W; j += 32) deinterleave4<__m256>(in, j, seg, row);
+        for (; j < W; j += 16) deinterleave4<__m128>(in, j, seg, row);
+        row[1 * seg + seg - 1] = row[2 * seg + seg - 1] = row[3 * seg + seg - 1] = 0.0f;  // columns W.. W + 2
+    }
+    std::fill(out + (H + 1) * Wp, out + (H + 2) * Wp, 0.0f);
+}
+
 }  // namespace engine::cpu
