@@ -2,7 +2,8 @@
 // backend and thread count, on SDN ResNet-56, MobileNet and VGG-16. Prints one table.
 // "% of peak" counts the multiply-adds of direct convolution; the native backend's Winograd layers do
 // 2.25x fewer, so its figure can pass 100 %: it says how far the time is below the direct FMA floor.
-// usage: bench_exits [--reps N] [--shared DIR] [--models resnet56,mobilenet,vgg16] [--backends cpu,onednn]
+// usage: bench_exits [--reps N] [--shared DIR] [--models resnet56,mobilenet,vgg16] [--backends native,onednn]
+//                    [--raw FILE]   (every batch-1 time, as CSV model,backend,threads,exit,ms)
 #include <sched.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -71,17 +73,24 @@ Model load_arch(const std::string& arch, const std::string& shared) {
 
 int main(int argc, char** argv) {
     int reps = 300;
-    std::string shared = "../shared", models = "resnet56,mobilenet,vgg16", backends = "native";
+    std::string shared = "../shared", models = "resnet56,mobilenet,vgg16", backends = "native", raw_path;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--shared")) shared = argv[i + 1];
         else if (!std::strcmp(argv[i], "--models")) models = argv[i + 1];
         else if (!std::strcmp(argv[i], "--backends")) backends = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--raw")) raw_path = argv[i + 1];
     }
     try {
         CPU_ZERO(&g_inherited);
         sched_getaffinity(0, sizeof g_inherited, &g_inherited);
         pin_to_first_inherited_cpu();
+        std::ofstream raw;
+        if (!raw_path.empty()) {
+            raw.open(raw_path);
+            if (!raw) throw Error("--raw " + raw_path + ": cannot be written");
+            raw << "model,backend,threads,exit,ms\n";
+        }
         const double peak = bench::fma_peak_gflops();
         std::printf("FMA peak, one core: %.1f GFLOP/s\n\n", peak);
         std::printf("%-9s %-7s %2s %4s %10s %10s %7s %8s %10s\n", "model", "backend", "th", "exit", "median ms",
@@ -107,6 +116,7 @@ int main(int argc, char** argv) {
                             if (i >= 0) ms.push_back((now_s() - t0) * 1e3);
                         }
                         per_exit.push_back(stats_of(ms));
+                        for (double t : ms) raw << arch << ',' << backend_name << ',' << threads << ',' << k << ',' << t << '\n';
                     }
                     for (int k = 0; k < K; ++k) {
                         const Stats& s = per_exit[k];

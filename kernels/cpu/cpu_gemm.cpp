@@ -55,10 +55,14 @@ void pack_b(const Operand& B, int64_t k0, int64_t kc, int64_t j0, int64_t nc, fl
 
 // C[0..6, 0..16] += Ap * Bp over kc steps; rows/cols < 6/16 at the edges go through a buffer.
 void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int64_t rows, int64_t cols) {
+    // Every loop over r is unrolled, or GCC keeps the accumulators on the stack and stores all 12
+    // on every step, which halves the kernel's speed.
     __m256 c[kMR][2];
-    for (auto& row : c) row[0] = row[1] = _mm256_setzero_ps();
+#pragma GCC unroll 6
+    for (int r = 0; r < kMR; ++r) c[r][0] = c[r][1] = _mm256_setzero_ps();
     for (int64_t k = 0; k < kc; ++k) {
         const __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
+#pragma GCC unroll 6
         for (int r = 0; r < kMR; ++r) {
             const __m256 a = _mm256_broadcast_ss(Ap + r);
             c[r][0] = _mm256_fmadd_ps(a, b0, c[r][0]);
@@ -68,6 +72,7 @@ void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_
         Bp += kNR;
     }
     if (rows == kMR && cols == kNR) {
+#pragma GCC unroll 6
         for (int r = 0; r < kMR; ++r) {
             float* cr = C + r * ldc;
             _mm256_storeu_ps(cr, _mm256_add_ps(_mm256_loadu_ps(cr), c[r][0]));
@@ -76,6 +81,7 @@ void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_
         return;
     }
     alignas(32) float tile[kMR][kNR];
+#pragma GCC unroll 6
     for (int r = 0; r < kMR; ++r) {
         _mm256_store_ps(tile[r], c[r][0]);
         _mm256_store_ps(tile[r] + 8, c[r][1]);
