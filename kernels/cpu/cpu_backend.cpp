@@ -109,7 +109,8 @@ size_t CpuBackend::scratch_floats(const Node& node, const Shape* in, int n_in, c
     // + room to transform weights that may change
     if (const int tile = winograd_tile(node.attrs, in[0], in[1], out))
         floats = std::max(floats, winograd_scratch(tile, in[0], in[1], threads_) + winograd_weights_floats(tile, in[1]));
-    if (conv_pointwise_fits(node.attrs, in[0], in[1], out)) floats = std::max(floats, packed_a_floats(in[1][0], in[1][1]));
+    if (conv_pointwise_fits(node.attrs, in[0], in[1], out))
+        floats = std::max(floats, conv_pointwise_packed_floats(in[0], in[1]));
     return floats;
 }
 
@@ -145,9 +146,8 @@ bool CpuBackend::winograd_conv(const OpArgs& a, const float* bias, const float* 
 bool CpuBackend::pointwise_conv(const OpArgs& a, const float* bias, const float* residual) {
     const TensorView &x = a.in[0], &w = a.in[1];
     if (!conv_pointwise_fits(a.node.attrs, x.shape, w.shape, a.out.shape)) return false;
-    const float* packed = transformed(a, packed_a_floats(w.shape[0], w.shape[1]), a.scratch, [](TensorView w, float* out) {
-        pack_a_whole(w.shape[0], w.shape[1], w.data, w.shape[1], out);
-    });
+    const float* packed = transformed(a, conv_pointwise_packed_floats(x.shape, w.shape), a.scratch,
+                                      [&x](TensorView w, float* out) { conv_pointwise_pack(x.shape, w, out); });
     conv_pointwise_forward(a.node.attrs, x, packed, w.shape, bias, residual, a.out, threads_);
     return true;
 }

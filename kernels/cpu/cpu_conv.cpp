@@ -251,9 +251,38 @@ bool conv_pointwise_fits(const Attrs& a, const Shape& x, const Shape& w, const S
     return a.groups == 1 && is_pointwise(a, dims(a, x, w, y));
 }
 
+namespace {
+
+bool pointwise_narrow(const Shape& x) { return x[2] * x[3] <= kNarrowColumns; }
+
+}  // namespace
+
+size_t conv_pointwise_packed_floats(const Shape& x, const Shape& w) {
+    return pointwise_narrow(x) ? packed_a_rows_floats(w[0], w[1]) : packed_a_floats(w[0], w[1]);
+}
+
+void conv_pointwise_pack(const Shape& x, TensorView w, float* out) {
+    if (pointwise_narrow(x)) pack_a_rows(w.shape[0], w.shape[1], w.data, w.shape[1], out);
+    else pack_a_whole(w.shape[0], w.shape[1], w.data, w.shape[1], out);
+}
+
 void conv_pointwise_forward(const Attrs& a, TensorView x, const float* packed_w, const Shape& w, const float* bias,
                             const float* residual, TensorView y, int threads) {
     const ConvDims d = dims(a, x.shape, w, y.shape);
+    if (pointwise_narrow(x.shape)) {
+        // Threads share out (sample, row panel) pairs: each writes its own rows of y.
+        const int64_t panels = narrow_panels(d.K);
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+        for (int64_t job = 0; job < d.N * panels; ++job) {
+            const int64_t n = job / panels, panel = job % panels;
+            float* yn = y.data + n * d.K * d.P;
+            const int64_t k0 = panel * kNarrowRows, k1 = std::min(d.K, k0 + kNarrowRows);
+            for (int64_t k = k0; k < k1; ++k) std::fill(yn + k * d.P, yn + (k + 1) * d.P, bias ? bias[k] : 0.0f);
+            gemm_packed_narrow(d.K, d.P, d.C, packed_w, x.data + n * d.C * d.P, d.P, yn, d.P, panel, panel + 1);
+        }
+        if (residual || a.fused_relu) epilogue(residual, a.fused_relu, y);
+        return;
+    }
     // Columns [p0, p1) of sample n: y = bias, then += W x.
     auto columns = [&](int64_t n, int64_t p0, int64_t p1) {
         float* yn = y.data + n * d.K * d.P;

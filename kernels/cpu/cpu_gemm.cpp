@@ -133,7 +133,61 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
     }
 }
 
+// C[0..24 rows, 0..N) += A panel B for a panel packed by pack_a_rows: the rows are vectorised
+// (three vectors of 8) and each element of B broadcast, so no lane is wasted when N is small.
+template <int N>
+void narrow_panel(int64_t K, const float* Ap, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t rows) {
+    __m256 acc[3][N];
+#pragma GCC unroll 4
+    for (int n = 0; n < N; ++n) acc[0][n] = acc[1][n] = acc[2][n] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; ++k, Ap += kNarrowRows) {
+        const __m256 a0 = _mm256_loadu_ps(Ap), a1 = _mm256_loadu_ps(Ap + 8), a2 = _mm256_loadu_ps(Ap + 16);
+#pragma GCC unroll 4
+        for (int n = 0; n < N; ++n) {
+            const __m256 b = _mm256_broadcast_ss(B + k * ldb + n);
+            acc[0][n] = _mm256_fmadd_ps(a0, b, acc[0][n]);
+            acc[1][n] = _mm256_fmadd_ps(a1, b, acc[1][n]);
+            acc[2][n] = _mm256_fmadd_ps(a2, b, acc[2][n]);
+        }
+    }
+    alignas(32) float tile[N][kNarrowRows];
+#pragma GCC unroll 4
+    for (int n = 0; n < N; ++n) {
+        _mm256_store_ps(tile[n], acc[0][n]);
+        _mm256_store_ps(tile[n] + 8, acc[1][n]);
+        _mm256_store_ps(tile[n] + 16, acc[2][n]);
+    }
+    for (int64_t r = 0; r < rows; ++r)
+        for (int n = 0; n < N; ++n) C[r * ldc + n] += tile[n][r];
+}
+
 }  // namespace
+
+size_t packed_a_rows_floats(int64_t M, int64_t K) { return size_t(narrow_panels(M) * kNarrowRows * K); }
+
+void pack_a_rows(int64_t M, int64_t K, const float* A, int64_t lda, float* out) {
+    for (int64_t p = 0; p < narrow_panels(M); ++p)
+        for (int64_t k = 0; k < K; ++k, out += kNarrowRows)
+            for (int64_t r = 0; r < kNarrowRows; ++r) {
+                const int64_t m = p * kNarrowRows + r;
+                out[r] = m < M ? A[m * lda + k] : 0.0f;
+            }
+}
+
+void gemm_packed_narrow(int64_t M, int64_t N, int64_t K, const float* packed, const float* B, int64_t ldb, float* C,
+                        int64_t ldc, int64_t panel_begin, int64_t panel_end) {
+    for (int64_t p = panel_begin; p < panel_end; ++p) {
+        const float* Ap = packed + p * kNarrowRows * K;
+        float* Cp = C + p * kNarrowRows * ldc;
+        const int64_t rows = std::min(kNarrowRows, M - p * kNarrowRows);
+        switch (N) {
+            case 1: narrow_panel<1>(K, Ap, B, ldb, Cp, ldc, rows); break;
+            case 2: narrow_panel<2>(K, Ap, B, ldb, Cp, ldc, rows); break;
+            case 3: narrow_panel<3>(K, Ap, B, ldb, Cp, ldc, rows); break;
+            default: narrow_panel<4>(K, Ap, B, ldb, Cp, ldc, rows); break;
+        }
+    }
+}
 
 size_t packed_a_floats(int64_t M, int64_t K) { return size_t((M + kMR - 1) / kMR * kMR * K); }
 
