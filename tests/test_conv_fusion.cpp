@@ -85,11 +85,13 @@ TEST_CASE("direct 3x3 convolution matches the reference, forward and backward, a
 
 TEST_CASE("Winograd F(2,3) and F(4,3) convolutions of inference plans match the reference, on one thread and two") {
     auto ref = make_backend("ref");
-    // F(4,3) on 16x16 (four tiles a row) and 32x32 (eight), F(2,3) on 8x8 (four) and 8x16 (eight);
-    // output channels off multiples of 6; batch 1 (the threads split each phase) and 3 (they share
-    // out samples); with and without bias.
-    for (Shape x : {Shape{1, 3, 8, 8}, Shape{3, 7, 16, 16}, Shape{1, 16, 32, 32}, Shape{3, 13, 8, 16}})
-        for (int64_t k : {1, 4, 13})
+    // F(4,3) on 16x16 (four tiles a row) and 32x32 (eight); on 8x8 with output channels a multiple
+    // of 8, F(4,3) vectorised over channels (8: one partial block of 24; 40: a full one and a
+    // partial one); F(2,3) on 8x8 otherwise (four tiles a row) and on 8x16 (eight); output channels
+    // off multiples of 6; batch 1 (the threads split each phase) and 3 (they share out samples);
+    // with and without bias.
+    for (Shape x : {Shape{1, 3, 8, 8}, Shape{3, 7, 16, 16}, Shape{1, 16, 32, 32}, Shape{3, 13, 8, 16}, Shape{2, 20, 8, 8}})
+        for (int64_t k : {1, 4, 8, 13, 40})
             for (bool bias : {true, false}) {
                 CAPTURE(x.str());
                 CAPTURE(k);

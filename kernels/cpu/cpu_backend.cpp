@@ -107,8 +107,9 @@ size_t CpuBackend::scratch_floats(const Node& node, const Shape* in, int n_in, c
     if (node.op != Op::Conv) return 0;
     size_t floats = size_t(threads_) * conv_scratch_per_thread(node.attrs, in[0], in[1], out, /*backward=*/true);
     // + room to transform weights that may change
-    if (const int tile = winograd_tile(node.attrs, in[0], in[1], out))
-        floats = std::max(floats, winograd_scratch(tile, in[0], in[1], threads_) + winograd_weights_floats(tile, in[1]));
+    if (const WinogradPlan plan = winograd_plan(node.attrs, in[0], in[1], out))
+        floats = std::max(floats,
+                          winograd_scratch(plan, in[0], in[1], threads_) + winograd_weights_floats(plan, in[0], in[1]));
     if (conv_pointwise_fits(node.attrs, in[0], in[1], out))
         floats = std::max(floats, conv_pointwise_packed_floats(in[0], in[1]));
     return floats;
@@ -134,12 +135,12 @@ const float* CpuBackend::transformed(const OpArgs& a, size_t floats, float* scra
 
 bool CpuBackend::winograd_conv(const OpArgs& a, const float* bias, const float* residual) {
     const TensorView &x = a.in[0], &w = a.in[1];
-    const int tile = winograd_tile(a.node.attrs, x.shape, w.shape, a.out.shape);
-    if (!tile) return false;
-    const float* u = transformed(a, winograd_weights_floats(tile, w.shape),
-                                 a.scratch + winograd_scratch(tile, x.shape, w.shape, threads_),
-                                 [tile](TensorView w, float* out) { winograd_weights(tile, w, out); });
-    winograd_forward(tile, x, u, w.shape, bias, residual, a.node.attrs.fused_relu, a.out, a.scratch, threads_);
+    const WinogradPlan plan = winograd_plan(a.node.attrs, x.shape, w.shape, a.out.shape);
+    if (!plan) return false;
+    const float* u = transformed(a, winograd_weights_floats(plan, x.shape, w.shape),
+                                 a.scratch + winograd_scratch(plan, x.shape, w.shape, threads_),
+                                 [&](TensorView w, float* out) { winograd_weights(plan, x.shape, w, out); });
+    winograd_forward(plan, x, u, w.shape, bias, residual, a.node.attrs.fused_relu, a.out, a.scratch, threads_);
     return true;
 }
 

@@ -202,9 +202,9 @@ Attrs input_grad_attrs() {
     return a;
 }
 
-// The Winograd tile for the input gradient, a stride-1 convolution of the output gradient; 0 for none.
-int winograd_input_grad(const Shape& x, const Shape& w, const Shape& y) {
-    return winograd_tile(input_grad_attrs(), y, Shape{w[1], w[0], 3, 3}, x);
+// The Winograd plan for the input gradient, a stride-1 convolution of the output gradient.
+WinogradPlan winograd_input_grad(const Shape& x, const Shape& w, const Shape& y) {
+    return winograd_plan(input_grad_attrs(), y, Shape{w[1], w[0], 3, 3}, x);
 }
 
 // One thread's backward scratch, in this order: im2col of x (or padded samples of the direct weight
@@ -223,10 +223,10 @@ BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w,
         s.col = std::max(s.col, conv3x3_wgrad_scratch_per_thread(x));
         s.gcol = std::max(s.gcol, conv3x3_scratch_per_thread(y));
         s.wt = size_t(w.numel());
-        if (const int tile = winograd_input_grad(x, w, y)) {
+        if (const WinogradPlan plan = winograd_input_grad(x, w, y)) {
             const Shape wt{w[1], w[0], 3, 3};
-            s.gcol = std::max(s.gcol, winograd_scratch(tile, y, wt, 1));
-            s.u = winograd_weights_floats(tile, wt);
+            s.gcol = std::max(s.gcol, winograd_scratch(plan, y, wt, 1));
+            s.u = winograd_weights_floats(plan, y, wt);
         }
     }
     s.total = s.col + s.gcol + s.gw + s.wt + s.u;
@@ -365,7 +365,7 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
     const bool pointwise = is_pointwise(a, d);
     const bool direct = direct_input_grad(a, x.shape, w.shape, gy.shape);
     const bool direct_gx = gx.data && direct, direct_gw = gw.data && direct;
-    const int winograd_gx = direct_gx ? winograd_input_grad(x.shape, w.shape, gy.shape) : 0;  // its tile
+    const WinogradPlan winograd_gx = direct_gx ? winograd_input_grad(x.shape, w.shape, gy.shape) : WinogradPlan{};
     const BackwardScratch layout = depthwise ? BackwardScratch{} : backward_scratch(a, x.shape, w.shape, gy.shape);
     const int64_t wsize = w.numel();
     int used = 1;
@@ -383,7 +383,7 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
         std::fill(gw_t, gw_t + wsize + (depthwise ? 0 : d.K), 0.0f);
         const Shape wt_shape{d.C, d.K, 3, 3};
         if (direct_gx) flip_transpose_3x3(w, wt);
-        if (winograd_gx) winograd_weights(winograd_gx, TensorView{wt, wt_shape}, u);
+        if (winograd_gx) winograd_weights(winograd_gx, gy.shape, TensorView{wt, wt_shape}, u);
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < d.N; ++n) {
             if (depthwise) {

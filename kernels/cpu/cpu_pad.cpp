@@ -92,7 +92,8 @@ void pad_plane_deinterleaved4(const float* x, int64_t H, int64_t W, float* out) 
         row[0] = 0.0f;  // input column -1
         int64_t j = 0;
         for (; j + 32 <= W; j += 32) deinterleave4<__m256>(in, j, seg, row);
-        for (; j < W; j += 16) deinterleave4<__m128>(in, j, seg, row);
+        for (; j + 16 <= W; j += 16) deinterleave4<__m128>(in, j, seg, row);
+        for (; j < W; ++j) row[(j + 1) % 4 * seg + (j + 1) / 4] = in[j];
         row[1 * seg + seg - 1] = row[2 * seg + seg - 1] = row[3 * seg + seg - 1] = 0.0f;  // columns W.. W + 2
     }
     std::fill(out + (H + 1) * Wp, out + (H + 2) * Wp, 0.0f);

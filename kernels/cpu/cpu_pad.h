@@ -12,7 +12,7 @@ void pad_plane(const float* x, int64_t H, int64_t W, float* out);
 // consecutive floats for every tap.
 void pad_plane_deinterleaved(const float* x, int64_t H, int64_t W, float* out);
 
-// The same (W a multiple of 16) in four phases: padded column j at (j % 4) * (W / 4 + 1) + j / 4.
+// The same (W a multiple of 4) in four phases: padded column j at (j % 4) * (W / 4 + 1) + j / 4.
 // The 6-wide windows of Winograd F(4x4, 3x3) tiles, four columns apart, then read consecutive
 // floats for every column.
 void pad_plane_deinterleaved4(const float* x, int64_t H, int64_t W, float* out);

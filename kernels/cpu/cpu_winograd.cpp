@@ -24,32 +24,38 @@ namespace {
 
 using namespace winograd;
 
-constexpr int kKb = 6;   // output channels per product block
-constexpr int kTb = 16;  // tiles per product block
+constexpr int kKb = 6;    // output channels per product block, vectorised over tiles
+constexpr int kTb = 16;   // tiles per product block, vectorised over tiles
+constexpr int kKbc = 24;  // output channels per product block, vectorised over channels
+constexpr int kTbc = 4;   // tiles per product block, vectorised over channels
 
 struct Dims {
     int64_t m, alpha, xis;              // output tile side, input tile side, positions per tile
+    bool over_channels;                 // the product vectorises over output channels (WinogradPlan)
     int64_t C, H, W, K, TW, T;          // TW: tiles per row; T: tiles
+    int64_t tb, kb;                     // tiles, output channels per product block
     int64_t seg, Wp, plane;             // floats per phase of a padded row, per padded row, per padded plane
     int64_t vstride;                    // floats per position xi of V
 };
 
-Dims dims_of(int m, const Shape& x, const Shape& w) {
-    Dims d{m, m + 2, (m + 2) * (m + 2), x[1], x[2], x[3], w[0], x[3] / m, x[2] / m * (x[3] / m), x[3] / m + 1, 0, 0, 0};
+Dims dims_of(WinogradPlan plan, const Shape& x, const Shape& w) {
+    const int64_t m = plan.m;
+    Dims d{m, m + 2, (m + 2) * (m + 2), plan.over_channels, x[1], x[2], x[3], w[0], x[3] / m, x[2] / m * (x[3] / m),
+           plan.over_channels ? kTbc : kTb, plan.over_channels ? kKbc : kKb, x[3] / m + 1, 0, 0, 0};
     d.Wp = m * d.seg;
     d.plane = (d.H + 2) * d.Wp;
-    // One cache line more than the C x 16 tiles: with a power-of-two stride, the input transform's
-    // stores to every position would fall in the same few L1 sets and evict each other.
-    d.vstride = d.C * kTb + 16;
+    // One cache line more than the C x tiles of a block: with a power-of-two stride, the input
+    // transform's stores to every position would fall in the same few L1 sets and evict each other.
+    d.vstride = d.C * d.tb + 16;
     return d;
 }
 
-int64_t k_blocks(const Dims& d) { return (d.K + kKb - 1) / kKb; }
-int64_t tile_blocks(const Dims& d) { return d.T / kTb; }
+int64_t k_blocks(const Dims& d) { return (d.K + d.kb - 1) / d.kb; }
+int64_t tile_blocks(const Dims& d) { return d.T / d.tb; }
 
 // Floats of the padded input (shared by a sample's threads), and of one thread's V and M blocks.
 size_t padded_floats(const Dims& d) { return size_t(d.C * d.plane); }
-size_t block_floats(const Dims& d) { return size_t(d.xis * (d.vstride + kTb * d.K)); }
+size_t block_floats(const Dims& d) { return size_t(d.xis * (d.vstride + d.tb * d.K)); }
 
 // Channels [c0, c1) of one sample, zero-bordered, each padded row in m phases (cpu_pad.h).
 void pad_channels(const Dims& d, const float* x, float* xp, int64_t c0, int64_t c1) {
@@ -69,21 +75,21 @@ void input_transform(const Dims& d, const float* xp, int64_t b, float* v) {
         for (int64_t g = 0; g < kTb; g += lanes) {
             const int64_t t = b * kTb + g, ti = t / d.TW, tj = t % d.TW;
             Vec rows[A][A];  // d B: row r of the tiles times B
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < A; ++r) {
                 const float* row = p + (M * ti + r) * d.Wp + tj;
                 Vec in[A];
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int j = 0; j < A; ++j) in[j] = load(row + (j % M) * d.seg + j / M, Vec{});
                 Tile<M>::input(in, rows[r]);
             }
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int s = 0; s < A; ++s) {
                 Vec col[A], out[A];
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int r = 0; r < A; ++r) col[r] = rows[r][s];
                 Tile<M>::input(col, out);
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int i = 0; i < A; ++i) store(vc + (i * A + s) * d.vstride + g, out[i]);
             }
         }
@@ -143,28 +149,28 @@ void output_transform(const Dims& d, const float* m, int64_t b, const float* bia
         for (int64_t g = 0; g < kTb; g += lanes) {
             const int64_t t = b * kTb + g, ti = t / d.TW, tj = t % d.TW;
             Vec rows[A][M];  // m A, per row of the tile
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < A; ++r) {
                 Vec in[A];
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int j = 0; j < A; ++j) in[j] = load(mk + (r * A + j) * kTb + g, Vec{});
                 Tile<M>::output(in, rows[r]);
             }
             Vec tile[M][M];  // A^T m A: [output row][output column]
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int j = 0; j < M; ++j) {
                 Vec col[A], out[M];
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int r = 0; r < A; ++r) col[r] = rows[r][j];
                 Tile<M>::output(col, out);
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int a = 0; a < M; ++a) tile[a][j] = out[a];
             }
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int a = 0; a < M; ++a) {
                 __m256 out[pieces];
                 interleave(tile[a], out);
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int h = 0; h < pieces; ++h) {
                     const int64_t at = k * P + (M * ti + a) * d.W + M * tj + 8 * h;
                     __m256 o = _mm256_add_ps(out[h], bk);
@@ -194,18 +200,142 @@ void blocks(const Dims& d, const float* xp, const float* u, const float* bias, c
     }
 }
 
+// The channel-vectorised variant, for F(4x4) on 8x8 planes: their 4 tiles would fill a quarter of
+// the tile-vectorised kernel's 16 lanes. V is [xi][c][4 tiles], U [xi][24-channel block][c][24],
+// M [xi][tile][K]; the product broadcasts V and keeps 4 tiles x 3 vectors of 8 channels in 12
+// accumulators, and the output transform works on 8 channels at once.
+
+// V for the 4 tiles (2 x 2) of an 8x8 plane, one lane each: lanes 0-1 are the top two tiles,
+// lanes 2-3 the bottom two, four padded rows further down.
+void input_transform_4_tiles(const Dims& d, const float* xp, float* v) {
+    constexpr int A = Tile<4>::alpha;
+    const auto load_pair = [](const float* p) { return _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p))); };
+    for (int64_t c = 0; c < d.C; ++c) {
+        const float* p = xp + c * d.plane;
+        __m128 rows[A][A];
+#pragma GCC unroll 8
+        for (int r = 0; r < A; ++r) {
+            const float* top = p + r * d.Wp;
+            const float* bottom = top + 4 * d.Wp;
+            __m128 in[A];
+#pragma GCC unroll 8
+            for (int j = 0; j < A; ++j) {
+                const int64_t at = (j % 4) * d.seg + j / 4;
+                in[j] = _mm_loadh_pi(load_pair(top + at), reinterpret_cast<const __m64*>(bottom + at));
+            }
+            Tile<4>::input(in, rows[r]);
+        }
+#pragma GCC unroll 8
+        for (int s = 0; s < A; ++s) {
+            __m128 col[A], out[A];
+#pragma GCC unroll 8
+            for (int r = 0; r < A; ++r) col[r] = rows[r][s];
+            Tile<4>::input(col, out);
+#pragma GCC unroll 8
+            for (int i = 0; i < A; ++i) _mm_storeu_ps(v + (i * A + s) * d.vstride + c * kTbc, out[i]);
+        }
+    }
+}
+
+// M[xi][tile][channels of block kb] = U[xi] block kb times V[xi], NV vectors of 8 channels.
+template <int NV>
+void product_over_channels(const Dims& d, const float* u, const float* v, float* m, int64_t xi, int64_t kb) {
+    const float* ub = u + (xi * k_blocks(d) + kb) * d.C * kKbc;
+    __m256 acc[kTbc][NV];
+#pragma GCC unroll 4
+    for (int t = 0; t < kTbc; ++t)
+#pragma GCC unroll 3
+        for (int j = 0; j < NV; ++j) acc[t][j] = _mm256_setzero_ps();
+    const float* vx = v + xi * d.vstride;
+    for (int64_t c = 0; c < d.C; ++c, vx += kTbc, ub += kKbc) {
+        __m256 w[NV];
+#pragma GCC unroll 3
+        for (int j = 0; j < NV; ++j) w[j] = _mm256_loadu_ps(ub + 8 * j);
+#pragma GCC unroll 4
+        for (int t = 0; t < kTbc; ++t) {
+            const __m256 b = _mm256_broadcast_ss(vx + t);
+#pragma GCC unroll 3
+            for (int j = 0; j < NV; ++j) acc[t][j] = _mm256_fmadd_ps(w[j], b, acc[t][j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < kTbc; ++t)
+#pragma GCC unroll 3
+        for (int j = 0; j < NV; ++j) _mm256_storeu_ps(m + (xi * kTbc + t) * d.K + kb * kKbc + 8 * j, acc[t][j]);
+}
+
+// Output channels [k0, k1) (multiples of 8) of the 4 tiles: y = A^T m A, 8 channels at once.
+void output_over_channels(const Dims& d, const float* m, const float* bias, const float* residual, bool relu, float* y,
+                          int64_t k0, int64_t k1) {
+    constexpr int A = Tile<4>::alpha;
+    const int64_t P = d.H * d.W;
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t t = 0; t < kTbc; ++t) {
+        const int64_t ti = t / 2, tj = t % 2;
+        for (int64_t k = k0; k < k1; k += 8) {
+            const __m256 bk = bias ? _mm256_loadu_ps(bias + k) : zero;
+            __m256 rows[A][4];
+#pragma GCC unroll 8
+            for (int r = 0; r < A; ++r) {
+                __m256 in[A];
+#pragma GCC unroll 8
+                for (int j = 0; j < A; ++j) in[j] = _mm256_loadu_ps(m + ((r * A + j) * kTbc + t) * d.K + k);
+                Tile<4>::output(in, rows[r]);
+            }
+            __m256 tile[4][4];  // [output row][output column], 8 channels each
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; ++j) {
+                __m256 col[A], out[4];
+#pragma GCC unroll 8
+                for (int r = 0; r < A; ++r) col[r] = rows[r][j];
+                Tile<4>::output(col, out);
+#pragma GCC unroll 4
+                for (int a = 0; a < 4; ++a) tile[a][j] = _mm256_add_ps(out[a], bk);
+            }
+#pragma GCC unroll 4
+            for (int a = 0; a < 4; ++a) {
+                __m256 px[4];  // px[h]: the row's 4 pixels of channels k + 2h (low half) and k + 2h + 1
+                interleave(tile[a], px);
+#pragma GCC unroll 4
+                for (int h = 0; h < 4; ++h) {
+                    const int64_t lo = (k + 2 * h) * P + (4 * ti + a) * d.W + 4 * tj, hi = lo + P;
+                    __m256 o = px[h];
+                    if (residual) o = _mm256_add_ps(o, _mm256_loadu2_m128(residual + hi, residual + lo));
+                    if (relu) o = _mm256_max_ps(o, zero);
+                    _mm256_storeu2_m128(y + hi, y + lo, o);
+                }
+            }
+        }
+    }
+}
+
+void blocks_over_channels(const Dims& d, const float* xp, const float* u, const float* bias, const float* residual,
+                          bool relu, float* y, int64_t kb0, int64_t kb1, float* work) {
+    float* v = work;
+    float* m = work + d.xis * d.vstride;
+    input_transform_4_tiles(d, xp, v);
+    for (int64_t kb = kb0; kb < kb1; ++kb)
+        for (int64_t xi = 0; xi < d.xis; ++xi) switch ((std::min<int64_t>(kKbc, d.K - kb * kKbc) + 7) / 8) {
+                case 3: product_over_channels<3>(d, u, v, m, xi, kb); break;
+                case 2: product_over_channels<2>(d, u, v, m, xi, kb); break;
+                default: product_over_channels<1>(d, u, v, m, xi, kb); break;
+            }
+    output_over_channels(d, m, bias, residual, relu, y, kb0 * kKbc, std::min(d.K, kb1 * kKbc));
+}
+
 void run_blocks(const Dims& d, const float* xp, const float* u, const float* bias, const float* residual, bool relu,
                 float* y, int64_t b0, int64_t b1, int64_t kb0, int64_t kb1, float* work) {
-    if (d.m == 4) blocks<4>(d, xp, u, bias, residual, relu, y, b0, b1, kb0, kb1, work);
+    if (d.over_channels) blocks_over_channels(d, xp, u, bias, residual, relu, y, kb0, kb1, work);
+    else if (d.m == 4) blocks<4>(d, xp, u, bias, residual, relu, y, b0, b1, kb0, kb1, work);
     else blocks<2>(d, xp, u, bias, residual, relu, y, b0, b1, kb0, kb1, work);
 }
 
 // G g G^T for every (output, input) channel pair, at positions [xi][k block][c][k in block].
 template <int M>
-void transform_weights(TensorView w, float* u) {
+void transform_weights(const Dims& d, TensorView w, float* u) {
     constexpr int A = Tile<M>::alpha;
-    const int64_t K = w.shape[0], C = w.shape[1], KB = (K + kKb - 1) / kKb;
-    std::fill(u, u + winograd_weights_floats(M, w.shape), 0.0f);
+    const int64_t K = d.K, C = d.C, KB = k_blocks(d);
+    std::fill(u, u + size_t(d.xis * KB * d.kb * C), 0.0f);
     for (int64_t k = 0; k < K; ++k)
         for (int64_t c = 0; c < C; ++c) {
             const float* g = w.data + (k * C + c) * 9;
@@ -218,60 +348,64 @@ void transform_weights(TensorView w, float* u) {
                 const double col[3] = {rows[0][j], rows[1][j], rows[2][j]};
                 double out[A];
                 Tile<M>::weights(col, out);
-                for (int i = 0; i < A; ++i) u[((size_t(i * A + j) * KB + k / kKb) * C + c) * kKb + k % kKb] = float(out[i]);
+                for (int i = 0; i < A; ++i)
+                    u[((size_t(i * A + j) * KB + k / d.kb) * C + c) * d.kb + k % d.kb] = float(out[i]);
             }
         }
 }
 
 }  // namespace
 
-int winograd_tile(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
-    if (x.rank != 4 || w.rank != 4 || y.rank != 4 || a.groups != 1 || w[2] != 3 || w[3] != 3) return 0;
-    if (a.stride[0] != 1 || a.stride[1] != 1 || a.dilation[0] != 1 || a.dilation[1] != 1) return 0;
-    if (!std::all_of(a.pad, a.pad + 4, [](int64_t p) { return p == 1; })) return 0;
+WinogradPlan winograd_plan(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
+    if (x.rank != 4 || w.rank != 4 || y.rank != 4 || a.groups != 1 || w[2] != 3 || w[3] != 3) return {};
+    if (a.stride[0] != 1 || a.stride[1] != 1 || a.dilation[0] != 1 || a.dilation[1] != 1) return {};
+    if (!std::all_of(a.pad, a.pad + 4, [](int64_t p) { return p == 1; })) return {};
     const int64_t H = x[2], W = x[3], channels = x[1] + w[0];
-    if (y[2] != H || y[3] != W) return 0;
+    if (y[2] != H || y[3] != W) return {};
     // A tile block's V and M must stay in L2 beside the weights: at most 288 KB for F4 (128
     // channels in and out), 256 KB for F2 (256 channels).
     const auto tiles_fit = [&](int64_t m) { return H % m == 0 && W % (4 * m) == 0 && (H / m) * (W / m) % kTb == 0; };
-    if (channels <= 128 && tiles_fit(4)) return 4;
-    if (channels <= 256 && tiles_fit(2)) return 2;
-    return 0;
+    if (channels <= 128 && tiles_fit(4)) return {4, false};
+    if (channels <= 128 && H == 8 && W == 8 && w[0] % 8 == 0) return {4, true};
+    if (channels <= 256 && tiles_fit(2)) return {2, false};
+    return {};
 }
 
-size_t winograd_scratch(int tile, const Shape& x, const Shape& w, int threads) {
-    const Dims d = dims_of(tile, x, w);
+size_t winograd_scratch(WinogradPlan plan, const Shape& x, const Shape& w, int threads) {
+    const Dims d = dims_of(plan, x, w);
     return size_t(std::max(threads, 1)) * (padded_floats(d) + block_floats(d));
 }
 
-size_t winograd_weights_floats(int tile, const Shape& w) {
-    return size_t((tile + 2) * (tile + 2) * (w[0] + kKb - 1) / kKb * kKb * w[1]);
+size_t winograd_weights_floats(WinogradPlan plan, const Shape& x, const Shape& w) {
+    const Dims d = dims_of(plan, x, w);
+    return size_t(d.xis * k_blocks(d) * d.kb * d.C);
 }
 
-void winograd_weights(int tile, TensorView w, float* u) {
-    if (tile == 4) transform_weights<4>(w, u);
-    else transform_weights<2>(w, u);
+void winograd_weights(WinogradPlan plan, const Shape& x, TensorView w, float* u) {
+    const Dims d = dims_of(plan, x, w.shape);
+    if (plan.m == 4) transform_weights<4>(d, w, u);
+    else transform_weights<2>(d, w, u);
 }
 
-void winograd_forward_sample(int tile, TensorView x, int64_t n, const float* u, const Shape& w, const float* bias,
+void winograd_forward_sample(WinogradPlan plan, TensorView x, int64_t n, const float* u, const Shape& w, const float* bias,
                              const float* residual, bool relu, TensorView y, float* scratch) {
-    const Dims d = dims_of(tile, x.shape, w);
+    const Dims d = dims_of(plan, x.shape, w);
     const int64_t out_size = d.K * d.H * d.W;
     pad_channels(d, x.data + n * d.C * d.H * d.W, scratch, 0, d.C);
     run_blocks(d, scratch, u, bias, residual ? residual + n * out_size : nullptr, relu, y.data + n * out_size, 0,
                tile_blocks(d), 0, k_blocks(d), scratch + padded_floats(d));
 }
 
-void winograd_forward(int tile, TensorView x, const float* u, const Shape& w, const float* bias, const float* residual,
+void winograd_forward(WinogradPlan plan, TensorView x, const float* u, const Shape& w, const float* bias, const float* residual,
                       bool relu, TensorView y, float* scratch, int threads) {
-    const Dims d = dims_of(tile, x.shape, w);
+    const Dims d = dims_of(plan, x.shape, w);
     const int64_t N = x.shape[0], in_size = d.C * d.H * d.W, out_size = d.K * d.H * d.W;
     const size_t per_thread = padded_floats(d) + block_floats(d);
     auto res = [&](int64_t n) { return residual ? residual + n * out_size : nullptr; };
     if (threads == 1 || N >= threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
         for (int64_t n = 0; n < N; ++n)
-            winograd_forward_sample(tile, x, n, u, w, bias, residual, relu, y,
+            winograd_forward_sample(plan, x, n, u, w, bias, residual, relu, y,
                                     scratch + omp_get_thread_num() * per_thread);
         return;
     }
