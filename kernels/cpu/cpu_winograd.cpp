@@ -8,6 +8,8 @@
 //     kernel is: 6 output channels x 16 tiles, 12 accumulators. M is [k][xi][16 tiles].
 //  3. output transform: A^T m A gives each m x m output tile; bias, residual and ReLU are applied
 //     on the way out.
+// F(4x4) on 8x8 planes has only 4 tiles a sample; there the product vectorises over output
+// channels instead (blocks_over_channels below).
 #include "cpu_winograd.h"
 
 #include <immintrin.h>
