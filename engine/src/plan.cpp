@@ -167,6 +167,19 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
     for (const Node* n : nodes_) max_inputs = std::max(max_inputs, n->inputs.size());
     in_views_.resize(max_inputs);
     grad_views_.resize(max_inputs);
+
+    // An inference plan runs once here, on one sample of zeros, so that the backend transforms and
+    // packs its weights (and makes its per-thread buffers) at load: the first real run is then as
+    // fast as every later one, and allocates nothing either.
+    if (!keep_all_) {
+        for (int i : g.inputs) {
+            TensorView v = view_of(i, 1);
+            std::fill(v.data, v.data + v.numel(), 0.0f);
+        }
+        n_current_ = 1;
+        for (auto& seg : segments_)
+            for (int i : seg) run_node(i, 1, false, 0);
+    }
 }
 
 TensorView Plan::view_of(int node, int n) const {

@@ -34,7 +34,9 @@ class Plan {
 public:
     // keep_all: keep every value (no buffer reuse), as training and gradients need. Without it,
     // and where the backend fuses conv epilogues, BatchNorm, residual Add and ReLU after a
-    // convolution run inside it (the absorbed nodes are not run; value() of them is undefined).
+    // convolution run inside it (the absorbed nodes are not run; value() of them is undefined),
+    // and the plan runs once on a sample of zeros before returning, so that the backend packs
+    // its weights at load rather than on the first real run.
     Plan(const Model& model, Backend& backend, int max_batch, bool keep_all = false);
 
     int max_batch() const { return max_batch_; }
