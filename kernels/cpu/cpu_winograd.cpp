@@ -9,7 +9,7 @@
 //  3. output transform: A^T m A gives each m x m output tile; bias, residual and ReLU are applied
 //     on the way out.
 // F(4x4) on 8x8 planes has only 4 tiles a sample; there the product vectorises over output
-// channels instead (blocks_over_channels below).
+// channels instead (cpu_winograd_channels.cpp).
 #include "cpu_winograd.h"
 
 #include <immintrin.h>
@@ -18,6 +18,7 @@
 #include <algorithm>
 
 #include "cpu_pad.h"
+#include "cpu_winograd_dims.h"
 #include "cpu_winograd_tiles.h"
 
 namespace engine::cpu {
@@ -25,39 +26,6 @@ namespace engine::cpu {
 namespace {
 
 using namespace winograd;
-
-constexpr int kKb = 6;    // output channels per product block, vectorised over tiles
-constexpr int kTb = 16;   // tiles per product block, vectorised over tiles
-constexpr int kKbc = 24;  // output channels per product block, vectorised over channels
-constexpr int kTbc = 4;   // tiles per product block, vectorised over channels
-
-struct Dims {
-    int64_t m, alpha, xis;              // output tile side, input tile side, positions per tile
-    bool over_channels;                 // the product vectorises over output channels (WinogradPlan)
-    int64_t C, H, W, K, TW, T;          // TW: tiles per row; T: tiles
-    int64_t tb, kb;                     // tiles, output channels per product block
-    int64_t seg, Wp, plane;             // floats per phase of a padded row, per padded row, per padded plane
-    int64_t vstride;                    // floats per position xi of V
-};
-
-Dims dims_of(WinogradPlan plan, const Shape& x, const Shape& w) {
-    const int64_t m = plan.m;
-    Dims d{m, m + 2, (m + 2) * (m + 2), plan.over_channels, x[1], x[2], x[3], w[0], x[3] / m, x[2] / m * (x[3] / m),
-           plan.over_channels ? kTbc : kTb, plan.over_channels ? kKbc : kKb, x[3] / m + 1, 0, 0, 0};
-    d.Wp = m * d.seg;
-    d.plane = (d.H + 2) * d.Wp;
-    // One cache line more than the C x tiles of a block: with a power-of-two stride, the input
-    // transform's stores to every position would fall in the same few L1 sets and evict each other.
-    d.vstride = d.C * d.tb + 16;
-    return d;
-}
-
-int64_t k_blocks(const Dims& d) { return (d.K + d.kb - 1) / d.kb; }
-int64_t tile_blocks(const Dims& d) { return d.T / d.tb; }
-
-// Floats of the padded input (shared by a sample's threads), and of one thread's V and M blocks.
-size_t padded_floats(const Dims& d) { return size_t(d.C * d.plane); }
-size_t block_floats(const Dims& d) { return size_t(d.xis * (d.vstride + d.tb * d.K)); }
 
 // Channels [c0, c1) of one sample, zero-bordered, each padded row in m phases (cpu_pad.h).
 void pad_channels(const Dims& d, const float* x, float* xp, int64_t c0, int64_t c1) {
@@ -200,129 +168,6 @@ void blocks(const Dims& d, const float* xp, const float* u, const float* bias, c
         if (wide) output_transform<M, __m256>(d, m, b, bias, residual, relu, y, k0, k1);
         else output_transform<M, __m128>(d, m, b, bias, residual, relu, y, k0, k1);
     }
-}
-
-// The channel-vectorised variant, for F(4x4) on 8x8 planes: their 4 tiles would fill a quarter of
-// the tile-vectorised kernel's 16 lanes. V is [xi][c][4 tiles], U [xi][24-channel block][c][24],
-// M [xi][tile][K]; the product broadcasts V and keeps 4 tiles x 3 vectors of 8 channels in 12
-// accumulators, and the output transform works on 8 channels at once.
-
-// V for the 4 tiles (2 x 2) of an 8x8 plane, one lane each: lanes 0-1 are the top two tiles,
-// lanes 2-3 the bottom two, four padded rows further down.
-void input_transform_4_tiles(const Dims& d, const float* xp, float* v) {
-    constexpr int A = Tile<4>::alpha;
-    const auto load_pair = [](const float* p) { return _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p))); };
-    for (int64_t c = 0; c < d.C; ++c) {
-        const float* p = xp + c * d.plane;
-        __m128 rows[A][A];
-#pragma GCC unroll 8
-        for (int r = 0; r < A; ++r) {
-            const float* top = p + r * d.Wp;
-            const float* bottom = top + 4 * d.Wp;
-            __m128 in[A];
-#pragma GCC unroll 8
-            for (int j = 0; j < A; ++j) {
-                const int64_t at = (j % 4) * d.seg + j / 4;
-                in[j] = _mm_loadh_pi(load_pair(top + at), reinterpret_cast<const __m64*>(bottom + at));
-            }
-            Tile<4>::input(in, rows[r]);
-        }
-#pragma GCC unroll 8
-        for (int s = 0; s < A; ++s) {
-            __m128 col[A], out[A];
-#pragma GCC unroll 8
-            for (int r = 0; r < A; ++r) col[r] = rows[r][s];
-            Tile<4>::input(col, out);
-#pragma GCC unroll 8
-            for (int i = 0; i < A; ++i) _mm_storeu_ps(v + (i * A + s) * d.vstride + c * kTbc, out[i]);
-        }
-    }
-}
-
-// M[xi][tile][channels of block kb] = U[xi] block kb times V[xi], NV vectors of 8 channels.
-template <int NV>
-void product_over_channels(const Dims& d, const float* u, const float* v, float* m, int64_t xi, int64_t kb) {
-    const float* ub = u + (xi * k_blocks(d) + kb) * d.C * kKbc;
-    __m256 acc[kTbc][NV];
-#pragma GCC unroll 4
-    for (int t = 0; t < kTbc; ++t)
-#pragma GCC unroll 3
-        for (int j = 0; j < NV; ++j) acc[t][j] = _mm256_setzero_ps();
-    const float* vx = v + xi * d.vstride;
-    for (int64_t c = 0; c < d.C; ++c, vx += kTbc, ub += kKbc) {
-        __m256 w[NV];
-#pragma GCC unroll 3
-        for (int j = 0; j < NV; ++j) w[j] = _mm256_loadu_ps(ub + 8 * j);
-#pragma GCC unroll 4
-        for (int t = 0; t < kTbc; ++t) {
-            const __m256 b = _mm256_broadcast_ss(vx + t);
-#pragma GCC unroll 3
-            for (int j = 0; j < NV; ++j) acc[t][j] = _mm256_fmadd_ps(w[j], b, acc[t][j]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int t = 0; t < kTbc; ++t)
-#pragma GCC unroll 3
-        for (int j = 0; j < NV; ++j) _mm256_storeu_ps(m + (xi * kTbc + t) * d.K + kb * kKbc + 8 * j, acc[t][j]);
-}
-
-// Output channels [k0, k1) (multiples of 8) of the 4 tiles: y = A^T m A, 8 channels at once.
-void output_over_channels(const Dims& d, const float* m, const float* bias, const float* residual, bool relu, float* y,
-                          int64_t k0, int64_t k1) {
-    constexpr int A = Tile<4>::alpha;
-    const int64_t P = d.H * d.W;
-    const __m256 zero = _mm256_setzero_ps();
-    for (int64_t t = 0; t < kTbc; ++t) {
-        const int64_t ti = t / 2, tj = t % 2;
-        for (int64_t k = k0; k < k1; k += 8) {
-            const __m256 bk = bias ? _mm256_loadu_ps(bias + k) : zero;
-            __m256 rows[A][4];
-#pragma GCC unroll 8
-            for (int r = 0; r < A; ++r) {
-                __m256 in[A];
-#pragma GCC unroll 8
-                for (int j = 0; j < A; ++j) in[j] = _mm256_loadu_ps(m + ((r * A + j) * kTbc + t) * d.K + k);
-                Tile<4>::output(in, rows[r]);
-            }
-            __m256 tile[4][4];  // [output row][output column], 8 channels each
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; ++j) {
-                __m256 col[A], out[4];
-#pragma GCC unroll 8
-                for (int r = 0; r < A; ++r) col[r] = rows[r][j];
-                Tile<4>::output(col, out);
-#pragma GCC unroll 4
-                for (int a = 0; a < 4; ++a) tile[a][j] = _mm256_add_ps(out[a], bk);
-            }
-#pragma GCC unroll 4
-            for (int a = 0; a < 4; ++a) {
-                __m256 px[4];  // px[h]: the row's 4 pixels of channels k + 2h (low half) and k + 2h + 1
-                interleave(tile[a], px);
-#pragma GCC unroll 4
-                for (int h = 0; h < 4; ++h) {
-                    const int64_t lo = (k + 2 * h) * P + (4 * ti + a) * d.W + 4 * tj, hi = lo + P;
-                    __m256 o = px[h];
-                    if (residual) o = _mm256_add_ps(o, _mm256_loadu2_m128(residual + hi, residual + lo));
-                    if (relu) o = _mm256_max_ps(o, zero);
-                    _mm256_storeu2_m128(y + hi, y + lo, o);
-                }
-            }
-        }
-    }
-}
-
-void blocks_over_channels(const Dims& d, const float* xp, const float* u, const float* bias, const float* residual,
-                          bool relu, float* y, int64_t kb0, int64_t kb1, float* work) {
-    float* v = work;
-    float* m = work + d.xis * d.vstride;
-    input_transform_4_tiles(d, xp, v);
-    for (int64_t kb = kb0; kb < kb1; ++kb)
-        for (int64_t xi = 0; xi < d.xis; ++xi) switch ((std::min<int64_t>(kKbc, d.K - kb * kKbc) + 7) / 8) {
-                case 3: product_over_channels<3>(d, u, v, m, xi, kb); break;
-                case 2: product_over_channels<2>(d, u, v, m, xi, kb); break;
-                default: product_over_channels<1>(d, u, v, m, xi, kb); break;
-            }
-    output_over_channels(d, m, bias, residual, relu, y, kb0 * kKbc, std::min(d.K, kb1 * kKbc));
 }
 
 void run_blocks(const Dims& d, const float* xp, const float* u, const float* bias, const float* residual, bool relu,
