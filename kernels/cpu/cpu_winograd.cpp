@@ -53,15 +53,9 @@ void input_transform(const Dims& d, const float* xp, int64_t b, float* v) {
                 for (int j = 0; j < A; ++j) in[j] = load(row + (j % M) * d.seg + j / M, Vec{});
                 Tile<M>::input(in, rows[r]);
             }
-#pragma GCC unroll 8
-            for (int s = 0; s < A; ++s) {
-                Vec col[A], out[A];
-#pragma GCC unroll 8
-                for (int r = 0; r < A; ++r) col[r] = rows[r][s];
-                Tile<M>::input(col, out);
-#pragma GCC unroll 8
-                for (int i = 0; i < A; ++i) store(vc + (i * A + s) * d.vstride + g, out[i]);
-            }
+            transform_columns<A, A, A>(rows, Tile<M>::template input<Vec>, [&](int i, int s, Vec value) {
+                store(vc + (i * A + s) * d.vstride + g, value);  // B^T d B at position (i, s)
+            });
         }
     }
 }
@@ -127,15 +121,8 @@ void output_transform(const Dims& d, const float* m, int64_t b, const float* bia
                 Tile<M>::output(in, rows[r]);
             }
             Vec tile[M][M];  // A^T m A: [output row][output column]
-#pragma GCC unroll 8
-            for (int j = 0; j < M; ++j) {
-                Vec col[A], out[M];
-#pragma GCC unroll 8
-                for (int r = 0; r < A; ++r) col[r] = rows[r][j];
-                Tile<M>::output(col, out);
-#pragma GCC unroll 8
-                for (int a = 0; a < M; ++a) tile[a][j] = out[a];
-            }
+            transform_columns<A, M, M>(rows, Tile<M>::template output<Vec>,
+                                       [&](int a, int j, Vec value) { tile[a][j] = value; });
 #pragma GCC unroll 8
             for (int a = 0; a < M; ++a) {
                 __m256 out[pieces];

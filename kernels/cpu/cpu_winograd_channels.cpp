@@ -34,15 +34,9 @@ void input_transform_4_tiles(const Dims& d, const float* xp, float* v) {
             }
             Tile<4>::input(in, rows[r]);
         }
-#pragma GCC unroll 8
-        for (int s = 0; s < A; ++s) {
-            __m128 col[A], out[A];
-#pragma GCC unroll 8
-            for (int r = 0; r < A; ++r) col[r] = rows[r][s];
-            Tile<4>::input(col, out);
-#pragma GCC unroll 8
-            for (int i = 0; i < A; ++i) _mm_storeu_ps(v + (i * A + s) * d.vstride + c * kTbc, out[i]);
-        }
+        transform_columns<A, A, A>(rows, Tile<4>::input<__m128>, [&](int i, int s, __m128 value) {
+            _mm_storeu_ps(v + (i * A + s) * d.vstride + c * kTbc, value);  // B^T d B at position (i, s)
+        });
     }
 }
 
@@ -92,19 +86,14 @@ void output_over_channels(const Dims& d, const float* m, const float* bias, cons
                 Tile<4>::output(in, rows[r]);
             }
             __m256 tile[4][4];  // [output row][output column], 8 channels each
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; ++j) {
-                __m256 col[A], out[4];
-#pragma GCC unroll 8
-                for (int r = 0; r < A; ++r) col[r] = rows[r][j];
-                Tile<4>::output(col, out);
-#pragma GCC unroll 4
-                for (int a = 0; a < 4; ++a) tile[a][j] = _mm256_add_ps(out[a], bk);
-            }
+            transform_columns<A, 4, 4>(rows, Tile<4>::output<__m256>,
+                                       [&](int a, int j, __m256 value) { tile[a][j] = value; });
 #pragma GCC unroll 4
             for (int a = 0; a < 4; ++a) {
+                const __m256 row[4] = {_mm256_add_ps(tile[a][0], bk), _mm256_add_ps(tile[a][1], bk),
+                                       _mm256_add_ps(tile[a][2], bk), _mm256_add_ps(tile[a][3], bk)};
                 __m256 px[4];  // px[h]: the row's 4 pixels of channels k + 2h (low half) and k + 2h + 1
-                interleave(tile[a], px);
+                interleave(row, px);
 #pragma GCC unroll 4
                 for (int h = 0; h < 4; ++h) {
                     const int64_t lo = (k + 2 * h) * P + (4 * ti + a) * d.W + 4 * tj, hi = lo + P;

@@ -82,6 +82,22 @@ struct Tile<4> {
     }
 };
 
+// The second half of a 2-D transform: the 1-D transform f (Tile<M>::input or ::output, R values in,
+// O out) applied down each of the C columns of rows; sink(o, c, value) takes each result as soon as
+// its column is done (the input transforms store it straight to V).
+template <int R, int C, int O, class Vec, class F, class Sink>
+inline void transform_columns(const Vec (&rows)[R][C], F f, Sink sink) {
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) {
+        Vec col[R], res[O];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) col[r] = rows[r][c];
+        f(col, res);
+#pragma GCC unroll 8
+        for (int o = 0; o < O; ++o) sink(o, c, res[o]);
+    }
+}
+
 // The M columns of each tile, interleaved into M * lanes consecutive output pixels.
 inline void interleave(const __m128 (&c)[2], __m256 (&out)[1]) {
     out[0] = _mm256_set_m128(_mm_unpackhi_ps(c[0], c[1]), _mm_unpacklo_ps(c[0], c[1]));
