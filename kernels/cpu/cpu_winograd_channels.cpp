@@ -85,15 +85,13 @@ void output_over_channels(const Dims& d, const float* m, const float* bias, cons
                 for (int j = 0; j < A; ++j) in[j] = _mm256_loadu_ps(m + ((r * A + j) * kTbc + t) * d.K + k);
                 Tile<4>::output(in, rows[r]);
             }
-            __m256 tile[4][4];  // [output row][output column], 8 channels each
+            __m256 tile[4][4];  // [output row][output column], 8 channels each, bias added
             transform_columns<A, 4, 4>(rows, Tile<4>::output<__m256>,
-                                       [&](int a, int j, __m256 value) { tile[a][j] = value; });
+                                       [&](int a, int j, __m256 value) { tile[a][j] = _mm256_add_ps(value, bk); });
 #pragma GCC unroll 4
             for (int a = 0; a < 4; ++a) {
-                const __m256 row[4] = {_mm256_add_ps(tile[a][0], bk), _mm256_add_ps(tile[a][1], bk),
-                                       _mm256_add_ps(tile[a][2], bk), _mm256_add_ps(tile[a][3], bk)};
                 __m256 px[4];  // px[h]: the row's 4 pixels of channels k + 2h (low half) and k + 2h + 1
-                interleave(row, px);
+                interleave(tile[a], px);
 #pragma GCC unroll 4
                 for (int h = 0; h < 4; ++h) {
                     const int64_t lo = (k + 2 * h) * P + (4 * ti + a) * d.W + 4 * tj, hi = lo + P;
