@@ -136,7 +136,8 @@ TEST_CASE("conv backward adds to gradients already there, on the direct 3x3 inpu
         int stride;
     };
     std::vector<Case> cases;
-    for (Shape x : {Shape{2, 3, 8, 8}, Shape{3, 13, 16, 16}, Shape{1, 16, 32, 32}, Shape{2, 16, 3, 8}})
+    // {2, 16, 8, 8}: the input gradient (16 channels out, 8x8) takes Winograd F(4,3) vectorised over channels.
+    for (Shape x : {Shape{2, 3, 8, 8}, Shape{3, 13, 16, 16}, Shape{1, 16, 32, 32}, Shape{2, 16, 3, 8}, Shape{2, 16, 8, 8}})
         for (int64_t k : {3, 13, 16}) cases.push_back({x, k, 1});
     cases.push_back({Shape{2, 6, 16, 16}, 7, 2});   // stride 2: the GEMM input gradient
     cases.push_back({Shape{2, 4, 12, 12}, 5, 1});   // width 12: the GEMM path throughout
