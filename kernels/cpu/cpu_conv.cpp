@@ -163,14 +163,20 @@ void depthwise_plane_backward(const Attrs& a, const ConvDims& d, const float* x,
         }
 }
 
-// y = relu?(y + residual?) in place, for the paths whose kernels have no epilogue of their own.
-void epilogue(const float* __restrict residual, bool relu, TensorView y) {
-    float* __restrict out = y.data;
-    const int64_t n = y.numel();
-    if (residual)
-        for (int64_t i = 0; i < n; ++i) out[i] += residual[i];
-    if (relu)
-        for (int64_t i = 0; i < n; ++i) out[i] = out[i] > 0.0f ? out[i] : 0.0f;
+// y = relu?(y + residual?) in place over `rows` rows of `cols` elements, `ld` apart, from element
+// `at` of y and of residual (which has y's layout), for the paths whose kernels have no epilogue of
+// their own. They call it on the block they have just written, while it is still in cache.
+void epilogue(const float* residual, bool relu, float* y, int64_t at, int64_t rows, int64_t cols, int64_t ld) {
+    if (!residual && !relu) return;
+    for (int64_t r = 0; r < rows; ++r) {
+        float* __restrict out = y + at + r * ld;
+        if (residual) {
+            const float* __restrict add = residual + at + r * ld;
+            for (int64_t i = 0; i < cols; ++i) out[i] += add[i];
+        }
+        if (relu)
+            for (int64_t i = 0; i < cols; ++i) out[i] = out[i] > 0.0f ? out[i] : 0.0f;
+    }
 }
 
 }  // namespace
@@ -279,8 +285,8 @@ void conv_pointwise_forward(const Attrs& a, TensorView x, const float* packed_w,
             const int64_t k0 = panel * kNarrowRows, k1 = std::min(d.K, k0 + kNarrowRows);
             for (int64_t k = k0; k < k1; ++k) std::fill(yn + k * d.P, yn + (k + 1) * d.P, bias ? bias[k] : 0.0f);
             gemm_packed_narrow(d.K, d.P, d.C, packed_w, x.data + n * d.C * d.P, d.P, yn, d.P, panel, panel + 1);
+            epilogue(residual, a.fused_relu, y.data, (n * d.K + k0) * d.P, k1 - k0, d.P, d.P);
         }
-        if (residual || a.fused_relu) epilogue(residual, a.fused_relu, y);
         return;
     }
     // Columns [p0, p1) of sample n: y = bias, then += W x.
@@ -288,6 +294,7 @@ void conv_pointwise_forward(const Attrs& a, TensorView x, const float* packed_w,
         float* yn = y.data + n * d.K * d.P;
         for (int64_t k = 0; k < d.K; ++k) std::fill(yn + k * d.P + p0, yn + k * d.P + p1, bias ? bias[k] : 0.0f);
         gemm_packed_nn(d.K, p1 - p0, d.C, packed_w, x.data + n * d.C * d.P + p0, d.P, yn + p0, d.P);
+        epilogue(residual, a.fused_relu, y.data, n * d.K * d.P + p0, d.K, p1 - p0, d.P);
     };
     if (d.N >= threads || threads == 1) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
@@ -299,7 +306,6 @@ void conv_pointwise_forward(const Attrs& a, TensorView x, const float* packed_w,
             for (int64_t n = 0; n < d.N; ++n) columns(n, d.P * t / nt, d.P * (t + 1) / nt);
         }
     }
-    if (residual || a.fused_relu) epilogue(residual, a.fused_relu, y);
 }
 
 void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual, TensorView y,
@@ -321,8 +327,8 @@ void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias,
                                        scratch + omp_get_thread_num() * per_thread);
                 else
                     depthwise_plane(a, d, xk, w.data + k * d.KH * d.KW, bk, yk);
+                epilogue(residual, a.fused_relu, y.data, (n * d.K + k) * d.P, 1, d.P, d.P);
             }
-        if (residual || a.fused_relu) epilogue(residual, a.fused_relu, y);
         return;
     }
     const bool pointwise = is_pointwise(a, d);
@@ -338,6 +344,8 @@ void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias,
             for (int64_t k = row_begin; k < row_end; ++k) std::fill(yg + k * d.P, yg + (k + 1) * d.P, bias ? bias[g * d.Kg + k] : 0.0f);
             gemm_nn(row_end - row_begin, d.P, d.CKK, w.data + (g * d.Kg + row_begin) * d.CKK, d.CKK, B, d.P,
                     yg + row_begin * d.P, d.P);
+            epilogue(residual, a.fused_relu, y.data, (n * d.K + g * d.Kg + row_begin) * d.P, row_end - row_begin, d.P,
+                     d.P);
         }
     };
     if (d.N >= threads || threads == 1) {
@@ -354,7 +362,6 @@ void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias,
                 if (begin < end) one_sample(n, scratch + t * per_thread, begin, end);
         }
     }
-    if (residual || a.fused_relu) epilogue(residual, a.fused_relu, y);
 }
 
 void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, TensorView gw,
