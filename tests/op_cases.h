@@ -121,6 +121,9 @@ inline std::vector<OpCase> all_op_cases() {
     // Wide enough for the native 8-wide depthwise loop, with a scalar tail.
     cases.push_back({"conv_depthwise_wide", Op::Conv, conv_attrs(3, 1, 1, 3), {Shape{2, 3, 10, 19}, Shape{3, 1, 3, 3}, Shape{3}}});
     cases.push_back({"conv_depthwise_s2_wide", Op::Conv, conv_attrs(3, 2, 1, 2), {Shape{1, 2, 20, 36}, Shape{2, 1, 3, 3}}});
+    // Rows of 13 (8-wide, 4-wide and scalar parts) and, at stride 2, of 4 (the 4-wide loop alone).
+    cases.push_back({"conv_depthwise_w13", Op::Conv, conv_attrs(3, 1, 1, 2), {Shape{1, 2, 6, 13}, Shape{2, 1, 3, 3}, Shape{2}}});
+    cases.push_back({"conv_depthwise_s2_w4", Op::Conv, conv_attrs(3, 2, 1, 3), {Shape{2, 3, 8, 8}, Shape{3, 1, 3, 3}}});
     cases.push_back({"conv_groups2_dil2", Op::Conv, conv_attrs(3, 1, 2, 2, 2), {Shape{2, 4, 6, 6}, Shape{6, 2, 3, 3}, Shape{6}}});
     engine::Attrs bn;
     bn.epsilon = 1e-3f;

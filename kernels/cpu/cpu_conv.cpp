@@ -137,6 +137,12 @@ void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const flo
             for (int i = 0; i < 9; ++i) acc = _mm256_fmadd_ps(wv[i], _mm256_loadu_ps(win + ow + tap[i]), acc);
             _mm256_storeu_ps(out + ow, acc);
         }
+        for (; ow + 4 <= d.OW; ow += 4) {  // 4x4 outputs (MobileNet's late layers)
+            __m128 acc = _mm256_castps256_ps128(b);
+            for (int i = 0; i < 9; ++i)
+                acc = _mm_fmadd_ps(_mm256_castps256_ps128(wv[i]), _mm_loadu_ps(win + ow + tap[i]), acc);
+            _mm_storeu_ps(out + ow, acc);
+        }
         for (; ow < d.OW; ++ow) {
             float acc = bias;
             for (int i = 0; i < 9; ++i) acc += w[i] * win[ow + tap[i]];
