@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 namespace engine::cpu {
@@ -118,7 +119,14 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
         const int64_t nc = std::min(kNC, N - j0);
         for (int64_t k0 = 0; k0 < K; k0 += kKC) {
             const int64_t kc = std::min(kKC, K - k0);
-            pack_b(B, k0, kc, j0, nc, buf.b);
+            // A B of exactly one panel's width, rows contiguous and aligned (a 1x1 convolution on a
+            // 4x4 plane), is already in packed order: the kernel reads it in place.
+            const float* b = B.p + k0 * B.rs + j0 * B.cs;
+            const bool packed = nc == kNR && B.cs == 1 && B.rs == kNR && reinterpret_cast<uintptr_t>(b) % 32 == 0;
+            if (!packed) {
+                pack_b(B, k0, kc, j0, nc, buf.b);
+                b = buf.b;
+            }
             for (int64_t i0 = 0; i0 < M; i0 += kMC) {
                 const int64_t mc = std::min(kMC, M - i0);
                 const float* a = buf.a;
@@ -126,7 +134,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
                 else pack_a(A, i0, mc, k0, kc, buf.a);
                 for (int64_t j = 0; j < nc; j += kNR)
                     for (int64_t i = 0; i < mc; i += kMR)
-                        micro_kernel(kc, a + i * kc, buf.b + j * kc, C + (i0 + i) * ldc + j0 + j, ldc,
+                        micro_kernel(kc, a + i * kc, b + j * kc, C + (i0 + i) * ldc + j0 + j, ldc,
                                      std::min(kMR, mc - i), std::min(kNR, nc - j));
             }
         }
