@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "cpu_simd.h"
+
 namespace engine::cpu {
 
 void pad_plane(const float* x, int64_t H, int64_t W, float* out) {
@@ -62,23 +64,18 @@ inline void transpose4(__m256& a, __m256& b, __m256& c, __m256& d) {
     d = _mm256_shuffle_ps(hi01, hi23, _MM_SHUFFLE(3, 2, 3, 2));
 }
 
-inline __m128 loadu(const float* p, __m128) { return _mm_loadu_ps(p); }
-inline __m256 loadu(const float* p, __m256) { return _mm256_loadu_ps(p); }
-inline void storeu(float* p, __m128 v) { _mm_storeu_ps(p, v); }
-inline void storeu(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
-
 // Input columns [j, j + 4 * lanes) of one row into the four phases of its padded row. Input column
 // i is padded column i + 1: phase (i + 1) % 4, position (i + 1) / 4.
 template <class Vec>
 void deinterleave4(const float* in, int64_t j, int64_t seg, float* row) {
     constexpr int lanes = sizeof(Vec) / sizeof(float);
-    Vec a = loadu(in + j, Vec{}), b = loadu(in + j + lanes, Vec{}), c = loadu(in + j + 2 * lanes, Vec{}),
-        d = loadu(in + j + 3 * lanes, Vec{});
+    Vec a = load(in + j, Vec{}), b = load(in + j + lanes, Vec{}), c = load(in + j + 2 * lanes, Vec{}),
+        d = load(in + j + 3 * lanes, Vec{});
     transpose4(a, b, c, d);  // a: columns j, j + 4, ...; b: j + 1, ...
-    storeu(row + 1 * seg + j / 4, a);
-    storeu(row + 2 * seg + j / 4, b);
-    storeu(row + 3 * seg + j / 4, c);
-    storeu(row + 0 * seg + j / 4 + 1, d);
+    store(row + 1 * seg + j / 4, a);
+    store(row + 2 * seg + j / 4, b);
+    store(row + 3 * seg + j / 4, c);
+    store(row + 0 * seg + j / 4 + 1, d);
 }
 
 }  // namespace

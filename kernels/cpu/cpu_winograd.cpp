@@ -169,7 +169,7 @@ template <int M>
 void transform_weights(const Dims& d, TensorView w, float* u) {
     constexpr int A = Tile<M>::alpha;
     const int64_t K = d.K, C = d.C, KB = k_blocks(d);
-    std::fill(u, u + size_t(d.xis * KB * d.kb * C), 0.0f);
+    std::fill(u, u + weights_floats(d), 0.0f);
     for (int64_t k = 0; k < K; ++k)
         for (int64_t c = 0; c < C; ++c) {
             const float* g = w.data + (k * C + c) * 9;
@@ -211,8 +211,7 @@ size_t winograd_scratch(WinogradPlan plan, const Shape& x, const Shape& w, int t
 }
 
 size_t winograd_weights_floats(WinogradPlan plan, const Shape& x, const Shape& w) {
-    const Dims d = dims_of(plan, x, w);
-    return size_t(d.xis * k_blocks(d) * d.kb * d.C);
+    return weights_floats(dims_of(plan, x, w));
 }
 
 void winograd_weights(WinogradPlan plan, const Shape& x, TensorView w, float* u) {

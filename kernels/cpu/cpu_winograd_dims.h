@@ -40,6 +40,8 @@ inline int64_t tile_blocks(const Dims& d) { return d.T / d.tb; }
 // Floats of the padded input (shared by a sample's threads), and of one thread's V and M blocks.
 inline size_t padded_floats(const Dims& d) { return size_t(d.C * d.plane); }
 inline size_t block_floats(const Dims& d) { return size_t(d.xis * (d.vstride + d.tb * d.K)); }
+// Floats of the transformed weights U: [xi][output channel block][c][channel in block].
+inline size_t weights_floats(const Dims& d) { return size_t(d.xis * k_blocks(d) * d.kb * d.C); }
 
 // Output channel blocks [kb0, kb1) of one padded sample (xp) on an 8x8 plane: y = relu?(conv + bias?
 // + residual?), with u packed for 24-channel blocks; work holds block_floats(d) floats.

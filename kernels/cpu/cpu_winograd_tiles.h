@@ -5,13 +5,11 @@
 #pragma once
 #include <immintrin.h>
 
+#include "cpu_simd.h"
+
 namespace engine::cpu::winograd {
 
-// Arithmetic on 4 tiles (__m128) or 8 (__m256) at once.
-inline __m128 load(const float* p, __m128) { return _mm_loadu_ps(p); }
-inline __m256 load(const float* p, __m256) { return _mm256_loadu_ps(p); }
-inline void store(float* p, __m128 v) { _mm_storeu_ps(p, v); }
-inline void store(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+// Arithmetic on 4 tiles (__m128) or 8 (__m256) at once; load and store are cpu_simd.h's.
 inline __m128 add(__m128 a, __m128 b) { return _mm_add_ps(a, b); }
 inline __m256 add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
 inline __m128 sub(__m128 a, __m128 b) { return _mm_sub_ps(a, b); }
