@@ -169,6 +169,12 @@ void depthwise_plane_backward(const Attrs& a, const ConvDims& d, const float* x,
         }
 }
 
+// Rows [k0, k1) of y (row k at y + k * ld, `cols` elements) set to bias[k], or zero: where a GEMM
+// then accumulates the product.
+void start_rows(float* y, const float* bias, int64_t k0, int64_t k1, int64_t cols, int64_t ld) {
+    for (int64_t k = k0; k < k1; ++k) std::fill(y + k * ld, y + k * ld + cols, bias ? bias[k] : 0.0f);
+}
+
 // y = relu?(y + residual?) in place over `rows` rows of `cols` elements, `ld` apart, from element
 // `at` of y and of residual (which has y's layout), for the paths whose kernels have no epilogue of
 // their own. They call it on the block they have just written, while it is still in cache.
@@ -289,7 +295,7 @@ void conv_pointwise_forward(const Attrs& a, TensorView x, const float* packed_w,
             const int64_t n = job / panels, panel = job % panels;
             float* yn = y.data + n * d.K * d.P;
             const int64_t k0 = panel * kNarrowRows, k1 = std::min(d.K, k0 + kNarrowRows);
-            for (int64_t k = k0; k < k1; ++k) std::fill(yn + k * d.P, yn + (k + 1) * d.P, bias ? bias[k] : 0.0f);
+            start_rows(yn, bias, k0, k1, d.P, d.P);
             gemm_packed_narrow(d.K, d.P, d.C, packed_w, x.data + n * d.C * d.P, d.P, yn, d.P, panel, panel + 1);
             epilogue(residual, a.fused_relu, y.data, (n * d.K + k0) * d.P, k1 - k0, d.P, d.P);
         }
@@ -298,7 +304,7 @@ void conv_pointwise_forward(const Attrs& a, TensorView x, const float* packed_w,
     // Columns [p0, p1) of sample n: y = bias, then += W x.
     auto columns = [&](int64_t n, int64_t p0, int64_t p1) {
         float* yn = y.data + n * d.K * d.P;
-        for (int64_t k = 0; k < d.K; ++k) std::fill(yn + k * d.P + p0, yn + k * d.P + p1, bias ? bias[k] : 0.0f);
+        start_rows(yn + p0, bias, 0, d.K, p1 - p0, d.P);
         gemm_packed_nn(d.K, p1 - p0, d.C, packed_w, x.data + n * d.C * d.P + p0, d.P, yn + p0, d.P);
         epilogue(residual, a.fused_relu, y.data, n * d.K * d.P + p0, d.K, p1 - p0, d.P);
     };
@@ -347,7 +353,7 @@ void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias,
                 B = col;
             }
             float* yg = y.data + (n * d.K + g * d.Kg) * d.P;
-            for (int64_t k = row_begin; k < row_end; ++k) std::fill(yg + k * d.P, yg + (k + 1) * d.P, bias ? bias[g * d.Kg + k] : 0.0f);
+            start_rows(yg, bias ? bias + g * d.Kg : nullptr, row_begin, row_end, d.P, d.P);
             gemm_nn(row_end - row_begin, d.P, d.CKK, w.data + (g * d.Kg + row_begin) * d.CKK, d.CKK, B, d.P,
                     yg + row_begin * d.P, d.P);
             epilogue(residual, a.fused_relu, y.data, (n * d.K + g * d.Kg + row_begin) * d.P, row_end - row_begin, d.P,
