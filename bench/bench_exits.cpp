@@ -41,7 +41,6 @@ Stats stats_of(std::vector<double> v) {
             std::sqrt(std::max(0.0, sum2 / v.size() - mean * mean))};
 }
 
-double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 std::vector<std::string> split(const std::string& s) {
     std::vector<std::string> out;
@@ -113,9 +112,9 @@ int main(int argc, char** argv) {
                         SampleResult r;
                         std::vector<double> ms;
                         for (int i = -reps / 10; i < reps; ++i) {
-                            double t0 = now_s();
+                            const auto t0 = std::chrono::steady_clock::now();
                             plan.run_early(image.data(), 1, q.data(), &r);
-                            if (i >= 0) ms.push_back((now_s() - t0) * 1e3);
+                            if (i >= 0) ms.push_back(bench::seconds_since(t0) * 1e3);
                         }
                         per_exit.push_back(stats_of(ms));
                         for (double t : ms) raw << arch << ',' << backend_name << ',' << threads << ',' << k << ',' << t << '\n';
@@ -144,9 +143,9 @@ int main(int argc, char** argv) {
                     big.run_all(x.data(), batch);
                     std::vector<double> s;
                     for (int i = 0; i < 5; ++i) {
-                        double t0 = now_s();
+                        const auto t0 = std::chrono::steady_clock::now();
                         big.run_all(x.data(), batch);
-                        s.push_back(now_s() - t0);
+                        s.push_back(bench::seconds_since(t0));
                     }
                     double med = stats_of(s).median;
                     double frac = 2.0 * big.macs_to_exit().back() * batch / med * 1e-9 / (peak * threads) * 100;
