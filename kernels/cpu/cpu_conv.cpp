@@ -7,8 +7,10 @@
 #include <cstring>
 
 #include "cpu_conv3x3.h"
+#include "cpu_depthwise_backward.h"
 #include "cpu_gemm.h"
 #include "cpu_pad.h"
+#include "cpu_pointwise_backward.h"
 #include "cpu_winograd.h"
 
 namespace engine::cpu {
@@ -151,24 +153,6 @@ void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const flo
     }
 }
 
-void depthwise_plane_backward(const Attrs& a, const ConvDims& d, const float* x, const float* w, const float* gy,
-                              float* gx, float* gw) {
-    for (int64_t oh = 0; oh < d.OH; ++oh)
-        for (int64_t ow = 0; ow < d.OW; ++ow) {
-            const float g = gy[oh * d.OW + ow];
-            for (int64_t kh = 0; kh < d.KH; ++kh) {
-                const int64_t ih = oh * a.stride[0] - a.pad[0] + kh * a.dilation[0];
-                if (ih < 0 || ih >= d.H) continue;
-                for (int64_t kw = 0; kw < d.KW; ++kw) {
-                    const int64_t iw = ow * a.stride[1] - a.pad[1] + kw * a.dilation[1];
-                    if (iw < 0 || iw >= d.W) continue;
-                    if (gx) gx[ih * d.W + iw] += g * w[kh * d.KW + kw];
-                    if (gw) gw[kh * d.KW + kw] += g * x[ih * d.W + iw];
-                }
-            }
-        }
-}
-
 // Rows [k0, k1) of y (row k at y + k * ld, `cols` elements) set to bias[k], or zero: where a GEMM
 // then accumulates the product.
 void start_rows(float* y, const float* bias, int64_t k0, int64_t k1, int64_t cols, int64_t ld) {
@@ -189,6 +173,10 @@ void epilogue(const float* residual, bool relu, float* y, int64_t at, int64_t ro
         if (relu)
             for (int64_t i = 0; i < cols; ++i) out[i] = out[i] > 0.0f ? out[i] : 0.0f;
     }
+}
+
+DepthwisePlane depthwise_plane_of(const Attrs& a, const ConvDims& d) {
+    return {d.H, d.W, d.OH, d.OW, d.KH, d.KW, a.stride[0], a.stride[1], a.pad[0], a.pad[1], a.dilation[0], a.dilation[1]};
 }
 
 }  // namespace
@@ -234,9 +222,14 @@ struct BackwardScratch {
 
 BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
     const ConvDims d = dims(a, x, w, y);
+    const size_t gradients = size_t(d.K * d.CKK + d.K);
+    if (conv_pointwise_fits(a, x, w, y)) {
+        const size_t col = pointwise_backward_scratch(x, w);
+        return {col, 0, gradients, 0, 0, col + gradients};
+    }
     size_t col = size_t(d.CKK * d.P);
     if (conv3x3_fits(a, x, w, y)) col = std::max(col, conv3x3_scratch_per_thread(x));
-    BackwardScratch s{col, col, size_t(d.K * d.CKK + d.K), 0, 0, 0};
+    BackwardScratch s{col, col, gradients, 0, 0, 0};
     if (direct_input_grad(a, x, w, y)) {
         s.col = std::max(s.col, conv3x3_wgrad_scratch_per_thread(x));
         s.gcol = std::max(s.gcol, conv3x3_scratch_per_thread(y));
@@ -257,7 +250,9 @@ size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, c
     ConvDims d = dims(a, x, w, y);
     if (conv_is_depthwise(a, w)) {
         const size_t plane = depthwise3x3_fits(a, d) ? depthwise3x3_scratch(d) : 0;
-        return backward ? std::max(plane, size_t(d.K * d.KH * d.KW)) : plane;
+        // Backward: private weight and bias gradients, then the planes of the plane kernel.
+        const size_t gradients = size_t(d.K * d.KH * d.KW + d.K) + depthwise_backward_scratch(depthwise_plane_of(a, d));
+        return backward ? std::max(plane, gradients) : plane;
     }
     if (backward) return backward_scratch(a, x, w, y).total;
     size_t col = size_t(d.CKK * d.P);
@@ -382,6 +377,7 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
     const size_t per_thread = conv_scratch_per_thread(a, x.shape, w.shape, gy.shape, true);
     const bool depthwise = conv_is_depthwise(a, w.shape);
     const bool pointwise = is_pointwise(a, d);
+    const bool pointwise_samples = conv_pointwise_fits(a, x.shape, w.shape, gy.shape);  // a whole range at once
     const bool direct = direct_input_grad(a, x.shape, w.shape, gy.shape);
     const bool direct_gx = gx.data && direct, direct_gw = gw.data && direct;
     const WinogradPlan winograd_gx = direct_gx ? winograd_input_grad(x.shape, w.shape, gy.shape) : WinogradPlan{};
@@ -397,22 +393,27 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
         float* mine = scratch + t * per_thread;
         float* gw_t = mine + layout.col + layout.gcol;
         float* gb_t = gw_t + wsize;
-        float* wt = gb_t + d.K;  // flipped weights, one copy per thread
+        float* wt = gb_t + d.K;  // flipped weights, one copy per thread; depthwise: the plane kernel's scratch
         float* u = wt + layout.wt;  // their Winograd transform
-        std::fill(gw_t, gw_t + wsize + (depthwise ? 0 : d.K), 0.0f);
+        std::fill(gw_t, gw_t + wsize + d.K, 0.0f);
         const Shape wt_shape{d.C, d.K, 3, 3};
         if (direct_gx) flip_transpose_3x3(w, wt);
         if (winograd_gx) winograd_weights(winograd_gx, gy.shape, TensorView{wt, wt_shape}, u);
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < d.N; ++n) {
             if (depthwise) {
-                for (int64_t k = 0; k < d.K; ++k)
-                    depthwise_plane_backward(a, d, x.data + (n * d.C + k) * d.H * d.W, w.data + k * d.KH * d.KW,
-                                             gy.data + (n * d.K + k) * d.P,
+                const DepthwisePlane plane = depthwise_plane_of(a, d);
+                for (int64_t k = 0; k < d.K; ++k) {
+                    const float* gyk = gy.data + (n * d.K + k) * d.P;
+                    depthwise_plane_backward(plane, x.data + (n * d.C + k) * d.H * d.W, w.data + k * d.KH * d.KW, gyk,
                                              gx.data ? gx.data + (n * d.C + k) * d.H * d.W : nullptr,
-                                             gw.data ? gw_t + k * d.KH * d.KW : nullptr);
+                                             gw.data ? gw_t + k * d.KH * d.KW : nullptr, wt);
+                    if (gbias)
+                        for (int64_t p = 0; p < d.P; ++p) gb_t[k] += gyk[p];
+                }
                 continue;
             }
+            if (pointwise_samples) continue;
             float* col = mine;
             float* gcol = mine + layout.col;
             // gx[n] += conv(gy[n], wt): the kernels' residual epilogue reads gx[n], then writes it.
@@ -445,22 +446,20 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
                 }
             }
         }
-        if (direct_gw) {  // this thread's share of the samples, as a contiguous range
-            const int nt = omp_get_num_threads();
-            conv3x3_weight_grad(x, gy, gw_t, d.N * t / nt, d.N * (t + 1) / nt, mine);
-        }
+        // This thread's share of the samples, as a contiguous range.
+        const int nt = omp_get_num_threads();
+        const int64_t n_begin = d.N * t / nt, n_end = d.N * (t + 1) / nt;
+        if (direct_gw) conv3x3_weight_grad(x, gy, gw_t, n_begin, n_end, mine);
+        if (pointwise_samples)
+            pointwise_backward(x, w, gy, gx, gw.data ? gw_t : nullptr, gbias ? gb_t : nullptr, n_begin, n_end, mine);
     }
     for (int t = 0; t < used; ++t) {
         const float* gw_t = scratch + t * per_thread + layout.col + layout.gcol;
         if (gw.data)
             for (int64_t i = 0; i < wsize; ++i) gw[i] += gw_t[i];
-        if (gbias && !depthwise)
+        if (gbias)
             for (int64_t k = 0; k < d.K; ++k) gbias[k] += gw_t[wsize + k];
     }
-    if (gbias && depthwise)
-        for (int64_t n = 0; n < d.N; ++n)
-            for (int64_t k = 0; k < d.K; ++k)
-                for (int64_t p = 0; p < d.P; ++p) gbias[k] += gy[(n * d.K + k) * d.P + p];
 }
 
 }  // namespace engine::cpu
