@@ -69,11 +69,9 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     };
     measure_round();
     const std::vector<double> profile = exit_profile(set);
-    // Levels split where sorted medians differ by more than 6 noise widths (levels.cpp). Within a
-    // level of about ten inputs the medians spread by some 3 widths, so adjacent exits stay apart
-    // when their expected step exceeds 12 widths (9 left the demo's pirate merging two exits in
-    // half its checks once the engine got faster). The step is the profile's smallest, scaled to
-    // the suspect's measured speed.
+    // Rounds continue until adjacent exits stay apart as levels (kSeparableWidths, verify.h; at 9
+    // widths the demo's pirate had two exits merged in half its checks once the engine got faster).
+    // The step is the profile's smallest, scaled to the suspect's measured speed.
     double smallest_step = std::numeric_limits<double>::infinity();
     for (int k = 1; k < K; ++k) smallest_step = std::min(smallest_step, profile[k] - profile[k - 1]);
     std::vector<double> expected;  // the owner's latency for each input's target exit
@@ -81,7 +79,7 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     const double expected_median = median(expected);
     auto separable = [&] {
         const double scale = std::max(median(r.latency_ms) - r.overhead_ms, 0.0) / expected_median;
-        return 12.0 * median(r.jitter_ms) < smallest_step * scale;
+        return kSeparableWidths * median(r.jitter_ms) < smallest_step * scale;
     };
     while (opt.time_oracle && r.reps + opt.reps <= opt.max_reps && !separable()) measure_round();
 

@@ -56,6 +56,13 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
 // increase with depth (as they must on a quiet machine), else multiply-adds scaled to the owner's time.
 std::vector<double> exit_profile(const FingerprintSet& set);
 
+// In units of a median's noise (jitter_ms): exits_from_latencies starts a new level where sorted
+// medians differ by more than kLevelGapWidths; the medians of one level's inputs (about ten) spread
+// by some kLevelSpreadWidths; so check_suspect repeats rounds until the smallest expected step between
+// exits exceeds kSeparableWidths, the gap with a level's spread on either side.
+constexpr double kLevelGapWidths = 6.0, kLevelSpreadWidths = 3.0;
+constexpr double kSeparableWidths = kLevelGapWidths + 2 * kLevelSpreadWidths;
+
 // The level grouping and mapping on its own (exposed for tests): medians and jitters per input,
 // the per-exit latency profile (exit_profile) and the overhead; returns the exit per input.
 std::vector<int> exits_from_latencies(const std::vector<double>& latency_ms, const std::vector<double>& jitter_ms,
