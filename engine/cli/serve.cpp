@@ -28,13 +28,13 @@ void parse_loopback_address(const std::string& address, std::string& host, int& 
 }
 
 int serve_model(const std::string& model_path, const std::string& listen, const std::string& thresholds_text,
-                const std::string& backend_name) {
+                const std::string& backend_name, int threads) {
     std::string host;
     int port = 0;
     parse_loopback_address(listen, host, port);
     Model model = load_model(model_path);
     auto thresholds = thresholds_text.empty() ? model.thresholds : parse_thresholds(thresholds_text, model.num_exits());
-    auto backend = make_backend(backend_name, 1);  // batch 1: one thread gives repeatable latency
+    auto backend = make_backend(backend_name, threads);
     Plan plan(model, *backend, 1);
     auto dims = model.graph.nodes[model.graph.inputs.at(0)].input_dims;
     dims[0] = 1;

@@ -7,8 +7,9 @@
 
 namespace engine::cli {
 
+// threads: the backend's compute threads (1, the default of the tool, gives the most repeatable latency).
 int serve_model(const std::string& model_path, const std::string& listen, const std::string& thresholds,
-                const std::string& backend);
+                const std::string& backend, int threads);
 
 // Splits "host:port", accepting only loopback hosts; throws naming the address otherwise.
 void parse_loopback_address(const std::string& address, std::string& host, int& port);

@@ -123,11 +123,11 @@ Tensor read_input(const std::string& path, int index, const Model& model) {
 }
 
 int cmd_predict(const std::string& path, const std::string& input, int index, const std::string& thresholds_text,
-                const std::string& backend_name, bool as_json) {
+                const std::string& backend_name, int threads, bool as_json) {
     Model model = load_model(path);
     auto thresholds = thresholds_text.empty() ? model.thresholds : cli::parse_thresholds(thresholds_text, model.num_exits());
     Tensor x = read_input(input, index, model);
-    auto backend = make_backend(backend_name, 1);
+    auto backend = make_backend(backend_name, threads);
     Plan plan(model, *backend, 1);
     SampleResult r;
     plan.run_early(x.data(), 1, thresholds.data(), &r);  // warm-up
@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
         CLI::App app{"engine_run: inspect, evaluate, run, convert and serve multi-exit models"};
         app.require_subcommand(1);
         std::string model, data, thresholds, backend = default_backend_name(), input, out, listen;
-        int batch = 100, limit = -1, latency_samples = 200, index = 0, threads = 0;
+        int batch = 100, limit = -1, latency_samples = 200, index = 0, threads = 0, latency_threads = 1;
         bool as_json = false;
 
         auto* info = app.add_subcommand("info", "graph summary, exits, multiply-adds to each exit, parameters");
@@ -190,6 +190,8 @@ int main(int argc, char** argv) {
         predict->add_option("--index", index, "record index in a CIFAR file")->check(CLI::NonNegativeNumber);
         predict->add_option("--threshold,--thresholds", thresholds);
         predict->add_option("--backend", backend);
+        predict->add_option("--threads", latency_threads, "compute threads (default 1: the steadiest latency)")
+            ->check(CLI::Range(1, 256));
         predict->add_flag("--json", as_json);
 
         auto* convert = app.add_subcommand("convert", "convert an ONNX (or native) model to the native format");
@@ -203,6 +205,8 @@ int main(int argc, char** argv) {
         serve->add_option("--listen", listen, "host:port to listen on (loopback only)")->default_val("127.0.0.1:8765");
         serve->add_option("--threshold,--thresholds", thresholds);
         serve->add_option("--backend", backend);
+        serve->add_option("--threads", latency_threads, "compute threads (default 1: the steadiest latency)")
+            ->check(CLI::Range(1, 256));
 
         try {
             app.parse(argc, argv);
@@ -212,9 +216,9 @@ int main(int argc, char** argv) {
         if (*info) return cmd_info(model);
         if (*eval) return cmd_eval(model, data, thresholds, batch, limit, latency_samples, backend, threads, as_json,
                                      per_sample);
-        if (*predict) return cmd_predict(model, input, index, thresholds, backend, as_json);
+        if (*predict) return cmd_predict(model, input, index, thresholds, backend, latency_threads, as_json);
         if (*convert) return cmd_convert(model, out, arch);
-        if (*serve) return cli::serve_model(model, listen, thresholds, backend);
+        if (*serve) return cli::serve_model(model, listen, thresholds, backend, latency_threads);
         return 1;
     });
 }

@@ -10,8 +10,9 @@ namespace {
 
 class LocalSuspect : public Suspect {
 public:
-    LocalSuspect(const std::string& path, const std::vector<float>& thresholds, const std::string& backend)
-        : path_(path), model_(engine::load_model(path)), backend_(engine::make_backend(backend, 1)),
+    LocalSuspect(const std::string& path, const std::vector<float>& thresholds, const std::string& backend,
+                 int threads)
+        : path_(path), model_(engine::load_model(path)), backend_(engine::make_backend(backend, threads)),
           plan_(model_, *backend_, 1) {
         thresholds_ = model_.thresholds;
         if (thresholds.size() == 1) thresholds_.assign(model_.num_exits(), thresholds[0]);
@@ -49,8 +50,8 @@ private:
 }  // namespace
 
 std::unique_ptr<Suspect> make_local_suspect(const std::string& model_path, const std::vector<float>& thresholds,
-                                            const std::string& backend) {
-    return std::make_unique<LocalSuspect>(model_path, thresholds, backend);
+                                            const std::string& backend, int threads) {
+    return std::make_unique<LocalSuspect>(model_path, thresholds, backend, threads);
 }
 
 }  // namespace fp

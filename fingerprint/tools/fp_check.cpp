@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
     return cli::guarded_main("fp_check", [&]() -> int {
         CLI::App app{"fp_check: verify a suspect model by timing its answers to a fingerprint set"};
         std::string fingerprint, suspect_path, suspect_url, oracle = "time", plot, threshold, backend = "native";
+        int threads = 1;
         fp::CheckOptions o;
         bool as_json = false;
         app.add_option("fingerprint", fingerprint, "fingerprint file from fp_gen")->required();
@@ -62,6 +63,8 @@ int main(int argc, char** argv) {
         app.add_option("--seed", o.seed);
         app.add_option("--suspect-threshold", threshold, "run a local suspect under another exit policy");
         app.add_option("--backend", backend, "backend of a local suspect");
+        app.add_option("--threads", threads, "compute threads of a local suspect (default 1: the steadiest timing)")
+            ->check(CLI::Range(1, 256));
         app.add_option("--plot", plot, "write an SVG of latency by target exit");
         app.add_flag("--json", as_json, "print one JSON object");
         try {
@@ -74,7 +77,7 @@ int main(int argc, char** argv) {
         fp::FingerprintSet set = fp::load_fingerprint(fingerprint);
         std::vector<float> q;
         if (!threshold.empty()) q = cli::parse_thresholds(threshold, set.num_exits());
-        auto suspect = suspect_url.empty() ? fp::make_local_suspect(suspect_path, q, backend) : fp::make_remote_suspect(suspect_url);
+        auto suspect = suspect_url.empty() ? fp::make_local_suspect(suspect_path, q, backend, threads) : fp::make_remote_suspect(suspect_url);
         fp::CheckResult r = fp::check_suspect(set, *suspect, o);
         if (!plot.empty())
             fp::write_latency_plot(set, r, "fingerprint " + set.model_name + " vs " + suspect->describe() + ": " + r.verdict, plot);

@@ -26,9 +26,10 @@ public:
     virtual std::vector<int64_t> input_shape() const = 0;  // [1, C, H, W]
 };
 
-// thresholds: empty keeps the model's own policy; one value applies to every exit.
+// thresholds: empty keeps the model's own policy; one value applies to every exit. threads: the
+// backend's compute threads (one gives the most repeatable latency).
 std::unique_ptr<Suspect> make_local_suspect(const std::string& model_path, const std::vector<float>& thresholds,
-                                            const std::string& backend);
+                                            const std::string& backend, int threads = 1);
 // url: http://127.0.0.1:PORT (as printed by engine_run serve).
 std::unique_ptr<Suspect> make_remote_suspect(const std::string& url);
 
