@@ -16,6 +16,28 @@ namespace engine::cpu {
 
 namespace {
 
+// f(begin, end) over [0, n), split between threads where n is large enough to pay for waking them:
+// for the element-wise ops of training, which would otherwise run on one thread while the others wait.
+template <class F>
+void parallel_ranges(int64_t n, int threads, const F& f) {
+    constexpr int64_t kMinParallel = int64_t(1) << 15;
+    if (threads <= 1 || n < kMinParallel) return f(int64_t(0), n);
+#pragma omp parallel num_threads(threads)
+    {
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        f(n * t / nt, n * (t + 1) / nt);
+    }
+}
+
+// g += gy over n elements.
+void accumulate(float* g, const float* gy, int64_t n, int threads) {
+    parallel_ranges(n, threads, [g, gy](int64_t i0, int64_t i1) {
+        float* __restrict out = g;
+        const float* __restrict in = gy;
+        for (int64_t i = i0; i < i1; ++i) out[i] += in[i];
+    });
+}
+
 void binary_span(Op op, const float* __restrict x, const float* __restrict z, int64_t step, float* __restrict out,
                  int64_t n) {
     switch (op) {
@@ -34,10 +56,13 @@ bool per_channel(const Shape& a, const Shape& b) {
 
 // Element-wise binary op when b is a scalar, has a's shape or one value per channel; false when
 // another broadcast is needed.
-bool binary_fast(Op op, TensorView a, TensorView b, TensorView y) {
+bool binary_fast(Op op, TensorView a, TensorView b, TensorView y, int threads) {
     if (a.shape != y.shape) return false;
     if (b.numel() == 1 || b.shape == y.shape) {
-        binary_span(op, a.data, b.data, b.numel() == 1 ? 0 : 1, y.data, y.numel());
+        const int64_t step = b.numel() == 1 ? 0 : 1;
+        parallel_ranges(y.numel(), threads, [&](int64_t i0, int64_t i1) {
+            binary_span(op, a.data + i0, b.data + i0 * step, step, y.data + i0, i1 - i0);
+        });
         return true;
     }
     if (!per_channel(a.shape, b.shape)) return false;
@@ -166,14 +191,15 @@ void CpuBackend::forward(const OpArgs& a) {
         case Op::BatchNorm:
             if (a.training) return batchnorm_train_forward(n.attrs, a.in, a.out, threads_);
             return batchnorm_inference(n.attrs, a.in, a.out);
-        case Op::Relu: {
-            const float* __restrict x = a.in[0].data;
-            float* __restrict y = a.out.data;
-            for (int64_t i = 0, e = a.out.numel(); i < e; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        case Op::Relu:
+            parallel_ranges(a.out.numel(), threads_, [x = a.in[0].data, y = a.out.data](int64_t i0, int64_t i1) {
+                const float* __restrict in = x;
+                float* __restrict out = y;
+                for (int64_t i = i0; i < i1; ++i) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+            });
             return;
-        }
         case Op::Add: case Op::Sub: case Op::Mul: case Op::Div:
-            if (binary_fast(n.op, a.in[0], a.in[1], a.out)) return;
+            if (binary_fast(n.op, a.in[0], a.in[1], a.out, threads_)) return;
             break;
         case Op::MixedPool:
             if (mixed_pool_tiled(n.attrs, a.in[0], a.in[1][0], a.out, threads_)) return;
@@ -203,11 +229,13 @@ void CpuBackend::backward(const GradArgs& g) {
             batchnorm_backward(a.node.attrs, a.in, g.grad_out, gin, a.training, threads_);
             return;
         case Op::Relu:
-            if (gin[0].data) {
-                const float* __restrict y = a.out.data;
-                float* __restrict gx = gin[0].data;
-                for (int64_t i = 0; i < count; ++i) gx[i] += y[i] > 0.0f ? gy[i] : 0.0f;
-            }
+            if (gin[0].data)
+                parallel_ranges(count, threads_, [y = a.out.data, gx = gin[0].data, gy](int64_t i0, int64_t i1) {
+                    const float* __restrict in = y;
+                    const float* __restrict g = gy;
+                    float* __restrict out = gx;
+                    for (int64_t i = i0; i < i1; ++i) out[i] += in[i] > 0.0f ? g[i] : 0.0f;
+                });
             return;
         case Op::MixedPool:
             if (mixed_pool_tiled_backward(a.node.attrs, a.in[0], a.in[1][0], g.grad_out, gin[0], gin[1].data, threads_))
@@ -217,14 +245,12 @@ void CpuBackend::backward(const GradArgs& g) {
             if (!plain_gemm(a.node.attrs, a)) break;
             return gemm_backward(g);
         case Op::Flatten:
-            if (gin[0].data)
-                for (int64_t i = 0; i < count; ++i) gin[0].data[i] += gy[i];
+            if (gin[0].data) accumulate(gin[0].data, gy, count, threads_);
             return;
         case Op::Add:
             if (a.in[0].shape == a.out.shape && a.in[1].shape == a.out.shape) {  // residual connections
                 for (int k = 0; k < 2; ++k)
-                    if (gin[k].data)
-                        for (int64_t i = 0; i < count; ++i) gin[k].data[i] += gy[i];
+                    if (gin[k].data) accumulate(gin[k].data, gy, count, threads_);
                 return;
             }
             break;
