@@ -73,6 +73,15 @@ TEST_CASE("direct 3x3 convolution matches the reference, forward and backward, a
                      {Shape{1, 6, 12, 12}, Shape{7, 6, 3, 3}, Shape{7}}});
     cases.push_back({"conv3x3_width12", Op::Conv, test::conv_attrs(3, 1, 1),
                      {Shape{2, 4, 12, 12}, Shape{5, 4, 3, 3}, Shape{5}}});
+    // Its batch-1 split on two threads: by output channels where they outnumber the pixels (3x3 and
+    // 1x1), by pixels otherwise (above); and its row-vectorised kernel on 2x2 outputs, where the
+    // threads' runs of (sample, row panel) pairs start and end inside a sample.
+    cases.push_back({"conv3x3_4x4_rows", Op::Conv, test::conv_attrs(3, 1, 1),
+                     {Shape{1, 8, 4, 4}, Shape{20, 8, 3, 3}, Shape{20}}});
+    cases.push_back({"conv1x1_4x4_rows", Op::Conv, test::conv_attrs(1, 1, 0), {Shape{1, 16, 4, 4}, Shape{40, 16, 1, 1}}});
+    cases.push_back({"conv3x3_2x2_narrow", Op::Conv, test::conv_attrs(3, 1, 1),
+                     {Shape{3, 8, 2, 2}, Shape{30, 8, 3, 3}, Shape{30}}});
+    cases.push_back({"conv3x3_stride2_narrow", Op::Conv, test::conv_attrs(3, 2, 1), {Shape{1, 5, 4, 4}, Shape{7, 5, 3, 3}}});
     for (int threads : {1, 2}) {
         auto cpu = make_backend("native", threads);
         for (const auto& c : cases) {

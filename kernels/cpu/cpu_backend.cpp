@@ -135,8 +135,9 @@ size_t CpuBackend::scratch_floats(const Node& node, const Shape* in, int n_in, c
     if (const WinogradPlan plan = winograd_plan(node.attrs, in[0], in[1], out))
         floats = std::max(floats,
                           winograd_scratch(plan, in[0], in[1], threads_) + winograd_weights_floats(plan, in[0], in[1]));
-    if (conv_pointwise_fits(node.attrs, in[0], in[1], out))
-        floats = std::max(floats, conv_pointwise_packed_floats(in[0], in[1]));
+    if (conv_gemm_fits(node.attrs, in[0], in[1], out))  // + room to pack weights that may change
+        floats = std::max(floats, conv_gemm_packed_floats(in[1], out) +
+                                      threads_ * conv_gemm_scratch_per_thread(node.attrs, in[0], in[1], out));
     return floats;
 }
 
@@ -169,12 +170,13 @@ bool CpuBackend::winograd_conv(const OpArgs& a, const float* bias, const float* 
     return true;
 }
 
-bool CpuBackend::pointwise_conv(const OpArgs& a, const float* bias, const float* residual) {
+bool CpuBackend::gemm_conv(const OpArgs& a, const float* bias, const float* residual) {
     const TensorView &x = a.in[0], &w = a.in[1];
-    if (!conv_pointwise_fits(a.node.attrs, x.shape, w.shape, a.out.shape)) return false;
-    const float* packed = transformed(a, conv_pointwise_packed_floats(x.shape, w.shape), a.scratch,
-                                      [&x](TensorView w, float* out) { conv_pointwise_pack(x.shape, w, out); });
-    conv_pointwise_forward(a.node.attrs, x, packed, w.shape, bias, residual, a.out, threads_);
+    if (!conv_gemm_fits(a.node.attrs, x.shape, w.shape, a.out.shape)) return false;
+    const size_t floats = conv_gemm_packed_floats(w.shape, a.out.shape);
+    const float* packed = transformed(a, floats, a.scratch,
+                                      [&a](TensorView w, float* out) { conv_gemm_pack(w, a.out.shape, out); });
+    conv_gemm_forward(a.node.attrs, x, packed, w.shape, bias, residual, a.out, a.scratch + floats, threads_);
     return true;
 }
 
@@ -184,7 +186,7 @@ void CpuBackend::forward(const OpArgs& a) {
     switch (n.op) {
         case Op::Conv: {
             const ref::ConvInputs c = ref::conv_inputs(n.attrs, a.in, a.n_in);
-            if (winograd_conv(a, c.bias, c.residual) || pointwise_conv(a, c.bias, c.residual)) return;
+            if (winograd_conv(a, c.bias, c.residual) || gemm_conv(a, c.bias, c.residual)) return;
             conv_forward(n.attrs, a.in[0], a.in[1], c.bias, c.residual, a.out, a.scratch, threads_);
             return;
         }

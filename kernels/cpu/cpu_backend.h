@@ -24,8 +24,8 @@ public:
     void backward(const GradArgs& a) override;
 
 private:
-    // A convolution's weights transformed for its kernel (Winograd, or packed for the GEMM of a 1x1
-    // convolution). In an inference-only plan they are made on the first run and remade when the
+    // A convolution's weights transformed for its kernel (Winograd, or packed for its GEMM). In an
+    // inference-only plan they are made on the first run (the plan's warm-up) and remade when the
     // weights move; a new plan (prepare) drops them. Plans that keep every value (training,
     // gradients) transform into scratch on every run, as their weights may change in place.
     struct TransformedWeights {
@@ -36,7 +36,7 @@ private:
     template <class Transform>
     const float* transformed(const OpArgs& a, size_t floats, float* scratch_spot, const Transform& transform);
     bool winograd_conv(const OpArgs& a, const float* bias, const float* residual);
-    bool pointwise_conv(const OpArgs& a, const float* bias, const float* residual);
+    bool gemm_conv(const OpArgs& a, const float* bias, const float* residual);
 
     int threads_;
     std::unordered_map<const Node*, TransformedWeights> transformed_;

@@ -223,7 +223,7 @@ struct BackwardScratch {
 BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
     const ConvDims d = dims(a, x, w, y);
     const size_t gradients = size_t(d.K * d.CKK + d.K);
-    if (conv_pointwise_fits(a, x, w, y)) {
+    if (a.groups == 1 && is_pointwise(a, d)) {
         const size_t col = pointwise_backward_scratch(x, w);
         return {col, 0, gradients, 0, 0, col + gradients};
     }
@@ -260,57 +260,94 @@ size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, c
     return col;
 }
 
-bool conv_pointwise_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
-    return a.groups == 1 && is_pointwise(a, dims(a, x, w, y));
+bool conv_gemm_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
+    return a.groups == 1 && !conv3x3_fits(a, x, w, y);
 }
 
 namespace {
 
-bool pointwise_narrow(const Shape& x) { return x[2] * x[3] <= kNarrowColumns; }
+bool gemm_narrow(const Shape& y) { return y[2] * y[3] <= kNarrowColumns; }
 
 }  // namespace
 
-size_t conv_pointwise_packed_floats(const Shape& x, const Shape& w) {
-    return pointwise_narrow(x) ? packed_a_rows_floats(w[0], w[1]) : packed_a_floats(w[0], w[1]);
+size_t conv_gemm_packed_floats(const Shape& w, const Shape& y) {
+    const int64_t K = w[0], CKK = w[1] * w[2] * w[3];
+    return gemm_narrow(y) ? packed_a_rows_floats(K, CKK) : packed_a_floats(K, CKK);
 }
 
-void conv_pointwise_pack(const Shape& x, TensorView w, float* out) {
-    if (pointwise_narrow(x)) pack_a_rows(w.shape[0], w.shape[1], w.data, w.shape[1], out);
-    else pack_a_whole(w.shape[0], w.shape[1], w.data, w.shape[1], out);
+void conv_gemm_pack(TensorView w, const Shape& y, float* out) {
+    const int64_t K = w.shape[0], CKK = w.shape[1] * w.shape[2] * w.shape[3];
+    if (gemm_narrow(y)) pack_a_rows(K, CKK, w.data, CKK, out);
+    else pack_a_whole(K, CKK, w.data, CKK, out);
 }
 
-void conv_pointwise_forward(const Attrs& a, TensorView x, const float* packed_w, const Shape& w, const float* bias,
-                            const float* residual, TensorView y, int threads) {
+size_t conv_gemm_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
+    const ConvDims d = dims(a, x, w, y);
+    return is_pointwise(a, d) ? 0 : size_t(d.CKK * d.P);
+}
+
+void conv_gemm_forward(const Attrs& a, TensorView x, const float* packed_w, const Shape& w, const float* bias,
+                       const float* residual, TensorView y, float* scratch, int threads) {
     const ConvDims d = dims(a, x.shape, w, y.shape);
-    if (pointwise_narrow(x.shape)) {
-        // Threads share out (sample, row panel) pairs: each writes its own rows of y.
-        const int64_t panels = narrow_panels(d.K);
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-        for (int64_t job = 0; job < d.N * panels; ++job) {
-            const int64_t n = job / panels, panel = job % panels;
-            float* yn = y.data + n * d.K * d.P;
-            const int64_t k0 = panel * kNarrowRows, k1 = std::min(d.K, k0 + kNarrowRows);
-            start_rows(yn, bias, k0, k1, d.P, d.P);
-            gemm_packed_narrow(d.K, d.P, d.C, packed_w, x.data + n * d.C * d.P, d.P, yn, d.P, panel, panel + 1);
-            epilogue(residual, a.fused_relu, y.data, (n * d.K + k0) * d.P, k1 - k0, d.P, d.P);
+    const bool pointwise = is_pointwise(a, d);
+    const size_t col_floats = conv_gemm_scratch_per_thread(a, x.shape, w, y.shape);
+    // The product's right-hand side for sample n: the input itself (1x1), or its column matrix.
+    auto operand = [&](int64_t n, float* col) -> const float* {
+        const float* xn = x.data + n * d.C * d.H * d.W;
+        if (pointwise) return xn;
+        im2col(a, d, xn, col);
+        return col;
+    };
+    if (gemm_narrow(y.shape)) {
+        // Threads share out (sample, row panel) pairs, in contiguous runs: each writes its own rows
+        // of y, and builds a sample's column matrix once for its run of that sample's panels.
+        const int64_t panels = narrow_panels(d.K), jobs = d.N * panels;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            float* col = scratch + t * col_floats;
+            const float* B = nullptr;
+            for (int64_t job = jobs * t / nt, have = -1; job < jobs * (t + 1) / nt; ++job) {
+                const int64_t n = job / panels, panel = job % panels;
+                if (n != have) B = operand(n, col), have = n;
+                float* yn = y.data + n * d.K * d.P;
+                const int64_t k0 = panel * kNarrowRows, k1 = std::min(d.K, k0 + kNarrowRows);
+                start_rows(yn, bias, k0, k1, d.P, d.P);
+                gemm_packed_narrow(d.K, d.P, d.CKK, packed_w, B, d.P, yn, d.P, panel, panel + 1);
+                epilogue(residual, a.fused_relu, y.data, (n * d.K + k0) * d.P, k1 - k0, d.P, d.P);
+            }
         }
         return;
     }
-    // Columns [p0, p1) of sample n: y = bias, then += W x.
-    auto columns = [&](int64_t n, int64_t p0, int64_t p1) {
+    // Rows [k0, k1) and columns [p0, p1) of sample n's output: bias, then += W B.
+    auto block = [&](int64_t n, const float* B, int64_t k0, int64_t k1, int64_t p0, int64_t p1) {
         float* yn = y.data + n * d.K * d.P;
-        start_rows(yn + p0, bias, 0, d.K, p1 - p0, d.P);
-        gemm_packed_nn(d.K, p1 - p0, d.C, packed_w, x.data + n * d.C * d.P + p0, d.P, yn + p0, d.P);
-        epilogue(residual, a.fused_relu, y.data, n * d.K * d.P + p0, d.K, p1 - p0, d.P);
+        start_rows(yn + p0, bias, k0, k1, p1 - p0, d.P);
+        gemm_packed_nn(d.K, p1 - p0, d.CKK, packed_w, B + p0, d.P, yn + p0, d.P, k0, k1);
+        epilogue(residual, a.fused_relu, y.data, (n * d.K + k0) * d.P + p0, k1 - k0, p1 - p0, d.P);
     };
     if (d.N >= threads || threads == 1) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-        for (int64_t n = 0; n < d.N; ++n) columns(n, 0, d.P);
-    } else {  // too few samples to share out: split each sample's pixels
+        for (int64_t n = 0; n < d.N; ++n)
+            block(n, operand(n, scratch + omp_get_thread_num() * col_floats), 0, d.K, 0, d.P);
+        return;
+    }
+    // Too few samples to share out: split each product between the threads, by its larger side:
+    // output channels (each thread reads its share of the weights) where the weights outnumber the
+    // columns, else pixels. Either way each thread builds the whole column matrix.
+    const bool by_rows = d.K >= d.P;
+    const int64_t row_steps = (d.K + kPackedRowStep - 1) / kPackedRowStep;
 #pragma omp parallel num_threads(threads)
-        {
-            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            for (int64_t n = 0; n < d.N; ++n) columns(n, d.P * t / nt, d.P * (t + 1) / nt);
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        float* col = scratch + t * col_floats;
+        for (int64_t n = 0; n < d.N; ++n) {
+            const float* B = operand(n, col);
+            if (by_rows)
+                block(n, B, std::min(d.K, kPackedRowStep * (row_steps * t / nt)),
+                      std::min(d.K, kPackedRowStep * (row_steps * (t + 1) / nt)), 0, d.P);
+            else
+                block(n, B, 0, d.K, d.P * t / nt, d.P * (t + 1) / nt);
         }
     }
 }
@@ -377,7 +414,7 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
     const size_t per_thread = conv_scratch_per_thread(a, x.shape, w.shape, gy.shape, true);
     const bool depthwise = conv_is_depthwise(a, w.shape);
     const bool pointwise = is_pointwise(a, d);
-    const bool pointwise_samples = conv_pointwise_fits(a, x.shape, w.shape, gy.shape);  // a whole range at once
+    const bool pointwise_samples = pointwise && a.groups == 1;  // a whole range of samples at once
     const bool direct = direct_input_grad(a, x.shape, w.shape, gy.shape);
     const bool direct_gx = gx.data && direct, direct_gw = gw.data && direct;
     const WinogradPlan winograd_gx = direct_gx ? winograd_input_grad(x.shape, w.shape, gy.shape) : WinogradPlan{};

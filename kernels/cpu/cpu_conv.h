@@ -11,14 +11,17 @@ bool conv_is_depthwise(const Attrs& a, const Shape& w);
 // y = conv(x, w) + bias?, then, as the inference fusion asks (Attrs::fused_*), + residual and ReLU.
 void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual, TensorView y,
                   float* scratch, int threads);
-// 1x1, stride 1, no padding, one group: y = W x + bias? (+ residual, ReLU as the fusion asks), with
-// the weights packed by conv_pointwise_pack for inputs of x's shape: for the packed GEMM, or, on
-// planes of at most kNarrowColumns pixels, in row panels for its narrow kernel (cpu_gemm.h).
-bool conv_pointwise_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
-size_t conv_pointwise_packed_floats(const Shape& x, const Shape& w);
-void conv_pointwise_pack(const Shape& x, TensorView w, float* out);
-void conv_pointwise_forward(const Attrs& a, TensorView x, const float* packed_w, const Shape& w, const float* bias,
-                            const float* residual, TensorView y, int threads);
+// Convolutions with one group that the direct 3x3 kernel does not take run as one GEMM per sample
+// with the weights packed once (conv_gemm_pack, for outputs of y's shape): on the input itself for
+// 1x1 ones (stride 1, no padding), else on im2col's column matrix (conv_gemm_scratch_per_thread
+// floats per thread). Outputs of at most kNarrowColumns pixels use the GEMM's row-vectorised kernel
+// and its own packing (cpu_gemm.h). y = W x + bias? (+ residual, ReLU as the fusion asks).
+bool conv_gemm_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
+size_t conv_gemm_packed_floats(const Shape& w, const Shape& y);
+void conv_gemm_pack(TensorView w, const Shape& y, float* out);
+size_t conv_gemm_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
+void conv_gemm_forward(const Attrs& a, TensorView x, const float* packed_w, const Shape& w, const float* bias,
+                       const float* residual, TensorView y, float* scratch, int threads);
 void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, TensorView gw,
                    float* gbias, float* scratch, int threads);
 

@@ -14,7 +14,7 @@ namespace engine::cpu {
 
 namespace {
 
-constexpr int64_t kMR = 6, kNR = 16;
+constexpr int64_t kMR = kPackedRowStep, kNR = 16;
 constexpr int64_t kKC = 256;   // depth of one packed panel: A and B slivers stay in L1
 constexpr int64_t kMC = 72;    // rows of A per packed block (L2)
 constexpr int64_t kNC = 2048;  // columns of B per packed block
@@ -109,10 +109,11 @@ int64_t packed_offset(int64_t M, int64_t i0, int64_t k0, int64_t kc) {
     return (M + kMR - 1) / kMR * kMR * k0 + i0 * kc;
 }
 
-// C += A B. A is packed block by block here, or, where packed_a is given, was packed whole by
-// pack_a_whole (and A is not read).
+// Rows [row_begin, row_end) of C += A B (row_begin a multiple of kMR). A is packed block by block
+// here, or, where packed_a is given, was packed whole by pack_a_whole (and A is not read).
 void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed_a, const Operand& B, float* C,
-          int64_t ldc) {
+          int64_t ldc, int64_t row_begin = 0, int64_t row_end = -1) {
+    if (row_end < 0) row_end = M;
     if (M <= 0 || N <= 0 || K <= 0) return;
     PackBuffers& buf = thread_buffers();
     for (int64_t j0 = 0; j0 < N; j0 += kNC) {
@@ -127,8 +128,8 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
                 pack_b(B, k0, kc, j0, nc, buf.b);
                 b = buf.b;
             }
-            for (int64_t i0 = 0; i0 < M; i0 += kMC) {
-                const int64_t mc = std::min(kMC, M - i0);
+            for (int64_t i0 = row_begin; i0 < row_end; i0 += kMC) {
+                const int64_t mc = std::min(kMC, row_end - i0);
                 const float* a = buf.a;
                 if (packed_a) a = packed_a + packed_offset(M, i0, k0, kc);
                 else pack_a(A, i0, mc, k0, kc, buf.a);
@@ -209,8 +210,8 @@ void pack_a_whole(int64_t M, int64_t K, const float* A, int64_t lda, float* out)
 }
 
 void gemm_packed_nn(int64_t M, int64_t N, int64_t K, const float* packed, const float* B, int64_t ldb, float* C,
-                    int64_t ldc) {
-    gemm(M, N, K, {}, packed, {B, ldb, 1}, C, ldc);
+                    int64_t ldc, int64_t row_begin, int64_t row_end) {
+    gemm(M, N, K, {}, packed, {B, ldb, 1}, C, ldc, row_begin, row_end < 0 ? M : row_end);
 }
 
 void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
