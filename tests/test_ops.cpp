@@ -9,7 +9,9 @@ using namespace engine;
 TEST_CASE("cpu backend matches the reference loops for every op, forward and backward") {
     auto ref = make_backend("ref");
     auto cpu = make_backend("native");
-    for (const auto& c : test::all_op_cases()) {
+    auto cases = test::all_op_cases();
+    for (const auto& c : test::large_elementwise_cases()) cases.push_back(c);
+    for (const auto& c : cases) {
         CAPTURE(c.label);
         test::check_same_result(test::run_op_case(c, *ref, 11), test::run_op_case(c, *cpu, 11), 1e-5);
     }
