@@ -121,10 +121,11 @@ inline std::vector<OpCase> all_op_cases() {
     std::vector<OpCase> cases;
     cases.push_back({"conv3x3", Op::Conv, conv_attrs(3, 1, 1), {Shape{2, 3, 6, 5}, Shape{4, 3, 3, 3}, Shape{4}}});
     cases.push_back({"conv_stride2_nobias", Op::Conv, conv_attrs(3, 2, 1), {Shape{2, 4, 7, 7}, Shape{5, 4, 3, 3}}});
-    // 1x1 stride 1 runs on pre-packed weights in the native backend: rows off the 6-row panels,
-    // a depth past one 256-deep block.
+    // One-group convolutions other than the direct 3x3 kernel's run on pre-packed weights in the
+    // native backend's GEMM: rows off the 6-row panels, a depth past one 256-deep block, dilation.
     cases.push_back({"conv1x1", Op::Conv, conv_attrs(1, 1, 0), {Shape{2, 20, 5, 7}, Shape{13, 20, 1, 1}, Shape{13}}});
     cases.push_back({"conv1x1_deep", Op::Conv, conv_attrs(1, 1, 0), {Shape{1, 260, 1, 3}, Shape{7, 260, 1, 1}}});
+    cases.push_back({"conv_dilated", Op::Conv, conv_attrs(3, 1, 2, 1, 2), {Shape{2, 3, 7, 7}, Shape{4, 3, 3, 3}, Shape{4}}});
     // The backward takes samples on planes under 256 pixels several at a time: all in one product, in
     // chunks of 2 with a remainder, and one at a time.
     cases.push_back({"conv1x1_2x2", Op::Conv, conv_attrs(1, 1, 0), {Shape{5, 24, 2, 2}, Shape{40, 24, 1, 1}, Shape{40}}});
