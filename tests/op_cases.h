@@ -163,6 +163,9 @@ inline std::vector<OpCase> all_op_cases() {
     cases.push_back({"maxpool", Op::MaxPool, conv_attrs(2, 2, 0), {Shape{2, 3, 6, 6}}});
     cases.push_back({"maxpool_pad_s1", Op::MaxPool, conv_attrs(3, 1, 1), {Shape{1, 2, 5, 5}}});
     cases.push_back({"avgpool", Op::AvgPool, conv_attrs(2, 2, 0), {Shape{2, 3, 6, 6}}});
+    // Tiling windows run natively: a last row and column no window reads, 3x3 means.
+    cases.push_back({"maxpool_7x7", Op::MaxPool, conv_attrs(2, 2, 0), {Shape{2, 3, 7, 7}}});
+    cases.push_back({"avgpool_3x3", Op::AvgPool, conv_attrs(3, 3, 0), {Shape{2, 3, 7, 6}}});
     auto avg_pad = conv_attrs(3, 2, 1);
     cases.push_back({"avgpool_pad_exclude", Op::AvgPool, avg_pad, {Shape{1, 2, 5, 5}}});
     avg_pad.count_include_pad = true;

@@ -54,6 +54,8 @@ bool per_channel(const Shape& a, const Shape& b) {
     return b[b.rank - 1] == 1 && b[b.rank - 2] == 1 && b[b.rank - 3] == a[1];
 }
 
+PoolKind pool_kind(Op op) { return op == Op::MaxPool ? PoolKind::Max : PoolKind::Average; }
+
 // Element-wise binary op when b is a scalar, has a's shape or one value per channel; false when
 // another broadcast is needed.
 bool binary_fast(Op op, TensorView a, TensorView b, TensorView y, int threads) {
@@ -204,7 +206,10 @@ void CpuBackend::forward(const OpArgs& a) {
             if (binary_fast(n.op, a.in[0], a.in[1], a.out, threads_)) return;
             break;
         case Op::MixedPool:
-            if (mixed_pool_tiled(n.attrs, a.in[0], a.in[1][0], a.out, threads_)) return;
+            if (pool_tiled(n.attrs, a.in[0], PoolKind::Mixed, a.in[1][0], a.out, threads_)) return;
+            break;
+        case Op::MaxPool: case Op::AvgPool:
+            if (pool_tiled(n.attrs, a.in[0], pool_kind(n.op), 0.0f, a.out, threads_)) return;
             break;
         case Op::Gemm:
             if (!plain_gemm(n.attrs, a)) break;
@@ -240,7 +245,13 @@ void CpuBackend::backward(const GradArgs& g) {
                 });
             return;
         case Op::MixedPool:
-            if (mixed_pool_tiled_backward(a.node.attrs, a.in[0], a.in[1][0], g.grad_out, gin[0], gin[1].data, threads_))
+            if (pool_tiled_backward(a.node.attrs, a.in[0], PoolKind::Mixed, a.in[1][0], g.grad_out, gin[0], gin[1].data,
+                                    threads_))
+                return;
+            break;
+        case Op::MaxPool: case Op::AvgPool:
+            if (!gin[0].data ||
+                pool_tiled_backward(a.node.attrs, a.in[0], pool_kind(a.node.op), 0.0f, g.grad_out, gin[0], nullptr, threads_))
                 return;
             break;
         case Op::Gemm:

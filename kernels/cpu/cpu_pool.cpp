@@ -36,7 +36,7 @@ float window_max_sum(const Tiles& t, const float* win, int64_t& arg, float& sum)
 
 }  // namespace
 
-bool mixed_pool_tiled(const Attrs& a, TensorView x, float alpha, TensorView y, int threads) {
+bool pool_tiled(const Attrs& a, TensorView x, PoolKind kind, float alpha, TensorView y, int threads) {
     Tiles t;
     if (!tiles_of(a, x.shape, y.shape, t)) return false;
     const float inv_count = 1.0f / float(t.KH * t.KW);
@@ -48,14 +48,16 @@ bool mixed_pool_tiled(const Attrs& a, TensorView x, float alpha, TensorView y, i
                 int64_t arg;
                 float sum;
                 const float mx = window_max_sum(t, xp + oh * t.KH * t.W + ow * t.KW, arg, sum);
-                y[(p * t.OH + oh) * t.OW + ow] = alpha * mx + (1 - alpha) * (sum * inv_count);
+                const float mean = sum * inv_count;
+                y[(p * t.OH + oh) * t.OW + ow] =
+                    kind == PoolKind::Max ? mx : kind == PoolKind::Average ? mean : alpha * mx + (1 - alpha) * mean;
             }
     }
     return true;
 }
 
-bool mixed_pool_tiled_backward(const Attrs& a, TensorView x, float alpha, TensorView gy, TensorView gx, float* galpha,
-                               int threads) {
+bool pool_tiled_backward(const Attrs& a, TensorView x, PoolKind kind, float alpha, TensorView gy, TensorView gx,
+                         float* galpha, int threads) {
     Tiles t;
     if (!tiles_of(a, x.shape, gy.shape, t)) return false;
     const float inv_count = 1.0f / float(t.KH * t.KW);
@@ -77,15 +79,16 @@ bool mixed_pool_tiled_backward(const Attrs& a, TensorView x, float alpha, Tensor
                     mine += g * (mx - sum * inv_count);
                     if (!gx.data) continue;
                     float* win = gx.data + p * t.H * t.W + corner;
-                    win[arg] += alpha * g;
-                    const float share = (1 - alpha) * g * inv_count;
+                    if (kind != PoolKind::Average) win[arg] += kind == PoolKind::Max ? g : alpha * g;
+                    if (kind == PoolKind::Max) continue;
+                    const float share = (kind == PoolKind::Average ? g : (1 - alpha) * g) * inv_count;
                     for (int64_t i = 0; i < t.KH; ++i)
                         for (int64_t j = 0; j < t.KW; ++j) win[i * t.W + j] += share;
                 }
         }
         partial[omp_get_thread_num()] = mine;
     }
-    if (galpha)
+    if (galpha && kind == PoolKind::Mixed)
         for (int i = 0; i < threads; ++i) *galpha += float(partial[i]);
     return true;
 }

@@ -4,14 +4,18 @@
 
 namespace engine::cpu {
 
-// SDN head pooling (alpha*max + (1-alpha)*mean) when the windows tile the input: kernel ==
-// stride, no padding, no dilation, no ceil_mode. Planes are shared out between threads.
-// False (nothing written) otherwise.
-bool mixed_pool_tiled(const Attrs& a, TensorView x, float alpha, TensorView y, int threads);
+// What a pool computes over each window: its max, its mean, or the SDN heads' mixed pooling
+// alpha*max + (1-alpha)*mean.
+enum class PoolKind { Max, Average, Mixed };
 
-// Its gradient, added to gx (if given) and *galpha (if given); false (nothing written) where the
-// windows do not tile the input.
-bool mixed_pool_tiled_backward(const Attrs& a, TensorView x, float alpha, TensorView gy, TensorView gx, float* galpha,
-                               int threads);
+// Pooling when the windows tile the input: kernel == stride, no padding, no dilation, no
+// ceil_mode. Planes are shared out between threads. False (nothing written) otherwise. alpha is
+// read for PoolKind::Mixed only. The max is the first maximum of a window, as the reference takes it.
+bool pool_tiled(const Attrs& a, TensorView x, PoolKind kind, float alpha, TensorView y, int threads);
+
+// The gradient, added to gx (if given) and, for mixed pooling, *galpha (if given); false (nothing
+// written) where the windows do not tile the input.
+bool pool_tiled_backward(const Attrs& a, TensorView x, PoolKind kind, float alpha, TensorView gy, TensorView gx,
+                         float* galpha, int threads);
 
 }  // namespace engine::cpu

@@ -82,7 +82,9 @@ void OnednnBackend::forward(const OpArgs& a) {
     ThreadScope threads(threads_);
     if (native_batchnorm(a)) return cpu::batchnorm_train_forward(a.node.attrs, a.in, a.out, threads_);
     // oneDNN has no mixed pooling: the native kernel where the windows tile, else the reference code.
-    if (a.node.op == Op::MixedPool && cpu::mixed_pool_tiled(a.node.attrs, a.in[0], a.in[1][0], a.out, threads_)) return;
+    if (a.node.op == Op::MixedPool &&
+        cpu::pool_tiled(a.node.attrs, a.in[0], cpu::PoolKind::Mixed, a.in[1][0], a.out, threads_))
+        return;
     if (Kernel* k = state_->find(a, false)) return k->forward(state_->ctx, a);
     RefBackend::forward(a);
 }
@@ -91,9 +93,9 @@ void OnednnBackend::backward(const GradArgs& g) {
     ThreadScope threads(threads_);
     if (native_batchnorm(g.fwd))
         return cpu::batchnorm_backward(g.fwd.node.attrs, g.fwd.in, g.grad_out, g.grad_in, true, threads_);
-    if (g.fwd.node.op == Op::MixedPool && cpu::mixed_pool_tiled_backward(g.fwd.node.attrs, g.fwd.in[0], g.fwd.in[1][0],
-                                                                        g.grad_out, g.grad_in[0], g.grad_in[1].data,
-                                                                        threads_))
+    if (g.fwd.node.op == Op::MixedPool &&
+        cpu::pool_tiled_backward(g.fwd.node.attrs, g.fwd.in[0], cpu::PoolKind::Mixed, g.fwd.in[1][0], g.grad_out,
+                                 g.grad_in[0], g.grad_in[1].data, threads_))
         return;
     if (Kernel* k = state_->find(g.fwd, true)) return k->backward(state_->ctx, g);
     RefBackend::backward(g);
