@@ -12,7 +12,8 @@ using namespace engine;
 namespace {
 
 // x -> Conv(w[, b]) [-> Add(., r)] [-> Relu]; r is a second graph input shaped like the output.
-Model conv_block_model(const Shape& x, const Shape& w, bool bias, bool residual, bool relu, uint32_t seed) {
+Model conv_block_model(const Shape& x, const Shape& w, bool bias, bool residual, bool relu, uint32_t seed,
+                       int groups = 1) {
     const int pad = int(w[2] / 2);  // 3x3: padding 1; 1x1: none
     Model m;
     Graph& g = m.graph;
@@ -23,7 +24,7 @@ Model conv_block_model(const Shape& x, const Shape& w, bool bias, bool residual,
     std::vector<int> conv_in{g.add(in)};
     conv_in.push_back(g.add_constant("w", test::random_tensor(w, seed + 1), true));
     if (bias) conv_in.push_back(g.add_constant("b", test::random_tensor(Shape{w[0]}, seed + 2), true));
-    int y = g.add_op(Op::Conv, "conv", conv_in, test::conv_attrs(int(w[2]), 1, pad));
+    int y = g.add_op(Op::Conv, "conv", conv_in, test::conv_attrs(int(w[2]), 1, pad, groups));
     if (residual) {
         Node r;
         r.op = Op::Input;
@@ -127,6 +128,26 @@ TEST_CASE("1x1 convolutions on packed weights match the reference, with their ep
             const Model m = conv_block_model(x, Shape{37, x[1], 1, 1}, true, residual, true, 5);
             std::vector<Tensor> inputs{test::random_tensor(x, 6, -1, 1)};
             if (residual) inputs.push_back(test::random_tensor(Shape{x[0], 37, x[2], x[3]}, 7, -1, 1));
+            const Tensor want = run_inference(m, *ref, inputs);
+            for (int threads : {1, 2}) {
+                CAPTURE(threads);
+                auto cpu = make_backend("native", threads);
+                const Tensor got = run_inference(m, *cpu, inputs);
+                CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
+            }
+        }
+}
+
+TEST_CASE("depthwise convolutions apply their fused residual and ReLU, on one thread and two") {
+    auto ref = make_backend("ref");
+    // 8-wide rows, 4-wide rows (MobileNet's 4x4 planes) and scalar tails.
+    for (Shape x : {Shape{1, 8, 8, 8}, Shape{2, 6, 4, 4}, Shape{1, 3, 5, 7}})
+        for (bool residual : {false, true}) {
+            CAPTURE(x.str());
+            CAPTURE(residual);
+            const Model m = conv_block_model(x, Shape{x[1], 1, 3, 3}, true, residual, true, 9, int(x[1]));
+            std::vector<Tensor> inputs{test::random_tensor(x, 10, -1, 1)};
+            if (residual) inputs.push_back(test::random_tensor(x, 11, -1, 1));
             const Tensor want = run_inference(m, *ref, inputs);
             for (int threads : {1, 2}) {
                 CAPTURE(threads);

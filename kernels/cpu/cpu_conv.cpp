@@ -118,8 +118,10 @@ bool depthwise3x3_fits(const Attrs& a, const ConvDims& d) {
 
 size_t depthwise3x3_scratch(const ConvDims& d) { return size_t((d.H + 2) * (d.W + 2)); }
 
-void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const float* w, float bias, float* y,
-                        float* xp) {
+// One output plane y (+ the residual plane res, if given; then ReLU, if asked), with the epilogue
+// applied to each vector before it is stored rather than in a second pass over y.
+void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const float* w, float bias, const float* res,
+                        bool relu, float* y, float* xp) {
     const int64_t Wp = d.W + 2, half = Wp / 2;
     pad_plane_for_stride(stride, x, d.H, d.W, xp);
     // Offset of tap (kh, kw) from output (oh, ow)'s window start, for each stride's layout.
@@ -133,22 +135,28 @@ void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const flo
     for (int64_t oh = 0; oh < d.OH; ++oh) {
         const float* win = xp + oh * stride * Wp;
         float* out = y + oh * d.OW;
+        const float* r = res ? res + oh * d.OW : nullptr;
         int64_t ow = 0;
         for (; ow + 8 <= d.OW; ow += 8) {
             __m256 acc = b;
             for (int i = 0; i < 9; ++i) acc = _mm256_fmadd_ps(wv[i], _mm256_loadu_ps(win + ow + tap[i]), acc);
+            if (r) acc = _mm256_add_ps(acc, _mm256_loadu_ps(r + ow));
+            if (relu) acc = _mm256_max_ps(acc, _mm256_setzero_ps());
             _mm256_storeu_ps(out + ow, acc);
         }
         for (; ow + 4 <= d.OW; ow += 4) {  // 4x4 outputs (MobileNet's late layers)
             __m128 acc = _mm256_castps256_ps128(b);
             for (int i = 0; i < 9; ++i)
                 acc = _mm_fmadd_ps(_mm256_castps256_ps128(wv[i]), _mm_loadu_ps(win + ow + tap[i]), acc);
+            if (r) acc = _mm_add_ps(acc, _mm_loadu_ps(r + ow));
+            if (relu) acc = _mm_max_ps(acc, _mm_setzero_ps());
             _mm_storeu_ps(out + ow, acc);
         }
         for (; ow < d.OW; ++ow) {
             float acc = bias;
             for (int i = 0; i < 9; ++i) acc += w[i] * win[ow + tap[i]];
-            out[ow] = acc;
+            if (r) acc += r[ow];
+            out[ow] = relu && !(acc > 0.0f) ? 0.0f : acc;
         }
     }
 }
@@ -366,11 +374,13 @@ void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias,
                 const float* xk = x.data + (n * d.C + k) * d.H * d.W;
                 float* yk = y.data + (n * d.K + k) * d.P;
                 const float bk = bias ? bias[k] : 0.0f;
-                if (fast)
-                    depthwise3x3_plane(d, int(a.stride[0]), xk, w.data + k * 9, bk, yk,
+                if (fast) {
+                    depthwise3x3_plane(d, int(a.stride[0]), xk, w.data + k * 9, bk,
+                                       residual ? residual + (n * d.K + k) * d.P : nullptr, a.fused_relu, yk,
                                        scratch + omp_get_thread_num() * per_thread);
-                else
-                    depthwise_plane(a, d, xk, w.data + k * d.KH * d.KW, bk, yk);
+                    continue;
+                }
+                depthwise_plane(a, d, xk, w.data + k * d.KH * d.KW, bk, yk);
                 epilogue(residual, a.fused_relu, y.data, (n * d.K + k) * d.P, 1, d.P, d.P);
             }
         return;
