@@ -211,7 +211,7 @@ void pack_a_whole(int64_t M, int64_t K, const float* A, int64_t lda, float* out)
 
 void gemm_packed_nn(int64_t M, int64_t N, int64_t K, const float* packed, const float* B, int64_t ldb, float* C,
                     int64_t ldc, int64_t row_begin, int64_t row_end) {
-    gemm(M, N, K, {}, packed, {B, ldb, 1}, C, ldc, row_begin, row_end < 0 ? M : row_end);
+    gemm(M, N, K, {}, packed, {B, ldb, 1}, C, ldc, row_begin, row_end);
 }
 
 void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
