@@ -47,6 +47,17 @@ Tensor run_inference(const Model& m, Backend& backend, const std::vector<Tensor>
     return test::copy_of(plan.exit_logits(0));
 }
 
+// The native backend, on one thread and on two, gives the reference backend's output for inputs.
+void check_native_matches(const Model& m, Backend& ref, const std::vector<Tensor>& inputs) {
+    const Tensor want = run_inference(m, ref, inputs);
+    for (int threads : {1, 2}) {
+        CAPTURE(threads);
+        auto cpu = make_backend("native", threads);
+        const Tensor got = run_inference(m, *cpu, inputs);
+        CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
+    }
+}
+
 }  // namespace
 
 TEST_CASE("direct 3x3 convolution matches the reference, forward and backward, and so does its fallback") {
@@ -107,14 +118,7 @@ TEST_CASE("Winograd F(2,3) and F(4,3) convolutions of inference plans match the 
                 CAPTURE(k);
                 CAPTURE(bias);
                 const Model m = conv_block_model(x, Shape{k, x[1], 3, 3}, bias, false, false, 3);
-                const Tensor input = test::random_tensor(x, 4, -1, 1);
-                const Tensor want = run_inference(m, *ref, {input});
-                for (int threads : {1, 2}) {
-                    CAPTURE(threads);
-                    auto cpu = make_backend("native", threads);
-                    const Tensor got = run_inference(m, *cpu, {input});
-                    CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
-                }
+                check_native_matches(m, *ref, {test::random_tensor(x, 4, -1, 1)});
             }
 }
 
@@ -128,13 +132,7 @@ TEST_CASE("1x1 convolutions on packed weights match the reference, with their ep
             const Model m = conv_block_model(x, Shape{37, x[1], 1, 1}, true, residual, true, 5);
             std::vector<Tensor> inputs{test::random_tensor(x, 6, -1, 1)};
             if (residual) inputs.push_back(test::random_tensor(Shape{x[0], 37, x[2], x[3]}, 7, -1, 1));
-            const Tensor want = run_inference(m, *ref, inputs);
-            for (int threads : {1, 2}) {
-                CAPTURE(threads);
-                auto cpu = make_backend("native", threads);
-                const Tensor got = run_inference(m, *cpu, inputs);
-                CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
-            }
+            check_native_matches(m, *ref, inputs);
         }
 }
 
@@ -148,13 +146,7 @@ TEST_CASE("depthwise convolutions apply their fused residual and ReLU, on one th
             const Model m = conv_block_model(x, Shape{x[1], 1, 3, 3}, true, residual, true, 9, int(x[1]));
             std::vector<Tensor> inputs{test::random_tensor(x, 10, -1, 1)};
             if (residual) inputs.push_back(test::random_tensor(x, 11, -1, 1));
-            const Tensor want = run_inference(m, *ref, inputs);
-            for (int threads : {1, 2}) {
-                CAPTURE(threads);
-                auto cpu = make_backend("native", threads);
-                const Tensor got = run_inference(m, *cpu, inputs);
-                CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
-            }
+            check_native_matches(m, *ref, inputs);
         }
 }
 
