@@ -22,7 +22,7 @@
 #include "engine/error.h"
 #include "engine/plan.h"
 #include "fma_peak.h"
-#include "model_zoo.h"
+#include "engine/model_zoo.h"
 
 using namespace engine;
 

@@ -1,7 +1,7 @@
 // Training throughput of the engine: images/s of full training steps (augmented batch, forward in
 // training mode, SDN joint loss over every exit, backward, SGD step) for the SDN archs at one
 // batch size, on synthetic CIFAR-sized data. The PyTorch peer is bench_train.py.
-//   bench_train [--batch 128] [--iters 3] [--threads N] [--backend cpu] [arch ...]
+//   bench_train [--batch 128] [--iters 3] [--threads N] [--backend native] [arch ...]
 #include <omp.h>
 
 #include <chrono>
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "engine/train/trainer.h"
-#include "model_zoo.h"
+#include "engine/model_zoo.h"
 
 using namespace engine;
 

@@ -4,7 +4,7 @@ SDN ResNet-56 (../shared/models/resnet56_s1.*) for one epoch on one CIFAR-10 bat
 engine's recipe, and prints per-exit test accuracy before and after, so that the engine's numbers
 can be judged against an independent implementation.
 
-Engine recipe mirrored (engine/src/train_*.cpp, engine/tools/engine_train.cpp):
+Engine recipe mirrored (engine/train/*.cpp, tools/engine_train.cpp):
   - SGD, d = g + wd*p; momentum buffer starts at d; Nesterov (d + m*buf) unless --no-nesterov or
     momentum 0; weight decay 5e-4 on every trainable tensor (BN affine, biases, IC alpha included);
   - constant lr, batch 128, shuffled once per epoch, the last incomplete batch dropped (78 steps);
@@ -214,7 +214,7 @@ def load_folded(model, path, keys):
 # ---- training -----------------------------------------------------------------------------------
 
 def augment(x, rng):
-    """Zero pad 4, crop 32 at a uniform offset, flip with p 0.5 (as engine/src/train_augment.cpp)."""
+    """Zero pad 4, crop 32 at a uniform offset, flip with p 0.5 (as engine/train/augment.cpp)."""
     n = x.shape[0]
     padded = F.pad(x, (4, 4, 4, 4))
     dy, dx = rng.integers(0, 9, n), rng.integers(0, 9, n)

@@ -1,5 +1,5 @@
 // build_model by name: input, normalisation, the architecture, metadata.
-#include "model_zoo.h"
+#include "engine/model_zoo.h"
 
 #include <functional>
 
@@ -84,38 +84,6 @@ Model build_model(const std::string& arch, int num_classes, int image_size, uint
                      {"in_channels", std::to_string(in_channels)},
                      {"seed", std::to_string(seed)},
                      {"normalization", norm.name}});
-}
-
-std::vector<int64_t> exit_macs(const Graph& graph) {
-    const auto shapes = graph.infer_shapes(1);
-    const size_t count = graph.nodes.size();
-    std::vector<char> counted(count, 0);
-    std::vector<int64_t> result;
-    int64_t total = 0;
-    std::vector<Shape> in;
-    for (int out : graph.outputs) {
-        std::vector<char> need(count, 0);
-        need[out] = 1;
-        for (int i = out; i >= 0; --i) {
-            if (!need[i]) continue;
-            for (int j : graph.nodes[i].inputs) need[j] = 1;
-            if (counted[i]) continue;
-            counted[i] = 1;
-            in.clear();
-            for (int j : graph.nodes[i].inputs) in.push_back(shapes[j]);
-            if (graph.nodes[i].op != Op::Constant && graph.nodes[i].op != Op::Input)
-                total += node_macs(graph.nodes[i], in, shapes[i]);
-        }
-        result.push_back(total);
-    }
-    return result;
-}
-
-int64_t count_parameters(const Graph& graph) {
-    int64_t n = 0;
-    for (const Node& node : graph.nodes)
-        if (node.op == Op::Constant && node.trainable) n += node.value.numel();
-    return n;
 }
 
 }  // namespace engine

@@ -6,7 +6,7 @@
 
 #include "engine/error.h"
 #include "engine/safetensors.h"
-#include "model_zoo.h"
+#include "engine/model_zoo.h"
 
 namespace engine {
 

@@ -3,7 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "engine/error.h"
-#include "model_zoo.h"
+#include "engine/model_zoo.h"
 #include "op_cases.h"
 #include "unfused_native.h"
 

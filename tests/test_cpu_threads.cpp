@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "engine/plan.h"
-#include "model_zoo.h"
+#include "engine/model_zoo.h"
 #include "test_util.h"
 
 #if defined(__x86_64__) || defined(__i386__)

@@ -17,7 +17,6 @@
 #include <fstream>
 #include <functional>
 
-#include "cli_common.h"
 #include "engine/dataset.h"
 #include "engine/error.h"
 #include "engine/safetensors.h"
@@ -310,10 +309,10 @@ TEST_CASE("Tiny-ImageNet: class order from wnids.txt, train by class then name, 
     CHECK(load_tiny_imagenet(root.string(), true, 3).labels == std::vector<int>{0, 0, 1});
     // The folder holding the extracted archive works too, and the tools' loader recognises the layout.
     CHECK(load_tiny_imagenet(tmp.path.string(), false).labels == std::vector<int>{1, 0});
-    Dataset via_cli = cli::load_dataset_dir(root.string(), false);
+    Dataset via_cli = load_dataset_dir(root.string(), false);
     CHECK(via_cli.labels == std::vector<int>{1, 0});
     CHECK(std::equal(via_cli.images.data(), via_cli.images.data() + via_cli.images.numel(), val.images.data()));
-    CHECK(cli::load_dataset_dir(tmp.path.string(), true, 4).labels == std::vector<int>{0, 0, 1, 1});
+    CHECK(load_dataset_dir(tmp.path.string(), true, 4).labels == std::vector<int>{0, 0, 1, 1});
 }
 
 TEST_CASE("bad Tiny-ImageNet trees throw one line naming the file") {

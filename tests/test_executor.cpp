@@ -7,7 +7,7 @@
 
 #include "engine/error.h"
 #include "engine/plan.h"
-#include "model_zoo.h"
+#include "engine/model_zoo.h"
 #include "test_util.h"
 #include "unfused_native.h"
 

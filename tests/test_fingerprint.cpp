@@ -10,7 +10,7 @@
 #include "fingerprint/craft.h"
 #include "fingerprint/stats.h"
 #include "fingerprint/verify.h"
-#include "model_zoo.h"
+#include "engine/model_zoo.h"
 #include "test_util.h"
 
 using namespace fp;
@@ -152,7 +152,6 @@ TEST_CASE("crafted inputs leave the owner's model at their target exits") {
     o.noise_variants = 1;
     o.prune_variants = {};
     o.latency_reps = 5;
-    o.progress = false;
     FingerprintSet set = craft_fingerprint(model, model_path, o);
     CHECK(set.size() == 5 * model.num_exits());
     for (float m : set.margins) CHECK(m > 0.0f);
@@ -181,7 +180,6 @@ TEST_CASE("a fingerprint of weights/small_s1 matches a derived copy and rejects 
     o.reference_paths = {dir + "small_s2.model"};
     o.latency_reps = 20;
     o.threads = 1;
-    o.progress = false;
     const FingerprintSet set = craft_fingerprint(owner, dir + "small_s1.model", o);
     REQUIRE(set.size() == 6 * owner.num_exits());
 

@@ -3,7 +3,7 @@
 // error; the 2e-2 tolerance still catches a flipped sign, a missing term or a wrong stride.
 #include <doctest/doctest.h>
 
-#include "model_zoo.h"
+#include "engine/model_zoo.h"
 #include "op_cases.h"
 
 using namespace engine;
@@ -70,7 +70,7 @@ double check_case(const test::OpCase& c, Backend& backend, bool flip_sign = fals
 
 }  // namespace
 
-TEST_CASE("every op's gradient matches finite differences (reference and cpu backends)") {
+TEST_CASE("every op's gradient matches finite differences (reference and native backends)") {
     for (const char* name : {"ref", "native"}) {
         auto backend = make_backend(name);
         for (const auto& c : test::all_op_cases()) {

@@ -1,5 +1,6 @@
 // Native model files and safetensors: round trips, hand-made files, and every kind of bad file
 // (each must throw engine::Error naming the file, never crash or leave a half file behind).
+#include "engine/config.h"
 #include <doctest/doctest.h>
 #include <unistd.h>
 

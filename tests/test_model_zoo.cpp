@@ -12,7 +12,7 @@
 
 #include "engine/error.h"
 #include "engine/safetensors.h"
-#include "model_zoo.h"
+#include "engine/model_zoo.h"
 #include "test_util.h"
 
 using namespace engine;

@@ -6,7 +6,7 @@
 #include "engine/backend.h"
 #include "engine/plan.h"
 #include "engine/safetensors.h"
-#include "model_zoo.h"
+#include "engine/model_zoo.h"
 #include "test_util.h"
 
 using namespace engine;

@@ -7,7 +7,7 @@
 #include <new>
 
 #include "engine/plan.h"
-#include "model_zoo.h"
+#include "engine/model_zoo.h"
 #include "test_util.h"
 
 static std::atomic<long> g_allocations{0};

@@ -1,5 +1,6 @@
 // The oneDNN backend against the reference loops for every op (forward and backward), against
-// PyTorch's logits on the shared models, and against the cpu backend's early exits.
+// PyTorch's logits on the shared models, and against the native backend's early exits.
+#include "engine/config.h"
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -114,7 +115,7 @@ std::vector<SampleResult> early_exits(const Model& model, Backend& backend, cons
 
 }  // namespace
 
-TEST_CASE("onednn backend reproduces PyTorch's logits and the cpu backend's early exits on the shared models") {
+TEST_CASE("onednn backend reproduces PyTorch's logits and the native backend's early exits on the shared models") {
     if (!test::have_shared("onednn shared models")) return;
     for (const char* name : {"resnet56_s1", "mobilenet_s1", "resnet56_s3"}) {
         CAPTURE(name);
@@ -135,7 +136,7 @@ TEST_CASE("onednn backend reproduces PyTorch's logits and the cpu backend's earl
         }
         std::printf("\n");
 
-        auto cpu = make_backend("cpu", 1);
+        auto cpu = make_backend("native", 1);
         const auto a = early_exits(m, *cpu, images), b = early_exits(m, *dnn, images);
         std::vector<int> hist(m.num_exits(), 0);
         int same = 0;
@@ -143,7 +144,7 @@ TEST_CASE("onednn backend reproduces PyTorch's logits and the cpu backend's earl
             same += a[i].exit == b[i].exit && a[i].cls == b[i].cls;
             hist[b[i].exit]++;
         }
-        std::printf("%-13s onednn early exit at q = 0.9, batch 64: %d / %zu as on cpu, histogram", name, same, a.size());
+        std::printf("%-13s onednn early exit at q = 0.9, batch 64: %d / %zu as on native, histogram", name, same, a.size());
         for (int h : hist) std::printf(" %d", h);
         std::printf("\n");
         CHECK(same == int(a.size()));

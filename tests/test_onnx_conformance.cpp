@@ -2,6 +2,7 @@
 // expected outputs) for every operator the importer supports, run on each backend. A refusal is
 // not a failure, but only the refusals listed below (things the engine deliberately does not
 // represent) are expected; a wrong result always fails.
+#include "engine/config.h"
 #include <doctest/doctest.h>
 
 #include <cstdio>

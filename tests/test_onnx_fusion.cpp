@@ -2,6 +2,7 @@
 // MixedPool node with one trainable alpha at import. Hand-built heads check where fusion applies
 // and that both the fused and the unfused import compute what the file says (against plain loops
 // here); the shared models check the heads' count and their parameters against the PyTorch state dict.
+#include "engine/config.h"
 #include <doctest/doctest.h>
 
 #include <cstdio>

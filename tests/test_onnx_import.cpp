@@ -1,5 +1,6 @@
 // The ONNX importer on small hand-built models: what it maps to which attributes, and that it
 // refuses, naming file, node and reason, whatever it cannot represent.
+#include "engine/config.h"
 #include <doctest/doctest.h>
 
 #include <cstdio>

@@ -6,7 +6,7 @@
 using namespace engine;
 
 
-TEST_CASE("cpu backend matches the reference loops for every op, forward and backward") {
+TEST_CASE("native backend matches the reference loops for every op, forward and backward") {
     auto ref = make_backend("ref");
     auto cpu = make_backend("native");
     auto cases = test::all_op_cases();

@@ -16,7 +16,7 @@
 #include "engine/plan.h"
 #include "engine/train/renormalize.h"
 #include "engine/train/trainer.h"
-#include "model_zoo.h"
+#include "engine/model_zoo.h"
 #include "test_util.h"
 #include "tiny_model.h"
 

@@ -1,6 +1,7 @@
 // The reference models in ../shared/models, imported from ONNX and run on each backend, must
 // reproduce the logits PyTorch computed for the same 256 CIFAR-10 images, and the multiply-add
 // counts the models' README gives for each exit.
+#include "engine/config.h"
 #include <doctest/doctest.h>
 
 #include <algorithm>

@@ -2,6 +2,7 @@
 // hand-computed values, augmentation against a brute-force search, pruning, re-initialisation,
 // frozen parameters, PGD bounds, bit-identical determinism and resume, and (with ../shared) a
 // short CIFAR-10 run that must beat chance clearly.
+#include "engine/config.h"
 #include <doctest/doctest.h>
 
 #include <unistd.h>
@@ -17,7 +18,7 @@
 #include "engine/safetensors.h"
 #include "engine/train/loss.h"
 #include "engine/train/trainer.h"
-#include "model_zoo.h"
+#include "engine/model_zoo.h"
 #include "test_util.h"
 
 using namespace engine;

@@ -1,13 +1,13 @@
 // The native kernels with the inference fusion of conv epilogues turned off: the unfused plan
 // that fused ones are compared against.
 #pragma once
-#include "cpu/cpu_backend.h"
+#include "native/native_backend.h"
 
 namespace test {
 
-class UnfusedNative : public engine::cpu::CpuBackend {
+class UnfusedNative : public engine::native::NativeBackend {
 public:
-    explicit UnfusedNative(int threads = 0) : CpuBackend(threads) {}
+    explicit UnfusedNative(int threads = 0) : NativeBackend(threads) {}
     bool fuses_conv_epilogue() const override { return false; }
 };
 

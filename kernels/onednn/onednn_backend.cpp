@@ -5,8 +5,6 @@
 #include <map>
 #include <unordered_map>
 
-#include "../cpu/cpu_batchnorm.h"
-#include "../cpu/cpu_pool.h"
 #include "onednn_kernels.h"
 
 namespace engine::onednn {
@@ -63,7 +61,9 @@ struct State {
 };
 
 OnednnBackend::OnednnBackend(int threads)
-    : threads_(threads > 0 ? threads : omp_get_num_procs()), state_(std::make_unique<State>()) {}
+    : threads_(threads > 0 ? threads : omp_get_num_procs()),
+      state_(std::make_unique<State>()),
+      native_(make_backend("native", threads_)) {}
 
 OnednnBackend::~OnednnBackend() = default;
 
@@ -75,28 +75,22 @@ void OnednnBackend::prepare(const Node& node, const Shape* in, int n_in, const S
 }
 
 // oneDNN 2.6 runs batch-statistics BatchNorm on NCHW with a generic loop (ncsp_bnorm:any) that
-// took twice the time of the native kernels; blocked layouts would cost a reorder each way.
-bool native_batchnorm(const OpArgs& a) { return a.training && a.node.op == Op::BatchNorm; }
+// took twice the time of the native kernels (blocked layouts would cost a reorder each way), and it
+// has no mixed pooling: the native backend runs both.
+bool runs_native(const OpArgs& a) {
+    return (a.training && a.node.op == Op::BatchNorm) || a.node.op == Op::MixedPool;
+}
 
 void OnednnBackend::forward(const OpArgs& a) {
     ThreadScope threads(threads_);
-    if (native_batchnorm(a)) return cpu::batchnorm_train_forward(a.node.attrs, a.in, a.out, threads_);
-    // oneDNN has no mixed pooling: the native kernel where the windows tile, else the reference code.
-    if (a.node.op == Op::MixedPool &&
-        cpu::pool_tiled(a.node.attrs, a.in[0], cpu::PoolKind::Mixed, a.in[1][0], a.out, threads_))
-        return;
+    if (runs_native(a)) return native_->forward(a);
     if (Kernel* k = state_->find(a, false)) return k->forward(state_->ctx, a);
     RefBackend::forward(a);
 }
 
 void OnednnBackend::backward(const GradArgs& g) {
     ThreadScope threads(threads_);
-    if (native_batchnorm(g.fwd))
-        return cpu::batchnorm_backward(g.fwd.node.attrs, g.fwd.in, g.grad_out, g.grad_in, true, threads_);
-    if (g.fwd.node.op == Op::MixedPool &&
-        cpu::pool_tiled_backward(g.fwd.node.attrs, g.fwd.in[0], cpu::PoolKind::Mixed, g.fwd.in[1][0], g.grad_out,
-                                 g.grad_in[0], g.grad_in[1].data, threads_))
-        return;
+    if (runs_native(g.fwd)) return native_->backward(g);
     if (Kernel* k = state_->find(g.fwd, true)) return k->backward(state_->ctx, g);
     RefBackend::backward(g);
 }

@@ -1,6 +1,6 @@
 // The oneDNN backend (oneDNN 2.6, Debian libdnnl-dev): Conv, BatchNorm, Relu, MaxPool/AvgPool,
 // Gemm and same-shape Add run on oneDNN primitives, forward and backward. Two exceptions run the
-// native kernels: batch-statistics BatchNorm (oneDNN's NCHW one is a generic loop) and the SDN
+// native backend: batch-statistics BatchNorm (oneDNN's NCHW one is a generic loop) and the SDN
 // heads' mixed pooling (oneDNN has none). Every other op (and any attribute combination oneDNN
 // cannot express exactly) is the reference code.
 //
@@ -37,6 +37,7 @@ public:
 private:
     int threads_;
     std::unique_ptr<State> state_;
+    std::unique_ptr<Backend> native_;  // the ops that oneDNN runs slowly or not at all
 };
 
 }  // namespace engine::onednn

@@ -2,15 +2,17 @@
 // implements every op forward and backward and is the oracle; faster backends override
 // the ops they accelerate and inherit the rest.
 #pragma once
+#include "engine/api.h"
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/graph.h"
 
 namespace engine {
 
-struct OpArgs {
+struct ENGINE_API OpArgs {
     const Node& node;
     const TensorView* in;   // one view per node input
     int n_in;
@@ -22,14 +24,14 @@ struct OpArgs {
                                  // so a backend may keep transformed copies of them
 };
 
-struct GradArgs {
+struct ENGINE_API GradArgs {
     const OpArgs& fwd;      // the forward call's inputs and output (output already computed)
     TensorView grad_out;    // dLoss/dOutput
     TensorView* grad_in;    // one per input; data == nullptr where no gradient is needed.
                             // Backward ACCUMULATES into grad_in (a value may feed several nodes).
 };
 
-class Backend {
+class ENGINE_API Backend {
 public:
     virtual ~Backend() = default;
     virtual std::string name() const = 0;
@@ -44,11 +46,13 @@ public:
     virtual void backward(const GradArgs& a) = 0;
 };
 
-// "ref" (plain loops), "native" (the default: direct 3x3 and im2col + GEMM AVX2/FMA, kernels/cpu/) or
-// "onednn" (when built with oneDNN). threads: how many
-// threads the backend's kernels use (0: one per core). Batch-1 latency work uses 1: a pinned
-// single thread is what makes per-exit latency repeatable. Throws naming an unknown backend.
-std::unique_ptr<Backend> make_backend(const std::string& name, int threads = 0);
-std::string default_backend_name();
+// "ref" (plain loops, the oracle), "native" (the default: hand-written AVX2/FMA kernels, kernels/native/) or
+// "onednn" (when built with oneDNN). threads: how many threads the backend's kernels use (0: one per
+// core). Batch-1 latency work uses 1: a pinned single thread is what makes per-exit latency repeatable.
+// Throws naming an unknown backend and the ones this build has.
+ENGINE_API std::unique_ptr<Backend> make_backend(const std::string& name, int threads = 0);
+ENGINE_API std::string default_backend_name();
+// Every backend this build holds, the oracle ("ref") first: what tests loop over.
+ENGINE_API std::vector<std::string> backend_names();
 
 }  // namespace engine

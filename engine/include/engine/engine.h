@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "engine/api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -30,29 +32,29 @@ typedef struct {
 
 /* Loads a native or ONNX model and plans it for batch 1 on `backend` ("ref", "native", ...;
    NULL = the default). *out is set to a new model on success and to NULL on failure. */
-engine_status engine_load(const char* path, const char* backend, engine_model** out);
+ENGINE_API engine_status engine_load(const char* path, const char* backend, engine_model** out);
 
 /* n == engine_num_exits(m): one threshold per exit; n == 1: the same for every exit.
    Exit k fires when its maximum softmax probability >= q[k]; the last exit always fires. */
-engine_status engine_set_thresholds(engine_model* m, const float* q, int n);
+ENGINE_API engine_status engine_set_thresholds(engine_model* m, const float* q, int n);
 
 /* Number of exits, or -1 when m is NULL. */
-int engine_num_exits(const engine_model* m);
+ENGINE_API int engine_num_exits(const engine_model* m);
 
 /* The input shape at batch 1, N C H W (dims[0] == 1). */
-engine_status engine_input_shape(const engine_model* m, int64_t dims[4]);
+ENGINE_API engine_status engine_input_shape(const engine_model* m, int64_t dims[4]);
 
 /* Classifies one image (1 x C x H x W floats, as engine_input_shape says) with early exit. */
-engine_status engine_run(engine_model* m, const float* image, engine_result* out);
+ENGINE_API engine_status engine_run(engine_model* m, const float* image, engine_result* out);
 
 /* The last error on m, or (m == NULL) the last error of this thread, e.g. of a failed
    engine_load; "" when there was none. Valid until the next call with the same m / thread. */
-const char* engine_last_error(const engine_model* m);
+ENGINE_API const char* engine_last_error(const engine_model* m);
 
 /* A constant name for a status ("ENGINE_OK", ...). */
-const char* engine_status_name(engine_status s);
+ENGINE_API const char* engine_status_name(engine_status s);
 
-void engine_free(engine_model* m);
+ENGINE_API void engine_free(engine_model* m);
 
 #ifdef __cplusplus
 }

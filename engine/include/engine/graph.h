@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/api.h"
 #include "engine/tensor.h"
 
 namespace engine {
@@ -27,11 +28,11 @@ enum class Op {
     Count
 };
 
-const char* op_name(Op op);
+ENGINE_API const char* op_name(Op op);
 // Returns Op::Count when the name is not an op.
-Op op_from_name(const std::string& name);
+ENGINE_API Op op_from_name(const std::string& name);
 
-struct Attrs {
+struct ENGINE_API Attrs {
     int64_t kernel[2] = {1, 1};
     int64_t stride[2] = {1, 1};
     int64_t pad[4] = {0, 0, 0, 0};  // top, left, bottom, right
@@ -52,7 +53,7 @@ struct Attrs {
     bool fused_relu = false;      // ReLU after bias and residual
 };
 
-struct Node {
+struct ENGINE_API Node {
     Op op = Op::Constant;
     std::string name;
     std::vector<int> inputs;
@@ -62,7 +63,7 @@ struct Node {
     bool trainable = false;  // Constant only: a parameter that training updates
 };
 
-struct Graph {
+struct ENGINE_API Graph {
     std::vector<Node> nodes;
     std::vector<int> inputs;        // Input nodes, in order
     std::vector<int> outputs;       // exits, in order of depth (the last is the final classifier)
@@ -82,9 +83,26 @@ struct Graph {
 };
 
 // Shape of a node's output from its inputs' shapes; throws naming the node on a mismatch.
-Shape infer_shape(const Node& node, const std::vector<Shape>& in);
+ENGINE_API Shape infer_shape(const Node& node, const std::vector<Shape>& in);
 
 // Multiply-adds of one node for one sample (convolutions and matrix products; zero for the rest).
-int64_t node_macs(const Node& node, const std::vector<Shape>& in, const Shape& out);
+ENGINE_API int64_t node_macs(const Node& node, const std::vector<Shape>& in, const Shape& out);
+
+// The graph cut at its exits, written once: segment k lists, in topological order, the op nodes
+// (not Constants or Inputs) that exit k needs and earlier exits did not compute. `nodes` is the
+// graph's node list, or a plan's, where fused replacements read other inputs.
+ENGINE_API std::vector<std::vector<int>> exit_segments(const std::vector<const Node*>& nodes,
+                                                       const std::vector<int>& outputs);
+ENGINE_API std::vector<std::vector<int>> exit_segments(const Graph& graph);
+
+// Multiply-adds per sample from the input to each exit, cumulative over the segments (each exit's
+// head counts towards every later exit), from shapes at batch 1.
+ENGINE_API std::vector<int64_t> exit_macs(const std::vector<const Node*>& nodes,
+                                          const std::vector<std::vector<int>>& segments,
+                                          const std::vector<Shape>& shapes);
+ENGINE_API std::vector<int64_t> exit_macs(const Graph& graph);
+
+// Number of trainable scalars.
+ENGINE_API int64_t count_parameters(const Graph& graph);
 
 }  // namespace engine

@@ -1,16 +1,17 @@
 // SHA-256 (OpenSSL libcrypto), as lowercase hex: model hashes and weight manifests.
 #pragma once
+#include "engine/api.h"
 #include <cstddef>
 #include <memory>
 #include <string>
 
 namespace engine {
 
-std::string sha256_hex(const void* data, size_t n);
-std::string sha256_file(const std::string& path);  // throws "<path>: ..." when unreadable
+ENGINE_API std::string sha256_hex(const void* data, size_t n);
+ENGINE_API std::string sha256_file(const std::string& path);  // throws "<path>: ..." when unreadable
 
 // Incremental hashing, for digests over several pieces without concatenating them.
-class Sha256 {
+class ENGINE_API Sha256 {
 public:
     Sha256();
     ~Sha256();

@@ -6,6 +6,7 @@
 // names the file, the node and the operator or attribute it cannot represent. SDN heads,
 // alpha*MaxPool + (1-alpha)*AvgPool, are imported as one MixedPool with a single trainable alpha.
 #pragma once
+#include "engine/api.h"
 #include <map>
 #include <string>
 
@@ -18,6 +19,6 @@ namespace engine {
 // instead: tensors the model takes as data but this engine needs at import time (Pad's `pads`,
 // Dropout's `ratio`) or weights given as inputs. Integer inputs may be bound as floats holding
 // integral values. Graph outputs become the exits, in order, each with threshold 0.9.
-Model import_onnx(const std::string& path, const std::map<std::string, Tensor>& bind = {});
+ENGINE_API Model import_onnx(const std::string& path, const std::map<std::string, Tensor>& bind = {});
 
 }  // namespace engine

@@ -10,27 +10,21 @@
 #include <deque>
 #include <vector>
 
+#include "engine/api.h"
 #include "engine/backend.h"
+#include "engine/exit_policy.h"
 #include "engine/model.h"
 
 namespace engine {
 
-struct SampleResult {
+struct ENGINE_API SampleResult {
     int cls = -1;         // predicted class
     float prob = 0;       // its softmax probability at the exit taken
     int exit = -1;        // exit index
     int64_t ns = 0;       // wall time from the start of the batch to this sample's exit decision
 };
 
-// The exit decision's statistic for one row of logits: the top class and its softmax
-// probability. An exit fires when prob >= its threshold (compared in float, everywhere).
-struct TopClass {
-    int cls;
-    float prob;
-};
-TopClass top_class(const float* logits, int64_t classes);
-
-class Plan {
+class ENGINE_API Plan {
 public:
     // keep_all: keep every value (no buffer reuse), as training and gradients need. Without it,
     // and where the backend fuses conv epilogues, BatchNorm, residual Add and ReLU after a

@@ -1,6 +1,7 @@
 // Float32 tensors in NCHW order. A Tensor owns its storage; a TensorView borrows it,
 // which is what kernels see (the executor hands out views into its arena).
 #pragma once
+#include "engine/api.h"
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -8,7 +9,7 @@
 
 namespace engine {
 
-struct Shape {
+struct ENGINE_API Shape {
     static constexpr int kMaxRank = 6;
     int rank = 0;
     int64_t dims[kMaxRank] = {};
@@ -27,16 +28,16 @@ struct Shape {
 };
 
 // "[1,3,32,32]": any list of dimensions, negative or longer than a Shape holds (for messages).
-std::string dims_str(const std::vector<int64_t>& dims);
+ENGINE_API std::string dims_str(const std::vector<int64_t>& dims);
 
-struct TensorView {
+struct ENGINE_API TensorView {
     float* data = nullptr;
     Shape shape;
     int64_t numel() const { return shape.numel(); }
     float& operator[](int64_t i) const { return data[i]; }
 };
 
-class Tensor {
+class ENGINE_API Tensor {
 public:
     Tensor() = default;
     explicit Tensor(Shape shape, float fill = 0.0f);
@@ -62,6 +63,6 @@ private:
 
 // Norm-wise relative error max|a-b| / max|b| (infinite when NaNs disagree): the error
 // measure used by tests and checks, robust to elements that happen to be near zero.
-double relative_error(const float* a, const float* b, int64_t n);
+ENGINE_API double relative_error(const float* a, const float* b, int64_t n);
 
 }  // namespace engine

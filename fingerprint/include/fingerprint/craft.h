@@ -3,6 +3,8 @@
 // copies, given fine-tuned copies) so that the exit pattern survives what a pirate does, and
 // selected to not transfer to independently trained reference models.
 #pragma once
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,13 +34,10 @@ struct CraftOptions {
     int latency_reps = 30;             // owner's per-exit latency measurement
     std::string backend = "native";
     int threads = 0;                   // crafting threads (0: one per core); latency uses 1
-    bool progress = true;
+    // Called as crafting advances (done and total optimisation steps); empty: silent.
+    std::function<void(int64_t done, int64_t total)> progress;
 };
 
 FingerprintSet craft_fingerprint(const engine::Model& model, const std::string& model_path, const CraftOptions& options);
-
-// Exit taken by each of n samples under `thresholds`, from every exit's logits of a plan run.
-std::vector<int> exits_under_policy(const std::vector<const float*>& logits, int n, int classes,
-                                    const std::vector<float>& thresholds);
 
 }  // namespace fp

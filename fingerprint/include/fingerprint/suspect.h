@@ -1,6 +1,6 @@
 // A suspect model as the verifier sees it: send one image, get a class back, and time it.
 // The local suspect runs in this process (the white-box exit oracle can read its exit index);
-// the remote one is `engine_run serve` behind a loopback HTTP port and reveals nothing but time.
+// the remote one (tools/common/remote_suspect.h) is `engine_run serve` behind a loopback HTTP port.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -30,7 +30,5 @@ public:
 // backend's compute threads (one gives the most repeatable latency).
 std::unique_ptr<Suspect> make_local_suspect(const std::string& model_path, const std::vector<float>& thresholds,
                                             const std::string& backend, int threads = 1);
-// url: http://127.0.0.1:PORT (as printed by engine_run serve).
-std::unique_ptr<Suspect> make_remote_suspect(const std::string& url);
 
 }  // namespace fp

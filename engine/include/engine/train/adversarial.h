@@ -3,6 +3,7 @@
 // uses its running statistics and is not updated) and maximises the weighted cross-entropy over
 // the exits the training loss uses.
 #pragma once
+#include "engine/api.h"
 #include <random>
 #include <vector>
 
@@ -11,7 +12,7 @@
 
 namespace engine::train {
 
-struct PgdConfig {
+struct ENGINE_API PgdConfig {
     float eps = 8.0f / 255.0f;   // L-inf radius in pixel units ([0, 1] images)
     float step = 2.0f / 255.0f;  // per-iteration step
     int steps = 7;
@@ -23,7 +24,7 @@ struct PgdConfig {
 // keep_all plan); its trainable flags are cleared for the duration so that the backward passes
 // compute only the input gradient, and restored before returning (also on an exception).
 // exit_weights: one per exit (0 = not attacked). Random starts draw from rng.
-void pgd_attack(Plan& plan, Model& model, float* x, const int* labels, int n, const std::vector<float>& exit_weights,
+ENGINE_API void pgd_attack(Plan& plan, Model& model, float* x, const int* labels, int n, const std::vector<float>& exit_weights,
                 const PgdConfig& config, std::mt19937_64& rng);
 
 }  // namespace engine::train

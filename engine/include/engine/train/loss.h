@@ -2,6 +2,7 @@
 // the SDN joint-loss weights. Each loss returns the batch-mean value and writes dLoss/dlogits,
 // scaled by `weight`, so several exits' losses add up to one weighted objective.
 #pragma once
+#include "engine/api.h"
 #include <cstdint>
 #include <vector>
 
@@ -10,22 +11,22 @@ namespace engine::train {
 // Mean over n rows of -log softmax(logits)[label]. grad (n x classes) receives
 // weight * (softmax - onehot) / n; grad may be null. correct, when given, receives the
 // number of rows whose arg-max equals the label.
-double softmax_cross_entropy(const float* logits, const int* labels, int n, int classes, float* grad,
+ENGINE_API double softmax_cross_entropy(const float* logits, const int* labels, int n, int classes, float* grad,
                              float weight = 1.0f, int* correct = nullptr);
 
 // Distillation as in Hinton et al.: (1 - alpha) * CE(student, labels)
 //   + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)), mean over the batch.
 // grad receives weight * dLoss/dstudent (may be null).
-double distillation_loss(const float* student, const float* teacher, const int* labels, int n, int classes,
+ENGINE_API double distillation_loss(const float* student, const float* teacher, const int* labels, int n, int classes,
                          float temperature, float alpha, float* grad, float weight = 1.0f, int* correct = nullptr);
 
 // SDN joint training (Kaya et al., 2019): loss = sum_i tau_i * CE(IC_i) + CE(final). tau_i grows
 // linearly from 0 to its cap over the run (progress in [0, 1]); the caps are
 // [0.15, 0.3, 0.45, 0.6, 0.75, 0.9], the first k of them for k <= 6 internal classifiers (as the
 // SDN code does), spread evenly from 0.15 to 0.9 for more. Returns one weight per exit; the last is 1.
-std::vector<float> sdn_exit_weights(int num_exits, double progress);
+ENGINE_API std::vector<float> sdn_exit_weights(int num_exits, double progress);
 
 // Plain training: the final exit only.
-std::vector<float> final_exit_weights(int num_exits);
+ENGINE_API std::vector<float> final_exit_weights(int num_exits);
 
 }  // namespace engine::train

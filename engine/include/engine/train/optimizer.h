@@ -1,6 +1,7 @@
 // Optimisers with PyTorch's update rules (torch.optim.SGD and torch.optim.Adam), state per
 // parameter, and a fixed pruning mask that keeps pruned weights at zero.
 #pragma once
+#include "engine/api.h"
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,13 +13,13 @@
 namespace engine::train {
 
 // One parameter as the optimiser sees it: its values (updated in place) and a name for checkpoints.
-struct ParamRef {
+struct ENGINE_API ParamRef {
     std::string name;
     float* value = nullptr;
     int64_t size = 0;
 };
 
-struct OptimizerConfig {
+struct ENGINE_API OptimizerConfig {
     std::string kind = "sgd";  // "sgd" or "adam"
     float momentum = 0.9f;     // SGD
     float dampening = 0.0f;    // SGD
@@ -27,7 +28,7 @@ struct OptimizerConfig {
     float weight_decay = 0.0f; // L2 added to the gradient (PyTorch's weight_decay, not AdamW)
 };
 
-class Optimizer {
+class ENGINE_API Optimizer {
 public:
     virtual ~Optimizer() = default;
     // One update of every parameter with its gradient (grads[i] has params[i].size floats).
@@ -44,6 +45,6 @@ protected:
 // SGD: g += wd * p; buf = g on the first step, else momentum * buf + (1 - dampening) * g;
 // g = nesterov ? g + momentum * buf : buf; p -= lr * g.
 // Adam: g += wd * p; m, v moving averages; p -= lr * m_hat / (sqrt(v_hat) + eps).
-std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, const std::vector<ParamRef>& params);
+ENGINE_API std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, const std::vector<ParamRef>& params);
 
 }  // namespace engine::train

@@ -2,6 +2,7 @@
 // BatchNorm): trained in that form it diverges at learning rates the BatchNorm form takes, so
 // training re-inserts a BatchNorm after each such convolution and folds it back afterwards.
 #pragma once
+#include "engine/api.h"
 #include <vector>
 
 #include "engine/backend.h"
@@ -22,12 +23,12 @@ namespace engine::train {
 // Unit variance also fixes each channel's weight norm, and with it the channel's effective
 // learning rate under BatchNorm (about lr / |w|^2): it is not the original BN model's, whose
 // weight scale folding erased, so fine-tuning follows a different trajectory from that model's.
-std::vector<int> insert_batchnorms(Model& model, const Dataset& data, int images, Backend& backend);
+ENGINE_API std::vector<int> insert_batchnorms(Model& model, const Dataset& data, int images, Backend& backend);
 
 // Folds each listed BatchNorm (input 0 a Conv read by nothing else, inputs 1..4 Constants read
 // by it alone) into its convolution with the running statistics and removes it and its four
 // constants; nodes keep their relative order. A convolution without a bias gets one, named
 // "<conv>.bias", just before it. Throws naming the first BatchNorm that cannot be folded.
-void fold_batchnorms(Graph& graph, const std::vector<int>& batchnorms);
+ENGINE_API void fold_batchnorms(Graph& graph, const std::vector<int>& batchnorms);
 
 }  // namespace engine::train

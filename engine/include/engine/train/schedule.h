@@ -1,12 +1,13 @@
 // Learning-rate schedules, evaluated per optimiser step (as PyTorch schedulers stepped every batch).
 #pragma once
+#include "engine/api.h"
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace engine::train {
 
-struct ScheduleConfig {
+struct ENGINE_API ScheduleConfig {
     std::string kind = "onecycle";  // "onecycle", "cosine", "multistep" or "constant"
     float lr = 0.1f;                // peak (one-cycle) or initial learning rate
     int64_t total_steps = 1;
@@ -21,9 +22,9 @@ struct ScheduleConfig {
 };
 
 // Learning rate for the 0-based optimiser step `step`. Throws on an unknown kind.
-float learning_rate(const ScheduleConfig& config, int64_t step);
+ENGINE_API float learning_rate(const ScheduleConfig& config, int64_t step);
 
 // Checks the kind and the numbers; throws "schedule: <problem>".
-void validate(const ScheduleConfig& config);
+ENGINE_API void validate(const ScheduleConfig& config);
 
 }  // namespace engine::train

@@ -6,6 +6,7 @@
 // configuration, data and thread count give bit-identical weights, also across a stop and resume
 // at an epoch boundary. A different thread count may change the summation order of gradients.
 #pragma once
+#include "engine/api.h"
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -25,7 +26,7 @@
 
 namespace engine::train {
 
-struct TrainConfig {
+struct ENGINE_API TrainConfig {
     std::string mode = "plain";  // "plain" (final exit), "sdn" (joint SDN loss), "ic-only" (frozen backbone)
     int epochs = 1;
     int batch = 128;
@@ -51,7 +52,7 @@ struct TrainConfig {
     std::string checkpoint_path; // written after every epoch; empty: none
 };
 
-struct EpochStats {
+struct ENGINE_API EpochStats {
     int epoch = 0;               // 1-based
     float lr = 0;                // at the epoch's last step
     double train_loss = 0;       // mean weighted loss over the epoch's batches
@@ -61,7 +62,7 @@ struct EpochStats {
     double images_per_s = 0;
 };
 
-class Trainer {
+class ENGINE_API Trainer {
 public:
     // done images so far in this epoch, their total, mean loss so far.
     using ProgressFn = std::function<void(int64_t done, int64_t total, double loss)>;

@@ -1,0 +1,285 @@
+#include "engine/plan.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "engine/error.h"
+#include "fuse_conv.h"
+
+namespace engine {
+
+namespace {
+
+constexpr int64_t kAlignFloats = 16;  // 64-byte alignment of every buffer in the arena
+constexpr int kNever = std::numeric_limits<int>::max();
+
+int64_t aligned(int64_t n) { return (n + kAlignFloats - 1) / kAlignFloats * kAlignFloats; }
+
+// First-fit placement of buffers with known lifetimes: a buffer may reuse the space of
+// any buffer already released (ggml-alloc's liveness-based reuse, without its free list).
+class ArenaPlanner {
+public:
+    int64_t place(int64_t size) {
+        int64_t at = 0;
+        for (const auto& [off, len] : live_) {  // live_ is sorted by offset
+            if (off - at >= size) break;
+            at = std::max(at, off + len);
+        }
+        live_.insert(std::upper_bound(live_.begin(), live_.end(), std::make_pair(at, int64_t(0))), {at, size});
+        peak_ = std::max(peak_, at + size);
+        return at;
+    }
+    void release(int64_t offset) {
+        auto it = std::find_if(live_.begin(), live_.end(), [&](auto& b) { return b.first == offset; });
+        if (it != live_.end()) live_.erase(it);
+    }
+    int64_t peak() const { return peak_; }
+
+private:
+    std::vector<std::pair<int64_t, int64_t>> live_;
+    int64_t peak_ = 0;
+};
+
+}  // namespace
+
+Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
+    : model_(model), backend_(backend), max_batch_(max_batch), keep_all_(keep_all) {
+    const Graph& g = model.graph;
+    g.validate();
+    check(max_batch >= 1, "plan: batch size must be at least 1");
+    shapes_ = g.infer_shapes(max_batch);
+    const int count = static_cast<int>(g.nodes.size());
+    for (const Node& n : g.nodes) nodes_.push_back(&n);
+    if (!keep_all_ && backend_.fuses_conv_epilogue()) fuse_conv_epilogues(g, shapes_, nodes_, fused_);
+
+    // Which values carry the batch in dim 0: shapes at batch 1 and 2 differ exactly there.
+    auto s1 = g.infer_shapes(1), s2 = g.infer_shapes(2);
+    batched_.assign(count, false);
+    for (int i = 0; i < count; ++i) {
+        if (s1[i] == s2[i]) continue;
+        bool only_dim0 = s1[i].rank == s2[i].rank && s1[i][0] == 1 && s2[i][0] == 2;
+        for (int d = 1; only_dim0 && d < s1[i].rank; ++d) only_dim0 = s1[i][d] == s2[i][d];
+        check(only_dim0, "node '" + g.nodes[i].name + "': batch does not stay in dimension 0 (" + s2[i].str() + ")");
+        batched_[i] = true;
+    }
+
+    segments_ = exit_segments(nodes_, g.outputs);
+
+    // Liveness over the execution order; inputs are bound at position -1, exits live forever.
+    std::vector<int> position(count, -1);
+    int pos = 0;
+    for (auto& seg : segments_)
+        for (int i : seg) position[i] = pos++;
+    last_use_.assign(count, -1);
+    for (auto& seg : segments_)
+        for (int i : seg)
+            for (int j : nodes_[i]->inputs) last_use_[j] = std::max(last_use_[j], position[i]);
+    for (int out : g.outputs) last_use_[out] = kNever;
+    if (keep_all_)
+        for (auto& v : last_use_) v = kNever;
+
+    offset_.assign(count, -1);
+    ArenaPlanner arena;
+    auto size_of = [&](int i) { return aligned(shapes_[i].numel()); };
+    for (int i : g.inputs) offset_[i] = arena.place(size_of(i));
+    pos = 0;
+    size_t scratch = 0;
+    std::vector<Shape> in_shapes;
+    for (auto& seg : segments_)
+        for (int i : seg) {
+            offset_[i] = arena.place(size_of(i));
+            for (int j : nodes_[i]->inputs)
+                if (last_use_[j] == pos && offset_[j] >= 0) arena.release(offset_[j]);
+            ++pos;
+            in_shapes.clear();
+            for (int j : nodes_[i]->inputs) in_shapes.push_back(shapes_[j]);
+            const int n_in = static_cast<int>(in_shapes.size());
+            scratch = std::max(scratch, backend_.scratch_floats(*nodes_[i], in_shapes.data(), n_in, shapes_[i]));
+            backend_.prepare(*nodes_[i], in_shapes.data(), n_in, shapes_[i]);
+        }
+    for (int i : g.inputs)
+        if (last_use_[i] < 0) arena.release(offset_[i]);
+    arena_.assign(arena.peak(), 0.0f);
+    scratch_.assign(scratch, 0.0f);
+
+    // Values read by later segments must follow the samples that stay (compaction).
+    int end = -1;
+    for (auto& seg : segments_) {
+        end += static_cast<int>(seg.size());
+        std::vector<int> live;
+        for (int i = 0; i < count; ++i)
+            if (offset_[i] >= 0 && position[i] <= end && last_use_[i] > end && batched_[i]) live.push_back(i);
+        live_after_.push_back(std::move(live));
+    }
+
+    macs_to_exit_ = exit_macs(nodes_, segments_, s1);
+
+    if (keep_all_) {
+        // One gradient buffer per value that can carry a gradient (ops, inputs, trainable constants).
+        grad_offset_.assign(count, -1);
+        int64_t at = 0;
+        for (int i = 0; i < count; ++i)
+            if (g.nodes[i].op != Op::Constant || g.nodes[i].trainable) {
+                grad_offset_[i] = at;
+                at += aligned(shapes_[i].numel());
+            }
+        grad_arena_.assign(at, 0.0f);
+    }
+    row_of_.resize(max_batch);
+    keep_rows_.resize(max_batch);
+    size_t max_inputs = 0;
+    for (const Node* n : nodes_) max_inputs = std::max(max_inputs, n->inputs.size());
+    in_views_.resize(max_inputs);
+    grad_views_.resize(max_inputs);
+
+    // An inference plan runs once here, on one sample of zeros, so that the backend transforms and
+    // packs its weights (and makes its per-thread buffers) at load: the first real run is then as
+    // fast as every later one, and allocates nothing either.
+    if (!keep_all_) {
+        for (int i : g.inputs) {
+            TensorView v = view_of(i, 1);
+            std::fill(v.data, v.data + v.numel(), 0.0f);
+        }
+        n_current_ = 1;
+        for (auto& seg : segments_)
+            for (int i : seg) run_node(i, 1, false, 0);
+    }
+}
+
+TensorView Plan::view_of(int node, int n) const {
+    const Node& nd = *nodes_[node];
+    if (nd.op == Op::Constant) return {const_cast<float*>(nd.value.data()), nd.value.shape()};
+    Shape s = shapes_[node];
+    if (batched_[node]) s[0] = n;
+    return {const_cast<float*>(arena_.data()) + offset_[node], s};
+}
+
+TensorView Plan::value(int node) const { return view_of(node, n_current_); }
+
+TensorView Plan::exit_logits(int exit) const { return view_of(model_.graph.outputs.at(exit), n_current_); }
+
+void Plan::bind_inputs(const float* const* inputs, int n) {
+    if (n < 1 || n > max_batch_)  // not check(): its message would be built on every call
+        fail("plan: batch of " + std::to_string(n) + " is outside 1.." + std::to_string(max_batch_));
+    n_current_ = n;
+    const auto& ins = model_.graph.inputs;
+    for (size_t k = 0; k < ins.size(); ++k) {
+        TensorView v = view_of(ins[k], n);
+        std::memcpy(v.data, inputs[k], sizeof(float) * v.numel());
+    }
+}
+
+OpArgs Plan::args_for(int node, int n, bool training, uint64_t seed) {
+    const Node& nd = *nodes_[node];
+    for (size_t k = 0; k < nd.inputs.size(); ++k) in_views_[k] = view_of(nd.inputs[k], n);
+    return OpArgs{nd, in_views_.data(), static_cast<int>(nd.inputs.size()), view_of(node, n), scratch_.data(),
+                  training, seed, /*weights_fixed=*/!keep_all_};
+}
+
+void Plan::run_node(int node, int n, bool training, uint64_t seed) { backend_.forward(args_for(node, n, training, seed)); }
+
+void Plan::run_all(const float* const* inputs, int n, bool training, uint64_t step_seed) {
+    if (training && !fused_.empty())
+        fail("plan: training needs a plan made with keep_all (this one fused convolution epilogues)");
+    bind_inputs(inputs, n);
+    for (auto& seg : segments_)
+        for (int i : seg) run_node(i, n, training, step_seed);
+}
+
+void Plan::compact(int segment, int n_keep, int n_before) {
+    for (int v : live_after_[segment]) {
+        TensorView t = view_of(v, n_before);
+        const int64_t row = t.numel() / n_before;
+        for (int r = 0; r < n_keep; ++r)
+            if (keep_rows_[r] != r) std::memmove(t.data + r * row, t.data + keep_rows_[r] * row, sizeof(float) * row);
+    }
+    for (int r = 0; r < n_keep; ++r) row_of_[r] = row_of_[keep_rows_[r]];
+}
+
+void Plan::run_early(const float* input, int n, const float* thresholds, SampleResult* results) {
+    const Graph& g = model_.graph;
+    if (g.inputs.size() != 1 || !batched_[g.inputs[0]]) fail("plan: early exit needs one batched input");
+    const auto start = std::chrono::steady_clock::now();
+    bind_inputs(&input, n);
+    for (int r = 0; r < n; ++r) row_of_[r] = r;
+    const int last = static_cast<int>(segments_.size()) - 1;
+    for (int k = 0; k <= last && n > 0; ++k) {
+        for (int i : segments_[k]) run_node(i, n, false, 0);
+        TensorView logits = view_of(g.outputs[k], n);
+        const int64_t classes = logits.numel() / n;
+        int n_keep = 0;
+        const int64_t ns =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+        for (int r = 0; r < n; ++r) {
+            const TopClass top = top_class(logits.data + r * classes, classes);
+            if (exit_fires(k, last + 1, top.prob, thresholds)) {
+                results[row_of_[r]] = {top.cls, top.prob, k, ns};
+            } else {
+                keep_rows_[n_keep++] = r;
+            }
+        }
+        if (n_keep > 0 && n_keep < n && k < last) compact(k, n_keep, n);
+        n = n_keep;
+        n_current_ = n;
+    }
+}
+
+TensorView Plan::input_grad() const {
+    check(keep_all_, "plan: gradients need a plan made with keep_all");
+    int in = model_.graph.inputs.at(0);
+    Shape s = shapes_[in];
+    if (batched_[in]) s[0] = n_current_;
+    return {const_cast<float*>(grad_arena_.data()) + grad_offset_[in], s};
+}
+
+TensorView Plan::param_grad(int node) const {
+    if (!keep_all_ || grad_offset_.at(node) < 0)
+        fail("plan: node '" + model_.graph.nodes.at(node).name + "' has no gradient (not trainable, or no keep_all plan)");
+    Shape s = shapes_[node];
+    if (batched_[node]) s[0] = n_current_;
+    return {const_cast<float*>(grad_arena_.data()) + grad_offset_[node], s};
+}
+
+void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool training, uint64_t step_seed,
+                    bool need_param_grads) {
+    check(keep_all_, "plan: gradients need a plan made with keep_all");
+    const Graph& g = model_.graph;
+    const int count = static_cast<int>(g.nodes.size());
+    const int n = n_current_;
+    std::fill(grad_arena_.begin(), grad_arena_.end(), 0.0f);
+
+    // A value needs a gradient when a trainable parameter (or the input, if asked) lies behind it.
+    requires_grad_.assign(count, 0);
+    for (int i = 0; i < count; ++i) {
+        const Node& nd = g.nodes[i];
+        if (nd.op == Op::Constant) requires_grad_[i] = nd.trainable && need_param_grads;
+        else if (nd.op == Op::Input) requires_grad_[i] = need_input_grad;
+        else
+            for (int j : nd.inputs) requires_grad_[i] |= requires_grad_[j];
+    }
+    auto grad_view = [&](int i) -> TensorView {
+        Shape s = shapes_[i];
+        if (batched_[i]) s[0] = n;
+        return {grad_arena_.data() + grad_offset_[i], s};
+    };
+    for (size_t k = 0; k < g.outputs.size(); ++k) {
+        if (!grad_exit[k]) continue;
+        TensorView gv = grad_view(g.outputs[k]);
+        for (int64_t e = 0; e < gv.numel(); ++e) gv[e] += grad_exit[k][e];
+    }
+    for (int s = static_cast<int>(segments_.size()) - 1; s >= 0; --s)
+        for (auto it = segments_[s].rbegin(); it != segments_[s].rend(); ++it) {
+            const int i = *it;
+            if (!requires_grad_[i]) continue;
+            OpArgs fwd = args_for(i, n, training, step_seed);
+            const Node& nd = g.nodes[i];
+            for (size_t k = 0; k < nd.inputs.size(); ++k)
+                grad_views_[k] = requires_grad_[nd.inputs[k]] ? grad_view(nd.inputs[k]) : TensorView{};
+            backend_.backward(GradArgs{fwd, grad_view(i), grad_views_.data()});
+        }
+}
+
+}  // namespace engine

@@ -1,0 +1,83 @@
+#include <algorithm>
+#include <cmath>
+
+#include "craft_parts.h"
+#include "engine/exit_policy.h"
+
+namespace fp {
+
+using namespace engine;
+
+// Adam on the pixels of every candidate, in batches of the candidates still unsatisfied: a
+// candidate leaves the batch once every ensemble member puts it at its target with the margin
+// (its loss is zero) or after o.steps steps, and the next waiting candidate takes its place.
+void optimise(Candidates& c, std::vector<Member>& ensemble, const std::vector<float>& q, int classes,
+              const CraftOptions& o) {
+    const int total = int(c.target.size()), K = int(q.size());
+    const int64_t per = c.per;
+    Plan& owner = *ensemble[0].plan;
+    for (int first = 0; first < total; first += o.batch) {  // the class exit t already leans towards
+        const int n = std::min(o.batch, total - first);
+        owner.run_all(c.row(first), n);
+        for (int i = 0; i < n; ++i)
+            c.target_class[first + i] = top_class(owner.exit_logits(c.target[first + i]).data + int64_t(i) * classes, classes).cls;
+    }
+    std::vector<float> m1(c.x.numel(), 0.0f), m2(c.x.numel(), 0.0f), xb(size_t(o.batch) * per), gx(size_t(o.batch) * per);
+    std::vector<int> steps(total, 0), batch;
+    std::vector<double> loss(o.batch);
+    std::vector<std::vector<float>> grads(K);
+    std::vector<const float*> logits(K), seeds(K);
+    int next = 0;
+    int64_t work_done = 0;
+    const int64_t all_work = int64_t(total) * o.steps;
+    while (true) {
+        while (int(batch.size()) < o.batch && next < total) batch.push_back(next++);
+        if (batch.empty() || o.steps == 0) break;
+        const int n = int(batch.size());
+        for (int i = 0; i < n; ++i) std::copy_n(c.row(batch[i]), per, xb.data() + int64_t(i) * per);
+        std::fill(gx.begin(), gx.begin() + int64_t(n) * per, 0.0f);
+        std::fill(loss.begin(), loss.end(), 0.0);
+        for (auto& member : ensemble) {
+            Plan& plan = *member.plan;
+            plan.run_all(xb.data(), n);
+            for (int k = 0; k < K; ++k) {
+                logits[k] = plan.exit_logits(k).data;
+                grads[k].assign(size_t(n) * classes, 0.0f);
+                seeds[k] = grads[k].data();
+            }
+            for (int i = 0; i < n; ++i)
+                loss[i] += exit_loss(logits, i, classes, c.target[batch[i]], c.target_class[batch[i]], q, o.margin, grads);
+            plan.backward(seeds.data(), /*need_input_grad=*/true, false, 0, /*need_param_grads=*/false);
+            TensorView g = plan.input_grad();
+            for (int64_t e = 0; e < g.numel(); ++e) gx[e] += g[e];
+        }
+        std::vector<int> still;
+        for (int i = 0; i < n; ++i) {
+            const int id = batch[i];
+            if (loss[i] == 0) {  // satisfied on every member: done
+                work_done += o.steps - steps[id];
+                continue;
+            }
+            const int t = ++steps[id];
+            const float b1 = 0.9f, b2 = 0.999f, c1 = 1 - std::pow(b1, float(t)), c2 = 1 - std::pow(b2, float(t));
+            float* px = c.row(id);
+            const float* ps = c.start.data() + int64_t(id) * per;
+            float *a = m1.data() + int64_t(id) * per, *b = m2.data() + int64_t(id) * per;
+            const float* g = gx.data() + int64_t(i) * per;
+            for (int64_t e = 0; e < per; ++e) {
+                a[e] = b1 * a[e] + (1 - b1) * g[e];
+                b[e] = b2 * b[e] + (1 - b2) * g[e] * g[e];
+                float v = px[e] - o.lr * (a[e] / c1) / (std::sqrt(b[e] / c2) + 1e-8f);
+                if (o.eps >= 0) v = std::clamp(v, ps[e] - o.eps, ps[e] + o.eps);
+                px[e] = std::clamp(v, 0.0f, 1.0f);
+            }
+            ++work_done;
+            if (t < o.steps) still.push_back(id);
+        }
+        batch = still;
+        if (o.progress) o.progress(work_done, all_work);
+    }
+    if (o.progress) o.progress(all_work, all_work);
+}
+
+}  // namespace fp

@@ -1,0 +1,276 @@
+#include "native_backend.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "native_batchnorm.h"
+#include "native_conv.h"
+#include "native_gemm.h"
+#include "native_pool.h"
+#include "native_threads.h"
+#include "native_winograd.h"
+
+namespace engine::native {
+
+namespace {
+
+// f(begin, end) over [0, n), split between threads where n is large enough to pay for waking them:
+// for the element-wise ops of training, which would otherwise run on one thread while the others wait.
+template <class F>
+void parallel_ranges(int64_t n, int threads, const F& f) {
+    constexpr int64_t kMinParallel = int64_t(1) << 15;
+    if (threads <= 1 || n < kMinParallel) return f(int64_t(0), n);
+#pragma omp parallel num_threads(threads)
+    {
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        f(n * t / nt, n * (t + 1) / nt);
+    }
+}
+
+// g += gy over n elements.
+void accumulate(float* g, const float* gy, int64_t n, int threads) {
+    parallel_ranges(n, threads, [g, gy](int64_t i0, int64_t i1) {
+        float* __restrict out = g;
+        const float* __restrict in = gy;
+        for (int64_t i = i0; i < i1; ++i) out[i] += in[i];
+    });
+}
+
+void binary_span(Op op, const float* __restrict x, const float* __restrict z, int64_t step, float* __restrict out,
+                 int64_t n) {
+    switch (op) {
+        case Op::Add: for (int64_t i = 0; i < n; ++i) out[i] = x[i] + z[i * step]; break;
+        case Op::Sub: for (int64_t i = 0; i < n; ++i) out[i] = x[i] - z[i * step]; break;
+        case Op::Mul: for (int64_t i = 0; i < n; ++i) out[i] = x[i] * z[i * step]; break;
+        default: for (int64_t i = 0; i < n; ++i) out[i] = x[i] / z[i * step]; break;
+    }
+}
+
+// True when b holds one value per channel of an NCHW a: [C,1,1] or [1,C,1,1] (input normalisation).
+bool per_channel(const Shape& a, const Shape& b) {
+    if (a.rank != 4 || b.numel() != a[1] || b.rank < 3 || b.rank > 4) return false;
+    return b[b.rank - 1] == 1 && b[b.rank - 2] == 1 && b[b.rank - 3] == a[1];
+}
+
+PoolKind pool_kind(Op op) { return op == Op::MaxPool ? PoolKind::Max : PoolKind::Average; }
+
+// Element-wise binary op when b is a scalar, has a's shape or one value per channel; false when
+// another broadcast is needed.
+bool binary_fast(Op op, TensorView a, TensorView b, TensorView y, int threads) {
+    if (a.shape != y.shape) return false;
+    if (b.numel() == 1 || b.shape == y.shape) {
+        const int64_t step = b.numel() == 1 ? 0 : 1;
+        parallel_ranges(y.numel(), threads, [&](int64_t i0, int64_t i1) {
+            binary_span(op, a.data + i0, b.data + i0 * step, step, y.data + i0, i1 - i0);
+        });
+        return true;
+    }
+    if (!per_channel(a.shape, b.shape)) return false;
+    const int64_t C = a.shape[1], inner = a.shape[2] * a.shape[3];
+    for (int64_t p = 0; p < a.shape[0] * C; ++p)
+        binary_span(op, a.data + p * inner, b.data + p % C, 0, y.data + p * inner, inner);
+    return true;
+}
+
+void batchnorm_inference(const Attrs& a, const TensorView* in, TensorView y) {
+    const int64_t N = in[0].shape[0], C = in[0].shape[1], inner = in[0].numel() / (N * C);
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = 0; c < C; ++c) {
+            const float scale = in[1][c] / std::sqrt(in[4][c] + a.epsilon);
+            const float shift = in[2][c] - in[3][c] * scale;
+            const float* __restrict x = in[0].data + (n * C + c) * inner;
+            float* __restrict out = y.data + (n * C + c) * inner;
+            for (int64_t i = 0; i < inner; ++i) out[i] = x[i] * scale + shift;
+        }
+}
+
+// The classifier heads' Gemm: y = A op(B) + c with A [M, K] as stored, alpha 1 and, if c is
+// given, beta 1 and c one value per column. False where the reference code must run it.
+bool plain_gemm(const Attrs& a, const OpArgs& args) {
+    if (a.trans_a || a.alpha != 1.0f || args.in[0].shape.rank != 2 || args.in[1].shape.rank != 2) return false;
+    if (args.n_in < 3) return true;
+    const Shape& c = args.in[2].shape;
+    return a.beta == 1.0f && c.rank == 1 && c[0] == args.out.shape[1];
+}
+
+void gemm_forward(const OpArgs& args) {
+    const Attrs& a = args.node.attrs;
+    const int64_t M = args.out.shape[0], N = args.out.shape[1], K = args.in[0].shape[1];
+    float* y = args.out.data;
+    for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) y[i * N + j] = args.n_in > 2 ? args.in[2][j] : 0.0f;
+    if (a.trans_b) gemm_nt(M, N, K, args.in[0].data, K, args.in[1].data, K, y, N);
+    else gemm_nn(M, N, K, args.in[0].data, K, args.in[1].data, N, y, N);
+}
+
+// dA += dY op(B)^T, d op(B) += A^T dY, dc += column sums of dY.
+void gemm_backward(const GradArgs& g) {
+    const OpArgs& args = g.fwd;
+    const bool tb = args.node.attrs.trans_b;
+    const int64_t M = args.out.shape[0], N = args.out.shape[1], K = args.in[0].shape[1];
+    const float *A = args.in[0].data, *B = args.in[1].data, *gy = g.grad_out.data;
+    if (float* gA = g.grad_in[0].data) {
+        if (tb) gemm_nn(M, K, N, gy, N, B, K, gA, K);
+        else gemm_nt(M, K, N, gy, N, B, N, gA, K);
+    }
+    if (float* gB = g.grad_in[1].data) {
+        if (tb) gemm_tn(N, K, M, gy, N, A, K, gB, K);  // dB [N, K] = dY^T A
+        else gemm_tn(K, N, M, A, K, gy, N, gB, N);     // dB [K, N] = A^T dY
+    }
+    if (args.n_in > 2 && g.grad_in[2].data)
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) g.grad_in[2][j] += gy[i * N + j];
+}
+
+}  // namespace
+
+NativeBackend::NativeBackend(int threads) : threads_(threads > 0 ? threads : omp_get_num_procs()) {
+    threads_prepare(threads_);
+}
+
+size_t NativeBackend::scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const {
+    if (node.op != Op::Conv) return 0;
+    size_t floats = size_t(threads_) * conv_scratch_per_thread(node.attrs, in[0], in[1], out, /*backward=*/true);
+    // + room to transform weights that may change
+    if (const WinogradPlan plan = winograd_plan(node.attrs, in[0], in[1], out))
+        floats = std::max(floats,
+                          winograd_scratch(plan, in[0], in[1], threads_) + winograd_weights_floats(plan, in[0], in[1]));
+    if (conv_gemm_fits(node.attrs, in[0], in[1], out))  // + room to pack weights that may change
+        floats = std::max(floats, conv_gemm_packed_floats(in[1], out) +
+                                      threads_ * conv_gemm_scratch_per_thread(node.attrs, in[0], in[1], out));
+    return floats;
+}
+
+void NativeBackend::prepare(const Node& node, const Shape*, int, const Shape&) { transformed_.erase(&node); }
+
+template <class Transform>
+const float* NativeBackend::transformed(const OpArgs& a, size_t floats, float* scratch_spot, const Transform& transform) {
+    const TensorView& w = a.in[1];
+    if (!a.weights_fixed) {  // the weights may have changed since the last run
+        transform(w, scratch_spot);
+        return scratch_spot;
+    }
+    TransformedWeights& t = transformed_[&a.node];
+    if (t.data.empty() || t.source != w.data) {
+        t.source = w.data;
+        t.data.resize(floats);
+        transform(w, t.data.data());
+    }
+    return t.data.data();
+}
+
+bool NativeBackend::winograd_conv(const OpArgs& a, const float* bias, const float* residual) {
+    const TensorView &x = a.in[0], &w = a.in[1];
+    const WinogradPlan plan = winograd_plan(a.node.attrs, x.shape, w.shape, a.out.shape);
+    if (!plan) return false;
+    const float* u = transformed(a, winograd_weights_floats(plan, x.shape, w.shape),
+                                 a.scratch + winograd_scratch(plan, x.shape, w.shape, threads_),
+                                 [&](TensorView w, float* out) { winograd_weights(plan, x.shape, w, out); });
+    winograd_forward(plan, x, u, w.shape, bias, residual, a.node.attrs.fused_relu, a.out, a.scratch, threads_);
+    return true;
+}
+
+bool NativeBackend::gemm_conv(const OpArgs& a, const float* bias, const float* residual) {
+    const TensorView &x = a.in[0], &w = a.in[1];
+    if (!conv_gemm_fits(a.node.attrs, x.shape, w.shape, a.out.shape)) return false;
+    const size_t floats = conv_gemm_packed_floats(w.shape, a.out.shape);
+    const float* packed = transformed(a, floats, a.scratch,
+                                      [&a](TensorView w, float* out) { conv_gemm_pack(w, a.out.shape, out); });
+    conv_gemm_forward(a.node.attrs, x, packed, w.shape, bias, residual, a.out, a.scratch + floats, threads_);
+    return true;
+}
+
+void NativeBackend::forward(const OpArgs& a) {
+    threads_prepare(threads_);
+    const Node& n = a.node;
+    switch (n.op) {
+        case Op::Conv: {
+            const ref::ConvInputs c = ref::conv_inputs(n.attrs, a.in, a.n_in);
+            if (winograd_conv(a, c.bias, c.residual) || gemm_conv(a, c.bias, c.residual)) return;
+            conv_forward(n.attrs, a.in[0], a.in[1], c.bias, c.residual, a.out, a.scratch, threads_);
+            return;
+        }
+        case Op::BatchNorm:
+            if (a.training) return batchnorm_train_forward(n.attrs, a.in, a.out, threads_);
+            return batchnorm_inference(n.attrs, a.in, a.out);
+        case Op::Relu:
+            parallel_ranges(a.out.numel(), threads_, [x = a.in[0].data, y = a.out.data](int64_t i0, int64_t i1) {
+                const float* __restrict in = x;
+                float* __restrict out = y;
+                for (int64_t i = i0; i < i1; ++i) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+            });
+            return;
+        case Op::Add: case Op::Sub: case Op::Mul: case Op::Div:
+            if (binary_fast(n.op, a.in[0], a.in[1], a.out, threads_)) return;
+            break;
+        case Op::MixedPool:
+            if (pool_tiled(n.attrs, a.in[0], PoolKind::Mixed, a.in[1][0], a.out, threads_)) return;
+            break;
+        case Op::MaxPool: case Op::AvgPool:
+            if (pool_tiled(n.attrs, a.in[0], pool_kind(n.op), 0.0f, a.out, threads_)) return;
+            break;
+        case Op::Gemm:
+            if (!plain_gemm(n.attrs, a)) break;
+            return gemm_forward(a);
+        default:
+            break;
+    }
+    RefBackend::forward(a);
+}
+
+void NativeBackend::backward(const GradArgs& g) {
+    threads_prepare(threads_);
+    const OpArgs& a = g.fwd;
+    TensorView* gin = g.grad_in;
+    const float* __restrict gy = g.grad_out.data;
+    const int64_t count = g.grad_out.numel();
+    switch (a.node.op) {
+        case Op::Conv:
+            if (a.node.attrs.fused_residual || a.node.attrs.fused_relu) break;  // the reference code says why not
+            conv_backward(a.node.attrs, a.in[0], a.in[1], g.grad_out, gin[0], gin[1],
+                          a.n_in > 2 ? gin[2].data : nullptr, a.scratch, threads_);
+            return;
+        case Op::BatchNorm:
+            batchnorm_backward(a.node.attrs, a.in, g.grad_out, gin, a.training, threads_);
+            return;
+        case Op::Relu:
+            if (gin[0].data)
+                parallel_ranges(count, threads_, [y = a.out.data, gx = gin[0].data, gy](int64_t i0, int64_t i1) {
+                    const float* __restrict in = y;
+                    const float* __restrict g = gy;
+                    float* __restrict out = gx;
+                    for (int64_t i = i0; i < i1; ++i) out[i] += in[i] > 0.0f ? g[i] : 0.0f;
+                });
+            return;
+        case Op::MixedPool:
+            if (pool_tiled_backward(a.node.attrs, a.in[0], PoolKind::Mixed, a.in[1][0], g.grad_out, gin[0], gin[1].data,
+                                    threads_))
+                return;
+            break;
+        case Op::MaxPool: case Op::AvgPool:
+            if (!gin[0].data ||
+                pool_tiled_backward(a.node.attrs, a.in[0], pool_kind(a.node.op), 0.0f, g.grad_out, gin[0], nullptr, threads_))
+                return;
+            break;
+        case Op::Gemm:
+            if (!plain_gemm(a.node.attrs, a)) break;
+            return gemm_backward(g);
+        case Op::Flatten:
+            if (gin[0].data) accumulate(gin[0].data, gy, count, threads_);
+            return;
+        case Op::Add:
+            if (a.in[0].shape == a.out.shape && a.in[1].shape == a.out.shape) {  // residual connections
+                for (int k = 0; k < 2; ++k)
+                    if (gin[k].data) accumulate(gin[k].data, gy, count, threads_);
+                return;
+            }
+            break;
+        default:
+            break;
+    }
+    RefBackend::backward(g);
+}
+
+}  // namespace engine::native

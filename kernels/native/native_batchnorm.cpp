@@ -1,0 +1,102 @@
+#include "native_batchnorm.h"
+
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "native_simd.h"
+
+namespace engine::native {
+
+namespace {
+
+struct Layout {
+    int64_t n, c, inner;
+};
+
+Layout layout(const Shape& s) { return {s[0], s[1], s.numel() / (s[0] * s[1])}; }
+
+// Row sums in 8-lane float accumulators, two per sum to hide the add latency: GCC keeps a float
+// reduction scalar unless it may reassociate (no -ffast-math here), which made these loops slow.
+// sums[0] += sum a, sums[1] += sum a*a (b null) or sum a*b.
+void row_sums(const float* __restrict a, const float* __restrict b, int64_t n, double* sums) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, t0 = s0, t1 = s0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 a0 = _mm256_loadu_ps(a + i), a1 = _mm256_loadu_ps(a + i + 8);
+        const __m256 b0 = b ? _mm256_loadu_ps(b + i) : a0, b1 = b ? _mm256_loadu_ps(b + i + 8) : a1;
+        s0 = _mm256_add_ps(s0, a0), s1 = _mm256_add_ps(s1, a1);
+        t0 = _mm256_fmadd_ps(a0, b0, t0), t1 = _mm256_fmadd_ps(a1, b1, t1);
+    }
+    float s = horizontal_sum(_mm256_add_ps(s0, s1)), t = horizontal_sum(_mm256_add_ps(t0, t1));
+    for (; i < n; ++i) s += a[i], t += a[i] * (b ? b[i] : a[i]);
+    sums[0] += s, sums[1] += t;
+}
+
+// Mean and biased variance of channel c.
+void channel_stats(const TensorView& x, const Layout& L, int64_t c, double& mean, double& var) {
+    double sums[2] = {0, 0};
+    for (int64_t n = 0; n < L.n; ++n) row_sums(x.data + (n * L.c + c) * L.inner, nullptr, L.inner, sums);
+    const double count = double(L.n * L.inner);
+    mean = sums[0] / count;
+    var = std::max(0.0, sums[1] / count - mean * mean);
+}
+
+}  // namespace
+
+void batchnorm_train_forward(const Attrs& a, const TensorView* in, TensorView y, int threads) {
+    const TensorView &x = in[0], &scale = in[1], &bias = in[2], &run_mean = in[3], &run_var = in[4];
+    const Layout L = layout(x.shape);
+    const double count = double(L.n * L.inner);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t c = 0; c < L.c; ++c) {
+        double mean, var;
+        channel_stats(x, L, c, mean, var);
+        const double unbiased = count > 1 ? var * count / (count - 1) : var;
+        run_mean[c] = float((1 - a.momentum) * run_mean[c] + a.momentum * mean);
+        run_var[c] = float((1 - a.momentum) * run_var[c] + a.momentum * unbiased);
+        const float k = float(scale[c] / std::sqrt(var + a.epsilon)), shift = float(bias[c] - mean * k);
+        for (int64_t n = 0; n < L.n; ++n) {
+            const float* __restrict p = x.data + (n * L.c + c) * L.inner;
+            float* __restrict q = y.data + (n * L.c + c) * L.inner;
+            for (int64_t i = 0; i < L.inner; ++i) q[i] = p[i] * k + shift;
+        }
+    }
+}
+
+void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView gy, TensorView* gin, bool training,
+                        int threads) {
+    const TensorView &x = in[0], &scale = in[1];
+    const Layout L = layout(x.shape);
+    const double count = double(L.n * L.inner);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t c = 0; c < L.c; ++c) {
+        double mean, var;
+        if (training) channel_stats(x, L, c, mean, var);
+        else mean = in[3][c], var = in[4][c];
+        const double inv = 1.0 / std::sqrt(var + a.epsilon);
+        double sums[2] = {0, 0};  // sum g, sum g * x
+        for (int64_t n = 0; n < L.n; ++n) {
+            const int64_t row = (n * L.c + c) * L.inner;
+            row_sums(gy.data + row, x.data + row, L.inner, sums);
+        }
+        const double sum_g = sums[0], sum_gx = sums[1];
+        const double sum_g_xhat = (sum_gx - mean * sum_g) * inv;
+        if (gin[1].data) gin[1][c] += float(sum_g_xhat);
+        if (gin[2].data) gin[2][c] += float(sum_g);
+        if (!gin[0].data) continue;
+        // gx = k * (g - [training] (sum_g + xhat * sum_g_xhat) / count), xhat = (x - mean) * inv
+        const float k = float(scale[c] * inv);
+        const float a_g = training ? float(sum_g / count) : 0.0f;
+        const float b_x = training ? float(sum_g_xhat * inv / count) : 0.0f;
+        const float m = float(mean);
+        for (int64_t n = 0; n < L.n; ++n) {
+            const float* __restrict g = gy.data + (n * L.c + c) * L.inner;
+            const float* __restrict p = x.data + (n * L.c + c) * L.inner;
+            float* __restrict q = gin[0].data + (n * L.c + c) * L.inner;
+            for (int64_t i = 0; i < L.inner; ++i) q[i] += k * (g[i] - a_g - (p[i] - m) * b_x);
+        }
+    }
+}
+
+}  // namespace engine::native

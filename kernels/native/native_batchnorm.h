@@ -1,0 +1,14 @@
+// BatchNorm in training mode (batch statistics) on the CPU backend: one pass per channel for
+// the statistics, one for the normalisation, float arithmetic with double channel sums.
+// Channels are shared out between threads; each channel's sums stay in one thread, so results
+// do not depend on the thread count.
+#pragma once
+#include "engine/backend.h"
+
+namespace engine::native {
+
+void batchnorm_train_forward(const Attrs& a, const TensorView* in, TensorView y, int threads);
+void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView gy, TensorView* gin, bool training,
+                        int threads);
+
+}  // namespace engine::native

@@ -1,0 +1,39 @@
+// Packed, register-blocked single-precision GEMM (AVX2/FMA, native_gemm.cpp). Row-major; every
+// variant accumulates: C += op(A) * op(B).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace engine::native {
+
+// C[M,N] += A[M,K] * B[K,N]
+void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+             int64_t ldc);
+// C[M,N] += A[M,K] * B[N,K]^T
+void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+             int64_t ldc);
+// C[M,N] += A[K,M]^T * B[K,N]
+void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+             int64_t ldc);
+
+// A [M, K] packed once (packed_a_floats floats), for products that reuse it: the weights of a
+// convolution across samples and runs. C[M,N] += A * B[K,N], for rows [row_begin, row_end) of C
+// only where given (row_begin a multiple of kPackedRowStep), so that threads can split the rows.
+inline constexpr int64_t kPackedRowStep = 6;
+size_t packed_a_floats(int64_t M, int64_t K);
+void pack_a_whole(int64_t M, int64_t K, const float* A, int64_t lda, float* out);
+void gemm_packed_nn(int64_t M, int64_t N, int64_t K, const float* packed, const float* B, int64_t ldb, float* C,
+                    int64_t ldc, int64_t row_begin = 0, int64_t row_end = -1);
+
+// Products with at most kNarrowColumns columns (convolutions on planes of 4 pixels or fewer) would
+// leave most of the 16-wide micro-kernel idle; they use A packed in panels of kNarrowRows rows
+// instead, and a kernel that vectorises over rows. gemm_packed_narrow computes row panels
+// [panel_begin, panel_end) of C += A B, so that threads can share them out.
+constexpr int64_t kNarrowRows = 24, kNarrowColumns = 4;
+inline int64_t narrow_panels(int64_t M) { return (M + kNarrowRows - 1) / kNarrowRows; }
+size_t packed_a_rows_floats(int64_t M, int64_t K);
+void pack_a_rows(int64_t M, int64_t K, const float* A, int64_t lda, float* out);
+void gemm_packed_narrow(int64_t M, int64_t N, int64_t K, const float* packed, const float* B, int64_t ldb, float* C,
+                        int64_t ldc, int64_t panel_begin, int64_t panel_end);
+
+}  // namespace engine::native

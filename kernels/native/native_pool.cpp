@@ -1,0 +1,96 @@
+#include "native_pool.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+namespace engine::native {
+
+namespace {
+
+struct Tiles {
+    int64_t KH, KW, H, W, OH, OW, planes;
+};
+
+// The windows tile the input: kernel == stride, no padding, no dilation, no ceil_mode.
+bool tiles_of(const Attrs& a, const Shape& x, const Shape& y, Tiles& t) {
+    t = {a.kernel[0], a.kernel[1], x[2], x[3], y[2], y[3], x[0] * x[1]};
+    const bool tiled = a.stride[0] == t.KH && a.stride[1] == t.KW && a.dilation[0] == 1 && a.dilation[1] == 1 &&
+                       std::all_of(a.pad, a.pad + 4, [](int64_t p) { return p == 0; }) && !a.ceil_mode;
+    return tiled && t.OH * t.KH <= t.H && t.OW * t.KW <= t.W;
+}
+
+// Max (its first position, as the reference picks it) and sum of one window.
+float window_max_sum(const Tiles& t, const float* win, int64_t& arg, float& sum) {
+    float mx = win[0];
+    arg = 0;
+    sum = 0.0f;
+    for (int64_t i = 0; i < t.KH; ++i)
+        for (int64_t j = 0; j < t.KW; ++j) {
+            const float v = win[i * t.W + j];
+            if (v > mx) mx = v, arg = i * t.W + j;
+            sum += v;
+        }
+    return mx;
+}
+
+}  // namespace
+
+bool pool_tiled(const Attrs& a, TensorView x, PoolKind kind, float alpha, TensorView y, int threads) {
+    Tiles t;
+    if (!tiles_of(a, x.shape, y.shape, t)) return false;
+    const float inv_count = 1.0f / float(t.KH * t.KW);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t p = 0; p < t.planes; ++p) {
+        const float* xp = x.data + p * t.H * t.W;
+        for (int64_t oh = 0; oh < t.OH; ++oh)
+            for (int64_t ow = 0; ow < t.OW; ++ow) {
+                int64_t arg;
+                float sum;
+                const float mx = window_max_sum(t, xp + oh * t.KH * t.W + ow * t.KW, arg, sum);
+                const float mean = sum * inv_count;
+                y[(p * t.OH + oh) * t.OW + ow] =
+                    kind == PoolKind::Max ? mx : kind == PoolKind::Average ? mean : alpha * mx + (1 - alpha) * mean;
+            }
+    }
+    return true;
+}
+
+bool pool_tiled_backward(const Attrs& a, TensorView x, PoolKind kind, float alpha, TensorView gy, TensorView gx,
+                         float* galpha, int threads) {
+    Tiles t;
+    if (!tiles_of(a, x.shape, gy.shape, t)) return false;
+    const float inv_count = 1.0f / float(t.KH * t.KW);
+    double partial[64] = {};  // alpha's gradient per thread, summed in thread order: same bits for a thread count
+    threads = std::min(threads, 64);
+#pragma omp parallel num_threads(threads)
+    {
+        double mine = 0;
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < t.planes; ++p) {
+            const float* xp = x.data + p * t.H * t.W;
+            for (int64_t oh = 0; oh < t.OH; ++oh)
+                for (int64_t ow = 0; ow < t.OW; ++ow) {
+                    const int64_t corner = oh * t.KH * t.W + ow * t.KW;
+                    const float g = gy[(p * t.OH + oh) * t.OW + ow];
+                    int64_t arg;
+                    float sum;
+                    const float mx = window_max_sum(t, xp + corner, arg, sum);
+                    mine += g * (mx - sum * inv_count);
+                    if (!gx.data) continue;
+                    float* win = gx.data + p * t.H * t.W + corner;
+                    if (kind != PoolKind::Average) win[arg] += kind == PoolKind::Max ? g : alpha * g;
+                    if (kind == PoolKind::Max) continue;
+                    const float share = (kind == PoolKind::Average ? g : (1 - alpha) * g) * inv_count;
+                    for (int64_t i = 0; i < t.KH; ++i)
+                        for (int64_t j = 0; j < t.KW; ++j) win[i * t.W + j] += share;
+                }
+        }
+        partial[omp_get_thread_num()] = mine;
+    }
+    if (galpha && kind == PoolKind::Mixed)
+        for (int i = 0; i < threads; ++i) *galpha += float(partial[i]);
+    return true;
+}
+
+}  // namespace engine::native

@@ -1,0 +1,51 @@
+// The geometry of one Winograd convolution (native_winograd.cpp) and the channel-vectorised variant
+// it hands 8x8 planes to (native_winograd_channels.cpp). Internal to the native backend.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "native_winograd.h"
+
+namespace engine::native::winograd {
+
+inline constexpr int kKb = 6;    // output channels per product block, vectorised over tiles
+inline constexpr int kTb = 16;   // tiles per product block, vectorised over tiles
+inline constexpr int kKbc = 24;  // output channels per product block, vectorised over channels
+inline constexpr int kTbc = 4;   // tiles per product block, vectorised over channels
+
+struct Dims {
+    int64_t m, alpha, xis;              // output tile side, input tile side, positions per tile
+    bool over_channels;                 // the product vectorises over output channels (WinogradPlan)
+    int64_t C, H, W, K, TW, T;          // TW: tiles per row; T: tiles
+    int64_t tb, kb;                     // tiles, output channels per product block
+    int64_t seg, Wp, plane;             // floats per phase of a padded row, per padded row, per padded plane
+    int64_t vstride;                    // floats per position xi of V
+};
+
+inline Dims dims_of(WinogradPlan plan, const Shape& x, const Shape& w) {
+    const int64_t m = plan.m;
+    Dims d{m, m + 2, (m + 2) * (m + 2), plan.over_channels, x[1], x[2], x[3], w[0], x[3] / m, x[2] / m * (x[3] / m),
+           plan.over_channels ? kTbc : kTb, plan.over_channels ? kKbc : kKb, x[3] / m + 1, 0, 0, 0};
+    d.Wp = m * d.seg;
+    d.plane = (d.H + 2) * d.Wp;
+    // One cache line more than the C x tiles of a block: with a power-of-two stride, the input
+    // transform's stores to every position would fall in the same few L1 sets and evict each other.
+    d.vstride = d.C * d.tb + 16;
+    return d;
+}
+
+inline int64_t k_blocks(const Dims& d) { return (d.K + d.kb - 1) / d.kb; }
+inline int64_t tile_blocks(const Dims& d) { return d.T / d.tb; }
+
+// Floats of the padded input (shared by a sample's threads), and of one thread's V and M blocks.
+inline size_t padded_floats(const Dims& d) { return size_t(d.C * d.plane); }
+inline size_t block_floats(const Dims& d) { return size_t(d.xis * (d.vstride + d.tb * d.K)); }
+// Floats of the transformed weights U: [xi][output channel block][c][channel in block].
+inline size_t weights_floats(const Dims& d) { return size_t(d.xis * k_blocks(d) * d.kb * d.C); }
+
+// Output channel blocks [kb0, kb1) of one padded sample (xp) on an 8x8 plane: y = relu?(conv + bias?
+// + residual?), with u packed for 24-channel blocks; work holds block_floats(d) floats.
+void blocks_over_channels(const Dims& d, const float* xp, const float* u, const float* bias, const float* residual,
+                          bool relu, float* y, int64_t kb0, int64_t kb1, float* work);
+
+}  // namespace engine::native::winograd
