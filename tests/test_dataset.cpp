@@ -348,11 +348,10 @@ TEST_CASE("bad Tiny-ImageNet trees throw one line naming the file") {
     CHECK_THROWS_WITH_AS(load_tiny_imagenet(root.string(), true), doctest::Contains("n03/images: missing"), Error);
 }
 
-TEST_CASE("the installed Fashion-MNIST (Debian dataset-fashion-mnist), when present") {
-    if (!fs::exists(std::string(kFashionMnistDir) + "/t10k-images-idx3-ubyte.gz")) {
-        std::printf("SKIPPED Fashion-MNIST: %s not installed\n", kFashionMnistDir);
+TEST_CASE("the installed Fashion-MNIST (Debian dataset-fashion-mnist)") {
+    if (!test::have_material(fs::exists(std::string(kFashionMnistDir) + "/t10k-images-idx3-ubyte.gz"), "Fashion-MNIST",
+                             std::string(kFashionMnistDir) + " not installed (Debian package dataset-fashion-mnist)"))
         return;
-    }
     Dataset d = load_fashion_mnist("", false);
     CHECK(d.size() == 10000);
     CHECK(d.images.shape() == Shape{10000, 1, 28, 28});

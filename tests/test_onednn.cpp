@@ -3,6 +3,8 @@
 #include "engine/config.h"
 #include <doctest/doctest.h>
 
+#include "test_util.h"
+
 #include <cstdio>
 
 #ifdef ENGINE_WITH_ONEDNN
@@ -154,6 +156,6 @@ TEST_CASE("onednn backend reproduces PyTorch's logits and the native backend's e
 
 #else
 TEST_CASE("onednn backend") {
-    std::printf("SKIPPED onednn backend: built without ENGINE_WITH_ONEDNN (libdnnl-dev)\n");
+    test::skip("onednn backend", "built without ENGINE_WITH_ONEDNN (libdnnl-dev)");
 }
 #endif

@@ -213,19 +213,12 @@ bool run_one(const TestCase& tc, engine::Backend& backend, std::string& refusal,
 
 TEST_CASE("ONNX node conformance tests on every backend") {
     const auto cases = collect();
-    if (cases.empty()) {
-        std::printf("SKIPPED ONNX conformance: %s not found (Debian package libonnx-testdata)\n", kNodeTests);
+    if (!test::have_material(!cases.empty(), "ONNX conformance",
+                             std::string(kNodeTests) + " not found (Debian package libonnx-testdata)"))
         return;
-    }
     std::ostringstream report;
-    for (const std::string name : {"ref", "native"}) {
-        std::unique_ptr<engine::Backend> backend;
-        try {
-            backend = engine::make_backend(name);
-        } catch (const engine::Error& e) {
-            report << "backend " << name << ": not available (" << e.what() << ")\n\n";
-            continue;
-        }
+    for (const std::string& name : test::backends()) {
+        auto backend = engine::make_backend(name);
         std::map<std::string, Tally> table;
         std::vector<std::string> refusals;
         for (const auto& tc : cases) {
@@ -273,6 +266,6 @@ TEST_CASE("ONNX node conformance tests on every backend") {
 
 #else
 TEST_CASE("ONNX node conformance tests on every backend") {
-    std::printf("SKIPPED ONNX conformance: built without ONNX import (ENGINE_WITH_ONNX=OFF)\n");
+    test::skip("ONNX conformance", "built without ONNX import (ENGINE_WITH_ONNX=OFF)");
 }
 #endif

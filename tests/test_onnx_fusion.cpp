@@ -270,5 +270,5 @@ TEST_CASE("shared models: one trainable alpha per head, parameters as in the PyT
 }
 
 #else
-TEST_CASE("onnx fusion") { std::printf("SKIPPED onnx fusion: built without ONNX import\n"); }
+TEST_CASE("onnx fusion") { test::skip("onnx fusion", "built without ONNX import"); }
 #endif

@@ -3,6 +3,8 @@
 #include "engine/config.h"
 #include <doctest/doctest.h>
 
+#include "test_util.h"
+
 #include <cstdio>
 
 #ifdef ENGINE_WITH_ONNX
@@ -159,5 +161,5 @@ TEST_CASE("onnx import: attributes resolved at import") {
 }
 
 #else
-TEST_CASE("onnx import") { std::printf("SKIPPED onnx import: built without ONNX import\n"); }
+TEST_CASE("onnx import") { test::skip("onnx import", "built without ONNX import"); }
 #endif

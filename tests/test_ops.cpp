@@ -1,20 +1,32 @@
-// Every op: the default CPU backend against the reference loops, forward and backward.
+// Every op on every backend against the reference loops, forward and backward.
 #include <doctest/doctest.h>
+
+#include <set>
+#include <string>
 
 #include "op_cases.h"
 
 using namespace engine;
 
 
-TEST_CASE("native backend matches the reference loops for every op, forward and backward") {
+TEST_CASE("every backend matches the reference loops for every op, forward and backward") {
     auto ref = make_backend("ref");
-    auto cpu = make_backend("native");
     auto cases = test::all_op_cases();
     for (const auto& c : test::large_elementwise_cases()) cases.push_back(c);
-    for (const auto& c : cases) {
-        CAPTURE(c.label);
-        test::check_same_result(test::run_op_case(c, *ref, 11), test::run_op_case(c, *cpu, 11), 1e-5);
+    std::vector<test::OpResult> want;
+    for (const auto& c : cases) want.push_back(test::run_op_case(c, *ref, 11));
+    int compared = 0;
+    for (const std::string& name : test::backends()) {
+        if (name == "ref") continue;
+        auto backend = make_backend(name);
+        for (size_t i = 0; i < cases.size(); ++i) {
+            CAPTURE(name);
+            CAPTURE(cases[i].label);
+            test::check_same_result(want[i], test::run_op_case(cases[i], *backend, 11), test::tolerance(name));
+            ++compared;
+        }
     }
+    CHECK(compared >= int(cases.size()));  // at least the native backend ran every case
 }
 
 TEST_CASE("hand-computed values") {
@@ -49,4 +61,17 @@ TEST_CASE("hand-computed values") {
         plan.run_all(x.data(), 1);
         for (int i = 0; i < 4; ++i) CHECK(plan.exit_logits(0)[i] == doctest::Approx(0.25));
     }
+}
+
+TEST_CASE("every op has its own name, and the name maps back to the op") {
+    std::set<std::string> seen;
+    for (int i = 0; i < int(Op::Count); ++i) {
+        const Op op = static_cast<Op>(i);
+        const std::string name = op_name(op);
+        CAPTURE(i);
+        CHECK(name != "?");
+        CHECK(seen.insert(name).second);
+        CHECK(op_from_name(name) == op);
+    }
+    CHECK(op_from_name("NoSuchOp") == Op::Count);
 }

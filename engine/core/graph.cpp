@@ -1,7 +1,7 @@
 #include "engine/graph.h"
 
 #include <algorithm>
-#include <array>
+#include <iterator>
 
 #include "engine/error.h"
 
@@ -9,9 +9,12 @@ namespace engine {
 
 namespace {
 
-constexpr std::array<const char*, static_cast<size_t>(Op::Count)> kOpNames = {
+// In the order of enum Op; a missing or extra name fails to compile (a sized std::array would
+// silently fill a missing one with nullptr).
+constexpr const char* kOpNames[] = {
     "Input", "Constant", "Conv", "BatchNorm", "Relu", "Add", "Sub", "Mul", "Div", "Pad",
     "MaxPool", "AvgPool", "GlobalAvgPool", "Flatten", "Gemm", "Softmax", "MixedPool", "Dropout"};
+static_assert(std::size(kOpNames) == static_cast<size_t>(Op::Count), "kOpNames needs one name per Op");
 
 std::string where(const Node& n) { return std::string("node '") + n.name + "' (" + op_name(n.op) + ")"; }
 
@@ -57,11 +60,11 @@ Shape spatial_out(const Node& n, const Shape& x, int64_t channels) {
 
 const char* op_name(Op op) {
     auto i = static_cast<size_t>(op);
-    return i < kOpNames.size() ? kOpNames[i] : "?";
+    return i < std::size(kOpNames) ? kOpNames[i] : "?";
 }
 
 Op op_from_name(const std::string& name) {
-    for (size_t i = 0; i < kOpNames.size(); ++i)
+    for (size_t i = 0; i < std::size(kOpNames); ++i)
         if (name == kOpNames[i]) return static_cast<Op>(i);
     return Op::Count;
 }
