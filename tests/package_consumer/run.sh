@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the built project into a temporary prefix, builds the consumer against it with
+# find_package(engine), and runs it on a model, including one error path.
+# usage: run.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$1 src=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cmake --install "$build" --prefix "$work/prefix" >/dev/null
+cmake -S "$src/tests/package_consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$work/consumer" >/dev/null
+LD_LIBRARY_PATH="$work/prefix/lib:$work/prefix/lib64:${LD_LIBRARY_PATH:-}" "$work/consumer/consumer" "$src/weights/small_s1.model"
+if LD_LIBRARY_PATH="$work/prefix/lib:$work/prefix/lib64" "$work/consumer/consumer" /nonexistent.model 2>"$work/err"; then
+  echo "consumer accepted a missing model" >&2
+  exit 1
+fi
+grep -q "no such file" "$work/err" || { echo "unexpected error text: $(cat "$work/err")" >&2; exit 1; }
+echo "package consumer: find_package(engine), engine::engine, errors crossing the library boundary: ok"
