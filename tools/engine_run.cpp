@@ -111,9 +111,7 @@ int cmd_eval(const std::string& path, const std::string& data_dir, const std::st
 
 // An input image from a safetensors tensor file (first tensor, [C,H,W] or [1,C,H,W]) or a CIFAR record.
 Tensor read_input(const std::string& path, int index, const Model& model) {
-    auto dims = model.graph.nodes[model.graph.inputs.at(0)].input_dims;
-    dims[0] = 1;
-    Shape want(dims);
+    const Shape want = model.input_shape(1);
     Tensor x;
     if (std::filesystem::path(path).extension() == ".bin") {
         Dataset d = load_cifar(path, false, 10, index + 1);

@@ -105,9 +105,8 @@ int engine_num_exits(const engine_model* m) { return m ? m->model.num_exits() : 
 engine_status engine_input_shape(const engine_model* m, int64_t dims[4]) {
     if (!m || !dims) return set_error(const_cast<engine_model*>(m), ENGINE_ERR_ARG,
                                       "engine_input_shape: model and dims must not be NULL");
-    const auto& d = m->model.graph.nodes[m->model.graph.inputs[0]].input_dims;
-    dims[0] = 1;
-    for (int i = 1; i < 4; ++i) dims[i] = d[i];
+    const engine::Shape s = m->model.input_shape(1);
+    for (int i = 0; i < 4; ++i) dims[i] = s[i];
     return ENGINE_OK;
 }
 

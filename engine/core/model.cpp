@@ -10,12 +10,16 @@ namespace engine {
 void check_data_fits(const Model& model, const Dataset& data, const std::string& what) {
     check(model.graph.inputs.size() == 1, what + ": the model has " + std::to_string(model.graph.inputs.size()) +
                                               " inputs; data sets feed models with one");
-    auto dims = model.graph.nodes[model.graph.inputs[0]].input_dims;
     const Shape& s = data.images.shape();
-    bool fits = s.rank == int(dims.size());
-    for (int d = 1; fits && d < s.rank; ++d) fits = dims[d] == s[d];
-    dims[0] = s.rank > 0 ? s[0] : 0;
-    check(fits, what + ": images " + s.str() + " do not fit the model input " + dims_str(dims));
+    const Shape want = model.input_shape(s.rank > 0 ? s[0] : 0);
+    check(s == want, what + ": images " + s.str() + " do not fit the model input " + want.str());
+}
+
+Shape Model::input_shape(int64_t batch) const {
+    check(!graph.inputs.empty(), "model: has no input");
+    auto dims = graph.nodes[graph.inputs[0]].input_dims;
+    dims[0] = batch;
+    return Shape(dims);
 }
 
 void Model::set_threshold(float q) { thresholds.assign(graph.outputs.size(), q); }

@@ -50,11 +50,9 @@ std::vector<Member> build_ensemble(const Model& model, const CraftOptions& o, Ba
 
 // per_target candidates for each target exit, from real test images or uniform noise.
 Candidates starting_points(const Model& model, const std::vector<int>& exits, int per_target, const CraftOptions& o) {
-    auto dims = model.graph.nodes[model.graph.inputs.at(0)].input_dims;
     const int total = per_target * int(exits.size());
-    dims[0] = total;
     Candidates c;
-    c.x = Tensor(Shape(dims));
+    c.x = Tensor(model.input_shape(total));
     c.per = c.x.numel() / total;
     std::mt19937_64 rng(o.seed);
     if (!o.data_dir.empty()) {

@@ -34,9 +34,7 @@ public:
     bool reveals_exit() const override { return true; }
     std::string describe() const override { return path_ + " (in-process)"; }
     std::vector<int64_t> input_shape() const override {
-        auto d = model_.graph.nodes[model_.graph.inputs.at(0)].input_dims;
-        d[0] = 1;
-        return d;
+        return model_.input_shape(1).vec();
     }
 
 private:

@@ -36,9 +36,7 @@ int serve_model(const std::string& model_path, const std::string& listen, const 
     auto thresholds = thresholds_text.empty() ? model.thresholds : parse_thresholds(thresholds_text, model.num_exits());
     auto backend = make_backend(backend_name, threads);
     Plan plan(model, *backend, 1);
-    auto dims = model.graph.nodes[model.graph.inputs.at(0)].input_dims;
-    dims[0] = 1;
-    const Shape input_shape(dims);
+    const Shape input_shape = model.input_shape(1);
     Tensor image(input_shape);
     std::mutex one_at_a_time;  // one plan, one request at a time: latency must not depend on load
 

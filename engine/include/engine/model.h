@@ -19,6 +19,8 @@ struct ENGINE_API Model {
     std::map<std::string, std::string> metadata;  // arch, training command, ...
 
     int num_exits() const { return static_cast<int>(graph.outputs.size()); }
+    // The shape of the (first) input at `batch` samples: its declared dims with the batch set.
+    Shape input_shape(int64_t batch = 1) const;
     void set_threshold(float q);  // the same q for every exit
     void validate() const;
 };
