@@ -7,6 +7,8 @@
 
 #include "native_batchnorm.h"
 #include "native_conv.h"
+#include "native_conv_backward.h"
+#include "native_conv_gemm.h"
 #include "native_gemm.h"
 #include "native_pool.h"
 #include "native_threads.h"

@@ -1,4 +1,6 @@
-// Convolution forward and backward on the CPU backend.
+// Convolution forward on the native backend, for the convolutions neither Winograd
+// (native_winograd.h) nor the packed GEMM (native_conv_gemm.h) takes: the direct 3x3 kernel,
+// depthwise and grouped convolutions; and the scratch any convolution needs.
 #pragma once
 #include "engine/backend.h"
 
@@ -6,23 +8,9 @@ namespace engine::native {
 
 // Floats of scratch one thread needs for a convolution of these shapes.
 size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, bool backward);
-bool conv_is_depthwise(const Attrs& a, const Shape& w);
 
 // y = conv(x, w) + bias?, then, as the inference fusion asks (Attrs::fused_*), + residual and ReLU.
 void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual, TensorView y,
                   float* scratch, int threads);
-// Convolutions with one group that the direct 3x3 kernel does not take run as one GEMM per sample
-// with the weights packed once (conv_gemm_pack, for outputs of y's shape): on the input itself for
-// 1x1 ones (stride 1, no padding), else on im2col's column matrix (conv_gemm_scratch_per_thread
-// floats per thread). Outputs of at most kNarrowColumns pixels use the GEMM's row-vectorised kernel
-// and its own packing (native_gemm.h). y = W x + bias? (+ residual, ReLU as the fusion asks).
-bool conv_gemm_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
-size_t conv_gemm_packed_floats(const Shape& w, const Shape& y);
-void conv_gemm_pack(TensorView w, const Shape& y, float* out);
-size_t conv_gemm_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
-void conv_gemm_forward(const Attrs& a, TensorView x, const float* packed_w, const Shape& w, const float* bias,
-                       const float* residual, TensorView y, float* scratch, int threads);
-void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, TensorView gw,
-                   float* gbias, float* scratch, int threads);
 
 }  // namespace engine::native

@@ -1,0 +1,16 @@
+// Convolution gradients on the native backend: the direct and Winograd kernels for the input
+// gradient of stride-1 3x3 convolutions, the direct weight gradient for them, the depthwise plane
+// kernels, the pointwise kernels for 1x1 ones, im2col GEMMs for the rest.
+#pragma once
+#include "engine/backend.h"
+
+namespace engine::native {
+
+// Floats of scratch one thread of conv_backward needs.
+size_t conv_backward_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
+// gx += d loss / d x, gw += d loss / d w, gbias += d loss / d bias (any may be null) from gy; scratch
+// holds threads * conv_scratch_per_thread(..., backward = true) floats (native_conv.h).
+void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, TensorView gw,
+                   float* gbias, float* scratch, int threads);
+
+}  // namespace engine::native

@@ -1,0 +1,20 @@
+// Depthwise convolution forward (groups == channels, one filter per channel): a vectorised 3x3 kernel
+// for padding 1 and stride 1 or 2, direct loops for the rest. The gradients are native_depthwise_backward.h's.
+#pragma once
+#include "native_conv_dims.h"
+#include "native_depthwise_backward.h"
+
+namespace engine::native {
+
+bool conv_is_depthwise(const Attrs& a, const Shape& w);
+// Floats of scratch one thread of depthwise_forward needs.
+size_t depthwise_scratch_per_thread(const Attrs& a, const ConvDims& d);
+// The plane geometry the backward kernels take.
+DepthwisePlane depthwise_plane_of(const Attrs& a, const ConvDims& d);
+
+// y = relu?(conv(x, w) + bias? + residual?), the (sample, channel) planes shared out between threads;
+// scratch holds threads * depthwise_scratch_per_thread floats.
+void depthwise_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,
+                       TensorView y, float* scratch, int threads);
+
+}  // namespace engine::native
