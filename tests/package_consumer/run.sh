@@ -16,4 +16,14 @@ if LD_LIBRARY_PATH="$work/prefix/lib:$work/prefix/lib64" "$work/consumer/consume
   exit 1
 fi
 grep -q "no such file" "$work/err" || { echo "unexpected error text: $(cat "$work/err")" >&2; exit 1; }
-echo "package consumer: find_package(engine), engine::engine, errors crossing the library boundary: ok"
+export LD_LIBRARY_PATH="$work/prefix/lib:$work/prefix/lib64:${LD_LIBRARY_PATH:-}"
+# engine::train, with a tiny CIFAR-format batch made here (one label byte + 3072 pixel bytes each).
+mkdir -p "$work/data"
+head -c $((10 * 3073)) /dev/zero >"$work/data/test_batch.bin"
+"$work/consumer/consumer_data" "$work/data"
+if "$work/consumer/consumer_data" "$work/no-such-dir" 2>"$work/err"; then
+  echo "consumer_data accepted a missing folder" >&2
+  exit 1
+fi
+grep -q "no-such-dir" "$work/err" || { echo "unexpected error text: $(cat "$work/err")" >&2; exit 1; }
+echo "package consumer: find_package(engine), engine::engine and engine::train, errors crossing the boundary: ok"
