@@ -150,10 +150,12 @@ void blocks(const Dims& d, const float* xp, const float* u, const float* bias, c
     const bool wide = d.TW % 8 == 0;  // eight tiles to a row group
     const int64_t k0 = kb0 * d.kb, k1 = std::min(d.K, kb1 * d.kb);
     for (int64_t b = b0; b < b1; ++b) {
-        if (wide) input_transform<M, __m256>(d, xp, b, v);
+        if (d.avx512 && wide) input_transform_avx512(d, xp, b, v);
+        else if (wide) input_transform<M, __m256>(d, xp, b, v);
         else input_transform<M, __m128>(d, xp, b, v);
         product(d, u, v, m, kb0, kb1);
-        if (wide) output_transform<M, __m256>(d, m, b, bias, residual, relu, y, k0, k1);
+        if (d.avx512 && wide) output_transform_avx512(d, m, b, bias, residual, relu, y, k0, k1);
+        else if (wide) output_transform<M, __m256>(d, m, b, bias, residual, relu, y, k0, k1);
         else output_transform<M, __m128>(d, m, b, bias, residual, relu, y, k0, k1);
     }
 }

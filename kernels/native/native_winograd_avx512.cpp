@@ -92,3 +92,114 @@ void product_over_channels_avx512(const Dims& d, const float* u, const float* v,
 }
 
 }  // namespace engine::native::winograd
+
+// The input and output transforms of a 16-tile block in zmm registers, for planes with a multiple of 8
+// tiles a row: each zmm is loaded, and each result stored, as two groups of 8 tiles adjacent in one
+// row. (With 4 tiles a row, four 128-bit pieces a zmm, they measured no faster than the AVX2 ones: C = 32,
+// 16x16, ratio 1.01, against 0.93 for C = 16, 32x32 with 8-tile groups.)
+#include "native_winograd_tiles.h"
+
+namespace engine::native::winograd {
+
+namespace {
+
+// Where group q of block b's tiles starts: tile row and tile column.
+struct Group {
+    int64_t ti, tj;
+};
+
+inline Group group_of(const Dims& d, int64_t b, int q) {
+    const int64_t t = b * kTb + q * 8;
+    return {t / d.TW, t % d.TW};
+}
+
+template <int M>
+void input_transform_zmm(const Dims& d, const float* xp, int64_t b, float* v) {
+    constexpr int A = Tile<M>::alpha;
+    int64_t at[2];  // offset of each group's window in a padded plane
+    for (int q = 0; q < 2; ++q) {
+        const Group g = group_of(d, b, q);
+        at[q] = M * g.ti * d.Wp + g.tj;
+    }
+    for (int64_t c = 0; c < d.C; ++c) {
+        const float* p = xp + c * d.plane;
+        float* vc = v + c * kTb;
+        __m512 rows[A][A];
+#pragma GCC unroll 8
+        for (int r = 0; r < A; ++r) {
+            __m512 in[A];
+#pragma GCC unroll 8
+            for (int j = 0; j < A; ++j) {
+                const float* col = p + r * d.Wp + (j % M) * d.seg + j / M;
+                in[j] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(col + at[0])),
+                                           _mm256_loadu_ps(col + at[1]), 1);
+            }
+            Tile<M>::input(in, rows[r]);
+        }
+        transform_columns<A, A, A>(rows, Tile<M>::template input<__m512>, [&](int i, int s, __m512 value) {
+            _mm512_storeu_ps(vc + (i * A + s) * d.vstride, value);
+        });
+    }
+}
+
+template <int M>
+void output_transform_zmm(const Dims& d, const float* m, int64_t b, const float* bias, const float* residual, bool relu,
+                          float* y, int64_t k0, int64_t k1) {
+    constexpr int A = Tile<M>::alpha;
+    const int64_t P = d.H * d.W;
+    int64_t at[2];  // offset of each group's first output pixel in a plane
+    for (int q = 0; q < 2; ++q) {
+        const Group g = group_of(d, b, q);
+        at[q] = M * g.ti * d.W + M * g.tj;
+    }
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t k = k0; k < k1; ++k) {
+        const float* mk = m + k * d.xis * kTb;
+        const __m256 bk = _mm256_set1_ps(bias ? bias[k] : 0.0f);
+        __m512 rows[A][M];
+#pragma GCC unroll 8
+        for (int r = 0; r < A; ++r) {
+            __m512 in[A];
+#pragma GCC unroll 8
+            for (int j = 0; j < A; ++j) in[j] = _mm512_loadu_ps(mk + (r * A + j) * kTb);
+            Tile<M>::output(in, rows[r]);
+        }
+        __m512 tile[M][M];
+        transform_columns<A, M, M>(rows, Tile<M>::template output<__m512>,
+                                   [&](int a, int j, __m512 value) { tile[a][j] = value; });
+#pragma GCC unroll 2
+        for (int q = 0; q < 2; ++q)
+#pragma GCC unroll 4
+            for (int a = 0; a < M; ++a) {
+                __m256 cols[M];  // group q's 8 tiles
+#pragma GCC unroll 4
+                for (int j = 0; j < M; ++j)
+                    cols[j] = q ? _mm512_extractf32x8_ps(tile[a][j], 1) : _mm512_castps512_ps256(tile[a][j]);
+                __m256 out[M];
+                interleave(cols, out);
+#pragma GCC unroll 4
+                for (int h = 0; h < M; ++h) {
+                    const int64_t o = k * P + at[q] + a * d.W + 8 * h;
+                    __m256 x = _mm256_add_ps(out[h], bk);
+                    if (residual) x = _mm256_add_ps(x, _mm256_loadu_ps(residual + o));
+                    if (relu) x = _mm256_max_ps(x, zero);
+                    _mm256_storeu_ps(y + o, x);
+                }
+            }
+    }
+}
+
+}  // namespace
+
+void input_transform_avx512(const Dims& d, const float* xp, int64_t b, float* v) {
+    if (d.m == 4) input_transform_zmm<4>(d, xp, b, v);
+    else input_transform_zmm<2>(d, xp, b, v);
+}
+
+void output_transform_avx512(const Dims& d, const float* m, int64_t b, const float* bias, const float* residual,
+                             bool relu, float* y, int64_t k0, int64_t k1) {
+    if (d.m == 4) output_transform_zmm<4>(d, m, b, bias, residual, relu, y, k0, k1);
+    else output_transform_zmm<2>(d, m, b, bias, residual, relu, y, k0, k1);
+}
+
+}  // namespace engine::native::winograd

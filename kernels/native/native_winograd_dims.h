@@ -58,5 +58,10 @@ void blocks_over_channels(const Dims& d, const float* xp, const float* u, const 
 // M = U V for the 16 tiles of V; over channels, the 4 tiles of an 8x8 plane (K a multiple of 16).
 void product_avx512(const Dims& d, const float* u, const float* v, float* m, int64_t kb0, int64_t kb1);
 void product_over_channels_avx512(const Dims& d, const float* u, const float* v, float* m, int64_t kb0, int64_t kb1);
+// The tile-vectorised transforms of block b, 16 tiles a zmm (native_winograd.cpp's, on AVX-512), for
+// planes of a multiple of 8 tiles a row.
+void input_transform_avx512(const Dims& d, const float* xp, int64_t b, float* v);
+void output_transform_avx512(const Dims& d, const float* m, int64_t b, const float* bias, const float* residual,
+                             bool relu, float* y, int64_t k0, int64_t k1);
 
 }  // namespace engine::native::winograd
