@@ -4,8 +4,14 @@
 // 2.25x (F(2x2)) or 4x (F(4x4)) fewer, so its figure can pass 100 %: it says how far the time is
 // below the direct FMA floor. "floor CV" is the CV of a compute-only job of the exit's median length,
 // timed the same way: the part of the spread that the machine, not the engine, contributes.
+// "step %" is the fraction of peak of the exit's own segment: its multiply-adds over the step in median
+// latency from the exit before (the stages of ResNet-56 should run alike).
+// With --q, batch-1 early exit on one thread over the first --images test images of --data (CIFAR-10):
+// mean, median and p99 time per image, against which bench/ort_segments.py runs ONNX Runtime cut
+// into per-exit segments.
 // usage: bench_exits [--reps N] [--shared DIR] [--models resnet56,mobilenet,vgg16] [--backends native,onednn]
 //                    [--raw FILE]   (every batch-1 time, as CSV model,backend,threads,exit,ms)
+//                    [--q 0.9 [--images 1000] [--data DIR]]
 #include <sched.h>
 
 #include <algorithm>
@@ -19,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/dataset.h"
 #include "engine/error.h"
 #include "engine/plan.h"
 #include "fma_peak.h"
@@ -70,18 +77,62 @@ Model load_arch(const std::string& arch, const std::string& shared) {
     return build_model(arch, 10, 32, 1);
 }
 
+// Batch-1 early exit at threshold q on one thread over the first `images` test images: the time per
+// image (mean, median, p99) and where they left.
+int early_exit_table(const std::vector<std::string>& archs, const std::vector<std::string>& backends,
+                     const std::string& shared, const std::string& data_dir, float q, int images) {
+    const Dataset data = load_dataset_dir(data_dir, false, images);
+    const int64_t n = data.size(), image_floats = data.images.numel() / std::max<int64_t>(n, 1);
+    for (const auto& arch : archs) {
+        Model model = load_arch(arch, shared);
+        const int K = model.num_exits();
+        const std::vector<float> thresholds(K, q);
+        for (const auto& backend_name : backends) {
+            auto backend = make_backend(backend_name, 1);
+            Plan plan(model, *backend, 1);
+            SampleResult r;
+            for (int64_t i = 0; i < std::min<int64_t>(n, 20); ++i)  // warm-up
+                plan.run_early(data.images.data() + i * image_floats, 1, thresholds.data(), &r);
+            std::vector<double> ms;
+            std::vector<int> histogram(K, 0);
+            double macs = 0;
+            for (int64_t i = 0; i < n; ++i) {
+                const auto t0 = std::chrono::steady_clock::now();
+                plan.run_early(data.images.data() + i * image_floats, 1, thresholds.data(), &r);
+                ms.push_back(bench::seconds_since(t0) * 1e3);
+                ++histogram[r.exit];
+                macs += double(plan.macs_to_exit()[r.exit]);
+            }
+            const Stats s = stats_of(ms);
+            std::string hist;
+            for (int h : histogram) hist += (hist.empty() ? "" : ", ") + std::to_string(h);
+            std::printf("%-9s %-7s early exit q %.2f, %lld test images, 1 thread: mean %.3f ms  median %.3f ms  "
+                        "p99 %.3f ms  exits [%s]  work %.1f %% of full depth\n",
+                        arch.c_str(), backend_name.c_str(), q, (long long)n, s.mean, s.median, s.p99, hist.c_str(),
+                        100 * macs / n / double(plan.macs_to_exit().back()));
+        }
+    }
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     int reps = 300;
-    std::string shared = "../shared", models = "resnet56,mobilenet,vgg16", backends = "native", raw_path;
+    std::string shared = "../shared", models = "resnet56,mobilenet,vgg16", backends = "native", raw_path, data_dir;
+    double q = -1;
+    int images = 1000;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--shared")) shared = argv[i + 1];
         else if (!std::strcmp(argv[i], "--models")) models = argv[i + 1];
         else if (!std::strcmp(argv[i], "--backends")) backends = argv[i + 1];
         else if (!std::strcmp(argv[i], "--raw")) raw_path = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--q")) q = std::atof(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--images")) images = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--data")) data_dir = argv[i + 1];
     }
+    if (data_dir.empty()) data_dir = shared + "/data/cifar10";
     try {
         CPU_ZERO(&g_inherited);
         sched_getaffinity(0, sizeof g_inherited, &g_inherited);
@@ -94,8 +145,9 @@ int main(int argc, char** argv) {
         }
         const double peak = bench::fma_peak_gflops();
         std::printf("FMA peak, one core: %.1f GFLOP/s\n\n", peak);
-        std::printf("%-9s %-7s %2s %4s %10s %10s %7s %8s %8s %10s\n", "model", "backend", "th", "exit", "median ms",
-                    "p99 ms", "CV %", "floor CV", "sep sd", "% of peak");
+        if (q >= 0) return early_exit_table(split(models), split(backends), shared, data_dir, float(q), images);
+        std::printf("%-9s %-7s %2s %4s %10s %10s %7s %8s %8s %10s %7s\n", "model", "backend", "th", "exit", "median ms",
+                    "p99 ms", "CV %", "floor CV", "sep sd", "% of peak", "step %");
         for (const auto& arch : split(models)) {
             Model model = load_arch(arch, shared);
             const int K = model.num_exits();
@@ -132,9 +184,12 @@ int main(int argc, char** argv) {
                         double sep = k + 1 < K ? (per_exit[k + 1].median - s.median) / std::max(s.sd, per_exit[k + 1].sd) : NAN;
                         double flops = 2.0 * plan.macs_to_exit()[k];
                         double frac = flops / (s.median * 1e-3) * 1e-9 / (peak * threads) * 100;
-                        std::printf("%-9s %-7s %2d %4d %10.3f %10.3f %7.2f %8.2f %8.1f %10.1f\n", arch.c_str(),
+                        const double step_flops = flops - (k ? 2.0 * plan.macs_to_exit()[k - 1] : 0.0);
+                        const double step_ms = s.median - (k ? per_exit[k - 1].median : 0.0);
+                        const double step = step_flops / (step_ms * 1e-3) * 1e-9 / (peak * threads) * 100;
+                        std::printf("%-9s %-7s %2d %4d %10.3f %10.3f %7.2f %8.2f %8.1f %10.1f %7.1f\n", arch.c_str(),
                                     backend_name.c_str(), threads, k, s.median, s.p99, 100 * s.sd / s.mean, floor_cv[k],
-                                    sep, frac);
+                                    sep, frac, step);
                     }
                     // Batch 128, all exits.
                     const int batch = 128;

@@ -33,12 +33,12 @@ def time_calls(fn, reps):
     return out
 
 
-def bench_ort(shared, reps):
+def bench_ort(shared, reps, archs=("resnet56", "mobilenet")):
     try:
         import onnxruntime as ort
     except ImportError:
         return
-    for arch in ("resnet56", "mobilenet"):
+    for arch in archs:
         path = os.path.join(shared, "models", f"{arch}_s1.onnx")
         if not os.path.exists(path):
             continue
@@ -52,7 +52,7 @@ def bench_ort(shared, reps):
             report(f"onnxruntime {ort.__version__}", arch, threads, batch, time_calls(run, reps if batch == 1 else 5))
 
 
-def bench_torch(reps):
+def bench_torch(reps, archs=("resnet56", "mobilenet")):
     try:
         import torch
     except ImportError:
@@ -61,6 +61,8 @@ def bench_torch(reps):
     from bench_train import MobileNetSDN, ResNet56SDN
 
     for arch, cls in (("resnet56", ResNet56SDN), ("mobilenet", MobileNetSDN)):
+        if arch not in archs:
+            continue
         model = cls().eval()
         for threads, batch in ((1, 1), (2, 128)):
             torch.set_num_threads(threads)
@@ -85,9 +87,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default="../shared")
     ap.add_argument("--reps", type=int, default=300)
+    ap.add_argument("--models", default="resnet56,mobilenet")
     a = ap.parse_args()
-    bench_ort(a.shared, a.reps)
-    bench_torch(a.reps)
+    archs = tuple(a.models.split(","))
+    bench_ort(a.shared, a.reps, archs)
+    bench_torch(a.reps, archs)
 
 
 if __name__ == "__main__":

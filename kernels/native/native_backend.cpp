@@ -8,11 +8,9 @@
 #include "native_batchnorm.h"
 #include "native_conv.h"
 #include "native_conv_backward.h"
-#include "native_conv_gemm.h"
 #include "native_gemm.h"
 #include "native_pool.h"
 #include "native_threads.h"
-#include "native_winograd.h"
 
 namespace engine::native {
 
@@ -128,24 +126,39 @@ void gemm_backward(const GradArgs& g) {
 
 }  // namespace
 
-NativeBackend::NativeBackend(int threads) : threads_(threads > 0 ? threads : omp_get_num_procs()) {
+NativeOptions NativeOptions::from_env() { return {kernel_mode_from_env(), isa_of_this_cpu()}; }
+
+NativeBackend::NativeBackend(int threads, NativeOptions options)
+    : threads_(threads > 0 ? threads : omp_get_num_procs()), options_(options) {
+    if (options_.isa == Isa::avx512 && !cpu_has_avx512()) options_.isa = Isa::avx2;
     threads_prepare(threads_);
 }
 
 size_t NativeBackend::scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const {
     if (node.op != Op::Conv) return 0;
     size_t floats = size_t(threads_) * conv_scratch_per_thread(node.attrs, in[0], in[1], out, /*backward=*/true);
-    // + room to transform weights that may change
-    if (const WinogradPlan plan = winograd_plan(node.attrs, in[0], in[1], out))
-        floats = std::max(floats,
-                          winograd_scratch(plan, in[0], in[1], threads_) + winograd_weights_floats(plan, in[0], in[1]));
-    if (conv_gemm_fits(node.attrs, in[0], in[1], out))  // + room to pack weights that may change
-        floats = std::max(floats, conv_gemm_packed_floats(in[1], out) +
-                                      threads_ * conv_gemm_scratch_per_thread(node.attrs, in[0], in[1], out));
+    // Whichever kernel prepare() picks: its working space + room to transform weights that may change.
+    for (ConvKernel k : conv_kernel_candidates(node.attrs, in[0], in[1], out, options_.isa))
+        floats = std::max(floats, conv_kernel_work_floats(k, node.attrs, in[0], in[1], out, threads_) +
+                                      conv_kernel_weights_floats(k, node.attrs, in[0], in[1], out));
     return floats;
 }
 
-void NativeBackend::prepare(const Node& node, const Shape*, int, const Shape&) { transformed_.erase(&node); }
+void NativeBackend::prepare(const Node& node, const Shape* in, int, const Shape& out) {
+    transformed_.erase(&node);
+    if (node.op != Op::Conv) return;
+    const Attrs& a = node.attrs;
+    ConvKernel k = conv_kernel_fixed(a, in[0], in[1], out);
+    if (forced_) {
+        const auto c = conv_kernel_candidates(a, in[0], in[1], out, options_.isa);
+        if (std::find(c.begin(), c.end(), *forced_) != c.end()) k = *forced_;
+    } else if (options_.kernels == KernelMode::tuned) {
+        threads_prepare(threads_);
+        k = conv_kernel_tuned(a, in[0], in[1], out, threads_, options_.isa);
+    }
+    kernel_[&node] = k;
+}
+
 
 template <class Transform>
 const float* NativeBackend::transformed(const OpArgs& a, size_t floats, float* scratch_spot, const Transform& transform) {
@@ -163,25 +176,21 @@ const float* NativeBackend::transformed(const OpArgs& a, size_t floats, float* s
     return t.data.data();
 }
 
-bool NativeBackend::winograd_conv(const OpArgs& a, const float* bias, const float* residual) {
+void NativeBackend::conv(const OpArgs& a, const float* bias, const float* residual) {
     const TensorView &x = a.in[0], &w = a.in[1];
-    const WinogradPlan plan = winograd_plan(a.node.attrs, x.shape, w.shape, a.out.shape);
-    if (!plan) return false;
-    const float* u = transformed(a, winograd_weights_floats(plan, x.shape, w.shape),
-                                 a.scratch + winograd_scratch(plan, x.shape, w.shape, threads_),
-                                 [&](TensorView w, float* out) { winograd_weights(plan, x.shape, w, out); });
-    winograd_forward(plan, x, u, w.shape, bias, residual, a.node.attrs.fused_relu, a.out, a.scratch, threads_);
-    return true;
-}
-
-bool NativeBackend::gemm_conv(const OpArgs& a, const float* bias, const float* residual) {
-    const TensorView &x = a.in[0], &w = a.in[1];
-    if (!conv_gemm_fits(a.node.attrs, x.shape, w.shape, a.out.shape)) return false;
-    const size_t floats = conv_gemm_packed_floats(w.shape, a.out.shape);
-    const float* packed = transformed(a, floats, a.scratch,
-                                      [&a](TensorView w, float* out) { conv_gemm_pack(w, a.out.shape, out); });
-    conv_gemm_forward(a.node.attrs, x, packed, w.shape, bias, residual, a.out, a.scratch + floats, threads_);
-    return true;
+    const Attrs& attrs = a.node.attrs;
+    const auto chosen = kernel_.find(&a.node);
+    const ConvKernel k =
+        chosen != kernel_.end() ? chosen->second : conv_kernel_fixed(attrs, x.shape, w.shape, a.out.shape);
+    const size_t work = conv_kernel_work_floats(k, attrs, x.shape, w.shape, a.out.shape, threads_);
+    const size_t floats = conv_kernel_weights_floats(k, attrs, x.shape, w.shape, a.out.shape);
+    const float* u = nullptr;
+    if (floats)
+        u = transformed(a, floats, a.scratch + work, [&](TensorView w, float* out) {
+            conv_kernel_transform(k, attrs, x.shape, w, a.out.shape, out);
+        });
+    last_kernel_ = k;
+    conv_kernel_forward(k, attrs, x, w, u, bias, residual, a.out, a.scratch, threads_);
 }
 
 void NativeBackend::forward(const OpArgs& a) {
@@ -190,9 +199,7 @@ void NativeBackend::forward(const OpArgs& a) {
     switch (n.op) {
         case Op::Conv: {
             const ref::ConvInputs c = ref::conv_inputs(n.attrs, a.in, a.n_in);
-            if (winograd_conv(a, c.bias, c.residual) || gemm_conv(a, c.bias, c.residual)) return;
-            conv_forward(n.attrs, a.in[0], a.in[1], c.bias, c.residual, a.out, a.scratch, threads_);
-            return;
+            return conv(a, c.bias, c.residual);
         }
         case Op::BatchNorm:
             if (a.training) return batchnorm_train_forward(n.attrs, a.in, a.out, threads_);

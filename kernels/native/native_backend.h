@@ -1,27 +1,46 @@
-// The default CPU backend: Winograd F(4x4, 3x3) or F(2x2, 3x3) for 3x3 stride-1 convolutions up to 256 channels in
-// and out (native_winograd.cpp), forward and input gradient; direct AVX2/FMA 3x3 convolutions
-// (native_conv3x3.cpp) for stride 2 and the weight gradient of stride 1; im2col + packed GEMM for the
-// other convolutions (direct loops for depthwise), the fused conv epilogue
+// The default CPU backend: Winograd F(4x4, 3x3) or F(2x2, 3x3) for 3x3 stride-1 convolutions
+// (native_winograd.cpp), forward and input gradient, with AVX-512 products where the CPU has them;
+// direct AVX2/FMA 3x3 convolutions (native_conv3x3.cpp) for stride 2 and the weight gradient of
+// stride 1; im2col + packed GEMM for the other convolutions (direct loops for depthwise). Inference
+// plans run each convolution on the kernel that was fastest for its shape on this CPU, timed at plan
+// time (native_conv_tuner.h; ENGINE_KERNELS=fixed keeps the fixed rule); the fused conv epilogue
 // (residual, ReLU) of inference plans, fast paths for the element-wise ops and SDN head pooling,
 // OpenMP across the batch or the output channels, with a team started, pinned and flushing denormals
 // at construction (native_threads.cpp). Everything else is the reference code.
 #pragma once
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
+#include "native_conv_kernels.h"
+#include "native_conv_tuner.h"
 #include "ref/ref_kernels.h"
 
 namespace engine::native {
 
+// How the backend picks its kernels; from_env() reads ENGINE_KERNELS and ENGINE_NATIVE_ISA (native_isa.h).
+struct NativeOptions {
+    KernelMode kernels = KernelMode::tuned;
+    Isa isa = Isa::avx2;
+    static NativeOptions from_env();
+};
+
 class NativeBackend : public ref::RefBackend {
 public:
-    explicit NativeBackend(int threads = 0);  // 0: one per core
+    explicit NativeBackend(int threads = 0, NativeOptions options = NativeOptions::from_env());  // 0: one per core
     std::string name() const override { return "native"; }
     bool fuses_conv_epilogue() const override { return true; }
     size_t scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const override;
     void prepare(const Node& node, const Shape* in, int n_in, const Shape& out) override;
     void forward(const OpArgs& a) override;
     void backward(const GradArgs& a) override;
+
+    // For tests: every convolution of the plans prepared from now on runs on k where k can run it,
+    // else on the fixed rule's kernel; std::nullopt goes back to tuning (or the fixed rule).
+    void force_conv_kernel(std::optional<ConvKernel> k) { forced_ = k; }
+    // The kernel the last convolution ran on.
+    ConvKernel last_conv_kernel() const { return last_kernel_; }
+    const NativeOptions& options() const { return options_; }
 
 private:
     // A convolution's weights transformed for its kernel (Winograd, or packed for its GEMM). In an
@@ -35,11 +54,16 @@ private:
     // transform(w, out) writes `floats` floats; it is defined beside its callers in native_backend.cpp.
     template <class Transform>
     const float* transformed(const OpArgs& a, size_t floats, float* scratch_spot, const Transform& transform);
-    bool winograd_conv(const OpArgs& a, const float* bias, const float* residual);
-    bool gemm_conv(const OpArgs& a, const float* bias, const float* residual);
+    void conv(const OpArgs& a, const float* bias, const float* residual);
 
     int threads_;
+    NativeOptions options_;
+    std::optional<ConvKernel> forced_;
+    ConvKernel last_kernel_ = ConvKernel::other;
     std::unordered_map<const Node*, TransformedWeights> transformed_;
+    // Each convolution's kernel, chosen by prepare() for the plan's shapes: every plan with those
+    // shapes on this backend (inference or training) runs the same kernel, so they agree to the bit.
+    std::unordered_map<const Node*, ConvKernel> kernel_;
 };
 
 }  // namespace engine::native

@@ -89,6 +89,7 @@ void product_block(const Dims& d, const float* u, const float* v, float* m, int6
 
 // Output channel blocks [kb0, kb1).
 void product(const Dims& d, const float* u, const float* v, float* m, int64_t kb0, int64_t kb1) {
+    if (d.avx512) return product_avx512(d, u, v, m, kb0, kb1);
     for (int64_t kb = kb0; kb < kb1; ++kb)
         for (int64_t xi = 0; xi < d.xis; ++xi) switch (std::min<int64_t>(kKb, d.K - kb * kKb)) {
                 case 6: product_block<6>(d, u, v, m, xi, kb); break;
@@ -147,12 +148,14 @@ void blocks(const Dims& d, const float* xp, const float* u, const float* bias, c
     float* v = work;
     float* m = work + d.xis * d.vstride;
     const bool wide = d.TW % 8 == 0;  // eight tiles to a row group
-    const int64_t k0 = kb0 * kKb, k1 = std::min(d.K, kb1 * kKb);
+    const int64_t k0 = kb0 * d.kb, k1 = std::min(d.K, kb1 * d.kb);
     for (int64_t b = b0; b < b1; ++b) {
-        if (wide) input_transform<M, __m256>(d, xp, b, v);
+        if (d.avx512 && wide) input_transform_avx512(d, xp, b, v);
+        else if (wide) input_transform<M, __m256>(d, xp, b, v);
         else input_transform<M, __m128>(d, xp, b, v);
         product(d, u, v, m, kb0, kb1);
-        if (wide) output_transform<M, __m256>(d, m, b, bias, residual, relu, y, k0, k1);
+        if (d.avx512 && wide) output_transform_avx512(d, m, b, bias, residual, relu, y, k0, k1);
+        else if (wide) output_transform<M, __m256>(d, m, b, bias, residual, relu, y, k0, k1);
         else output_transform<M, __m128>(d, m, b, bias, residual, relu, y, k0, k1);
     }
 }
@@ -190,19 +193,44 @@ void transform_weights(const Dims& d, TensorView w, float* u) {
 
 }  // namespace
 
+namespace {
+
+// 3x3, stride 1, padding 1, one group, output as large as the input.
+bool winograd_geometry(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
+    if (x.rank != 4 || w.rank != 4 || y.rank != 4 || a.groups != 1 || w[2] != 3 || w[3] != 3) return false;
+    if (a.stride[0] != 1 || a.stride[1] != 1 || a.dilation[0] != 1 || a.dilation[1] != 1) return false;
+    if (!std::all_of(a.pad, a.pad + 4, [](int64_t p) { return p == 1; })) return false;
+    return y[2] == x[2] && y[3] == x[3];
+}
+
+// The planes split into m x m tiles, 16 to a block, rows of a multiple of 4 tiles (the output transform's stores).
+bool tiles_fit(const Shape& x, int64_t m) {
+    const int64_t H = x[2], W = x[3];
+    return H % m == 0 && W % (4 * m) == 0 && (H / m) * (W / m) % kTb == 0;
+}
+
+}  // namespace
+
 WinogradPlan winograd_plan(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
-    if (x.rank != 4 || w.rank != 4 || y.rank != 4 || a.groups != 1 || w[2] != 3 || w[3] != 3) return {};
-    if (a.stride[0] != 1 || a.stride[1] != 1 || a.dilation[0] != 1 || a.dilation[1] != 1) return {};
-    if (!std::all_of(a.pad, a.pad + 4, [](int64_t p) { return p == 1; })) return {};
+    if (!winograd_geometry(a, x, w, y)) return {};
     const int64_t H = x[2], W = x[3], channels = x[1] + w[0];
-    if (y[2] != H || y[3] != W) return {};
     // A tile block's V and M must stay in L2 beside the weights: at most 288 KB for F4 (128
     // channels in and out), 256 KB for F2 (256 channels).
-    const auto tiles_fit = [&](int64_t m) { return H % m == 0 && W % (4 * m) == 0 && (H / m) * (W / m) % kTb == 0; };
-    if (channels <= 128 && tiles_fit(4)) return {4, false};
+    if (channels <= 128 && tiles_fit(x, 4)) return {4, false};
     if (channels <= 128 && H == 8 && W == 8 && w[0] % 8 == 0) return {4, true};
-    if (channels <= 256 && tiles_fit(2)) return {2, false};
+    if (channels <= 256 && tiles_fit(x, 2)) return {2, false};
     return {};
+}
+
+WinogradPlan winograd_plan_for(int m, bool over_channels, bool avx512, const Attrs& a, const Shape& x, const Shape& w,
+                               const Shape& y) {
+    if (!winograd_geometry(a, x, w, y) || x[1] + w[0] > 1024) return {};
+    if (over_channels) {
+        if (m != 4 || x[2] != 8 || x[3] != 8 || w[0] % (avx512 ? 16 : 8) != 0) return {};
+    } else if (!tiles_fit(x, m)) {
+        return {};
+    }
+    return {m, over_channels, avx512};
 }
 
 size_t winograd_scratch(WinogradPlan plan, const Shape& x, const Shape& w, int threads) {

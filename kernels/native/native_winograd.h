@@ -12,12 +12,18 @@ namespace engine::native {
 // where they split into 2x2 ones, 0 where Winograd does not apply), and whether the product is
 // vectorised over output channels rather than over tiles (8x8 planes, whose four 4x4 tiles are too
 // few to fill the vectors). Every function below takes the plan winograd_plan chose.
+// avx512: the product runs on AVX-512 (native_winograd_avx512.cpp), with its own weight packing.
 struct WinogradPlan {
     int m = 0;
     bool over_channels = false;
+    bool avx512 = false;
     explicit operator bool() const { return m != 0; }
 };
+// The fixed rule (AVX2): F(4x4) where the tiles fit, vectorised over channels on 8x8 planes, else F(2x2).
 WinogradPlan winograd_plan(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
+// The plan asked for, or none where it cannot run this convolution: a candidate for plan-time tuning.
+WinogradPlan winograd_plan_for(int m, bool over_channels, bool avx512, const Attrs& a, const Shape& x, const Shape& w,
+                               const Shape& y);
 // Floats of scratch winograd_forward needs with this many threads.
 size_t winograd_scratch(WinogradPlan plan, const Shape& x, const Shape& w, int threads);
 

@@ -9,13 +9,18 @@
 
 namespace engine::native::winograd {
 
-// Arithmetic on 4 tiles (__m128) or 8 (__m256) at once; load and store are native_simd.h's.
+// Arithmetic on 4 tiles (__m128), 8 (__m256) or 16 (__m512) at once; load and store are native_simd.h's.
 inline __m128 add(__m128 a, __m128 b) { return _mm_add_ps(a, b); }
 inline __m256 add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
 inline __m128 sub(__m128 a, __m128 b) { return _mm_sub_ps(a, b); }
 inline __m256 sub(__m256 a, __m256 b) { return _mm256_sub_ps(a, b); }
 inline __m128 fma(__m128 a, float s, __m128 b) { return _mm_fmadd_ps(a, _mm_set1_ps(s), b); }  // a * s + b
 inline __m256 fma(__m256 a, float s, __m256 b) { return _mm256_fmadd_ps(a, _mm256_set1_ps(s), b); }
+#ifdef __AVX512F__  // 16 tiles at once, in native_winograd_avx512.cpp
+inline __m512 add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
+inline __m512 sub(__m512 a, __m512 b) { return _mm512_sub_ps(a, b); }
+inline __m512 fma(__m512 a, float s, __m512 b) { return _mm512_fmadd_ps(a, _mm512_set1_ps(s), b); }
+#endif
 
 template <int M>
 struct Tile;

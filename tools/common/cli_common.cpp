@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -12,6 +14,13 @@
 #include "engine/error.h"
 
 namespace engine::cli {
+
+void add_kernels_option(CLI::App& app) {
+    app.add_option_function<std::string>(
+           "--kernels", [](const std::string& mode) { setenv("ENGINE_KERNELS", mode.c_str(), 1); },
+           "native convolution kernels: tuned (the fastest on this CPU, the default) or fixed (the same on every machine)")
+        ->check(CLI::IsMember({"fixed", "tuned"}));
+}
 
 int guarded_main(const char* tool, const std::function<int()>& body) {
     try {

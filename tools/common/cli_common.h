@@ -6,7 +6,16 @@
 #include <string>
 #include <vector>
 
+namespace CLI {
+class App;
+}
+
 namespace engine::cli {
+
+// --kernels fixed|tuned on `app`: how the native backend picks each convolution's kernel (fixed: the
+// rule every machine follows, for determinism tests; tuned: the fastest on this CPU, timed at plan
+// time). The tool passes it on as ENGINE_KERNELS, which make_backend's native backend reads.
+void add_kernels_option(CLI::App& app);
 
 // Runs body; an engine::Error or std::exception becomes one line "<tool>: <message>" on stderr
 // and exit status 1. Returns body's status otherwise.

@@ -1,0 +1,216 @@
+#include "native_conv_tuner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "engine/atomic_file.h"
+#include "engine/error.h"
+#include "engine/hash.h"
+
+namespace engine::native {
+
+namespace {
+
+constexpr const char* kFormat = "engine-native-kernels";
+constexpr int kVersion = 1;
+
+// What this process knows: the file's choices once read, and those it timed since.
+struct Cache {
+    std::mutex mu;
+    bool loaded = false;
+    std::string path;
+    std::map<std::string, std::string> choices;
+};
+
+Cache& cache() {
+    static Cache c;
+    return c;
+}
+
+std::string key_of(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, int threads, Isa isa) {
+    char s[256];
+    std::snprintf(s, sizeof s, "x%s w%s y%s s%lldx%lld p%lld,%lld,%lld,%lld d%lldx%lld g%lld%s%s t%d %s",
+                  x.str().c_str(), w.str().c_str(), y.str().c_str(), (long long)a.stride[0], (long long)a.stride[1],
+                  (long long)a.pad[0], (long long)a.pad[1], (long long)a.pad[2], (long long)a.pad[3],
+                  (long long)a.dilation[0], (long long)a.dilation[1], (long long)a.groups,
+                  a.fused_residual ? " residual" : "", a.fused_relu ? " relu" : "", threads, isa_name(isa));
+    return s;
+}
+
+// Reads the file into c.choices; a missing file is an empty cache, a corrupt or foreign one is
+// ignored with one line on stderr.
+void load(Cache& c) {
+    c.loaded = true;
+    c.path = kernel_cache_path();
+    if (c.path.empty() || !std::filesystem::exists(c.path)) return;
+    std::string why;
+    try {
+        std::ifstream in(c.path);
+        const nlohmann::json j = nlohmann::json::parse(in);
+        if (!j.is_object() || j.value("format", "") != kFormat || j.value("version", 0) != kVersion)
+            why = "not a version " + std::to_string(kVersion) + " kernel cache";
+        else if (j.value("cpu", "") != cpu_model())
+            why = "written on another CPU (" + j.value("cpu", "?") + ")";
+        else {
+            std::map<std::string, std::string> choices;
+            ConvKernel k;
+            for (const auto& [key, value] : j.at("choices").items()) {
+                if (!value.is_string() || !conv_kernel_from_name(value.get<std::string>(), k)) {
+                    why = "unknown kernel for '" + key + "'";
+                    break;
+                }
+                choices[key] = value.get<std::string>();
+            }
+            if (why.empty()) c.choices = std::move(choices);
+        }
+    } catch (const std::exception& e) {
+        why = std::string("unreadable (") + e.what() + ")";
+    }
+    if (!why.empty()) std::fprintf(stderr, "engine: kernel cache %s ignored: %s\n", c.path.c_str(), why.c_str());
+}
+
+void save(const Cache& c) {
+    if (c.path.empty()) return;
+    try {
+        const std::filesystem::path dir = std::filesystem::path(c.path).parent_path();
+        if (!dir.empty()) std::filesystem::create_directories(dir);
+        nlohmann::json j{{"format", kFormat}, {"version", kVersion}, {"cpu", cpu_model()}, {"choices", c.choices}};
+        write_file_atomically(c.path, [&](std::ostream& out) { out << j.dump(1) << '\n'; });
+    } catch (const std::exception& e) {
+        static bool warned = false;
+        if (!warned) std::fprintf(stderr, "engine: kernel cache %s not written: %s\n", c.path.c_str(), e.what());
+        warned = true;
+    }
+}
+
+// Deterministic values in [-1, 1): the data the candidates are timed on.
+void fill(std::vector<float>& v, uint32_t seed) {
+    for (float& f : v) {
+        seed = seed * 1664525u + 1013904223u;
+        f = float(seed >> 8) / float(1u << 23) - 1.0f;
+    }
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+KernelMode kernel_mode_from_env() {
+    const char* v = std::getenv("ENGINE_KERNELS");
+    if (!v || !*v || std::string(v) == "tuned") return KernelMode::tuned;
+    if (std::string(v) == "fixed") return KernelMode::fixed;
+    fail(std::string("ENGINE_KERNELS='") + v + "': expected fixed or tuned");
+}
+
+std::string cpu_model() {
+    std::string model = "unknown";
+    std::ifstream in("/proc/cpuinfo");
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind("model name", 0) == 0) {
+            const size_t colon = line.find(':');
+            if (colon != std::string::npos) model = line.substr(line.find_first_not_of(" \t", colon + 1));
+            break;
+        }
+    __builtin_cpu_init();
+    return model + (__builtin_cpu_supports("avx512f") ? " avx512f" : "") + (__builtin_cpu_supports("avx2") ? " avx2" : "");
+}
+
+std::string kernel_cache_path() {
+    if (const char* p = std::getenv("ENGINE_KERNEL_CACHE")) return std::string(p) == "off" ? "" : p;
+    std::string dir;
+    if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) dir = x;
+    else if (const char* h = std::getenv("HOME"); h && *h) dir = std::string(h) + "/.cache";
+    else return "";
+    const std::string cpu = cpu_model();
+    return dir + "/engine/kernels-" + sha256_hex(cpu.data(), cpu.size()).substr(0, 16) + ".json";
+}
+
+void kernel_cache_reset() {
+    Cache& c = cache();
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.loaded = false;
+    c.choices.clear();
+}
+
+std::vector<std::vector<double>> conv_kernel_times(const std::vector<ConvKernel>& candidates, const Attrs& a,
+                                                   const Shape& x, const Shape& w, const Shape& y, int threads,
+                                                   int rounds) {
+    const size_t n = candidates.size();
+    std::vector<float> xs(size_t(x.numel())), ws(size_t(w.numel())), ys(size_t(y.numel())),
+        rs(a.fused_residual ? size_t(y.numel()) : 0);
+    fill(xs, 1), fill(ws, 2), fill(rs, 3);
+    for (float& v : ws) v *= 0.1f;
+    size_t work = 0;
+    std::vector<std::vector<float>> us(n);
+    for (size_t i = 0; i < n; ++i) {
+        work = std::max(work, conv_kernel_work_floats(candidates[i], a, x, w, y, threads));
+        us[i].resize(conv_kernel_weights_floats(candidates[i], a, x, w, y));
+        conv_kernel_transform(candidates[i], a, x, TensorView{ws.data(), w}, y, us[i].data());
+    }
+    std::vector<float> scratch(work);
+    const TensorView xv{xs.data(), x}, wv{ws.data(), w}, yv{ys.data(), y};
+    auto run = [&](size_t i) {
+        conv_kernel_forward(candidates[i], a, xv, wv, us[i].data(), nullptr, rs.empty() ? nullptr : rs.data(), yv,
+                            scratch.data(), threads);
+    };
+    // Repetitions per measurement: enough for about 0.3 ms, so that the clock's resolution does not matter.
+    std::vector<int> reps(n);
+    for (size_t i = 0; i < n; ++i) {
+        run(i);
+        const auto t0 = std::chrono::steady_clock::now();
+        run(i);
+        reps[i] = int(std::clamp(3e-4 / std::max(seconds_since(t0), 1e-7), 1.0, 64.0));
+    }
+    // Interleaved rounds: what others running on the machine add is spread over all candidates.
+    std::vector<std::vector<double>> times(n);
+    for (int r = 0; r < rounds; ++r)
+        for (size_t i = 0; i < n; ++i) {
+            const auto t0 = std::chrono::steady_clock::now();
+            for (int k = 0; k < reps[i]; ++k) run(i);
+            times[i].push_back(seconds_since(t0) / reps[i]);
+        }
+    return times;
+}
+
+ConvKernel conv_kernel_fastest(const std::vector<ConvKernel>& candidates, const Attrs& a, const Shape& x,
+                               const Shape& w, const Shape& y, int threads) {
+    if (candidates.size() == 1) return candidates[0];
+    // A batch whose one run takes 50 ms gets 3 rounds, the rest 7; the least time of each
+    // candidate is the one least disturbed by whatever else runs.
+    const double one_run = 2.0 * double(y.numel()) * double(w[1] * w[2] * w[3]) / 50e9;
+    const auto times = conv_kernel_times(candidates, a, x, w, y, threads, one_run > 0.05 ? 3 : 7);
+    std::vector<double> best;
+    for (const auto& t : times) best.push_back(*std::min_element(t.begin(), t.end()));
+    size_t pick = 0;
+    for (size_t i = 1; i < best.size(); ++i)
+        if (best[i] < best[pick] && best[i] < 0.97 * best[0]) pick = i;
+    return candidates[pick];
+}
+
+ConvKernel conv_kernel_tuned(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, int threads, Isa isa) {
+    const std::vector<ConvKernel> candidates = conv_kernel_candidates(a, x, w, y, isa);
+    if (candidates.size() == 1) return candidates[0];
+    Cache& c = cache();
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (!c.loaded) load(c);
+    const std::string key = key_of(a, x, w, y, threads, isa);
+    ConvKernel k;
+    if (auto it = c.choices.find(key); it != c.choices.end() && conv_kernel_from_name(it->second, k) &&
+                                       std::find(candidates.begin(), candidates.end(), k) != candidates.end())
+        return k;
+    k = conv_kernel_fastest(candidates, a, x, w, y, threads);
+    c.choices[key] = conv_kernel_name(k);
+    save(c);
+    return k;
+}
+
+}  // namespace engine::native

@@ -1,0 +1,211 @@
+// The native backend's choice of convolution kernel: every candidate kernel, on AVX2 and (where the
+// CPU has it) AVX-512, against the reference loops; the fixed rule under ENGINE_KERNELS=fixed; the
+// per-CPU cache file of tuned choices, and a corrupt or foreign one ignored.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "engine/error.h"
+#include "native/native_backend.h"
+#include "op_cases.h"
+
+using namespace engine;
+using native::ConvKernel;
+using native::Isa;
+using native::KernelMode;
+using native::NativeBackend;
+
+namespace {
+
+// x -> Conv(w, b) [-> Add(., r)] [-> Relu], 3x3 padding 1 (stride s) or 1x1.
+Model conv_model(const Shape& x, const Shape& w, int stride, bool residual_relu, uint32_t seed) {
+    Model m;
+    Graph& g = m.graph;
+    Node in;
+    in.op = Op::Input;
+    in.name = "x";
+    in.input_dims = x.vec();
+    std::vector<int> conv_in{g.add(in)};
+    conv_in.push_back(g.add_constant("w", test::random_tensor(w, seed + 1), true));
+    conv_in.push_back(g.add_constant("b", test::random_tensor(Shape{w[0]}, seed + 2), true));
+    int y = g.add_op(Op::Conv, "conv", conv_in, test::conv_attrs(int(w[2]), stride, int(w[2] / 2)));
+    if (residual_relu) {
+        Node r;
+        r.op = Op::Input;
+        r.name = "r";
+        r.input_dims = {x[0], w[0], x[2] / stride, x[3] / stride};
+        y = g.add_op(Op::Add, "add", {y, g.add(r)});
+        y = g.add_op(Op::Relu, "relu", {y});
+    }
+    g.outputs = {y};
+    m.thresholds = {1.0f};
+    return m;
+}
+
+struct Case {
+    Shape x, w;
+    int stride = 1;
+    bool residual_relu = false;
+};
+
+std::vector<Tensor> inputs_of(const Model& m, uint32_t seed) {
+    std::vector<Tensor> in;
+    for (int i : m.graph.inputs) in.push_back(test::random_tensor(Shape(m.graph.nodes[i].input_dims), seed + i));
+    return in;
+}
+
+Tensor run(const Model& m, Backend& b, const std::vector<Tensor>& in) {
+    const int n = int(in[0].shape()[0]);
+    Plan plan(m, b, n);
+    std::vector<const float*> ptrs;
+    for (const Tensor& t : in) ptrs.push_back(t.data());
+    plan.run_all(ptrs.data(), n);
+    return test::copy_of(plan.exit_logits(0));
+}
+
+// The ResNet-56 shapes (its three stages, the stride-2 and 1x1 convolutions between them), and
+// shapes off the kernels' block sizes: channels off multiples of 6, 16 and 24, eight-wide planes.
+std::vector<Case> cases() {
+    return {{Shape{1, 16, 32, 32}, Shape{16, 16, 3, 3}},
+            {Shape{2, 32, 16, 16}, Shape{32, 32, 3, 3}, 1, true},
+            {Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}, 1, true},
+            {Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}},
+            {Shape{3, 20, 8, 8}, Shape{40, 20, 3, 3}},
+            {Shape{1, 24, 8, 8}, Shape{48, 24, 3, 3}},
+            {Shape{1, 13, 8, 16}, Shape{13, 13, 3, 3}},
+            {Shape{1, 7, 16, 16}, Shape{21, 7, 3, 3}},
+            {Shape{1, 16, 32, 32}, Shape{32, 16, 3, 3}, 2},
+            {Shape{1, 16, 32, 32}, Shape{32, 16, 1, 1}, 1}};
+}
+
+// Sets an environment variable for the scope, and puts back what was there.
+struct ScopedEnv {
+    std::string name;
+    std::optional<std::string> old;
+    ScopedEnv(const char* n, const std::string& value) : name(n) {
+        if (const char* v = std::getenv(n)) old = v;
+        setenv(n, value.c_str(), 1);
+    }
+    ~ScopedEnv() {
+        if (old) setenv(name.c_str(), old->c_str(), 1);
+        else unsetenv(name.c_str());
+    }
+};
+
+std::vector<Isa> isas() {
+    std::vector<Isa> out{Isa::avx2};
+    if (native::cpu_has_avx512()) out.push_back(Isa::avx512);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("every candidate convolution kernel matches the reference, on AVX2 and on AVX-512 where the CPU has it") {
+    if (!native::cpu_has_avx512()) MESSAGE("this CPU has no AVX-512: only the AVX2 kernels are checked");
+    auto ref = make_backend("ref");
+    int avx512_runs = 0;
+    for (const Case& c : cases()) {
+        const Model m = conv_model(c.x, c.w, c.stride, c.residual_relu, 11);
+        const auto in = inputs_of(m, 5);
+        const Tensor want = run(m, *ref, in);
+        const Shape y{c.x[0], c.w[0], c.x[2] / c.stride, c.x[3] / c.stride};
+        const Attrs a = test::conv_attrs(int(c.w[2]), c.stride, int(c.w[2] / 2));
+        for (Isa isa : isas())
+            for (ConvKernel k : native::conv_kernel_candidates(a, c.x, c.w, y, isa))
+                for (int threads : {1, 2}) {
+                    CAPTURE(c.x.str());
+                    CAPTURE(c.w.str());
+                    CAPTURE(native::conv_kernel_name(k));
+                    CAPTURE(threads);
+                    NativeBackend native(threads, {KernelMode::fixed, isa});
+                    native.force_conv_kernel(k);
+                    const Tensor got = run(m, native, in);
+                    CHECK(native.last_conv_kernel() == k);
+                    CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
+                    avx512_runs += native::conv_kernel_avx512(k);
+                }
+    }
+    if (native::cpu_has_avx512()) CHECK(avx512_runs > 0);
+}
+
+TEST_CASE("ENGINE_NATIVE_ISA=avx2 keeps the AVX-512 kernels out; ENGINE_KERNELS=fixed keeps the fixed rule") {
+    const Case c{Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}};
+    const Shape y{1, 64, 8, 8};
+    const Attrs a = test::conv_attrs(3, 1, 1);
+    {
+        ScopedEnv isa("ENGINE_NATIVE_ISA", "avx2");
+        CHECK(NativeBackend(1).options().isa == Isa::avx2);
+        for (ConvKernel k : native::conv_kernel_candidates(a, c.x, c.w, y, NativeBackend(1).options().isa))
+            CHECK_FALSE(native::conv_kernel_avx512(k));
+    }
+    if (native::cpu_has_avx512()) CHECK(NativeBackend(1).options().isa == Isa::avx512);
+    {
+        ScopedEnv fixed("ENGINE_KERNELS", "fixed");
+        NativeBackend native(1);
+        CHECK(native.options().kernels == KernelMode::fixed);
+        const Model m = conv_model(c.x, c.w, 1, false, 3);
+        run(m, native, inputs_of(m, 4));
+        CHECK(native.last_conv_kernel() == native::conv_kernel_fixed(a, c.x, c.w, y));
+        CHECK(native.last_conv_kernel() == ConvKernel::winograd4_channels);
+    }
+    {
+        ScopedEnv bad("ENGINE_KERNELS", "fastest");
+        CHECK_THROWS_AS(make_backend("native", 1), Error);
+    }
+}
+
+TEST_CASE("tuned choices are kept in the per-CPU cache file; a corrupt or foreign file is ignored, then rewritten") {
+    const std::string path =
+        (std::filesystem::temp_directory_path() / ("engine_kernels_test_" + std::to_string(getpid()) + ".json")).string();
+    ScopedEnv env("ENGINE_KERNEL_CACHE", path);
+    ScopedEnv tuned("ENGINE_KERNELS", "tuned");
+    auto ref = make_backend("ref");
+    const Model m = conv_model(Shape{1, 16, 16, 16}, Shape{16, 16, 3, 3}, 1, true, 21);
+    const auto in = inputs_of(m, 8);
+    const Tensor want = run(m, *ref, in);
+    auto tune_and_check = [&] {
+        native::kernel_cache_reset();
+        NativeBackend native(1);
+        const Tensor got = run(m, native, in);
+        CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
+        std::ifstream f(path);
+        REQUIRE(f.good());
+        const nlohmann::json j = nlohmann::json::parse(f);
+        CHECK(j.at("cpu") == native::cpu_model());
+        REQUIRE(j.at("choices").size() == 1);
+        ConvKernel k;
+        CHECK(native::conv_kernel_from_name(j.at("choices").begin().value().get<std::string>(), k));
+        CHECK(k == native.last_conv_kernel());
+        return k;
+    };
+    std::filesystem::remove(path);
+    tune_and_check();
+
+    // A choice in the file is taken as it is: name a kernel the tuner would not pick by chance.
+    {
+        std::ifstream f(path);
+        nlohmann::json j = nlohmann::json::parse(f);
+        j["choices"].begin().value() = "gemm";
+        std::ofstream(path) << j.dump();
+    }
+    native::kernel_cache_reset();
+    NativeBackend native(1);
+    run(m, native, in);
+    CHECK(native.last_conv_kernel() == ConvKernel::gemm);
+
+    std::ofstream(path) << "{\"format\": \"engine-native-kernels\", \"choi";  // cut short
+    tune_and_check();
+    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", 1}, {"cpu", "another CPU"},
+                                          {"choices", {{"anything", "gemm"}}}}
+                               .dump();
+    tune_and_check();
+    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", 1}, {"cpu", native::cpu_model()},
+                                          {"choices", {{"anything", "fastest_kernel"}}}}
+                               .dump();
+    tune_and_check();
+    std::filesystem::remove(path);
+    native::kernel_cache_reset();
+}
