@@ -7,17 +7,28 @@
 
 namespace fp {
 
+static double binomial_log_pmf(int i, int n, double p) {
+    return std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) + i * std::log(p) +
+           (n - i) * std::log1p(-p);
+}
+
 double binomial_upper_tail(int k, int n, double p) {
     if (k <= 0) return 1.0;
     if (k > n) return 0.0;
     if (p <= 0) return 0.0;
     if (p >= 1) return 1.0;
     double total = 0;
-    for (int i = k; i <= n; ++i) {
-        double log_term = std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) + i * std::log(p) +
-                          (n - i) * std::log1p(-p);
-        total += std::exp(log_term);
-    }
+    for (int i = k; i <= n; ++i) total += std::exp(binomial_log_pmf(i, n, p));
+    return std::min(1.0, total);
+}
+
+double binomial_lower_tail(int k, int n, double p) {
+    if (k >= n) return 1.0;
+    if (k < 0) return 0.0;
+    if (p <= 0) return 1.0;
+    if (p >= 1) return 0.0;
+    double total = 0;
+    for (int i = 0; i <= k; ++i) total += std::exp(binomial_log_pmf(i, n, p));
     return std::min(1.0, total);
 }
 

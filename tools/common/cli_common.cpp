@@ -13,12 +13,12 @@
 
 namespace engine::cli {
 
-int guarded_main(const char* tool, const std::function<int()>& body) {
+int guarded_main(const char* tool, const std::function<int()>& body, int error_status) {
     try {
         return body();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s: %s\n", tool, e.what());
-        return 1;
+        return error_status;
     }
 }
 

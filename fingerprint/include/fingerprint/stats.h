@@ -7,6 +7,8 @@ namespace fp {
 
 // P(X >= k) for X ~ Binomial(n, p), computed in log space.
 double binomial_upper_tail(int k, int n, double p);
+// P(X <= k) for X ~ Binomial(n, p), computed in log space.
+double binomial_lower_tail(int k, int n, double p);
 
 // Spearman rank correlation (average ranks for ties); 0 when either side is constant.
 double spearman(const std::vector<double>& a, const std::vector<double>& b);
