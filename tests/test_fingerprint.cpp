@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/error.h"
 #include "engine/train/params.h"
 #include "fingerprint/craft.h"
@@ -319,6 +321,62 @@ TEST_CASE("crafted inputs leave the owner's model at their target exits") {
     CHECK(r.match_rate == 1.0);
     CHECK(r.verdict == Verdict::match);
     std::filesystem::remove(model_path);
+}
+
+// The file records how its null was made: from references of the owner's architecture when any is
+// given (others are listed, unused), else from other architectures with a wide margin, else an
+// assumed rate; fp_gen warns on the last two.
+TEST_CASE("the null comes from same-architecture references, and the file says how it was made") {
+    const auto dir = std::filesystem::temp_directory_path();
+    engine::Model owner = engine::build_model("tiny", 10, 8, 7);
+    owner.set_threshold(0.6f);
+    const std::string owner_path = dir / "fp_null_owner.model", same_path = dir / "fp_null_same.model",
+                      other_path = dir / "fp_null_other.model";
+    engine::save_model(owner, owner_path);
+    engine::Model same = engine::build_model("tiny", 10, 8, 8);
+    same.set_threshold(0.6f);
+    engine::save_model(same, same_path);
+    engine::Model other = engine::build_model("small", 10, 8, 9);
+    other.set_threshold(0.6f);
+    engine::save_model(other, other_path);
+    CraftOptions o;
+    o.per_exit = 3;
+    o.steps = 60;
+    o.lr = 0.05f;
+    o.prune_variants = {};
+    o.latency_reps = 3;
+    o.threads = 1;
+    auto refs_of = [](const FingerprintSet& set) { return nlohmann::json::parse(set.info.at("null_references")); };
+
+    o.reference_paths = {same_path, other_path};
+    const FingerprintSet both = craft_fingerprint(owner, owner_path, o);
+    CHECK(both.info.at("null_same_arch_references") == "1");
+    CHECK(both.null_source.rfind("same-architecture references", 0) == 0);
+    const auto refs = refs_of(both);
+    REQUIRE(refs.size() == 2);
+    CHECK(refs[0]["same_architecture"] == true);
+    CHECK(refs[1]["same_architecture"] == false);
+    const double same_rate = refs[0]["rate"];
+    CHECK(both.null_match_rate >= std::min(same_rate + kNullMargin, 0.95) - 1e-9);
+    CHECK(both.null_match_rate >= 1.0 / owner.num_exits() - 1e-9);
+
+    o.reference_paths = {other_path};
+    const FingerprintSet other_only = craft_fingerprint(owner, owner_path, o);
+    CHECK(other_only.info.at("null_same_arch_references") == "0");
+    CHECK(other_only.null_source.find("OTHER-ARCHITECTURE") != std::string::npos);
+    const double other_rate = refs_of(other_only)[0]["rate"];
+    CHECK(other_only.null_match_rate >= std::min(other_rate + kCrossArchNullMargin, 0.95) - 1e-9);
+
+    o.reference_paths = {};
+    const FingerprintSet none = craft_fingerprint(owner, owner_path, o);
+    CHECK(none.info.at("null_same_arch_references") == "0");
+    CHECK(none.null_match_rate == doctest::Approx(kUncalibratedNull));
+    CHECK(none.null_source.find("UNCALIBRATED") != std::string::npos);
+
+    const std::string fp_path = dir / "fp_null.fp";  // the provenance survives the file
+    save_fingerprint(both, fp_path);
+    CHECK(load_fingerprint(fp_path).info.at("null_references") == both.info.at("null_references"));
+    for (const auto& p : {owner_path, same_path, other_path, fp_path}) std::filesystem::remove(p);
 }
 
 // End to end on the embedded default: a fingerprint of weights/small_s1 (crafted from noise, so

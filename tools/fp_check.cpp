@@ -90,6 +90,15 @@ int main(int argc, char** argv) {
         }
         o.time_oracle = oracle == "time";
         fp::FingerprintSet set = fp::load_fingerprint(fingerprint);
+        // Files from before the null's provenance was recorded have no such entry.
+        const auto same_arch = set.info.find("null_same_arch_references");
+        const bool null_calibrated = same_arch != set.info.end() && same_arch->second != "0";
+        if (!null_calibrated)
+            std::fprintf(stderr,
+                         "warning: %s: its null match rate %.3f was not measured on independent models of %s's own "
+                         "architecture (%s); a match may be a false accusation and a no-match a missed copy. Re-craft "
+                         "with fp_gen --reference INDEPENDENT_SAME_ARCH_MODEL.\n",
+                         fingerprint.c_str(), set.null_match_rate, set.model_name.c_str(), set.null_source.c_str());
         std::vector<float> q;
         if (!threshold.empty()) q = cli::parse_thresholds(threshold, set.num_exits());
         auto suspect = suspect_url.empty() ? fp::make_local_suspect(suspect_path, q, backend, threads) : fp::make_remote_suspect(suspect_url);
@@ -102,7 +111,7 @@ int main(int argc, char** argv) {
                              {"match_rate", r.match_rate}, {"p_value", r.p_value}, {"p_value_pirate", r.p_value_pirate},
                              {"matches", r.matches}, {"undetermined", r.undetermined}, {"inputs", set.size()},
                              {"null_match_rate", r.null_match_rate}, {"pirate_match_rate", r.pirate_match_rate},
-                             {"null_source", set.null_source}, {"alpha", o.alpha}, {"beta", o.beta}, {"looks", r.looks},
+                             {"null_source", set.null_source}, {"null_calibrated", null_calibrated}, {"alpha", o.alpha}, {"beta", o.beta}, {"looks", r.looks},
                              {"queries", r.queries}, {"separable", r.separable},
                              {"smallest_step_ms", r.smallest_step_ms}, {"resolvable_step_ms", r.resolvable_step_ms},
                              {"rank_correlation", r.rank_correlation}, {"rank_p_value", r.rank_p_value},

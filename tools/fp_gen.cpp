@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
         app.add_option("--weight-noise", o.weight_noise, "relative weight noise of those copies");
         app.add_option("--prune-variants", o.prune_variants, "pruned ensemble copies, by fraction")->delimiter(',');
         app.add_option("--variant", o.variant_paths, "fine-tuned copy to include in the ensemble (repeatable)");
-        app.add_option("--reference", o.reference_paths, "independent model: estimates the null, avoids transfer (repeatable)");
+        app.add_option("--reference", o.reference_paths, "independent model of the same architecture (another seed; never a suspect later): estimates the null, avoids "
+                       "transfer (repeatable)");
         app.add_option("--oversample", o.oversample, "candidates crafted per kept input")->check(CLI::Range(1.0, 10.0));
         app.add_option("--batch", o.batch)->check(CLI::Range(1, 1024));
         app.add_option("--backend", o.backend, "ref | native | onednn");
@@ -67,6 +68,16 @@ int main(int argc, char** argv) {
                     set.num_exits(), set.model_name.c_str(), set.model_hash.c_str());
         std::printf("ensemble agreement %s; null match rate %.3f from %s\n", set.info["ensemble_agreement"].c_str(),
                     set.null_match_rate, set.null_source.c_str());
+        if (set.info["null_same_arch_references"] == "0")
+            std::fprintf(stderr,
+                         "WARNING: no reference model of %s's own architecture was given, so the null match rate "
+                         "%.3f is %s.\n"
+                         "WARNING: independent models of the same architecture transfer fingerprints far more than other "
+                         "networks do; fp_check may then accuse them or miss pirates.\n"
+                         "WARNING: train one or more independent copies (engine_train with another --seed, same "
+                         "architecture and data) and pass each with --reference.\n",
+                         set.model_name.c_str(), set.null_match_rate,
+                         set.info["null_references"] == "[]" ? "an assumption" : "a guess from other architectures");
         std::printf("owner latency per exit (ms):");
         for (double v : set.owner_latency_ms) std::printf(" %.3f", v);
         std::printf("\n");

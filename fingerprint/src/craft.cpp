@@ -118,7 +118,7 @@ FingerprintSet craft_fingerprint(const Model& model, const std::string& model_pa
     set.thresholds = q;
     for (auto macs : exit_macs(model.graph)) set.exit_macs.push_back(double(macs));
 
-    estimate_null(c, s, references, K, set);
+    estimate_null(model, c, s, references, K, set);
 
     // The owner's latency to each exit on this machine, from the fingerprint inputs themselves.
     Dataset probe_data;

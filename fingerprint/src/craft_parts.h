@@ -48,8 +48,9 @@ Scores score(Candidates& c, std::vector<Member>& ensemble, std::vector<Member>& 
 std::vector<int> select(const Candidates& c, const Scores& s, const std::vector<int>& exits, int per_target,
                         int per_exit);
 
-// null_estimate.cpp: the match rate an independent model reaches by chance, and how it was made.
-void estimate_null(const Candidates& c, const Scores& s, const std::vector<Member>& references, int num_exits,
-                   FingerprintSet& set);
+// null_estimate.cpp: the match rate an independent model reaches by chance, and how it was made
+// (set.null_source, set.info["null_references"], set.info["null_same_arch_references"]).
+void estimate_null(const engine::Model& owner, const Candidates& c, const Scores& s,
+                   const std::vector<Member>& references, int num_exits, FingerprintSet& set);
 
 }  // namespace fp

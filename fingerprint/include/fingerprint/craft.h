@@ -38,6 +38,12 @@ struct CraftOptions {
     std::function<void(int64_t done, int64_t total)> progress;
 };
 
+// How the null match rate is made from the reference models (null_estimate.cpp explains): the
+// margin over the largest same-architecture reference rate (plus two standard errors), the margin
+// over other architectures' rates when no same-architecture reference is given (they transfer less
+// than an independent copy of the owner's architecture does), and the rate assumed with none.
+constexpr double kNullMargin = 0.05, kCrossArchNullMargin = 0.20, kUncalibratedNull = 0.5;
+
 FingerprintSet craft_fingerprint(const engine::Model& model, const std::string& model_path, const CraftOptions& options);
 
 }  // namespace fp
