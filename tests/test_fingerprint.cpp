@@ -31,6 +31,30 @@ TEST_CASE("binomial upper tail equals the sum of the probability mass") {
             }
 }
 
+TEST_CASE("a quantile and its standard error") {
+    CHECK(quantile({4, 1, 3, 2, 5}, 0.5) == 3.0);
+    CHECK(quantile({1, 2, 3, 4, 5}, 0.25) == 2.0);
+    CHECK(quantile({1, 2}, 0.25) == doctest::Approx(1.25));
+    // Over many draws the error estimate tracks the spread of the estimate itself.
+    std::mt19937 rng(11);
+    std::normal_distribution<double> gauss(0.0, 1.0);
+    for (double q : {0.5, 0.25, 0.1}) {
+        const int n = 60, draws = 400;
+        std::vector<double> values, errors;
+        for (int d = 0; d < draws; ++d) {
+            std::vector<double> v(n);
+            for (auto& x : v) x = gauss(rng);
+            double value, error;
+            quantile_and_error(v, q, value, error);
+            values.push_back(value), errors.push_back(error);
+        }
+        double mean = 0, var = 0;
+        for (double x : values) mean += x / draws;
+        for (double x : values) var += (x - mean) * (x - mean) / (draws - 1);
+        CHECK(median(errors) == doctest::Approx(std::sqrt(var)).epsilon(0.25));
+    }
+}
+
 TEST_CASE("rank correlation") {
     std::vector<double> a{1, 2, 3, 4, 5}, b{10, 20, 30, 40, 50}, c{5, 4, 3, 2, 1};
     CHECK(spearman(a, b) == doctest::Approx(1.0));

@@ -79,6 +79,27 @@ double median(std::vector<double> v) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+double quantile(std::vector<double> v, double q) {
+    double value = 0, error = 0;
+    quantile_and_error(std::move(v), q, value, error);
+    return value;
+}
+
+void quantile_and_error(std::vector<double> v, double q, double& value, double& error) {
+    value = error = 0;
+    if (v.empty()) return;
+    std::sort(v.begin(), v.end());
+    const int n = int(v.size());
+    const double pos = std::clamp(q, 0.0, 1.0) * (n - 1);
+    const int below = int(std::floor(pos));
+    const int above = std::min(below + 1, n - 1);
+    value = v[below] + (pos - below) * (v[above] - v[below]);
+    if (n < 2) return;
+    const double spread = std::sqrt(n * q * (1 - q));
+    const int lo = std::max(0, int(std::floor(pos - spread))), hi = std::min(n - 1, int(std::ceil(pos + spread)));
+    if (hi > lo) error = (v[hi] - v[lo]) / (hi - lo) * spread;
+}
+
 double mad_sigma(const std::vector<double>& v) {
     double m = median(v);
     std::vector<double> dev;

@@ -90,6 +90,7 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     engine::check(opt.time_oracle || suspect.reveals_exit(),
                   suspect.describe() + ": does not reveal exits; only the time oracle can verify it");
     engine::check(opt.reps >= 1, "fp_check: --reps must be at least 1");
+    engine::check(opt.quantile > 0 && opt.quantile < 1, "fp_check: --quantile must lie in (0, 1)");
     engine::check(opt.alpha > 0 && opt.alpha < 1 && opt.beta > 0 && opt.beta < 1,
                   "fp_check: --alpha and --beta must lie in (0, 1)");
     const int64_t per = in.numel() / M;
@@ -111,10 +112,9 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     std::vector<std::vector<double>> samples(M);
     std::vector<int> revealed(M, -1);
     std::vector<double> overhead;
-    auto median_and_jitter = [](const std::vector<double>& v, double& med, double& jit) {
-        med = median(v);
-        // The noise of a median of R samples: 1.25 sigma / sqrt(R) for a normal spread.
-        jit = v.empty() ? 0.0 : 1.2533 * mad_sigma(v) / std::sqrt(double(v.size()));
+    // An input's latency: the --quantile of its repetitions, and the noise of that estimate.
+    auto latency_and_jitter = [&](const std::vector<double>& v, double& lat, double& jit) {
+        quantile_and_error(v, opt.quantile, lat, jit);
     };
     auto measure_round = [&] {
         std::vector<int> schedule;  // input i, opt.reps times
@@ -131,9 +131,9 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
             }
         }
         r.reps += opt.reps;
-        r.overhead_ms = median(overhead);
+        r.overhead_ms = quantile(overhead, opt.quantile);
         r.latency_ms.assign(M, 0), r.jitter_ms.assign(M, 0);
-        for (int i = 0; i < M; ++i) median_and_jitter(samples[i], r.latency_ms[i], r.jitter_ms[i]);
+        for (int i = 0; i < M; ++i) latency_and_jitter(samples[i], r.latency_ms[i], r.jitter_ms[i]);
     };
     const std::vector<double> profile = exit_profile(set);
     // Rounds continue until adjacent exits stay apart as levels (kSeparableWidths, verify.h; at 9
@@ -151,10 +151,10 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
         r.resolvable_step_ms = kSeparableWidths * median(r.jitter_ms);
         return r.reps >= kMinTimedReps && r.resolvable_step_ms < r.smallest_step_ms;
     };
-    // Time oracle: each input's exit from the medians of all its repetitions; then each half of its
+    // Time oracle: each input's exit from the quantiles of all its repetitions; then each half of its
     // repetitions (alternate ones, so both halves span the same time) must fall nearest to the same
     // level, else the input is undetermined: the noise moves it between levels. (Regrouping each
-    // half on its own would merge levels that the whole resolves, at twice the noise of a median.)
+    // half on its own would merge levels that the whole resolves, at twice the noise of the whole.)
     auto place_by_time = [&] {
         r.observed_exit = exits_from_latencies(r.latency_ms, r.jitter_ms, profile, r.overhead_ms, &r.level_ms,
                                                &r.level_exit);
@@ -168,7 +168,8 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
             for (size_t half = 0; half < 2; ++half) {
                 std::vector<double> v;
                 for (size_t s = half; s < samples[i].size(); s += 2) v.push_back(samples[i][s]);
-                if (v.empty() || nearest_level_exit(median(v)) != r.observed_exit[i]) r.observed_exit[i] = -1;
+                if (v.empty() || nearest_level_exit(quantile(v, opt.quantile)) != r.observed_exit[i])
+                    r.observed_exit[i] = -1;
             }
     };
 

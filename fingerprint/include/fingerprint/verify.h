@@ -1,7 +1,9 @@
 // Verifying a suspect against a fingerprint set.
 //
 // Time oracle: every input is sent R times in one shuffled, interleaved order after a warm-up;
-// each input's latency is the median of its repetitions. Medians are grouped into levels at gaps
+// each input's latency is a low quantile of its repetitions (CheckOptions::quantile): delays from
+// other jobs on the machine and from the network only ever add time, so the fast side of the
+// distribution moves least (measured with bench/fp_jitter.sh). Medians are grouped into levels at gaps
 // well above the noise of a median and near the smallest step between exits, and the levels are
 // mapped, in order, onto the exits whose latency profile they fit best (a scale fit in log space
 // after removing the transport overhead measured by a request that runs no inference). Nothing
@@ -29,6 +31,7 @@ struct CheckOptions {
     // (at most reps: one round).
     int max_reps = 120;
     int warmup_rounds = 2;
+    double quantile = 0.25;   // an input's latency: this quantile of its repetitions (0.5: the median)
     double alpha = 1e-3;      // bound on P(match | independent model): the false-accusation rate
     double beta = 1e-2;       // bound on P(no-match | copy that keeps the pirate-level match rate)
     uint64_t seed = 1;
@@ -66,8 +69,8 @@ Decision decide_verdict(int matches, int undetermined, const std::vector<int>& t
 
 struct CheckResult {
     std::vector<int> observed_exit;      // per input (-1: undetermined)
-    std::vector<double> latency_ms;      // per input: median over repetitions
-    std::vector<double> jitter_ms;       // per input: noise of that median (MAD sigma / sqrt(R))
+    std::vector<double> latency_ms;      // per input: the quantile of its repetitions
+    std::vector<double> jitter_ms;       // per input: the standard error of that quantile
     std::vector<double> level_ms;        // latency levels found (time oracle)
     std::vector<int> level_exit;         // the exit each level was mapped to
     double overhead_ms = 0;              // transport/call overhead removed before the fit
