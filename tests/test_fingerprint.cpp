@@ -375,12 +375,14 @@ TEST_CASE("the null comes from same-architecture references, and the file says h
     o.reference_paths = {same_path, other_path};
     const FingerprintSet both = craft_fingerprint(owner, owner_path, o);
     CHECK(both.info.at("null_same_arch_references") == "1");
-    CHECK(both.null_source.rfind("same-architecture references", 0) == 0);
+    CHECK(both.null_source.rfind("held-out same-architecture references", 0) == 0);
     const auto refs = refs_of(both);
     REQUIRE(refs.size() == 2);
     CHECK(refs[0]["same_architecture"] == true);
     CHECK(refs[1]["same_architecture"] == false);
-    const double same_rate = refs[0]["rate"];
+    CHECK(refs[0]["role"] == "held out: null");
+    CHECK(refs[1]["role"] == "steers selection");
+    const double same_rate = refs[0]["rate_selected"];
     CHECK(both.null_match_rate >= std::min(same_rate + kNullMargin, 0.95) - 1e-9);
     CHECK(both.null_match_rate >= 1.0 / owner.num_exits() - 1e-9);
 
@@ -388,7 +390,7 @@ TEST_CASE("the null comes from same-architecture references, and the file says h
     const FingerprintSet other_only = craft_fingerprint(owner, owner_path, o);
     CHECK(other_only.info.at("null_same_arch_references") == "0");
     CHECK(other_only.null_source.find("OTHER-ARCHITECTURE") != std::string::npos);
-    const double other_rate = refs_of(other_only)[0]["rate"];
+    const double other_rate = refs_of(other_only)[0]["rate_candidates"];
     CHECK(other_only.null_match_rate >= std::min(other_rate + kCrossArchNullMargin, 0.95) - 1e-9);
 
     o.reference_paths = {};
