@@ -295,6 +295,33 @@ TEST_CASE("a contended suspect is inconclusive or decided correctly, never wrong
     }
 }
 
+// A suspect of a deeper architecture reveals exits the fingerprint's owner does not have: they are
+// misses, and the confusion table (owner's exits only) must not overflow (it did: fp_check aborted
+// on the shared resnet56_s3, 7 exits, against a fingerprint of weights/small_s1, 4 exits).
+class DeepSuspect : public Suspect {
+public:
+    Answer query(const float* image) override { return {0, 6 - int(image[0]) % 2, 1000}; }
+    int64_t null_query_ns() override { return 0; }
+    bool reveals_exit() const override { return true; }
+    std::string describe() const override { return "simulated 7-exit suspect"; }
+    std::vector<int64_t> input_shape() const override { return {1, 1, 1, 1}; }
+};
+
+TEST_CASE("the exit oracle on a suspect with more exits than the owner") {
+    const FingerprintSet set = simulated_set(4, 15, 0.3);
+    DeepSuspect deep;
+    CheckOptions c;
+    c.time_oracle = false;
+    c.reps = 1;
+    const CheckResult r = check_suspect(set, deep, c);
+    CHECK(r.matches == 0);
+    CHECK(r.verdict == Verdict::no_match);
+    int counted = 0;
+    for (const auto& row : r.confusion)
+        for (int n : row) counted += n;
+    CHECK(counted == 0);
+}
+
 TEST_CASE("fingerprint file round trip and bad files") {
     FingerprintSet s;
     s.inputs = test::random_tensor(engine::Shape{3, 1, 4, 4}, 1, 0, 1);

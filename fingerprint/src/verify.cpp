@@ -196,7 +196,7 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
 
     r.confusion.assign(K, std::vector<int>(K, 0));
     for (int i = 0; i < M; ++i)
-        if (r.observed_exit[i] >= 0) r.confusion[set.target_exits[i]][r.observed_exit[i]]++;
+        if (r.observed_exit[i] >= 0 && r.observed_exit[i] < K) r.confusion[set.target_exits[i]][r.observed_exit[i]]++;
     r.match_rate = double(r.matches) / M;
     if (opt.time_oracle && suspect.reveals_exit()) {
         std::vector<int> left(K, 0), agreed(K, 0);

@@ -89,7 +89,7 @@ struct CheckResult {
     double p_value_pirate = 1;           // P(matches + undetermined <= observed | copy at p1)
     double rank_correlation = 0;         // Spearman(target exit, measured latency)
     double rank_p_value = 1;             // permutation p-value of that correlation
-    std::vector<std::vector<int>> confusion;  // [target][observed], observed -1 dropped
+    std::vector<std::vector<int>> confusion;  // [target][observed]; -1 and exits the owner lacks dropped
     // Time oracle on a suspect that also reveals its exit (run in this process): per exit k, the
     // fraction of inputs that left at k which the time oracle put at k (-1: none left there).
     std::vector<double> oracle_agreement;
