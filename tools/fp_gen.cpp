@@ -22,6 +22,7 @@
 #include "engine/graph.h"
 #include "engine/train/trainer.h"
 #include "fingerprint/craft.h"
+#include "fingerprint/verify.h"
 
 using namespace engine;
 
@@ -193,6 +194,25 @@ int main(int argc, char** argv) {
                          "architecture and data) and pass each with --reference.\n",
                          set.model_name.c_str(), set.null_match_rate,
                          set.info["null_references"] == "[]" ? "an assumption" : "a guess from other architectures");
+        // What fp_check can decide with this file at its default error rates and rounds.
+        const fp::CheckOptions defaults;
+        const int looks = std::max(1, defaults.max_reps / defaults.reps), M = set.size();
+        int need_match = -1, allow_nomatch = -1;
+        for (int m = M; m >= 0; --m) {
+            const fp::Decision d = fp::decide_verdict(m, 0, set.target_exits, set.num_exits(), set.null_match_rate,
+                                                      defaults.alpha, defaults.beta, looks, true);
+            if (d.verdict == fp::Verdict::match) need_match = m;
+            if (d.verdict == fp::Verdict::no_match && allow_nomatch < 0) allow_nomatch = m;
+        }
+        if (need_match < 0)
+            std::fprintf(stderr,
+                         "WARNING: with a null of %.3f not even %d of %d matches makes a match at fp_check's defaults: "
+                         "this fingerprint cannot accuse anyone. Craft more inputs (--per-exit), from --noise, or give "
+                         "a second same-architecture --reference to steer selection.\n",
+                         set.null_match_rate, M, M);
+        else
+            std::printf("fp_check at its defaults: match from %d of %d matches, no-match at %d or fewer\n", need_match, M,
+                        allow_nomatch);
         std::printf("owner latency per exit (ms):");
         for (double v : set.owner_latency_ms) std::printf(" %.3f", v);
         std::printf("\n");
