@@ -1,7 +1,7 @@
 // fp_gen: craft a timing fingerprint set for a multi-exit model.
 //
 // Safe defaults (issue 15): crafting starts from test images (--data, else ../shared/data/cifar10;
-// --noise for uniform noise), the owner's own fine-tuned and adversarially fine-tuned copies join
+// --noise for uniform noise, the data then only training the own copies), the owner's own fine-tuned and adversarially fine-tuned copies join
 // the ensemble (trained here on a few training images and kept next to --out for the next run, unless
 // --variant gives some or --own-copy-images is 0), and at least one --reference must be an
 // independent model of the owner's architecture (it calibrates the null) unless
@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
         app.add_option("--exits", exits_text, "target exits, e.g. 0,2,4 (default: all)");
         app.add_option("--data", o.data_dir,
                        "start from this data set's test images (default: ../shared/data/cifar10 when present)");
-        app.add_flag("--noise", from_noise, "start from uniform noise instead of images (no data set needed)");
+        app.add_flag("--noise", from_noise,
+                     "start from uniform noise instead of images (--data then only trains the own copies)");
         app.add_option("--own-copy-images", own_images,
                        "train the owner's own fine-tuned and adversarially fine-tuned copies on this many training "
                        "images when no --variant is given (default 2000; 0: none); kept as OUT.own_ft.model and "
@@ -141,14 +142,13 @@ int main(int argc, char** argv) {
         if (!threshold.empty()) model.thresholds = cli::parse_thresholds(threshold, model.num_exits());
         const std::string arch = model.metadata.count("arch") ? model.metadata.at("arch") : "the same architecture";
 
-        check(o.data_dir.empty() || !from_noise, "give --data DIR or --noise, not both");
-        if (o.data_dir.empty() && !from_noise) {
-            o.data_dir = default_data_dir();
-            check(!o.data_dir.empty(), "no data set to start from: give --data DIR (the default ../shared/data/cifar10 "
-                                       "is not there) or --noise to craft from uniform noise");
-            std::fprintf(stderr, "fp_gen: starting from the test images of %s (--data; --noise for uniform noise)\n",
-                         o.data_dir.c_str());
-        }
+        // data: where crafting starts (unless --noise) and what the own copies train on.
+        std::string data = o.data_dir;
+        if (data.empty()) data = default_data_dir();
+        check(!data.empty() || from_noise, "no data set to start from: give --data DIR (the default "
+                                           "../shared/data/cifar10 is not there) or --noise to craft from uniform noise");
+        o.data_dir = from_noise ? "" : data;
+        if (!from_noise) std::fprintf(stderr, "fp_gen: starting from the test images of %s\n", data.c_str());
 
         int same_arch_refs = 0;
         for (const auto& r : o.reference_paths) same_arch_refs += fp::same_architecture(model, load_model(r));
@@ -159,13 +159,16 @@ int main(int argc, char** argv) {
                   " --data DIR --seed 2 --out ref.model), pass --reference ref.model, or accept a guessed null with "
                   "--allow-uncalibrated-null");
 
-        if (o.variant_paths.empty() && !o.data_dir.empty() && own_images > 0) {
+        if (o.variant_paths.empty() && own_images > 0 && data.empty())
+            std::fprintf(stderr, "fp_gen: no data set, so no own fine-tuned copies in the ensemble (give --data DIR or "
+                                 "--variant): an adversarially fine-tuned pirate is then likely to escape\n");
+        if (o.variant_paths.empty() && own_images > 0 && !data.empty()) {
             for (bool adversarial : {false, true}) {
                 const std::string path = out + (adversarial ? ".own_adv.model" : ".own_ft.model");
                 if (std::filesystem::exists(path))
                     std::fprintf(stderr, "fp_gen: reusing %s\n", path.c_str());
                 else
-                    make_own_copy(model_path, o.data_dir, adversarial ? std::max(own_images / 2, 1) : own_images,
+                    make_own_copy(model_path, data, adversarial ? std::max(own_images / 2, 1) : own_images,
                                   adversarial, o.threads, path);
                 o.variant_paths.push_back(path);
             }
