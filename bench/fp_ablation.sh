@@ -33,7 +33,10 @@ printf '%-16s %6s %6s' config null "gen_s"
 printf ' %s' thr0.8 thr0.95 $pirates
 for m in $independents; do printf ' %s' "$(basename "${m%.*}")"; done
 echo
-common=(--per-exit 10 --data $shared/data/cifar10 --steps 60 --oversample 1.5 --threads "$threads" --seed 1)
+# The ablation predates fp_gen's safe defaults: no own copies unless a config gives --variant, and
+# other-architecture references (uncalibrated null) are allowed.
+common=(--per-exit 10 --data $shared/data/cifar10 --steps 60 --oversample 1.5 --threads "$threads" --seed 1
+        --own-copy-images 0 --allow-uncalibrated-null)
 refs=(--reference $shared/models/mobilenet_s1.onnx --reference weights/small_s2.model)
 config() {  # name fp_gen-args...
   local name=$1

@@ -1,4 +1,7 @@
 // fp_check: verify a suspect model against a fingerprint set, by response time alone.
+// Exit status: 0 match, 1 no-match, 3 inconclusive (noise or too little evidence: measure again,
+// with more --max-reps or on a quieter machine), 2 error (bad arguments, unreadable files, a suspect
+// that does not answer).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -13,19 +16,25 @@ using namespace engine;
 
 namespace {
 
+constexpr int kExitMatch = 0, kExitNoMatch = 1, kExitError = 2, kExitInconclusive = 3;
+
 void print_report(const fp::FingerprintSet& set, const fp::CheckResult& r, const std::string& suspect) {
     std::printf("suspect      %s\n", suspect.c_str());
     std::printf("fingerprint  %d inputs, %d exits, crafted on %s\n", set.size(), set.num_exits(), set.model_name.c_str());
-    std::printf("oracle       %s; transport overhead %.3f ms; %d repetitions per input; %.1f s\n", r.oracle.c_str(),
-                r.overhead_ms, r.reps, r.wall_s);
+    std::printf("oracle       %s; transport overhead %.3f ms; %d repetitions per input; %d queries; %.1f s\n",
+                r.oracle.c_str(), r.overhead_ms, r.reps, r.queries, r.wall_s);
+    if (r.oracle == "time")
+        std::printf("resolution   smallest exit step %.4f ms, resolvable %.4f ms: %s\n", r.smallest_step_ms,
+                    r.resolvable_step_ms, r.separable ? "resolved" : "NOT resolved (noise hides the exit steps)");
     if (!r.level_ms.empty()) {
         std::printf("levels (ms)  ");
         for (size_t l = 0; l < r.level_ms.size(); ++l) std::printf("%.3f->exit%d  ", r.level_ms[l], r.level_exit[l]);
         std::printf("\n");
     }
-    std::printf("match rate   %.3f (%d/%d), null %.3f [%s]\n", r.match_rate, r.matches, set.size(), r.null_match_rate,
-                set.null_source.c_str());
-    std::printf("p-value      %.3g\n", r.p_value);
+    std::printf("match rate   %.3f (%d/%d, %d undetermined), null %.3f [%s], pirate level %.3f\n", r.match_rate,
+                r.matches, set.size(), r.undetermined, r.null_match_rate, set.null_source.c_str(), r.pirate_match_rate);
+    std::printf("p-value      %.3g (match test); %.3g (no-match test); %d looks\n", r.p_value, r.p_value_pirate,
+                r.looks);
     std::printf("rank corr.   %.3f (permutation p %.3g)\n", r.rank_correlation, r.rank_p_value);
     std::printf("confusion    rows: target exit, columns: observed exit\n");
     for (size_t t = 0; t < r.confusion.size(); ++t) {
@@ -38,13 +47,14 @@ void print_report(const fp::FingerprintSet& set, const fp::CheckResult& r, const
         for (double a : r.oracle_agreement) a < 0 ? std::printf("   -  ") : std::printf(" %.3f", a);
         std::printf("\n");
     }
-    std::printf("verdict      %s\n", r.verdict.c_str());
+    std::printf("verdict      %s: %s\n", fp::verdict_name(r.verdict), r.reason.c_str());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    return cli::guarded_main("fp_check", [&]() -> int {
+    return cli::guarded_main(
+        "fp_check", [&]() -> int {
         CLI::App app{"fp_check: verify a suspect model by timing its answers to a fingerprint set"};
         std::string fingerprint, suspect_path, suspect_url, oracle = "time", plot, threshold, backend = "native";
         int threads = 1;
@@ -60,7 +70,13 @@ int main(int argc, char** argv) {
                        "time oracle: further rounds while the noise hides the step between exits, up to this "
                        "many repetitions per input (default 120; --reps or less: one round)")
             ->check(CLI::Range(1, 100000));
-        app.add_option("--alpha", o.alpha, "significance level")->check(CLI::Range(1e-12, 0.5));
+        app.add_option("--alpha", o.alpha, "bound on the false-accusation rate: P(match | independent model)")
+            ->check(CLI::Range(1e-12, 0.5));
+        app.add_option("--beta", o.beta, "bound on P(no-match | copy keeping the pirate-level match rate)")
+            ->check(CLI::Range(1e-12, 0.5));
+        app.add_option("--quantile", o.quantile,
+                       "time oracle: an input's latency is this quantile of its repetitions (default 0.25; 0.5: median)")
+            ->check(CLI::Range(0.01, 0.99));
         app.add_option("--seed", o.seed);
         app.add_option("--suspect-threshold", threshold, "run a local suspect under another exit policy");
         app.add_option("--backend", backend, "backend of a local suspect");
@@ -73,19 +89,35 @@ int main(int argc, char** argv) {
             app.parse(argc, argv);
             if (suspect_path.empty() && suspect_url.empty()) throw CLI::RequiredError("--suspect or --suspect-url");
         } catch (const CLI::ParseError& e) {
-            return app.exit(e);
+            const int status = app.exit(e);
+            return status == 0 ? 0 : kExitError;  // --help: 0
         }
         o.time_oracle = oracle == "time";
         fp::FingerprintSet set = fp::load_fingerprint(fingerprint);
+        // Files from before the null's provenance was recorded have no such entry.
+        const auto same_arch = set.info.find("null_same_arch_references");
+        const bool null_calibrated = same_arch != set.info.end() && same_arch->second != "0";
+        if (!null_calibrated)
+            std::fprintf(stderr,
+                         "warning: %s: its null match rate %.3f was not measured on independent models of %s's own "
+                         "architecture (%s); a match may be a false accusation and a no-match a missed copy. Re-craft "
+                         "with fp_gen --reference INDEPENDENT_SAME_ARCH_MODEL.\n",
+                         fingerprint.c_str(), set.null_match_rate, set.model_name.c_str(), set.null_source.c_str());
         std::vector<float> q;
         if (!threshold.empty()) q = cli::parse_thresholds(threshold, set.num_exits());
         auto suspect = suspect_url.empty() ? fp::make_local_suspect(suspect_path, q, backend, threads) : fp::make_remote_suspect(suspect_url);
         fp::CheckResult r = fp::check_suspect(set, *suspect, o);
         if (!plot.empty())
-            fp::write_latency_plot(set, r, "fingerprint " + set.model_name + " vs " + suspect->describe() + ": " + r.verdict, plot);
+            fp::write_latency_plot(set, r, "fingerprint " + set.model_name + " vs " + suspect->describe() + ": " + fp::verdict_name(r.verdict),
+                                    plot);
         if (as_json) {
-            nlohmann::json j{{"verdict", r.verdict}, {"match_rate", r.match_rate}, {"p_value", r.p_value},
-                             {"matches", r.matches}, {"inputs", set.size()}, {"null_match_rate", r.null_match_rate},
+            nlohmann::json j{{"verdict", fp::verdict_name(r.verdict)}, {"reason", r.reason},
+                             {"match_rate", r.match_rate}, {"p_value", r.p_value}, {"p_value_pirate", r.p_value_pirate},
+                             {"matches", r.matches}, {"undetermined", r.undetermined}, {"inputs", set.size()},
+                             {"null_match_rate", r.null_match_rate}, {"pirate_match_rate", r.pirate_match_rate},
+                             {"null_source", set.null_source}, {"null_calibrated", null_calibrated}, {"alpha", o.alpha}, {"beta", o.beta}, {"looks", r.looks},
+                             {"queries", r.queries}, {"separable", r.separable},
+                             {"smallest_step_ms", r.smallest_step_ms}, {"resolvable_step_ms", r.resolvable_step_ms},
                              {"rank_correlation", r.rank_correlation}, {"rank_p_value", r.rank_p_value},
                              {"oracle", r.oracle}, {"confusion", r.confusion}, {"level_ms", r.level_ms},
                              {"level_exit", r.level_exit}, {"overhead_ms", r.overhead_ms}, {"reps", r.reps},
@@ -98,6 +130,11 @@ int main(int argc, char** argv) {
         } else {
             print_report(set, r, suspect->describe());
         }
-        return 0;
-    });
+        switch (r.verdict) {
+            case fp::Verdict::match: return kExitMatch;
+            case fp::Verdict::no_match: return kExitNoMatch;
+            case fp::Verdict::inconclusive: return kExitInconclusive;
+        }
+        return kExitInconclusive;
+    }, kExitError);
 }

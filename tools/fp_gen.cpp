@@ -1,26 +1,112 @@
 // fp_gen: craft a timing fingerprint set for a multi-exit model.
+//
+// Safe defaults (issue 15): crafting starts from test images (--data, else ../shared/data/cifar10;
+// --noise for uniform noise, the data then only training the own copies), the owner's own fine-tuned and adversarially fine-tuned copies join
+// the ensemble (trained here on a few training images and kept next to --out for the next run, unless
+// --variant gives some or --own-copy-images is 0), and at least one --reference must be an
+// independent model of the owner's architecture (it calibrates the null) unless
+// --allow-uncalibrated-null says otherwise. What is missing is named in one line, with how to get it.
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 
+#include <climits>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <sstream>
 
 #include "cli_common.h"
+#include "engine/dataset.h"
 #include "engine/error.h"
+#include "engine/graph.h"
+#include "engine/train/trainer.h"
 #include "fingerprint/craft.h"
+#include "fingerprint/verify.h"
 
 using namespace engine;
+
+namespace {
+
+// The shared CIFAR-10 beside the repository: ../shared/data/cifar10 from the working directory or
+// from the repository that holds this binary (build/bin/fp_gen). Empty when neither exists.
+std::string default_data_dir() {
+    namespace fs = std::filesystem;
+    std::vector<fs::path> candidates{"../shared/data/cifar10"};
+    char exe[PATH_MAX];
+    const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) candidates.push_back(fs::path(std::string(exe, size_t(n))).parent_path() / "../../../shared/data/cifar10");
+    for (const auto& c : candidates)
+        if (fs::is_directory(c)) return fs::weakly_canonical(c).string();
+    return "";
+}
+
+bool has_batchnorm(const Model& m) {
+    for (const auto& n : m.graph.nodes)
+        if (n.op == Op::BatchNorm) return true;
+    return false;
+}
+
+// One epoch of fine-tuning of the owner's model on `images` training images (SDN loss, lr 0.01,
+// constant), adversarial (PGD-7, 8/255) or not; written atomically to `path`. A model without
+// BatchNorm (folded, as ONNX exports are) trains with them re-inserted and plain SGD (README).
+void make_own_copy(const std::string& model_path, const std::string& data_dir, int images, bool adversarial,
+                   int threads, const std::string& path) {
+    Model copy = load_model(model_path);
+    const Dataset train = load_dataset_dir(data_dir, true, images);
+    train::TrainConfig c;
+    c.mode = "sdn";
+    c.epochs = 1;
+    c.batch = 128;
+    c.seed = adversarial ? 8 : 7;
+    c.schedule.kind = "constant";
+    c.schedule.lr = 0.01f;
+    c.renormalize = !has_batchnorm(copy);
+    c.optimizer.momentum = c.renormalize ? 0.0f : c.optimizer.momentum;
+    c.optimizer.nesterov = c.optimizer.nesterov && !c.renormalize;
+    c.adversarial = adversarial;
+    c.threads = threads;
+    c.val_limit = 0;
+    const std::string label = adversarial ? "own adversarial copy" : "own fine-tuned copy";
+    {
+        train::Trainer trainer(copy, train, nullptr, c);
+        cli::Progress bar(label, train.size());
+        trainer.fit(-1, [&](int64_t done, int64_t, double loss) {
+            char extra[32];
+            std::snprintf(extra, sizeof extra, " loss %.3f", loss);
+            bar.update(done, extra);
+        });
+        bar.finish();
+    }
+    copy.metadata["made_by"] = "fp_gen own copy: " + label + " of " + model_path + " on " + std::to_string(images) +
+                               " images of " + data_dir;
+    save_model(copy, path);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     return cli::guarded_main("fp_gen", [&]() -> int {
         CLI::App app{"fp_gen: craft inputs that leave a model at chosen exits, robust to a pirate's changes"};
         std::string model_path, out, exits_text, threshold;
         fp::CraftOptions o;
+        bool from_noise = false, allow_uncalibrated = false;
+        int own_images = 2000;
         app.add_option("model", model_path, "native model or .onnx")->required();
         app.add_option("--out", out, "fingerprint file to write")->required();
         app.add_option("--per-exit", o.per_exit, "inputs per target exit")->check(CLI::Range(1, 10000));
         app.add_option("--exits", exits_text, "target exits, e.g. 0,2,4 (default: all)");
-        app.add_option("--data", o.data_dir, "start from this data set's test images (default: noise)");
+        app.add_option("--data", o.data_dir,
+                       "start from this data set's test images (default: ../shared/data/cifar10 when present)");
+        app.add_flag("--noise", from_noise,
+                     "start from uniform noise instead of images (--data then only trains the own copies)");
+        app.add_option("--own-copy-images", own_images,
+                       "train the owner's own fine-tuned and adversarially fine-tuned copies on this many training "
+                       "images when no --variant is given (default 2000; 0: none); kept as OUT.own_ft.model and "
+                       "OUT.own_adv.model and reused")
+            ->check(CLI::Range(0, 1000000));
+        app.add_flag("--allow-uncalibrated-null", allow_uncalibrated,
+                     "craft even when no --reference shares the model's architecture (the null is then a guess)");
         app.add_option("--margin", o.margin, "probability margin around each threshold")->check(CLI::Range(0.0, 0.5));
         app.add_option("--eps", o.eps, "L-infinity radius around the start image (default: unconstrained)");
         app.add_option("--steps", o.steps, "optimisation steps")->check(CLI::Range(0, 100000));
@@ -31,7 +117,8 @@ int main(int argc, char** argv) {
         app.add_option("--weight-noise", o.weight_noise, "relative weight noise of those copies");
         app.add_option("--prune-variants", o.prune_variants, "pruned ensemble copies, by fraction")->delimiter(',');
         app.add_option("--variant", o.variant_paths, "fine-tuned copy to include in the ensemble (repeatable)");
-        app.add_option("--reference", o.reference_paths, "independent model: estimates the null, avoids transfer (repeatable)");
+        app.add_option("--reference", o.reference_paths, "independent model of the same architecture (another seed; never a suspect later): estimates the null, avoids "
+                       "transfer (repeatable)");
         app.add_option("--oversample", o.oversample, "candidates crafted per kept input")->check(CLI::Range(1.0, 10.0));
         app.add_option("--batch", o.batch)->check(CLI::Range(1, 1024));
         app.add_option("--backend", o.backend, "ref | native | onednn");
@@ -54,6 +141,39 @@ int main(int argc, char** argv) {
         }
         Model model = load_model(model_path);
         if (!threshold.empty()) model.thresholds = cli::parse_thresholds(threshold, model.num_exits());
+        const std::string arch = model.metadata.count("arch") ? model.metadata.at("arch") : "the same architecture";
+
+        // data: where crafting starts (unless --noise) and what the own copies train on.
+        std::string data = o.data_dir;
+        if (data.empty()) data = default_data_dir();
+        check(!data.empty() || from_noise, "no data set to start from: give --data DIR (the default "
+                                           "../shared/data/cifar10 is not there) or --noise to craft from uniform noise");
+        o.data_dir = from_noise ? "" : data;
+        if (!from_noise) std::fprintf(stderr, "fp_gen: starting from the test images of %s\n", data.c_str());
+
+        int same_arch_refs = 0;
+        for (const auto& r : o.reference_paths) same_arch_refs += fp::same_architecture(model, load_model(r));
+        check(same_arch_refs > 0 || allow_uncalibrated,
+              std::string(o.reference_paths.empty() ? "no --reference given" : "no --reference shares the model's architecture") +
+                  ": the null would be a guess and independent copies of " + arch + " could be accused. Train one "
+                  "(engine_train --arch " + (model.metadata.count("arch") ? arch : "ARCH") +
+                  " --data DIR --seed 2 --out ref.model), pass --reference ref.model, or accept a guessed null with "
+                  "--allow-uncalibrated-null");
+
+        if (o.variant_paths.empty() && own_images > 0 && data.empty())
+            std::fprintf(stderr, "fp_gen: no data set, so no own fine-tuned copies in the ensemble (give --data DIR or "
+                                 "--variant): an adversarially fine-tuned pirate is then likely to escape\n");
+        if (o.variant_paths.empty() && own_images > 0 && !data.empty()) {
+            for (bool adversarial : {false, true}) {
+                const std::string path = out + (adversarial ? ".own_adv.model" : ".own_ft.model");
+                if (std::filesystem::exists(path))
+                    std::fprintf(stderr, "fp_gen: reusing %s\n", path.c_str());
+                else
+                    make_own_copy(model_path, data, adversarial ? std::max(own_images / 2, 1) : own_images,
+                                  adversarial, o.threads, path);
+                o.variant_paths.push_back(path);
+            }
+        }
         std::unique_ptr<cli::Progress> bar;
         o.progress = [&](int64_t done, int64_t total) {
             if (!bar) bar = std::make_unique<cli::Progress>("crafting", total, "step");
@@ -68,6 +188,35 @@ int main(int argc, char** argv) {
                     set.num_exits(), set.model_name.c_str(), set.model_hash.c_str());
         std::printf("ensemble agreement %s; null match rate %.3f from %s\n", set.info["ensemble_agreement"].c_str(),
                     set.null_match_rate, set.null_source.c_str());
+        if (set.info["null_same_arch_references"] == "0")
+            std::fprintf(stderr,
+                         "WARNING: no reference model of %s's own architecture was given, so the null match rate "
+                         "%.3f is %s.\n"
+                         "WARNING: independent models of the same architecture transfer fingerprints far more than other "
+                         "networks do; fp_check may then accuse them or miss pirates.\n"
+                         "WARNING: train one or more independent copies (engine_train with another --seed, same "
+                         "architecture and data) and pass each with --reference.\n",
+                         set.model_name.c_str(), set.null_match_rate,
+                         set.info["null_references"] == "[]" ? "an assumption" : "a guess from other architectures");
+        // What fp_check can decide with this file at its default error rates and rounds.
+        const fp::CheckOptions defaults;
+        const int looks = std::max(1, defaults.max_reps / defaults.reps), M = set.size();
+        int need_match = -1, allow_nomatch = -1;
+        for (int m = M; m >= 0; --m) {
+            const fp::Decision d = fp::decide_verdict(m, 0, set.target_exits, set.num_exits(), set.null_match_rate,
+                                                      defaults.alpha, defaults.beta, looks, true);
+            if (d.verdict == fp::Verdict::match) need_match = m;
+            if (d.verdict == fp::Verdict::no_match && allow_nomatch < 0) allow_nomatch = m;
+        }
+        if (need_match < 0)
+            std::fprintf(stderr,
+                         "WARNING: with a null of %.3f not even %d of %d matches makes a match at fp_check's defaults: "
+                         "this fingerprint cannot accuse anyone. Craft more inputs (--per-exit), from --noise, or give "
+                         "a second same-architecture --reference to steer selection.\n",
+                         set.null_match_rate, M, M);
+        else
+            std::printf("fp_check at its defaults: match from %d of %d matches, no-match at %d or fewer\n", need_match, M,
+                        allow_nomatch);
         std::printf("owner latency per exit (ms):");
         for (double v : set.owner_latency_ms) std::printf(" %.3f", v);
         std::printf("\n");

@@ -72,6 +72,14 @@ Candidates starting_points(const Model& model, const std::vector<int>& exits, in
 
 }  // namespace
 
+bool same_architecture(const Model& a, const Model& b) {
+    const auto ma = exit_macs(a.graph), mb = exit_macs(b.graph);
+    if (ma.size() != mb.size()) return false;
+    for (size_t k = 0; k < ma.size(); ++k)
+        if (std::fabs(double(ma[k]) - double(mb[k])) > 0.01 * double(std::max(ma[k], mb[k]))) return false;
+    return true;
+}
+
 FingerprintSet craft_fingerprint(const Model& model, const std::string& model_path, const CraftOptions& o) {
     const int K = model.num_exits();
     std::vector<int> exits = o.exits;
@@ -95,7 +103,16 @@ FingerprintSet craft_fingerprint(const Model& model, const std::string& model_pa
         references.push_back({path, load_model(path), nullptr});
         check(references.back().model.num_exits() >= 2, path + ": a reference model needs at least two exits");
     }
-    for (auto& r : references) r.plan = std::make_unique<Plan>(r.model, *backend, o.batch);
+    // The last same-architecture reference is held out of selection and measured after it: the
+    // null (null_estimate.cpp). Every other reference steers selection away from inputs that
+    // transfer; one same-architecture model steering and another held out makes the best fingerprint.
+    int last_same = -1;
+    for (size_t r = 0; r < references.size(); ++r)
+        if ((references[r].same_arch = same_architecture(model, references[r].model))) last_same = int(r);
+    for (size_t r = 0; r < references.size(); ++r) {
+        references[r].steers = int(r) != last_same;
+        references[r].plan = std::make_unique<Plan>(references[r].model, *backend, o.batch);
+    }
     const Scores s = score(c, ensemble, references, q, classes, o.batch);
     const std::vector<int> chosen = select(c, s, exits, per_target, o.per_exit);
 
@@ -116,7 +133,7 @@ FingerprintSet craft_fingerprint(const Model& model, const std::string& model_pa
     set.thresholds = q;
     for (auto macs : exit_macs(model.graph)) set.exit_macs.push_back(double(macs));
 
-    estimate_null(c, s, references, K, set);
+    estimate_null(c, s, chosen, references, K, set);
 
     // The owner's latency to each exit on this machine, from the fingerprint inputs themselves.
     Dataset probe_data;

@@ -16,6 +16,8 @@ struct Member {  // one model of the ensemble, or one reference model
     std::string name;
     engine::Model model;
     std::unique_ptr<engine::Plan> plan;
+    bool steers = true;      // reference: selection avoids the candidates that transfer to it
+    bool same_arch = false;  // reference: of the owner's architecture (same_architecture)
 };
 
 struct Candidates {
@@ -26,7 +28,7 @@ struct Candidates {
 };
 
 struct Scores {
-    std::vector<int> owner_exit, agree, transfers;  // agree: ensemble members; transfers: references
+    std::vector<int> owner_exit, agree, transfers;  // agree: ensemble members; transfers: steering references
     std::vector<float> margin;
     std::vector<std::vector<char>> transfer_by_ref;  // [reference][candidate]: left at the target there
 };
@@ -48,8 +50,10 @@ Scores score(Candidates& c, std::vector<Member>& ensemble, std::vector<Member>& 
 std::vector<int> select(const Candidates& c, const Scores& s, const std::vector<int>& exits, int per_target,
                         int per_exit);
 
-// null_estimate.cpp: the match rate an independent model reaches by chance, and how it was made.
-void estimate_null(const Candidates& c, const Scores& s, const std::vector<Member>& references, int num_exits,
-                   FingerprintSet& set);
+// null_estimate.cpp: the match rate an independent model reaches by chance, and how it was made
+// (set.null_source, set.info["null_references"], set.info["null_same_arch_references"]).
+// chosen: the selected candidates, on which held-out (non-steering) references are measured.
+void estimate_null(const Candidates& c, const Scores& s, const std::vector<int>& chosen,
+                   const std::vector<Member>& references, int num_exits, FingerprintSet& set);
 
 }  // namespace fp

@@ -38,7 +38,7 @@ Scores score(Candidates& c, std::vector<Member>& ensemble, std::vector<Member>& 
             auto ex = exits_under_policy(logits, n, classes, references[r].model.thresholds);
             for (int i = 0; i < n; ++i) {
                 s.transfer_by_ref[r][first + i] = ex[i] == c.target[first + i];
-                s.transfers[first + i] += s.transfer_by_ref[r][first + i];
+                if (references[r].steers) s.transfers[first + i] += s.transfer_by_ref[r][first + i];
             }
         }
     }
@@ -46,7 +46,7 @@ Scores score(Candidates& c, std::vector<Member>& ensemble, std::vector<Member>& 
 }
 
 // Per target exit, the best per_exit candidates that leave the owner exactly there: fewest
-// reference transfers, then most ensemble agreement, then largest margin.
+// transfers to steering references, then most ensemble agreement, then largest margin.
 std::vector<int> select(const Candidates& c, const Scores& s, const std::vector<int>& exits, int per_target, int per_exit) {
     std::vector<int> chosen;
     for (size_t e = 0; e < exits.size(); ++e) {

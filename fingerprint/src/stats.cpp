@@ -7,17 +7,28 @@
 
 namespace fp {
 
+static double binomial_log_pmf(int i, int n, double p) {
+    return std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) + i * std::log(p) +
+           (n - i) * std::log1p(-p);
+}
+
 double binomial_upper_tail(int k, int n, double p) {
     if (k <= 0) return 1.0;
     if (k > n) return 0.0;
     if (p <= 0) return 0.0;
     if (p >= 1) return 1.0;
     double total = 0;
-    for (int i = k; i <= n; ++i) {
-        double log_term = std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) + i * std::log(p) +
-                          (n - i) * std::log1p(-p);
-        total += std::exp(log_term);
-    }
+    for (int i = k; i <= n; ++i) total += std::exp(binomial_log_pmf(i, n, p));
+    return std::min(1.0, total);
+}
+
+double binomial_lower_tail(int k, int n, double p) {
+    if (k >= n) return 1.0;
+    if (k < 0) return 0.0;
+    if (p <= 0) return 1.0;
+    if (p >= 1) return 0.0;
+    double total = 0;
+    for (int i = 0; i <= k; ++i) total += std::exp(binomial_log_pmf(i, n, p));
     return std::min(1.0, total);
 }
 
@@ -66,6 +77,27 @@ double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     size_t n = v.size();
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double quantile(std::vector<double> v, double q) {
+    double value = 0, error = 0;
+    quantile_and_error(std::move(v), q, value, error);
+    return value;
+}
+
+void quantile_and_error(std::vector<double> v, double q, double& value, double& error) {
+    value = error = 0;
+    if (v.empty()) return;
+    std::sort(v.begin(), v.end());
+    const int n = int(v.size());
+    const double pos = std::clamp(q, 0.0, 1.0) * (n - 1);
+    const int below = int(std::floor(pos));
+    const int above = std::min(below + 1, n - 1);
+    value = v[below] + (pos - below) * (v[above] - v[below]);
+    if (n < 2) return;
+    const double spread = std::sqrt(n * q * (1 - q));
+    const int lo = std::max(0, int(std::floor(pos - spread))), hi = std::min(n - 1, int(std::ceil(pos + spread)));
+    if (hi > lo) error = (v[hi] - v[lo]) / (hi - lo) * spread;
 }
 
 double mad_sigma(const std::vector<double>& v) {

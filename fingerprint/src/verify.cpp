@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <chrono>
+#include <cstdio>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -22,6 +23,63 @@ std::vector<double> exit_profile(const FingerprintSet& set) {
     return profile;
 }
 
+const char* verdict_name(Verdict v) {
+    switch (v) {
+        case Verdict::match: return "match";
+        case Verdict::no_match: return "no-match";
+        case Verdict::inconclusive: return "inconclusive";
+    }
+    return "inconclusive";
+}
+
+Decision decide_verdict(int matches, int undetermined, const std::vector<int>& target_exits, int num_exits,
+                        double null_rate, double alpha, double beta, int looks, bool separable) {
+    const int M = int(target_exits.size());
+    engine::check(M > 0 && looks >= 1, "decide_verdict: needs inputs and at least one look");
+    std::vector<int> per_exit(std::max(num_exits, 1), 0);
+    for (int t : target_exits) per_exit.at(t)++;
+    const double largest_share = double(*std::max_element(per_exit.begin(), per_exit.end())) / M;
+    Decision d;
+    d.p0 = std::clamp(std::max(null_rate, largest_share), 0.0, 0.99);
+    d.p1 = std::min(d.p0 + kPirateLift, kMaxPirateRate);
+    d.p_match = binomial_upper_tail(matches, M, d.p0);
+    d.p_pirate = binomial_lower_tail(matches + undetermined, M, d.p1);
+    const double a = alpha / looks, b = beta / looks;
+    const bool match = d.p_match < a, no_match = d.p1 > d.p0 && d.p_pirate < b;
+    char buf[400];
+    if (match && no_match) {
+        d.verdict = Verdict::inconclusive;
+        std::snprintf(buf, sizeof buf, "both tests reject (%d inputs are too few for these error rates)", M);
+    } else if (match) {
+        d.verdict = Verdict::match;
+        std::snprintf(buf, sizeof buf, "P(>= %d of %d matches | independent, rate %.3f) = %.3g < alpha %.3g", matches, M,
+                      d.p0, d.p_match, a);
+    } else if (no_match && !separable) {
+        d.verdict = Verdict::inconclusive;
+        std::snprintf(buf, sizeof buf,
+                      "timing noise hides the steps between exits: a no-match would be a guess "
+                      "(allow more repetitions with --max-reps or check on a quieter machine)");
+    } else if (no_match) {
+        d.verdict = Verdict::no_match;
+        std::snprintf(buf, sizeof buf, "P(<= %d of %d matches | copy keeping rate %.3f) = %.3g < beta %.3g",
+                      matches + undetermined, M, d.p1, d.p_pirate, b);
+    } else if (undetermined > 0) {
+        d.verdict = Verdict::inconclusive;
+        std::snprintf(buf, sizeof buf,
+                      "%d of %d inputs undetermined by timing noise; match p %.3g (needs < %.3g), "
+                      "no-match p %.3g (needs < %.3g)",
+                      undetermined, M, d.p_match, a, d.p_pirate, b);
+    } else {
+        d.verdict = Verdict::inconclusive;
+        std::snprintf(buf, sizeof buf,
+                      "%d of %d matches lies between the null rate %.3f and the pirate rate %.3f: match p %.3g "
+                      "(needs < %.3g), no-match p %.3g (needs < %.3g)",
+                      matches, M, d.p0, d.p1, d.p_match, a, d.p_pirate, b);
+    }
+    d.reason = buf;
+    return d;
+}
+
 CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const CheckOptions& opt) {
     const auto start = std::chrono::steady_clock::now();
     const int M = set.size(), K = set.num_exits();
@@ -32,14 +90,21 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     engine::check(opt.time_oracle || suspect.reveals_exit(),
                   suspect.describe() + ": does not reveal exits; only the time oracle can verify it");
     engine::check(opt.reps >= 1, "fp_check: --reps must be at least 1");
+    engine::check(opt.quantile > 0 && opt.quantile < 1, "fp_check: --quantile must lie in (0, 1)");
+    engine::check(opt.alpha > 0 && opt.alpha < 1 && opt.beta > 0 && opt.beta < 1,
+                  "fp_check: --alpha and --beta must lie in (0, 1)");
     const int64_t per = in.numel() / M;
     auto image = [&](int i) { return set.inputs.data() + i * per; };
 
     CheckResult r;
     r.oracle = opt.time_oracle ? "time" : "exit";
+    auto query = [&](int i) {
+        ++r.queries;
+        return suspect.query(image(i));
+    };
     // Warm-up: caches, branch predictors and the suspect's own lazy set-up.
     for (int w = 0; w < opt.warmup_rounds; ++w)
-        for (int i = 0; i < M; ++i) suspect.query(image(i));
+        for (int i = 0; i < M; ++i) query(i);
 
     // Rounds of every (input, repetition) pair once, in one shuffled order, so that drift in the
     // suspect's speed spreads over all inputs instead of biasing some.
@@ -47,31 +112,34 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     std::vector<std::vector<double>> samples(M);
     std::vector<int> revealed(M, -1);
     std::vector<double> overhead;
+    // An input's latency: the --quantile of its repetitions, and the noise of that estimate.
+    auto latency_and_jitter = [&](const std::vector<double>& v, double& lat, double& jit) {
+        quantile_and_error(v, opt.quantile, lat, jit);
+    };
     auto measure_round = [&] {
         std::vector<int> schedule;  // input i, opt.reps times
         for (int i = 0; i < M; ++i) schedule.insert(schedule.end(), opt.reps, i);
         std::shuffle(schedule.begin(), schedule.end(), rng);
         for (size_t s = 0; s < schedule.size(); ++s) {
             const int i = schedule[s];
-            Answer a = suspect.query(image(i));
+            Answer a = query(i);
             samples[i].push_back(a.ns * 1e-6);
             revealed[i] = a.exit;
-            if (s % 8 == 0) overhead.push_back(suspect.null_query_ns() * 1e-6);
+            if (s % 8 == 0) {
+                ++r.queries;
+                overhead.push_back(suspect.null_query_ns() * 1e-6);
+            }
         }
         r.reps += opt.reps;
-        r.overhead_ms = median(overhead);
-        r.latency_ms.clear(), r.jitter_ms.clear();
-        for (int i = 0; i < M; ++i) {
-            r.latency_ms.push_back(median(samples[i]));
-            // The noise of a median of R samples: 1.25 sigma / sqrt(R) for a normal spread.
-            r.jitter_ms.push_back(1.2533 * mad_sigma(samples[i]) / std::sqrt(double(samples[i].size())));
-        }
+        r.overhead_ms = quantile(overhead, opt.quantile);
+        r.latency_ms.assign(M, 0), r.jitter_ms.assign(M, 0);
+        for (int i = 0; i < M; ++i) latency_and_jitter(samples[i], r.latency_ms[i], r.jitter_ms[i]);
     };
-    measure_round();
     const std::vector<double> profile = exit_profile(set);
     // Rounds continue until adjacent exits stay apart as levels (kSeparableWidths, verify.h; at 9
     // widths the demo's pirate had two exits merged in half its checks once the engine got faster).
-    // The step is the profile's smallest, scaled to the suspect's measured speed.
+    // The step is the profile's smallest, scaled to the suspect's measured speed. Fewer than
+    // kMinTimedReps repetitions give no estimate of the noise at all.
     double smallest_step = std::numeric_limits<double>::infinity();
     for (int k = 1; k < K; ++k) smallest_step = std::min(smallest_step, profile[k] - profile[k - 1]);
     std::vector<double> expected;  // the owner's latency for each input's target exit
@@ -79,21 +147,56 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     const double expected_median = median(expected);
     auto separable = [&] {
         const double scale = std::max(median(r.latency_ms) - r.overhead_ms, 0.0) / expected_median;
-        return kSeparableWidths * median(r.jitter_ms) < smallest_step * scale;
+        r.smallest_step_ms = smallest_step * scale;
+        r.resolvable_step_ms = kSeparableWidths * median(r.jitter_ms);
+        return r.reps >= kMinTimedReps && r.resolvable_step_ms < r.smallest_step_ms;
     };
-    while (opt.time_oracle && r.reps + opt.reps <= opt.max_reps && !separable()) measure_round();
+    // Time oracle: each input's exit from the quantiles of all its repetitions; then each half of its
+    // repetitions (alternate ones, so both halves span the same time) must fall nearest to the same
+    // level, else the input is undetermined: the noise moves it between levels. (Regrouping each
+    // half on its own would merge levels that the whole resolves, at twice the noise of the whole.)
+    auto place_by_time = [&] {
+        r.observed_exit = exits_from_latencies(r.latency_ms, r.jitter_ms, profile, r.overhead_ms, &r.level_ms,
+                                               &r.level_exit);
+        auto nearest_level_exit = [&](double ms) {
+            size_t best = 0;
+            for (size_t l = 1; l < r.level_ms.size(); ++l)
+                if (std::fabs(ms - r.level_ms[l]) < std::fabs(ms - r.level_ms[best])) best = l;
+            return r.level_exit[best];
+        };
+        for (int i = 0; i < M; ++i)
+            for (size_t half = 0; half < 2; ++half) {
+                std::vector<double> v;
+                for (size_t s = half; s < samples[i].size(); s += 2) v.push_back(samples[i][s]);
+                if (v.empty() || nearest_level_exit(quantile(v, opt.quantile)) != r.observed_exit[i])
+                    r.observed_exit[i] = -1;
+            }
+    };
 
-    if (opt.time_oracle)
-        r.observed_exit = exits_from_latencies(r.latency_ms, r.jitter_ms, profile, r.overhead_ms,
-                                               &r.level_ms, &r.level_exit);
-    else
-        r.observed_exit = revealed;
+    r.looks = opt.time_oracle ? std::max(1, opt.max_reps / opt.reps) : 1;
+    Decision d;
+    measure_round();
+    for (;;) {
+        const bool last = !opt.time_oracle || r.reps + opt.reps > opt.max_reps;
+        r.separable = !opt.time_oracle || separable();
+        if (opt.time_oracle) place_by_time();
+        else r.observed_exit = revealed;
+        r.matches = r.undetermined = 0;
+        for (int i = 0; i < M; ++i) {
+            r.matches += r.observed_exit[i] == set.target_exits[i];
+            r.undetermined += r.observed_exit[i] < 0;
+        }
+        d = decide_verdict(r.matches, r.undetermined, set.target_exits, K, set.null_match_rate, opt.alpha, opt.beta,
+                           r.looks, r.separable);
+        // Stop once decided (noise cannot make a match: decide_verdict), or once the steps are
+        // resolved and every input placed: more repetitions would add no evidence.
+        if (last || d.verdict != Verdict::inconclusive || (r.separable && r.undetermined == 0)) break;
+        measure_round();
+    }
 
     r.confusion.assign(K, std::vector<int>(K, 0));
-    for (int i = 0; i < M; ++i) {
-        r.matches += r.observed_exit[i] == set.target_exits[i];
-        if (r.observed_exit[i] >= 0) r.confusion[set.target_exits[i]][r.observed_exit[i]]++;
-    }
+    for (int i = 0; i < M; ++i)
+        if (r.observed_exit[i] >= 0 && r.observed_exit[i] < K) r.confusion[set.target_exits[i]][r.observed_exit[i]]++;
     r.match_rate = double(r.matches) / M;
     if (opt.time_oracle && suspect.reveals_exit()) {
         std::vector<int> left(K, 0), agreed(K, 0);
@@ -106,12 +209,15 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
         const int total = std::accumulate(left.begin(), left.end(), 0);
         if (total) r.oracle_agreement_all = double(std::accumulate(agreed.begin(), agreed.end(), 0)) / total;
     }
-    r.null_match_rate = set.null_match_rate;
-    r.p_value = binomial_upper_tail(r.matches, M, set.null_match_rate);
+    r.null_match_rate = d.p0;
+    r.pirate_match_rate = d.p1;
+    r.p_value = d.p_match;
+    r.p_value_pirate = d.p_pirate;
+    r.verdict = d.verdict;
+    r.reason = d.reason;
     std::vector<double> targets(set.target_exits.begin(), set.target_exits.end());
     r.rank_correlation = spearman(targets, r.latency_ms);
     r.rank_p_value = spearman_permutation_p(targets, r.latency_ms, 2000, opt.seed);
-    r.verdict = r.p_value < opt.alpha ? "match" : "no-match";
     r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return r;
 }

@@ -22,12 +22,12 @@ void add_kernels_option(CLI::App& app) {
         ->check(CLI::IsMember({"fixed", "tuned"}));
 }
 
-int guarded_main(const char* tool, const std::function<int()>& body) {
+int guarded_main(const char* tool, const std::function<int()>& body, int error_status) {
     try {
         return body();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s: %s\n", tool, e.what());
-        return 1;
+        return error_status;
     }
 }
 

@@ -18,8 +18,9 @@ namespace engine::cli {
 void add_kernels_option(CLI::App& app);
 
 // Runs body; an engine::Error or std::exception becomes one line "<tool>: <message>" on stderr
-// and exit status 1. Returns body's status otherwise.
-int guarded_main(const char* tool, const std::function<int()>& body);
+// and exit status error_status (1 unless the tool gives its statuses other meanings, as fp_check
+// does). Returns body's status otherwise.
+int guarded_main(const char* tool, const std::function<int()>& body, int error_status = 1);
 
 // A one-line progress bar on stderr ("label [=====>    ] 42% 1.2k img/s ETA 0:31 loss 0.71"),
 // redrawn at most 10 times a second, silent when stderr is not a terminal except for the final line.

@@ -1,7 +1,9 @@
 // Verifying a suspect against a fingerprint set.
 //
 // Time oracle: every input is sent R times in one shuffled, interleaved order after a warm-up;
-// each input's latency is the median of its repetitions. Medians are grouped into levels at gaps
+// each input's latency is a low quantile of its repetitions (CheckOptions::quantile): delays from
+// other jobs on the machine and from the network only ever add time, so the fast side of the
+// distribution moves least (measured with bench/fp_jitter.sh). Medians are grouped into levels at gaps
 // well above the noise of a median and near the smallest step between exits, and the levels are
 // mapped, in order, onto the exits whose latency profile they fit best (a scale fit in log space
 // after removing the transport overhead measured by a request that runs no inference). Nothing
@@ -15,37 +17,85 @@
 
 namespace fp {
 
+// The verdict has three values. "match" and "no-match" each come with an explicit error rate
+// (decide_verdict below); "inconclusive" is what noise, or a fingerprint too small for the evidence
+// asked for, gives instead of a guess.
+enum class Verdict { match, no_match, inconclusive };
+const char* verdict_name(Verdict v);  // "match", "no-match", "inconclusive"
+
 struct CheckOptions {
     bool time_oracle = true;  // false: read the exit index (white-box reference)
     int reps = 15;
-    // Time oracle: more rounds of `reps` while the medians' noise is too large to separate the
-    // suspect's adjacent exits, up to this many repetitions in all (at most reps: no growth).
+    // Time oracle: more rounds of `reps` while the noise hides the step between the suspect's
+    // adjacent exits or leaves the verdict inconclusive, up to this many repetitions in all
+    // (at most reps: one round).
     int max_reps = 120;
     int warmup_rounds = 2;
-    double alpha = 1e-3;      // significance level of the match decision
+    double quantile = 0.25;   // an input's latency: this quantile of its repetitions (0.5: the median)
+    double alpha = 1e-3;      // bound on P(match | independent model): the false-accusation rate
+    double beta = 1e-2;       // bound on P(no-match | copy that keeps the pirate-level match rate)
     uint64_t seed = 1;
 };
 
+// The decision rule, a fixed-sample form of Wald's sequential probability ratio test on the number
+// of fingerprint inputs that leave the suspect at their target exit. Of M inputs, `matches` were
+// observed at their target and `undetermined` could not be placed (the two halves of their
+// repetitions disagree, or the noise hides the steps between exits); they count as non-matches for
+// the match test and as matches for the no-match test, so noise can only push towards inconclusive.
+//   H0 (independent model): each input matches with probability p0 = the fingerprint's null rate,
+//      raised to the largest share of targets at one exit (a suspect that answers every input at
+//      one speed matches that share by construction).
+//   H1 (a copy of the owner's model): each input matches with probability at least
+//      p1 = min(p0 + kPirateLift, kMaxPirateRate).
+//   match     when P(X >= matches | M, p0) < alpha / looks           (false accusation <= alpha)
+//   no-match  when P(X <= matches + undetermined | M, p1) < beta / looks and the exit steps were
+//             resolved (separable)                                   (missed copy <= beta)
+//   else      inconclusive.
+// `looks` is how many times the time oracle may decide after a round of repetitions (max_reps /
+// reps); dividing both error rates by it (Bonferroni) keeps them valid however early it stops.
+// "no-match" thus means "not a copy that keeps p1 of the fingerprint"; a pirate below p1 is out of
+// what a fingerprint of this size and null can tell apart from an independent model.
+constexpr double kPirateLift = 0.25, kMaxPirateRate = 0.95;
+
+struct Decision {
+    Verdict verdict = Verdict::inconclusive;
+    double p0 = 0, p1 = 0;       // null and pirate-level match rates tested against
+    double p_match = 1;          // P(X >= matches | M, p0): the p-value of the match test
+    double p_pirate = 1;         // P(X <= matches + undetermined | M, p1)
+    std::string reason;          // one line: why this verdict
+};
+Decision decide_verdict(int matches, int undetermined, const std::vector<int>& target_exits, int num_exits,
+                        double null_rate, double alpha, double beta, int looks, bool separable);
+
 struct CheckResult {
     std::vector<int> observed_exit;      // per input (-1: undetermined)
-    std::vector<double> latency_ms;      // per input: median over repetitions
-    std::vector<double> jitter_ms;       // per input: noise of that median (MAD sigma / sqrt(R))
+    std::vector<double> latency_ms;      // per input: the quantile of its repetitions
+    std::vector<double> jitter_ms;       // per input: the standard error of that quantile
     std::vector<double> level_ms;        // latency levels found (time oracle)
     std::vector<int> level_exit;         // the exit each level was mapped to
     double overhead_ms = 0;              // transport/call overhead removed before the fit
     int reps = 0;                        // repetitions per input actually made
+    int queries = 0;                     // requests sent in all (warm-up, fingerprint, overhead probes)
+    int looks = 1;                       // decisions the time oracle could take (error rates divided by it)
+    bool separable = true;               // the noise of a median left the exit steps resolvable
+    double resolvable_step_ms = 0;       // smallest exit step the final noise resolves (kSeparableWidths widths)
+    double smallest_step_ms = 0;         // smallest step between the suspect's exits expected (profile, scaled)
     int matches = 0;
+    int undetermined = 0;
     double match_rate = 0;
-    double null_match_rate = 0;
+    double null_match_rate = 0;          // p0 of the decision
+    double pirate_match_rate = 0;        // p1 of the decision
     double p_value = 1;                  // P(matches >= observed | independent model)
+    double p_value_pirate = 1;           // P(matches + undetermined <= observed | copy at p1)
     double rank_correlation = 0;         // Spearman(target exit, measured latency)
     double rank_p_value = 1;             // permutation p-value of that correlation
-    std::vector<std::vector<int>> confusion;  // [target][observed], observed -1 dropped
+    std::vector<std::vector<int>> confusion;  // [target][observed]; -1 and exits the owner lacks dropped
     // Time oracle on a suspect that also reveals its exit (run in this process): per exit k, the
     // fraction of inputs that left at k which the time oracle put at k (-1: none left there).
     std::vector<double> oracle_agreement;
     double oracle_agreement_all = -1;
-    std::string verdict;                 // "match" or "no-match"
+    Verdict verdict = Verdict::inconclusive;
+    std::string reason;
     std::string oracle;
     double wall_s = 0;
 };
@@ -62,6 +112,8 @@ std::vector<double> exit_profile(const FingerprintSet& set);
 // exits exceeds kSeparableWidths, the gap with a level's spread on either side.
 constexpr double kLevelGapWidths = 6.0, kLevelSpreadWidths = 3.0;
 constexpr double kSeparableWidths = kLevelGapWidths + 2 * kLevelSpreadWidths;
+// Fewer repetitions per input than this give no estimate of a median's noise: never separable.
+constexpr int kMinTimedReps = 4;
 
 // The level grouping and mapping on its own (exposed for tests): medians and jitters per input,
 // the per-exit latency profile (exit_profile) and the overhead; returns the exit per input.
