@@ -42,10 +42,24 @@ public:
     virtual bool fuses_conv_epilogue() const { return false; }
     virtual void forward(const OpArgs& a) = 0;
     virtual void backward(const GradArgs& a) = 0;
+
+    // Device memory (the cuda backend). A backend whose kernels read their own memory returns true
+    // here; a Plan then keeps its arena, scratch, gradients and a copy of every constant in memory
+    // from device_alloc (uploaded once, at plan time; trainable ones again before each run of a
+    // keep_all plan), so every TensorView::data it hands to forward/backward is a device pointer,
+    // and it copies through upload/download only at its boundaries (inputs in; logits, values and
+    // gradients out). Host backends keep the defaults and the Plan its plain std::vectors.
+    virtual bool device_memory() const { return false; }
+    virtual float* device_alloc(size_t floats);             // zero-filled; throws on host backends
+    virtual void device_free(float* p);
+    virtual void upload(float* device_dst, const float* host_src, size_t floats);
+    virtual void download(float* host_dst, const float* device_src, size_t floats);  // waits for the data
+    virtual void device_copy(float* dst, const float* src, size_t floats);  // device to device, in order
+    virtual void device_zero(float* dst, size_t floats);
 };
 
-// "ref" (plain loops), "native" (the default: direct 3x3 and im2col + GEMM AVX2/FMA, kernels/cpu/) or
-// "onednn" (when built with oneDNN). threads: how many
+// "ref" (plain loops), "native" (the default: direct 3x3 and im2col + GEMM AVX2/FMA, kernels/cpu/),
+// "onednn" (when built with oneDNN) or "cuda" (when built with ENGINE_WITH_CUDA; throws without a device). threads: how many
 // threads the backend's kernels use (0: one per core). Batch-1 latency work uses 1: a pinned
 // single thread is what makes per-exit latency repeatable. Throws naming an unknown backend.
 std::unique_ptr<Backend> make_backend(const std::string& name, int threads = 0);

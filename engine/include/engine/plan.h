@@ -38,6 +38,9 @@ public:
     // and the plan runs once on a sample of zeros before returning, so that the backend packs
     // its weights at load rather than on the first real run.
     Plan(const Model& model, Backend& backend, int max_batch, bool keep_all = false);
+    ~Plan();
+    Plan(const Plan&) = delete;
+    Plan& operator=(const Plan&) = delete;
 
     int max_batch() const { return max_batch_; }
     const Model& model() const { return model_; }
@@ -66,11 +69,20 @@ public:
     const std::vector<int64_t>& macs_to_exit() const { return macs_to_exit_; }
     const std::vector<std::vector<int>>& segments() const { return segments_; }
 
+    // For executors that capture segments on a device (kernels/cuda/cuda_graph_exits): run one
+    // segment's nodes on the first n rows (no input binding, no exit decision); a node's buffer
+    // as the backend sees it (device memory on device backends); the batched values that later
+    // segments read, which compaction must move.
+    void run_segment(int segment, int n);
+    TensorView buffer(int node, int n) const { return view_of(node, n); }
+    const std::vector<int>& live_after(int segment) const { return live_after_[segment]; }
+
 private:
     void run_node(int node, int n, bool training, uint64_t step_seed);
     void bind_inputs(const float* const* inputs, int n);
     void compact(int segment, int n_keep, int n_before);  // rows keep_rows_[0..n_keep) move to the front
     TensorView view_of(int node, int n) const;
+    TensorView to_host(TensorView v, int node, bool grad) const;  // device plans: a downloaded copy
     OpArgs args_for(int node, int n, bool training, uint64_t seed);
 
     const Model& model_;
@@ -87,6 +99,16 @@ private:
     std::vector<std::vector<int>> live_after_;  // per segment: values that later segments read
     std::vector<float> arena_;
     std::vector<float> scratch_;
+    // Device backends (Backend::device_memory()): arena, scratch, gradients and constants live in
+    // the backend's memory; the *_base_ pointers are what views point into, on host or device.
+    bool device_ = false;
+    float* arena_base_ = nullptr;
+    float* scratch_base_ = nullptr;
+    float* grad_base_ = nullptr;
+    int64_t grad_floats_ = 0;
+    std::vector<float*> const_device_;                       // per node: its constant's device copy
+    mutable std::vector<std::vector<float>> host_values_;   // per node: downloaded values
+    mutable std::vector<std::vector<float>> host_grads_;    // per node: downloaded gradients
     std::vector<int64_t> macs_to_exit_;
     int n_current_ = 0;
     // Gradients (allocated only for keep_all plans).
