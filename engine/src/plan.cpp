@@ -137,9 +137,9 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
         arena_base_ = backend_.device_alloc(std::max<int64_t>(arena.peak(), 1));
         scratch_base_ = scratch ? backend_.device_alloc(scratch) : nullptr;
         const_device_.assign(count, nullptr);
-        for (int i = 0; i < count; ++i)
-            if (g.nodes[i].op == Op::Constant && g.nodes[i].value.numel() > 0) {
-                const Tensor& v = g.nodes[i].value;
+        for (int i = 0; i < count; ++i)  // nodes_, not the graph: fusion may have folded weights
+            if (nodes_[i]->op == Op::Constant && nodes_[i]->value.numel() > 0) {
+                const Tensor& v = nodes_[i]->value;
                 const_device_[i] = backend_.device_alloc(v.numel());
                 backend_.upload(const_device_[i], v.data(), v.numel());
             }
@@ -264,10 +264,9 @@ void Plan::run_all(const float* const* inputs, int n, bool training, uint64_t st
     if (training && !fused_.empty())
         fail("plan: training needs a plan made with keep_all (this one fused convolution epilogues)");
     const Graph& g = model_.graph;
-    if (device_ && keep_all_)  // the optimiser moved the host weights since the last run
+    if (device_ && keep_all_)  // the host's constants are the truth: an optimiser may have moved them
         for (size_t i = 0; i < g.nodes.size(); ++i)
-            if (g.nodes[i].trainable && const_device_[i])
-                backend_.upload(const_device_[i], g.nodes[i].value.data(), g.nodes[i].value.numel());
+            if (const_device_[i]) backend_.upload(const_device_[i], nodes_[i]->value.data(), nodes_[i]->value.numel());
     bind_inputs(inputs, n);
     for (auto& seg : segments_)
         for (int i : seg) run_node(i, n, training, step_seed);

@@ -15,7 +15,10 @@ __device__ unsigned long long global_ns() {
     return t;
 }
 
-__global__ void start_k(ExitState* st) { st->t0 = global_ns(); }
+__global__ void start_k(ExitState* st, int* row_of, int max_batch) {
+    if (threadIdx.x == 0) st->t0 = global_ns();
+    for (int r = threadIdx.x; r < max_batch; r += blockDim.x) row_of[r] = r;
+}
 
 __global__ void select_k(const ExitState* st, const int* buckets, int count, cudaGraphConditionalHandle h) {
     const int n = st->n_live;
@@ -95,8 +98,8 @@ __global__ void compact_k(const ExitState* st, const int* keep, const CompactVal
 
 }  // namespace
 
-void exit_start(cudaStream_t s, ExitState* st) {
-    start_k<<<1, 1, 0, s>>>(st);
+void exit_start(cudaStream_t s, ExitState* st, int* row_of, int max_batch) {
+    start_k<<<1, 256, 0, s>>>(st, row_of, max_batch);
     CUDA_CHECK_LAUNCH("start_k");
 }
 void exit_select_bucket(cudaStream_t s, const ExitState* st, const int* buckets, int count, unsigned long long handle) {

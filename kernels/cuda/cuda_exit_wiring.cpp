@@ -7,6 +7,7 @@ namespace engine::cuda {
 
 const char* exit_step_name(ExitStep s) {
     switch (s) {
+        case ExitStep::Start: return "start";
         case ExitStep::SelectBucket: return "select";
         case ExitStep::Segment: return "segment";
         case ExitStep::SegmentSwitch: return "switch";
@@ -26,6 +27,7 @@ ExitGraphWiring plan_exit_graph(int segments, int max_batch) {
         ExitGraphWiring::Level L;
         L.segment = k;
         if (k > 0) L.parent_if = w.levels[k - 1].if_handle;
+        if (k == 0) L.steps.push_back(ExitStep::Start);
         if (bucketed) {
             L.switch_handle = static_cast<int>(w.handles.size());
             w.handles.push_back({ExitGraphWiring::HandleKind::Switch, k, static_cast<int>(w.buckets.size())});

@@ -2,7 +2,7 @@
 // a pure description, computed without a device so that a unit test can check which node follows
 // which and which conditional handle guards which segment.
 //
-// Level k is one graph: [select bucket] -> segment k -> decide exit k -> [compact] -> IF { level k+1 }.
+// Level k is one graph: [start (level 0)] -> [select bucket] -> segment k -> decide exit k -> [compact] -> IF { level k+1 }.
 // The root graph is level 0; level k+1 is the body of level k's IF node, so a sample batch that has
 // entirely left at exit k never launches segment k+1: no host round trip, no work past the exit.
 // With more than one batch bucket, segment k is a SWITCH node with one captured body per bucket
@@ -15,6 +15,7 @@
 namespace engine::cuda {
 
 enum class ExitStep {
+    Start,          // kernel (level 0 only): stamps the start time, numbers the rows
     SelectBucket,   // kernel: sets the level's SWITCH handle from the live count
     Segment,        // the segment captured once, at the only bucket (batch max_batch)
     SegmentSwitch,  // SWITCH node: body b = the segment captured at batch buckets[b]

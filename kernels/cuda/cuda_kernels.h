@@ -78,7 +78,8 @@ struct CompactValue {
     float* data;
     int64_t row;  // floats per sample
 };
-void exit_start(cudaStream_t s, ExitState* st);
+// Stamps the start time and numbers the rows (row_of[r] = r for every row up to max_batch).
+void exit_start(cudaStream_t s, ExitState* st, int* row_of, int max_batch);
 // Sets the SWITCH handle to bucket_index(n_live) (buckets descending, count entries).
 void exit_select_bucket(cudaStream_t s, const ExitState* st, const int* buckets, int count,
                         unsigned long long handle);

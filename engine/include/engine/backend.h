@@ -45,8 +45,8 @@ public:
 
     // Device memory (the cuda backend). A backend whose kernels read their own memory returns true
     // here; a Plan then keeps its arena, scratch, gradients and a copy of every constant in memory
-    // from device_alloc (uploaded once, at plan time; trainable ones again before each run of a
-    // keep_all plan), so every TensorView::data it hands to forward/backward is a device pointer,
+    // from device_alloc (uploaded at plan time, and again before each run of a keep_all plan,
+    // whose weights the host may have changed), so every TensorView::data it hands to forward/backward is a device pointer,
     // and it copies through upload/download only at its boundaries (inputs in; logits, values and
     // gradients out). Host backends keep the defaults and the Plan its plain std::vectors.
     virtual bool device_memory() const { return false; }
