@@ -91,12 +91,12 @@ status=0
 step "host-side tests (test_cuda_plan)"
 timeout 60 "$BIN/test_cuda_plan" || status=1
 step "GPU tests (test_cuda)"
-timeout 240 "$BIN/test_cuda" --duration=true || status=1
+timeout 200 "$BIN/test_cuda" --duration=true || status=1
 step "bench_gpu (ResNet-56 SDN, CIFAR-10 test set)"
-timeout 150 "$BIN/bench_gpu" "$CARRY/models/resnet56_s1.onnx" --data "$CARRY/data/cifar10" --reps 400 || status=1
+timeout 120 "$BIN/bench_gpu" "$CARRY/models/resnet56_s1.onnx" --data "$CARRY/data/cifar10" --reps 400 || status=1
 step "PyTorch on the same GPU"
 if python3 -c 'import torch' 2>/dev/null; then
-    timeout 120 python3 bench/bench_gpu_torch.py --reps 400 || echo "PyTorch bench failed or timed out"
+    timeout 90 python3 bench/bench_gpu_torch.py --reps 400 || echo "PyTorch bench failed or timed out"
 else
     echo "PyTorch: not importable on this machine (python3 -c 'import torch' failed): no peer figures"
 fi

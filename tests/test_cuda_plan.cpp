@@ -119,6 +119,10 @@ TEST_CASE("conv_params: cuDNN's parameters from a node, explicit padding for asy
     CHECK(p.oh == 4);
     CHECK(p.padded_input_floats() == 0);
 
+    CHECK(same_conv(p, p));
+    const Node stride1 = conv_node("c", 3, 1, 1, 1, 1, 1, 1, 1);
+    CHECK_FALSE(same_conv(p, conv_params(stride1, Shape{2, 4, 4, 4}, Shape{5, 4, 3, 3}, Shape{2, 5, 4, 4})));
+
     const Node grouped = conv_node("g", 3, 1, 2, 2, 2, 2, 2, 2);
     p = conv_params(grouped, Shape{2, 4, 6, 6}, Shape{6, 2, 3, 3}, Shape{2, 6, 6, 6});
     CHECK(p.groups == 2);

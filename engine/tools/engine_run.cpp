@@ -177,7 +177,7 @@ int main(int argc, char** argv) {
         eval->add_option("--batch", batch, "batch size")->check(CLI::Range(1, 4096));
         eval->add_option("--limit", limit, "evaluate only the first N images");
         eval->add_option("--latency-samples", latency_samples, "batch-1 timings per exit (0: skip)")->check(CLI::NonNegativeNumber);
-        eval->add_option("--backend", backend, "ref | native | onednn");
+        eval->add_option("--backend", backend, "ref | native | onednn | cuda");
         eval->add_option("--threads", threads, "threads for the batched pass (0: one per core; latency uses 1)")
             ->check(CLI::Range(0, 256));
         eval->add_flag("--json", as_json, "print one JSON object");

@@ -64,7 +64,7 @@ void CudaBackend::prepare(const Node& node, const Shape* in, int n_in, const Sha
     if (node.op != Op::Conv) return;
     const ConvParams p = conv_params(node, in[0], in[1], out);
     auto& slot = convs_[&node];
-    if (slot && slot->p.n == p.n && slot->p.c == p.c && slot->p.h == p.h && slot->p.w == p.w && slot->p.k == p.k) return;
+    if (slot && same_conv(slot->p, p)) return;  // the same node in another plan of the same batch
     slot = std::make_unique<ConvState>();
     ConvState& st = *slot;
     st.p = p;

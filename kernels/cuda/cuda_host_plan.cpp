@@ -21,6 +21,14 @@ int64_t ConvParams::padded_input_floats() const {
     return int64_t(n) * c * (h + pad_top + pad_bottom) * (w + pad_left + pad_right);
 }
 
+bool same_conv(const ConvParams& a, const ConvParams& b) {
+    return a.n == b.n && a.c == b.c && a.h == b.h && a.w == b.w && a.k == b.k && a.kh == b.kh && a.kw == b.kw &&
+           a.oh == b.oh && a.ow == b.ow && a.pad_h == b.pad_h && a.pad_w == b.pad_w && a.stride_h == b.stride_h &&
+           a.stride_w == b.stride_w && a.dil_h == b.dil_h && a.dil_w == b.dil_w && a.groups == b.groups &&
+           a.explicit_pad == b.explicit_pad && a.pad_top == b.pad_top && a.pad_left == b.pad_left &&
+           a.pad_bottom == b.pad_bottom && a.pad_right == b.pad_right;
+}
+
 ConvParams conv_params(const Node& node, const Shape& x, const Shape& w, const Shape& y) {
     const std::string where = "cuda conv '" + node.name + "' (x " + x.str() + ", w " + w.str() + ", y " + y.str() + ")";
     if (x.rank != 4 || w.rank != 4 || y.rank != 4) fail(where + ": only 2-D convolutions (rank-4 tensors) run on cuda");

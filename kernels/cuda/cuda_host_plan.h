@@ -25,6 +25,8 @@ struct ConvParams {
     int pad_top, pad_left, pad_bottom, pad_right;
     int64_t padded_input_floats() const;  // n*c*(h+top+bottom)*(w+left+right); 0 unless explicit_pad
 };
+// Every field equal (a node address can be reused by another plan's node after the first plan is gone).
+bool same_conv(const ConvParams& a, const ConvParams& b);
 // Throws naming the node and the shapes when they are not a 2-D convolution cuDNN can run, or when the
 // output shape disagrees with what the attributes give.
 ConvParams conv_params(const Node& node, const Shape& x, const Shape& w, const Shape& y);
