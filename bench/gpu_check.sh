@@ -71,8 +71,10 @@ pydirs=$(python3 -c 'import glob, os, site; ps = site.getsitepackages() + [site.
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda/lib /usr/lib/x86_64-linux-gnu $pydirs; do
     [ -d "$d" ] && ls "$d" | grep -q -E '^lib(cudart|cublas|cudnn)\.so' && libdirs="$libdirs:$d"
 done
-export LD_LIBRARY_PATH="$PWD/$CARRY/lib${libdirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-echo "library path: $LD_LIBRARY_PATH"
+# Only our binaries get this path: python3 (PyTorch) keeps its own libraries.
+LIBPATH="$PWD/$CARRY/lib${libdirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+echo "library path for the engine's binaries: $LIBPATH"
+with_libs() { LD_LIBRARY_PATH="$LIBPATH" "$@"; }
 
 BIN=$CARRY/bin
 if [ ! -x "$BIN/test_cuda" ]; then
@@ -82,18 +84,18 @@ if [ ! -x "$BIN/test_cuda" ]; then
     BIN=build-gpu/bin
 fi
 for b in test_cuda test_cuda_plan bench_gpu; do
-    missing=$(ldd "$BIN/$b" 2>&1 | grep "not found")
+    missing=$(with_libs ldd "$BIN/$b" 2>&1 | grep "not found")
     [ -n "$missing" ] && { echo "gpu_check: $b is missing libraries:"; echo "$missing"; }
 done
 export ENGINE_SHARED_DIR="$PWD/$CARRY" ENGINE_CIFAR_DIR="$PWD/$CARRY/data/cifar10"
 
 status=0
 step "host-side tests (test_cuda_plan)"
-timeout 60 "$BIN/test_cuda_plan" || status=1
+with_libs timeout 60 "$BIN/test_cuda_plan" || status=1
 step "GPU tests (test_cuda)"
-timeout 200 "$BIN/test_cuda" --duration=true || status=1
+with_libs timeout 200 "$BIN/test_cuda" || status=1
 step "bench_gpu (ResNet-56 SDN, CIFAR-10 test set)"
-timeout 120 "$BIN/bench_gpu" "$CARRY/models/resnet56_s1.onnx" --data "$CARRY/data/cifar10" --reps 400 || status=1
+with_libs timeout 120 "$BIN/bench_gpu" "$CARRY/models/resnet56_s1.onnx" --data "$CARRY/data/cifar10" --reps 400 || status=1
 step "PyTorch on the same GPU"
 if python3 -c 'import torch' 2>/dev/null; then
     timeout 90 python3 bench/bench_gpu_torch.py --reps 400 || echo "PyTorch bench failed or timed out"
