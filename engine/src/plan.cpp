@@ -133,15 +133,22 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
         arena_base_ = arena_.data();
         scratch_base_ = scratch_.data();
     } else {
-        // The same layout in device memory; constants are uploaded once, here.
+        // The same layout in device memory, and every constant in one block, uploaded here.
         arena_base_ = backend_.device_alloc(std::max<int64_t>(arena.peak(), 1));
         scratch_base_ = scratch ? backend_.device_alloc(scratch) : nullptr;
         const_device_.assign(count, nullptr);
+        std::vector<int64_t> const_at(count, -1);
+        int64_t total = 0;
         for (int i = 0; i < count; ++i)  // nodes_, not the graph: fusion may have folded weights
             if (nodes_[i]->op == Op::Constant && nodes_[i]->value.numel() > 0) {
-                const Tensor& v = nodes_[i]->value;
-                const_device_[i] = backend_.device_alloc(v.numel());
-                backend_.upload(const_device_[i], v.data(), v.numel());
+                const_at[i] = total;
+                total += aligned(nodes_[i]->value.numel());
+            }
+        const_block_ = backend_.device_alloc(std::max<int64_t>(total, 1));
+        for (int i = 0; i < count; ++i)
+            if (const_at[i] >= 0) {
+                const_device_[i] = const_block_ + const_at[i];
+                backend_.upload(const_device_[i], nodes_[i]->value.data(), nodes_[i]->value.numel());
             }
         host_values_.resize(count);
         host_grads_.resize(count);
@@ -209,7 +216,7 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
 
 Plan::~Plan() {
     if (!device_) return;
-    for (float* p : const_device_) backend_.device_free(p);
+    backend_.device_free(const_block_);
     backend_.device_free(arena_base_);
     backend_.device_free(scratch_base_);
     backend_.device_free(grad_base_);
@@ -366,8 +373,13 @@ void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool tr
     };
     for (size_t k = 0; k < g.outputs.size(); ++k) {
         if (!grad_exit[k]) continue;
+        if (device_)  // the upload below replaces rather than adds
+            for (size_t j = 0; j < k; ++j)
+                if (grad_exit[j] && g.outputs[j] == g.outputs[k])
+                    fail("plan: exits " + std::to_string(j) + " and " + std::to_string(k) +
+                         " are one node; seed only one of them on a device backend");
         TensorView gv = grad_view(g.outputs[k]);
-        if (device_) backend_.upload(gv.data, grad_exit[k], gv.numel());  // onto zeros: exits are distinct nodes
+        if (device_) backend_.upload(gv.data, grad_exit[k], gv.numel());  // onto the zeros above
         else
             for (int64_t e = 0; e < gv.numel(); ++e) gv[e] += grad_exit[k][e];
     }

@@ -106,7 +106,8 @@ private:
     float* scratch_base_ = nullptr;
     float* grad_base_ = nullptr;
     int64_t grad_floats_ = 0;
-    std::vector<float*> const_device_;                       // per node: its constant's device copy
+    float* const_block_ = nullptr;                           // every constant, uploaded at plan time
+    std::vector<float*> const_device_;                       // per node: its constant's place in it
     mutable std::vector<std::vector<float>> host_values_;   // per node: downloaded values
     mutable std::vector<std::vector<float>> host_grads_;    // per node: downloaded gradients
     std::vector<int64_t> macs_to_exit_;
