@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -88,7 +89,7 @@ int run(int argc, char** argv) {
             early_ips = count / (stats_of(rounds).median / 1e3);
         } catch (const std::exception& e) {
             early_err = e.what();
-            for (int off = 0; off < count; off += batch)  // the exits from the host-decided path instead
+            for (int off = 0; off < count; off += batch)  // the exits from Plan::run_early instead
                 plan.run_early(d.images.data() + int64_t(off) * per, std::min(batch, count - off), m.thresholds.data(),
                                res.data() + off);
         }
@@ -115,6 +116,9 @@ int run(int argc, char** argv) {
     std::vector<int> taken(exits, 0);
     for (int i = 0; i < count; ++i) taken[std::max(0, res[i].exit)]++;
     Plan plan1(m, cuda, 1);
+    setenv("ENGINE_CUDA_GRAPH_EXIT", "0", 1);  // this one decides on the host, between per-op launches
+    Plan plan_host(m, cuda, 1);
+    unsetenv("ENGINE_CUDA_GRAPH_EXIT");
     std::unique_ptr<cuda::DeviceEarlyExit> graph1;
     try {
         graph1 = std::make_unique<cuda::DeviceEarlyExit>(plan1, cuda, m.thresholds);
@@ -144,7 +148,7 @@ int run(int argc, char** argv) {
         for (int i = 0; i < std::max(20, reps / 4); ++i) {
             const int img = by_exit[k][i % by_exit[k].size()];
             const auto t0 = Clock::now();
-            plan1.run_early(d.images.data() + int64_t(img) * per, 1, m.thresholds.data(), &r);
+            plan_host.run_early(d.images.data() + int64_t(img) * per, 1, m.thresholds.data(), &r);
             host.push_back(ms_since(t0));
         }
         const Stats w = stats_of(wall), dv = stats_of(dev), h = stats_of(host);

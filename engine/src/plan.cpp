@@ -211,10 +211,18 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
         n_current_ = 1;
         for (auto& seg : segments_)
             for (int i : seg) run_node(i, 1, false, 0);
+        // A device backend may run early exit itself (the cuda backend builds a CUDA graph here,
+        // for the model's thresholds); host backends never get here.
+        if (device_ && g.inputs.size() == 1 && batched_[g.inputs[0]] &&
+            static_cast<int>(model.thresholds.size()) == model.num_exits()) {
+            early_thresholds_ = model.thresholds;
+            early_ = backend_.make_early_exit(*this, early_thresholds_.data());
+        }
     }
 }
 
 Plan::~Plan() {
+    early_.reset();  // it refers to this plan's buffers
     if (!device_) return;
     backend_.device_free(const_block_);
     backend_.device_free(arena_base_);
@@ -307,6 +315,20 @@ void Plan::compact(int segment, int n_keep, int n_before) {
 void Plan::run_early(const float* input, int n, const float* thresholds, SampleResult* results) {
     const Graph& g = model_.graph;
     if (g.inputs.size() != 1 || !batched_[g.inputs[0]]) fail("plan: early exit needs one batched input");
+    if (early_) {  // the backend's own runner; other thresholds than it was made for make a new one
+        if (!std::equal(early_thresholds_.begin(), early_thresholds_.end(), thresholds)) {
+            early_.reset();
+            early_thresholds_.assign(thresholds, thresholds + early_thresholds_.size());
+            early_ = backend_.make_early_exit(*this, thresholds);
+        }
+        if (early_) {
+            if (n < 1 || n > max_batch_)
+                fail("plan: batch of " + std::to_string(n) + " is outside 1.." + std::to_string(max_batch_));
+            early_->run(input, n, results);
+            n_current_ = 0;
+            return;
+        }
+    }
     const auto start = std::chrono::steady_clock::now();
     bind_inputs(&input, n);
     for (int r = 0; r < n; ++r) row_of_[r] = r;

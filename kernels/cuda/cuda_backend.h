@@ -44,6 +44,9 @@ public:
     void device_copy(float* dst, const float* src, size_t floats) override;
     void device_zero(float* dst, size_t floats) override;
 
+    // Early exit as one CUDA graph (cuda_graph_exits.cpp); null when ENGINE_CUDA_GRAPH_EXIT=0.
+    std::unique_ptr<EarlyExitRunner> make_early_exit(Plan& plan, const float* thresholds) override;
+
     cudaStream_t stream() const { return stream_; }
     bool tf32() const { return tf32_; }
     void synchronize();

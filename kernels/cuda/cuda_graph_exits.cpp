@@ -1,5 +1,8 @@
 #include "cuda/cuda_graph_exits.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "cuda/cuda_check.h"
 #include "engine/error.h"
 
@@ -178,6 +181,20 @@ void DeviceEarlyExit::build() {
     CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));
     CUDA_CHECK(cudaGraphUpload(exec_, s));
     backend_.synchronize();
+}
+
+// Plan::run_early's runner on this backend (Plan asks at construction). ENGINE_CUDA_GRAPH_EXIT=0 keeps
+// the decisions on the host; a graph that cannot be built says why, once, and the host path serves.
+std::unique_ptr<EarlyExitRunner> CudaBackend::make_early_exit(Plan& plan, const float* thresholds) {
+    const char* env = std::getenv("ENGINE_CUDA_GRAPH_EXIT");
+    if (env && std::string(env) == "0") return nullptr;
+    try {
+        return std::make_unique<DeviceEarlyExit>(plan, *this,
+                                                 std::vector<float>(thresholds, thresholds + plan.model().num_exits()));
+    } catch (const Error& e) {
+        std::fprintf(stderr, "cuda backend: early exit decided on the host: %s\n", e.what());
+        return nullptr;
+    }
 }
 
 void DeviceEarlyExit::run(const float* input, int n, SampleResult* results) {

@@ -17,18 +17,18 @@
 
 namespace engine::cuda {
 
-class DeviceEarlyExit {
+class DeviceEarlyExit : public EarlyExitRunner {
 public:
     // plan: an inference plan (not keep_all) made on `backend`, with one batched input. The
     // thresholds (one per exit; the last always fires) are fixed into the graph.
     DeviceEarlyExit(Plan& plan, CudaBackend& backend, const std::vector<float>& thresholds);
-    ~DeviceEarlyExit();
+    ~DeviceEarlyExit() override;
     DeviceEarlyExit(const DeviceEarlyExit&) = delete;
     DeviceEarlyExit& operator=(const DeviceEarlyExit&) = delete;
 
     // Plan::run_early's contract: one result per sample. SampleResult::ns is device time (the GPU's
     // global timer) from the start of the graph to the sample's exit decision.
-    void run(const float* input, int n, SampleResult* results);
+    void run(const float* input, int n, SampleResult* results) override;
     const ExitGraphWiring& wiring() const { return wiring_; }
 
 private:

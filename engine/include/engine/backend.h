@@ -10,6 +10,17 @@
 
 namespace engine {
 
+class Plan;
+struct SampleResult;
+
+// Runs Plan::run_early itself for one plan and fixed thresholds (the cuda backend: one CUDA graph
+// whose exits are decided on the device).
+class EarlyExitRunner {
+public:
+    virtual ~EarlyExitRunner() = default;
+    virtual void run(const float* input, int n, SampleResult* results) = 0;
+};
+
 struct OpArgs {
     const Node& node;
     const TensorView* in;   // one view per node input
@@ -56,6 +67,9 @@ public:
     virtual void download(float* host_dst, const float* device_src, size_t floats);  // waits for the data
     virtual void device_copy(float* dst, const float* src, size_t floats);  // device to device, in order
     virtual void device_zero(float* dst, size_t floats);
+    // A runner for Plan::run_early on an inference plan of this backend (thresholds: one per exit),
+    // or null, the default: the Plan then decides each exit on the host between segments.
+    virtual std::unique_ptr<EarlyExitRunner> make_early_exit(Plan& plan, const float* thresholds) { return nullptr; }
 };
 
 // "ref" (plain loops), "native" (the default: direct 3x3 and im2col + GEMM AVX2/FMA, kernels/cpu/),

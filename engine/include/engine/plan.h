@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <vector>
 
 #include "engine/backend.h"
@@ -54,6 +55,9 @@ public:
     TensorView exit_logits(int exit) const;
 
     // Early exit under `thresholds` (one per exit; the last always fires), one result per sample.
+    // Where a device backend offers an EarlyExitRunner (cuda: a CUDA graph deciding on the device),
+    // an inference plan runs through it, made at construction for the model's thresholds and again
+    // when others are given; SampleResult::ns is then the device's time from the start of the batch.
     void run_early(const float* input, int n, const float* thresholds, SampleResult* results);
 
     // Gradients after run_all(keep_all plan): seeds d(loss)/d(exit k logits) and propagates.
@@ -110,6 +114,8 @@ private:
     std::vector<float*> const_device_;                       // per node: its constant's place in it
     mutable std::vector<std::vector<float>> host_values_;   // per node: downloaded values
     mutable std::vector<std::vector<float>> host_grads_;    // per node: downloaded gradients
+    std::unique_ptr<EarlyExitRunner> early_;                 // the backend's run_early, if it has one
+    std::vector<float> early_thresholds_;                    // what early_ was made for
     std::vector<int64_t> macs_to_exit_;
     int n_current_ = 0;
     // Gradients (allocated only for keep_all plans).
