@@ -326,6 +326,66 @@ TEST_CASE("the Plan reaches device memory only through the Backend hooks, and gi
     }
 }
 
+namespace {
+
+// A device backend with its own early-exit runner, as the cuda backend's CUDA graph is.
+struct RunnerDevice : FakeDevice {
+    struct Runner : EarlyExitRunner {
+        RunnerDevice& dev;
+        explicit Runner(RunnerDevice& d) : dev(d) {}
+        void run(const float*, int n, SampleResult* results) override {
+            ++dev.runs;
+            for (int i = 0; i < n; ++i) results[i] = {1, 0.5f, 0, 7};
+        }
+    };
+    std::unique_ptr<EarlyExitRunner> make_early_exit(Plan&, const float* thresholds) override {
+        made_for.push_back(thresholds[0]);
+        return std::make_unique<Runner>(*this);
+    }
+    std::vector<float> made_for;
+    int runs = 0;
+};
+
+struct HostWithRunner : ref::RefBackend {  // a host backend is never asked
+    std::unique_ptr<EarlyExitRunner> make_early_exit(Plan&, const float*) override {
+        ++asked;
+        return nullptr;
+    }
+    int asked = 0;
+};
+
+}  // namespace
+
+TEST_CASE("Plan::run_early goes through a device backend's runner, made with the plan and for new thresholds") {
+    Model m = test::tiny_model(3, 8, 10);
+    m.set_threshold(0.6f);
+    const Tensor x = test::random_tensor(Shape{4, 3, 8, 8}, 5, 0, 1);
+    std::vector<SampleResult> r(4);
+    RunnerDevice dev;
+    {
+        Plan plan(m, dev, 4);
+        REQUIRE(dev.made_for.size() == 1);  // at construction, for the model's thresholds
+        CHECK(dev.made_for[0] == 0.6f);
+        plan.run_early(x.data(), 4, m.thresholds.data(), r.data());
+        CHECK(dev.runs == 1);
+        CHECK(r[3].ns == 7);
+        CHECK(dev.made_for.size() == 1);
+        const std::vector<float> q = {0.3f, 1.0f};
+        plan.run_early(x.data(), 4, q.data(), r.data());
+        CHECK(dev.made_for.size() == 2);
+        CHECK(dev.made_for[1] == 0.3f);
+        CHECK(dev.runs == 2);
+        CHECK_THROWS_AS(plan.run_early(x.data(), 5, q.data(), r.data()), Error);
+        Plan training(m, dev, 4, /*keep_all=*/true);
+        CHECK(dev.made_for.size() == 2);  // gradient plans decide on the host
+    }
+    CHECK(dev.live_blocks() == 0);
+    HostWithRunner host;
+    Plan plan(m, host, 4);
+    plan.run_early(x.data(), 4, m.thresholds.data(), r.data());
+    CHECK(host.asked == 0);
+}
+
 TEST_CASE("make_backend(\"cuda\"): a device, a one-line error without one, or a clear unknown") {
     try {
         auto b = make_backend("cuda");
