@@ -145,11 +145,11 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
                 total += aligned(nodes_[i]->value.numel());
             }
         const_block_ = backend_.device_alloc(std::max<int64_t>(total, 1));
+        const_floats_ = total;
         for (int i = 0; i < count; ++i)
-            if (const_at[i] >= 0) {
-                const_device_[i] = const_block_ + const_at[i];
-                backend_.upload(const_device_[i], nodes_[i]->value.data(), nodes_[i]->value.numel());
-            }
+            if (const_at[i] >= 0) const_device_[i] = const_block_ + const_at[i];
+        const_staging_.assign(total, 0.0f);
+        upload_constants();
         host_values_.resize(count);
         host_grads_.resize(count);
     }
@@ -177,10 +177,18 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
 
     if (keep_all_) {
         // One gradient buffer per value that can carry a gradient (ops, inputs, trainable constants).
+        // On a device, trainable constants first: every parameter gradient then comes back in one copy.
         grad_offset_.assign(count, -1);
         int64_t at = 0;
+        if (device_)
+            for (int i = 0; i < count; ++i)
+                if (g.nodes[i].op == Op::Constant && g.nodes[i].trainable) {
+                    grad_offset_[i] = at;
+                    at += aligned(shapes_[i].numel());
+                }
+        param_grad_floats_ = device_ ? at : 0;
         for (int i = 0; i < count; ++i)
-            if (g.nodes[i].op != Op::Constant || g.nodes[i].trainable) {
+            if (g.nodes[i].op != Op::Constant || (!device_ && g.nodes[i].trainable)) {
                 grad_offset_[i] = at;
                 at += aligned(shapes_[i].numel());
             }
@@ -190,6 +198,7 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
             grad_base_ = grad_arena_.data();
         } else {
             grad_base_ = backend_.device_alloc(std::max<int64_t>(at, 1));
+            host_param_grads_.assign(param_grad_floats_, 0.0f);
         }
     }
     row_of_.resize(max_batch);
@@ -254,6 +263,15 @@ TensorView Plan::exit_logits(int exit) const {
     return to_host(view_of(node, n_current_), node, false);
 }
 
+void Plan::upload_constants() {
+    // One copy through a host staging block rather than one per constant.
+    for (size_t i = 0; i < nodes_.size(); ++i)
+        if (const_device_[i])
+            std::memcpy(const_staging_.data() + (const_device_[i] - const_block_), nodes_[i]->value.data(),
+                        sizeof(float) * nodes_[i]->value.numel());
+    backend_.upload(const_block_, const_staging_.data(), const_floats_);
+}
+
 void Plan::bind_inputs(const float* const* inputs, int n) {
     if (n < 1 || n > max_batch_)  // not check(): its message would be built on every call
         fail("plan: batch of " + std::to_string(n) + " is outside 1.." + std::to_string(max_batch_));
@@ -279,20 +297,20 @@ void Plan::run_all(const float* const* inputs, int n, bool training, uint64_t st
     if (training && !fused_.empty())
         fail("plan: training needs a plan made with keep_all (this one fused convolution epilogues)");
     const Graph& g = model_.graph;
-    if (device_ && keep_all_)  // the host's constants are the truth: an optimiser may have moved them
-        for (size_t i = 0; i < g.nodes.size(); ++i)
-            if (const_device_[i]) backend_.upload(const_device_[i], nodes_[i]->value.data(), nodes_[i]->value.numel());
+    if (device_ && keep_all_) upload_constants();  // the host's are the truth: an optimiser may have moved them
     bind_inputs(inputs, n);
     for (auto& seg : segments_)
         for (int i : seg) run_node(i, n, training, step_seed);
-    if (device_ && training)  // BatchNorm's running statistics were updated on the device
+    if (device_ && training) {  // BatchNorm's running statistics were updated on the device
+        backend_.download(const_staging_.data(), const_block_, const_floats_);
         for (const Node* nd : nodes_)
             if (nd->op == Op::BatchNorm)
                 for (int k = 3; k < 5; ++k) {
                     const int j = nd->inputs[k];
                     Tensor& v = const_cast<Tensor&>(g.nodes[j].value);
-                    backend_.download(v.data(), const_device_[j], v.numel());
+                    std::memcpy(v.data(), const_staging_.data() + (const_device_[j] - const_block_), sizeof(float) * v.numel());
                 }
+    }
 }
 
 void Plan::run_segment(int segment, int n) {
@@ -367,6 +385,8 @@ TensorView Plan::param_grad(int node) const {
         fail("plan: node '" + model_.graph.nodes.at(node).name + "' has no gradient (not trainable, or no keep_all plan)");
     Shape s = shapes_[node];
     if (batched_[node]) s[0] = n_current_;
+    if (device_ && param_grads_downloaded_)  // the trainer may scale them in place: a host copy
+        return {const_cast<float*>(host_param_grads_.data()) + grad_offset_[node], s};
     return to_host({grad_base_ + grad_offset_[node], s}, node, true);
 }
 
@@ -378,6 +398,7 @@ void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool tr
     const int n = n_current_;
     if (device_) backend_.device_zero(grad_base_, grad_floats_);
     else std::fill(grad_arena_.begin(), grad_arena_.end(), 0.0f);
+    param_grads_downloaded_ = false;
 
     // A value needs a gradient when a trainable parameter (or the input, if asked) lies behind it.
     requires_grad_.assign(count, 0);
@@ -415,6 +436,10 @@ void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool tr
                 grad_views_[k] = requires_grad_[nd.inputs[k]] ? grad_view(nd.inputs[k]) : TensorView{};
             backend_.backward(GradArgs{fwd, grad_view(i), grad_views_.data()});
         }
+    if (device_ && need_param_grads && param_grad_floats_ > 0) {  // every parameter gradient in one copy
+        backend_.download(host_param_grads_.data(), grad_base_, param_grad_floats_);
+        param_grads_downloaded_ = true;
+    }
 }
 
 }  // namespace engine

@@ -87,6 +87,7 @@ private:
     void compact(int segment, int n_keep, int n_before);  // rows keep_rows_[0..n_keep) move to the front
     TensorView view_of(int node, int n) const;
     TensorView to_host(TensorView v, int node, bool grad) const;  // device plans: a downloaded copy
+    void upload_constants();                                        // device plans: the host's constants
     OpArgs args_for(int node, int n, bool training, uint64_t seed);
 
     const Model& model_;
@@ -111,7 +112,12 @@ private:
     float* grad_base_ = nullptr;
     int64_t grad_floats_ = 0;
     float* const_block_ = nullptr;                           // every constant, uploaded at plan time
+    int64_t const_floats_ = 0;
+    std::vector<float> const_staging_;                       // keep_all: its host image, for one-copy transfers
     std::vector<float*> const_device_;                       // per node: its constant's place in it
+    int64_t param_grad_floats_ = 0;                          // the trainable constants' gradients lead the arena
+    std::vector<float> host_param_grads_;                    // device: all of them, downloaded after backward
+    bool param_grads_downloaded_ = false;
     mutable std::vector<std::vector<float>> host_values_;   // per node: downloaded values
     mutable std::vector<std::vector<float>> host_grads_;    // per node: downloaded gradients
     std::unique_ptr<EarlyExitRunner> early_;                 // the backend's run_early, if it has one
