@@ -7,6 +7,12 @@
 #ifdef ENGINE_WITH_ONEDNN
 #include "onednn/onednn_backend.h"
 #endif
+#ifdef ENGINE_WITH_CUDA
+#include "cuda/cuda_backend.h"
+#endif
+#ifdef ENGINE_WITH_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 
 namespace engine {
 
@@ -17,6 +23,9 @@ std::vector<std::string> backend_names() {
 #ifdef ENGINE_WITH_ONEDNN
     names.push_back("onednn");
 #endif
+#ifdef ENGINE_WITH_CUDA
+    names.push_back("cuda");
+#endif
     return names;
 }
 
@@ -26,6 +35,9 @@ std::unique_ptr<Backend> make_backend(const std::string& name, int threads) {
     if (name == "native" || name == "cpu") return std::make_unique<native::NativeBackend>(threads);  // "cpu": old name
 #ifdef ENGINE_WITH_ONEDNN
     if (name == "onednn") return std::make_unique<onednn::OnednnBackend>(threads);
+#endif
+#ifdef ENGINE_WITH_CUDA
+    if (name == "cuda") return std::make_unique<cuda::CudaBackend>();  // throws without a device
 #endif
     std::string known;
     for (const auto& n : backend_names()) known += (known.empty() ? "" : ", ") + n;

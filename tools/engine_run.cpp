@@ -184,7 +184,7 @@ int main(int argc, char** argv) {
         eval->add_option("--batch", batch, "batch size")->check(CLI::Range(1, 4096));
         eval->add_option("--limit", limit, "evaluate only the first N images");
         eval->add_option("--latency-samples", latency_samples, "batch-1 timings per exit (0: skip)")->check(CLI::NonNegativeNumber);
-        eval->add_option("--backend", backend, "ref | native | onednn");
+        eval->add_option("--backend", backend, cli::backend_choices());
         cli::add_kernels_option(*eval);
         eval->add_option("--threads", threads, "threads for the batched pass (0: one per core; latency uses 1)")
             ->check(CLI::Range(0, 256));
@@ -197,7 +197,7 @@ int main(int argc, char** argv) {
         predict->add_option("--input", input, "safetensors tensor file or CIFAR .bin file")->required();
         predict->add_option("--index", index, "record index in a CIFAR file")->check(CLI::NonNegativeNumber);
         predict->add_option("--threshold,--thresholds", thresholds);
-        predict->add_option("--backend", backend);
+        predict->add_option("--backend", backend, cli::backend_choices());
         cli::add_kernels_option(*predict);
         predict->add_option("--threads", latency_threads, "compute threads (default 1: the steadiest latency)")
             ->check(CLI::Range(1, 256));
@@ -213,7 +213,7 @@ int main(int argc, char** argv) {
         serve->add_option("model", model)->required();
         serve->add_option("--listen", listen, "host:port to listen on (loopback only)")->default_val("127.0.0.1:8765");
         serve->add_option("--threshold,--thresholds", thresholds);
-        serve->add_option("--backend", backend);
+        serve->add_option("--backend", backend, cli::backend_choices());
         cli::add_kernels_option(*serve);
         serve->add_option("--threads", latency_threads, "compute threads (default 1: the steadiest latency)")
             ->check(CLI::Range(1, 256));

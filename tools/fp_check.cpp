@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
             ->check(CLI::Range(0.01, 0.99));
         app.add_option("--seed", o.seed);
         app.add_option("--suspect-threshold", threshold, "run a local suspect under another exit policy");
-        app.add_option("--backend", backend, "backend of a local suspect");
+        app.add_option("--backend", backend, "backend of a local suspect: " + cli::backend_choices());
         cli::add_kernels_option(app);
         app.add_option("--threads", threads, "compute threads of a local suspect (default 1: the steadiest timing)")
             ->check(CLI::Range(1, 256));

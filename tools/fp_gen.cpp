@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
                        "transfer (repeatable)");
         app.add_option("--oversample", o.oversample, "candidates crafted per kept input")->check(CLI::Range(1.0, 10.0));
         app.add_option("--batch", o.batch)->check(CLI::Range(1, 1024));
-        app.add_option("--backend", o.backend, "ref | native | onednn");
+        app.add_option("--backend", o.backend, cli::backend_choices());
         cli::add_kernels_option(app);
         app.add_option("--threads", o.threads, "threads (0: one per core)")->check(CLI::Range(0, 256));
         try {

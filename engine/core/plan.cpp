@@ -102,8 +102,33 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
         }
     for (int i : g.inputs)
         if (last_use_[i] < 0) arena.release(offset_[i]);
-    arena_.assign(arena.peak(), 0.0f);
-    scratch_.assign(scratch, 0.0f);
+    device_ = backend_.device_memory();
+    if (!device_) {
+        arena_.assign(arena.peak(), 0.0f);
+        scratch_.assign(scratch, 0.0f);
+        arena_base_ = arena_.data();
+        scratch_base_ = scratch_.data();
+    } else {
+        // The same layout in device memory, and every constant in one block, uploaded here.
+        arena_base_ = backend_.device_alloc(std::max<int64_t>(arena.peak(), 1));
+        scratch_base_ = scratch ? backend_.device_alloc(scratch) : nullptr;
+        const_device_.assign(count, nullptr);
+        std::vector<int64_t> const_at(count, -1);
+        int64_t total = 0;
+        for (int i = 0; i < count; ++i)  // nodes_, not the graph: fusion may have folded weights
+            if (nodes_[i]->op == Op::Constant && nodes_[i]->value.numel() > 0) {
+                const_at[i] = total;
+                total += aligned(nodes_[i]->value.numel());
+            }
+        const_block_ = backend_.device_alloc(std::max<int64_t>(total, 1));
+        const_floats_ = total;
+        for (int i = 0; i < count; ++i)
+            if (const_at[i] >= 0) const_device_[i] = const_block_ + const_at[i];
+        const_staging_.assign(total, 0.0f);
+        upload_constants();
+        host_values_.resize(count);
+        host_grads_.resize(count);
+    }
 
     // Values read by later segments must follow the samples that stay (compaction).
     int end = -1;
@@ -119,14 +144,29 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
 
     if (keep_all_) {
         // One gradient buffer per value that can carry a gradient (ops, inputs, trainable constants).
+        // On a device, trainable constants first: every parameter gradient then comes back in one copy.
         grad_offset_.assign(count, -1);
         int64_t at = 0;
+        if (device_)
+            for (int i = 0; i < count; ++i)
+                if (g.nodes[i].op == Op::Constant && g.nodes[i].trainable) {
+                    grad_offset_[i] = at;
+                    at += aligned(shapes_[i].numel());
+                }
+        param_grad_floats_ = device_ ? at : 0;
         for (int i = 0; i < count; ++i)
-            if (g.nodes[i].op != Op::Constant || g.nodes[i].trainable) {
+            if (g.nodes[i].op != Op::Constant || (!device_ && g.nodes[i].trainable)) {
                 grad_offset_[i] = at;
                 at += aligned(shapes_[i].numel());
             }
-        grad_arena_.assign(at, 0.0f);
+        grad_floats_ = at;
+        if (!device_) {
+            grad_arena_.assign(at, 0.0f);
+            grad_base_ = grad_arena_.data();
+        } else {
+            grad_base_ = backend_.device_alloc(std::max<int64_t>(at, 1));
+            host_param_grads_.assign(param_grad_floats_, 0.0f);
+        }
     }
     row_of_.resize(max_batch);
     keep_rows_.resize(max_batch);
@@ -141,25 +181,63 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
     if (!keep_all_) {
         for (int i : g.inputs) {
             TensorView v = view_of(i, 1);
-            std::fill(v.data, v.data + v.numel(), 0.0f);
+            if (device_) backend_.device_zero(v.data, v.numel());
+            else std::fill(v.data, v.data + v.numel(), 0.0f);
         }
         n_current_ = 1;
         for (auto& seg : segments_)
             for (int i : seg) run_node(i, 1, false, 0);
+        // A device backend may run early exit itself (the cuda backend builds a CUDA graph here,
+        // for the model's thresholds); host backends never get here.
+        if (device_ && g.inputs.size() == 1 && batched_[g.inputs[0]] &&
+            static_cast<int>(model.thresholds.size()) == model.num_exits()) {
+            early_thresholds_ = model.thresholds;
+            early_ = backend_.make_early_exit(*this, early_thresholds_.data());
+        }
     }
+}
+
+Plan::~Plan() {
+    early_.reset();  // it refers to this plan's buffers
+    if (!device_) return;
+    backend_.device_free(const_block_);
+    backend_.device_free(arena_base_);
+    backend_.device_free(scratch_base_);
+    backend_.device_free(grad_base_);
 }
 
 TensorView Plan::view_of(int node, int n) const {
     const Node& nd = *nodes_[node];
-    if (nd.op == Op::Constant) return {const_cast<float*>(nd.value.data()), nd.value.shape()};
+    if (nd.op == Op::Constant)
+        return {device_ ? const_device_[node] : const_cast<float*>(nd.value.data()), nd.value.shape()};
     Shape s = shapes_[node];
     if (batched_[node]) s[0] = n;
-    return {const_cast<float*>(arena_.data()) + offset_[node], s};
+    return {arena_base_ + offset_[node], s};
 }
 
-TensorView Plan::value(int node) const { return view_of(node, n_current_); }
+TensorView Plan::to_host(TensorView v, int node, bool grad) const {
+    if (!device_) return v;
+    std::vector<float>& copy = (grad ? host_grads_ : host_values_)[node];
+    copy.resize(v.numel());  // grows to the largest batch once, then stays
+    backend_.download(copy.data(), v.data, v.numel());
+    return {copy.data(), v.shape};
+}
 
-TensorView Plan::exit_logits(int exit) const { return view_of(model_.graph.outputs.at(exit), n_current_); }
+TensorView Plan::value(int node) const { return to_host(view_of(node, n_current_), node, false); }
+
+TensorView Plan::exit_logits(int exit) const {
+    const int node = model_.graph.outputs.at(exit);
+    return to_host(view_of(node, n_current_), node, false);
+}
+
+void Plan::upload_constants() {
+    // One copy through a host staging block rather than one per constant.
+    for (size_t i = 0; i < nodes_.size(); ++i)
+        if (const_device_[i])
+            std::memcpy(const_staging_.data() + (const_device_[i] - const_block_), nodes_[i]->value.data(),
+                        sizeof(float) * nodes_[i]->value.numel());
+    backend_.upload(const_block_, const_staging_.data(), const_floats_);
+}
 
 void Plan::bind_inputs(const float* const* inputs, int n) {
     if (n < 1 || n > max_batch_)  // not check(): its message would be built on every call
@@ -168,14 +246,15 @@ void Plan::bind_inputs(const float* const* inputs, int n) {
     const auto& ins = model_.graph.inputs;
     for (size_t k = 0; k < ins.size(); ++k) {
         TensorView v = view_of(ins[k], n);
-        std::memcpy(v.data, inputs[k], sizeof(float) * v.numel());
+        if (device_) backend_.upload(v.data, inputs[k], v.numel());
+        else std::memcpy(v.data, inputs[k], sizeof(float) * v.numel());
     }
 }
 
 OpArgs Plan::args_for(int node, int n, bool training, uint64_t seed) {
     const Node& nd = *nodes_[node];
     for (size_t k = 0; k < nd.inputs.size(); ++k) in_views_[k] = view_of(nd.inputs[k], n);
-    return OpArgs{nd, in_views_.data(), static_cast<int>(nd.inputs.size()), view_of(node, n), scratch_.data(),
+    return OpArgs{nd, in_views_.data(), static_cast<int>(nd.inputs.size()), view_of(node, n), scratch_base_,
                   training, seed, /*weights_fixed=*/!keep_all_};
 }
 
@@ -184,9 +263,25 @@ void Plan::run_node(int node, int n, bool training, uint64_t seed) { backend_.fo
 void Plan::run_all(const float* const* inputs, int n, bool training, uint64_t step_seed) {
     if (training && !fused_.empty())
         fail("plan: training needs a plan made with keep_all (this one fused convolution epilogues)");
+    const Graph& g = model_.graph;
+    if (device_ && keep_all_) upload_constants();  // the host's are the truth: an optimiser may have moved them
     bind_inputs(inputs, n);
     for (auto& seg : segments_)
         for (int i : seg) run_node(i, n, training, step_seed);
+    if (device_ && training) {  // BatchNorm's running statistics were updated on the device
+        backend_.download(const_staging_.data(), const_block_, const_floats_);
+        for (const Node* nd : nodes_)
+            if (nd->op == Op::BatchNorm)
+                for (int k = 3; k < 5; ++k) {
+                    const int j = nd->inputs[k];
+                    Tensor& v = const_cast<Tensor&>(g.nodes[j].value);
+                    std::memcpy(v.data(), const_staging_.data() + (const_device_[j] - const_block_), sizeof(float) * v.numel());
+                }
+    }
+}
+
+void Plan::run_segment(int segment, int n) {
+    for (int i : segments_.at(segment)) run_node(i, n, false, 0);
 }
 
 void Plan::compact(int segment, int n_keep, int n_before) {
@@ -194,7 +289,10 @@ void Plan::compact(int segment, int n_keep, int n_before) {
         TensorView t = view_of(v, n_before);
         const int64_t row = t.numel() / n_before;
         for (int r = 0; r < n_keep; ++r)
-            if (keep_rows_[r] != r) std::memmove(t.data + r * row, t.data + keep_rows_[r] * row, sizeof(float) * row);
+            if (keep_rows_[r] != r) {
+                if (device_) backend_.device_copy(t.data + r * row, t.data + keep_rows_[r] * row, row);
+                else std::memmove(t.data + r * row, t.data + keep_rows_[r] * row, sizeof(float) * row);
+            }
     }
     for (int r = 0; r < n_keep; ++r) row_of_[r] = row_of_[keep_rows_[r]];
 }
@@ -202,13 +300,27 @@ void Plan::compact(int segment, int n_keep, int n_before) {
 void Plan::run_early(const float* input, int n, const float* thresholds, SampleResult* results) {
     const Graph& g = model_.graph;
     if (g.inputs.size() != 1 || !batched_[g.inputs[0]]) fail("plan: early exit needs one batched input");
+    if (early_) {  // the backend's own runner; other thresholds than it was made for make a new one
+        if (!std::equal(early_thresholds_.begin(), early_thresholds_.end(), thresholds)) {
+            early_.reset();
+            early_thresholds_.assign(thresholds, thresholds + early_thresholds_.size());
+            early_ = backend_.make_early_exit(*this, thresholds);
+        }
+        if (early_) {
+            if (n < 1 || n > max_batch_)
+                fail("plan: batch of " + std::to_string(n) + " is outside 1.." + std::to_string(max_batch_));
+            early_->run(input, n, results);
+            n_current_ = 0;
+            return;
+        }
+    }
     const auto start = std::chrono::steady_clock::now();
     bind_inputs(&input, n);
     for (int r = 0; r < n; ++r) row_of_[r] = r;
     const int last = static_cast<int>(segments_.size()) - 1;
     for (int k = 0; k <= last && n > 0; ++k) {
         for (int i : segments_[k]) run_node(i, n, false, 0);
-        TensorView logits = view_of(g.outputs[k], n);
+        TensorView logits = to_host(view_of(g.outputs[k], n), g.outputs[k], false);
         const int64_t classes = logits.numel() / n;
         int n_keep = 0;
         const int64_t ns =
@@ -232,7 +344,7 @@ TensorView Plan::input_grad() const {
     int in = model_.graph.inputs.at(0);
     Shape s = shapes_[in];
     if (batched_[in]) s[0] = n_current_;
-    return {const_cast<float*>(grad_arena_.data()) + grad_offset_[in], s};
+    return to_host({grad_base_ + grad_offset_[in], s}, in, true);
 }
 
 TensorView Plan::param_grad(int node) const {
@@ -240,7 +352,9 @@ TensorView Plan::param_grad(int node) const {
         fail("plan: node '" + model_.graph.nodes.at(node).name + "' has no gradient (not trainable, or no keep_all plan)");
     Shape s = shapes_[node];
     if (batched_[node]) s[0] = n_current_;
-    return {const_cast<float*>(grad_arena_.data()) + grad_offset_[node], s};
+    if (device_ && param_grads_downloaded_)  // the trainer may scale them in place: a host copy
+        return {const_cast<float*>(host_param_grads_.data()) + grad_offset_[node], s};
+    return to_host({grad_base_ + grad_offset_[node], s}, node, true);
 }
 
 void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool training, uint64_t step_seed,
@@ -249,7 +363,9 @@ void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool tr
     const Graph& g = model_.graph;
     const int count = static_cast<int>(g.nodes.size());
     const int n = n_current_;
-    std::fill(grad_arena_.begin(), grad_arena_.end(), 0.0f);
+    if (device_) backend_.device_zero(grad_base_, grad_floats_);
+    else std::fill(grad_arena_.begin(), grad_arena_.end(), 0.0f);
+    param_grads_downloaded_ = false;
 
     // A value needs a gradient when a trainable parameter (or the input, if asked) lies behind it.
     requires_grad_.assign(count, 0);
@@ -263,12 +379,19 @@ void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool tr
     auto grad_view = [&](int i) -> TensorView {
         Shape s = shapes_[i];
         if (batched_[i]) s[0] = n;
-        return {grad_arena_.data() + grad_offset_[i], s};
+        return {grad_base_ + grad_offset_[i], s};
     };
     for (size_t k = 0; k < g.outputs.size(); ++k) {
         if (!grad_exit[k]) continue;
+        if (device_)  // the upload below replaces rather than adds
+            for (size_t j = 0; j < k; ++j)
+                if (grad_exit[j] && g.outputs[j] == g.outputs[k])
+                    fail("plan: exits " + std::to_string(j) + " and " + std::to_string(k) +
+                         " are one node; seed only one of them on a device backend");
         TensorView gv = grad_view(g.outputs[k]);
-        for (int64_t e = 0; e < gv.numel(); ++e) gv[e] += grad_exit[k][e];
+        if (device_) backend_.upload(gv.data, grad_exit[k], gv.numel());  // onto the zeros above
+        else
+            for (int64_t e = 0; e < gv.numel(); ++e) gv[e] += grad_exit[k][e];
     }
     for (int s = static_cast<int>(segments_.size()) - 1; s >= 0; --s)
         for (auto it = segments_[s].rbegin(); it != segments_[s].rend(); ++it) {
@@ -280,6 +403,10 @@ void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool tr
                 grad_views_[k] = requires_grad_[nd.inputs[k]] ? grad_view(nd.inputs[k]) : TensorView{};
             backend_.backward(GradArgs{fwd, grad_view(i), grad_views_.data()});
         }
+    if (device_ && need_param_grads && param_grad_floats_ > 0) {  // every parameter gradient in one copy
+        backend_.download(host_param_grads_.data(), grad_base_, param_grad_floats_);
+        param_grads_downloaded_ = true;
+    }
 }
 
 }  // namespace engine

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "engine/backend.h"
 #include "engine/error.h"
 
 namespace engine::cli {
@@ -29,6 +30,12 @@ int guarded_main(const char* tool, const std::function<int()>& body, int error_s
         std::fprintf(stderr, "%s: %s\n", tool, e.what());
         return error_status;
     }
+}
+
+std::string backend_choices() {
+    std::string text;
+    for (const auto& name : backend_names()) text += (text.empty() ? "" : " | ") + name;
+    return text;
 }
 
 double now_seconds() {

@@ -40,6 +40,9 @@ private:
 
 double now_seconds();
 
+// "ref | native | ...": the backends this build holds, for --backend's help.
+std::string backend_choices();
+
 // Parses "0.9" or "0.5,0.7,0.9" into one threshold per exit (a single value applies to all).
 std::vector<float> parse_thresholds(const std::string& text, int num_exits);
 

@@ -12,6 +12,17 @@
 
 namespace engine {
 
+class Plan;
+struct SampleResult;
+
+// Runs Plan::run_early itself for one plan and fixed thresholds (the cuda backend: one CUDA graph
+// whose exits are decided on the device).
+class ENGINE_API EarlyExitRunner {
+public:
+    virtual ~EarlyExitRunner() = default;
+    virtual void run(const float* input, int n, SampleResult* results) = 0;
+};
+
 struct ENGINE_API OpArgs {
     const Node& node;
     const TensorView* in;   // one view per node input
@@ -44,15 +55,33 @@ public:
     virtual bool fuses_conv_epilogue() const { return false; }
     virtual void forward(const OpArgs& a) = 0;
     virtual void backward(const GradArgs& a) = 0;
+
+    // Device memory (the cuda backend). A backend whose kernels read their own memory returns true
+    // here; a Plan then keeps its arena, scratch, gradients and a copy of every constant in memory
+    // from device_alloc (uploaded at plan time, and again before each run of a keep_all plan,
+    // whose weights the host may have changed), so every TensorView::data it hands to forward/backward is a device pointer,
+    // and it copies through upload/download only at its boundaries (inputs in; logits, values and
+    // gradients out). Host backends keep the defaults and the Plan its plain std::vectors.
+    virtual bool device_memory() const { return false; }
+    virtual float* device_alloc(size_t floats);             // zero-filled; throws on host backends
+    virtual void device_free(float* p);
+    virtual void upload(float* device_dst, const float* host_src, size_t floats);
+    virtual void download(float* host_dst, const float* device_src, size_t floats);  // waits for the data
+    virtual void device_copy(float* dst, const float* src, size_t floats);  // device to device, in order
+    virtual void device_zero(float* dst, size_t floats);
+    // A runner for Plan::run_early on an inference plan of this backend (thresholds: one per exit),
+    // or null, the default: the Plan then decides each exit on the host between segments.
+    virtual std::unique_ptr<EarlyExitRunner> make_early_exit(Plan& plan, const float* thresholds) { return nullptr; }
 };
 
-// "ref" (plain loops, the oracle), "native" (the default: hand-written AVX2/FMA kernels, kernels/native/) or
-// "onednn" (when built with oneDNN). threads: how many threads the backend's kernels use (0: one per
+// "ref" (plain loops, the oracle), "native" (the default: hand-written AVX2/FMA kernels, kernels/native/),
+// "onednn" (when built with oneDNN) or "cuda" (when built with CUDA; throws without a device). threads: how many threads the backend's kernels use (0: one per
 // core). Batch-1 latency work uses 1: a pinned single thread is what makes per-exit latency repeatable.
 // Throws naming an unknown backend and the ones this build has.
 ENGINE_API std::unique_ptr<Backend> make_backend(const std::string& name, int threads = 0);
 ENGINE_API std::string default_backend_name();
-// Every backend this build holds, the oracle ("ref") first: what tests loop over.
+// Every backend this build holds, the oracle ("ref") first: what tests loop over ("cuda" among them
+// even on a machine without a GPU, where make_backend("cuda") throws).
 ENGINE_API std::vector<std::string> backend_names();
 
 }  // namespace engine

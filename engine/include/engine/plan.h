@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <vector>
 
 #include "engine/api.h"
@@ -32,6 +33,9 @@ public:
     // and the plan runs once on a sample of zeros before returning, so that the backend packs
     // its weights at load rather than on the first real run.
     Plan(const Model& model, Backend& backend, int max_batch, bool keep_all = false);
+    ~Plan();
+    Plan(const Plan&) = delete;
+    Plan& operator=(const Plan&) = delete;
 
     int max_batch() const { return max_batch_; }
     const Model& model() const { return model_; }
@@ -45,6 +49,9 @@ public:
     TensorView exit_logits(int exit) const;
 
     // Early exit under `thresholds` (one per exit; the last always fires), one result per sample.
+    // Where a device backend offers an EarlyExitRunner (cuda: a CUDA graph deciding on the device),
+    // an inference plan runs through it, made at construction for the model's thresholds and again
+    // when others are given; SampleResult::ns is then the device's time from the start of the batch.
     void run_early(const float* input, int n, const float* thresholds, SampleResult* results);
 
     // Gradients after run_all(keep_all plan): seeds d(loss)/d(exit k logits) and propagates.
@@ -60,11 +67,21 @@ public:
     const std::vector<int64_t>& macs_to_exit() const { return macs_to_exit_; }
     const std::vector<std::vector<int>>& segments() const { return segments_; }
 
+    // For executors that capture segments on a device (kernels/cuda/cuda_graph_exits): run one
+    // segment's nodes on the first n rows (no input binding, no exit decision); a node's buffer
+    // as the backend sees it (device memory on device backends); the batched values that later
+    // segments read, which compaction must move.
+    void run_segment(int segment, int n);
+    TensorView buffer(int node, int n) const { return view_of(node, n); }
+    const std::vector<int>& live_after(int segment) const { return live_after_[segment]; }
+
 private:
     void run_node(int node, int n, bool training, uint64_t step_seed);
     void bind_inputs(const float* const* inputs, int n);
     void compact(int segment, int n_keep, int n_before);  // rows keep_rows_[0..n_keep) move to the front
     TensorView view_of(int node, int n) const;
+    TensorView to_host(TensorView v, int node, bool grad) const;  // device plans: a downloaded copy
+    void upload_constants();                                        // device plans: the host's constants
     OpArgs args_for(int node, int n, bool training, uint64_t seed);
 
     const Model& model_;
@@ -81,6 +98,24 @@ private:
     std::vector<std::vector<int>> live_after_;  // per segment: values that later segments read
     std::vector<float> arena_;
     std::vector<float> scratch_;
+    // Device backends (Backend::device_memory()): arena, scratch, gradients and constants live in
+    // the backend's memory; the *_base_ pointers are what views point into, on host or device.
+    bool device_ = false;
+    float* arena_base_ = nullptr;
+    float* scratch_base_ = nullptr;
+    float* grad_base_ = nullptr;
+    int64_t grad_floats_ = 0;
+    float* const_block_ = nullptr;                           // every constant, uploaded at plan time
+    int64_t const_floats_ = 0;
+    std::vector<float> const_staging_;                       // keep_all: its host image, for one-copy transfers
+    std::vector<float*> const_device_;                       // per node: its constant's place in it
+    int64_t param_grad_floats_ = 0;                          // the trainable constants' gradients lead the arena
+    std::vector<float> host_param_grads_;                    // device: all of them, downloaded after backward
+    bool param_grads_downloaded_ = false;
+    mutable std::vector<std::vector<float>> host_values_;   // per node: downloaded values
+    mutable std::vector<std::vector<float>> host_grads_;    // per node: downloaded gradients
+    std::unique_ptr<EarlyExitRunner> early_;                 // the backend's run_early, if it has one
+    std::vector<float> early_thresholds_;                    // what early_ was made for
     std::vector<int64_t> macs_to_exit_;
     int n_current_ = 0;
     // Gradients (allocated only for keep_all plans).
