@@ -214,8 +214,9 @@ int main(int argc, char** argv) {
                          "a second same-architecture --reference to steer selection.\n",
                          set.null_match_rate, M, M);
         else
-            std::printf("fp_check at its defaults: match from %d of %d matches, no-match at %d or fewer\n", need_match, M,
-                        allow_nomatch);
+            std::printf("fp_check at its defaults: match from %d of %d matches, %s\n", need_match, M,
+                        allow_nomatch < 0 ? "never no-match (the null is too high)"
+                                          : ("no-match at " + std::to_string(allow_nomatch) + " or fewer").c_str());
         std::printf("owner latency per exit (ms):");
         for (double v : set.owner_latency_ms) std::printf(" %.3f", v);
         std::printf("\n");
