@@ -22,10 +22,9 @@ $bin/engine_run info "$OWNER"
 $bin/engine_run eval "$OWNER" --data "$DATA" --limit 2000 --latency-samples 100
 
 echo "== crafting the fingerprint (owner side)"
-# From noise: on this small arch, inputs crafted from test images transfer to independent copies
-# (small_s2 held out: 0.700 of them leave at their target, a null no count can beat), noise inputs
-# do not (0.100). fp_gen also trains the owner's own fine-tuned and adversarial copies (about a minute).
-$bin/fp_gen "$OWNER" --out "$OUT/owner.fp" --per-exit 10 --noise --data "$DATA" --reference "$REFERENCE" --steps 100
+# Crafted from noise (the default); DATA trains the owner's own fine-tuned and adversarial copies
+# that join the ensemble (about a minute); REFERENCE is held out and calibrates the null.
+$bin/fp_gen "$OWNER" --out "$OUT/owner.fp" --per-exit 10 --data "$DATA" --reference "$REFERENCE" --steps 100
 
 echo "== a pirate prunes 30 % of the stolen weights and fine-tunes them"
 $bin/engine_train --from "$OWNER" --data "$DATA" --epochs 1 --limit 5000 --lr 0.01 --schedule constant \

@@ -45,7 +45,7 @@ Decision decide_verdict(int matches, int undetermined, const std::vector<int>& t
     d.p_match = binomial_upper_tail(matches, M, d.p0);
     d.p_pirate = binomial_lower_tail(matches + undetermined, M, d.p1);
     const double a = alpha / looks, b = beta / looks;
-    const bool match = d.p_match < a, no_match = d.p1 > d.p0 && d.p_pirate < b;
+    const bool match = d.p_match < a, no_match = d.p1 - d.p0 >= kMinPirateGap - 1e-12 && d.p_pirate < b;
     char buf[400];
     if (match && no_match) {
         d.verdict = Verdict::inconclusive;
@@ -69,6 +69,12 @@ Decision decide_verdict(int matches, int undetermined, const std::vector<int>& t
                       "%d of %d inputs undetermined by timing noise; match p %.3g (needs < %.3g), "
                       "no-match p %.3g (needs < %.3g)",
                       undetermined, M, d.p_match, a, d.p_pirate, b);
+    } else if (d.p1 - d.p0 < kMinPirateGap - 1e-12) {
+        d.verdict = Verdict::inconclusive;
+        std::snprintf(buf, sizeof buf,
+                      "%d of %d matches; the null rate %.3f is too close to what a copy keeps (%.3f) for a no-match, "
+                      "and the match p %.3g is not < %.3g (re-craft: fp_gen --noise, more --per-exit)",
+                      matches, M, d.p0, d.p1, d.p_match, a);
     } else {
         d.verdict = Verdict::inconclusive;
         std::snprintf(buf, sizeof buf,

@@ -46,16 +46,19 @@ struct CheckOptions {
 //      raised to the largest share of targets at one exit (a suspect that answers every input at
 //      one speed matches that share by construction).
 //   H1 (a copy of the owner's model): each input matches with probability at least
-//      p1 = min(p0 + kPirateLift, kMaxPirateRate).
+//      p1 = min(p0 + kPirateLift, kMaxPirateRate). Pirates keep less than all of a fingerprint
+//      (measured: adversarially fine-tuned copies 0.5-1.0 of it), so a p1 above kMaxPirateRate
+//      would call such copies "no-match"; when the cap leaves p1 less than kMinPirateGap above p0,
+//      the fingerprint cannot tell copies from independent models and no-match is never given.
 //   match     when P(X >= matches | M, p0) < alpha / looks           (false accusation <= alpha)
-//   no-match  when P(X <= matches + undetermined | M, p1) < beta / looks and the exit steps were
-//             resolved (separable)                                   (missed copy <= beta)
+//   no-match  when P(X <= matches + undetermined | M, p1) < beta / looks, p1 - p0 >= kMinPirateGap
+//             and the exit steps were resolved (separable)           (missed copy <= beta)
 //   else      inconclusive.
 // `looks` is how many times the time oracle may decide after a round of repetitions (max_reps /
 // reps); dividing both error rates by it (Bonferroni) keeps them valid however early it stops.
 // "no-match" thus means "not a copy that keeps p1 of the fingerprint"; a pirate below p1 is out of
 // what a fingerprint of this size and null can tell apart from an independent model.
-constexpr double kPirateLift = 0.25, kMaxPirateRate = 0.95;
+constexpr double kPirateLift = 0.25, kMaxPirateRate = 0.8, kMinPirateGap = 0.15;
 
 struct Decision {
     Verdict verdict = Verdict::inconclusive;
