@@ -77,7 +77,7 @@ void optimise(Candidates& c, std::vector<Member>& ensemble, const std::vector<fl
         batch = still;
         if (o.progress) o.progress(work_done, all_work);
     }
-    if (o.progress) o.progress(all_work, all_work);
+    if (o.progress && work_done < all_work) o.progress(all_work, all_work);  // else the loop's last call said so
 }
 
 }  // namespace fp
