@@ -149,9 +149,10 @@ void NativeBackend::prepare(const Node& node, const Shape* in, int, const Shape&
     if (node.op != Op::Conv) return;
     const Attrs& a = node.attrs;
     ConvKernel k = conv_kernel_fixed(a, in[0], in[1], out);
-    if (forced_) {
+    if (!forced_.empty()) {
         const auto c = conv_kernel_candidates(a, in[0], in[1], out, options_.isa);
-        if (std::find(c.begin(), c.end(), *forced_) != c.end()) k = *forced_;
+        for (auto f = forced_.rbegin(); f != forced_.rend(); ++f)
+            if (std::find(c.begin(), c.end(), *f) != c.end()) k = *f;
     } else if (options_.kernels == KernelMode::tuned) {
         threads_prepare(threads_);
         k = conv_kernel_tuned(a, in[0], in[1], out, threads_, options_.isa);
