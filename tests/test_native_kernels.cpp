@@ -196,14 +196,19 @@ TEST_CASE("tuned choices are kept in the per-CPU cache file; a corrupt or foreig
     run(m, native, in);
     CHECK(native.last_conv_kernel() == ConvKernel::gemm);
 
+    const int version = nlohmann::json::parse(std::ifstream(path)).at("version");
     std::ofstream(path) << "{\"format\": \"engine-native-kernels\", \"choi";  // cut short
     tune_and_check();
-    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", 1}, {"cpu", "another CPU"},
+    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", version}, {"cpu", "another CPU"},
                                           {"choices", {{"anything", "gemm"}}}}
                                .dump();
     tune_and_check();
-    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", 1}, {"cpu", native::cpu_model()},
-                                          {"choices", {{"anything", "fastest_kernel"}}}}
+    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", version},
+                                          {"cpu", native::cpu_model()}, {"choices", {{"anything", "fastest_kernel"}}}}
+                               .dump();
+    tune_and_check();
+    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", version - 1},
+                                          {"cpu", native::cpu_model()}, {"choices", {{"anything", "gemm"}}}}
                                .dump();
     tune_and_check();
     std::filesystem::remove(path);

@@ -19,7 +19,7 @@ namespace engine::native {
 namespace {
 
 constexpr const char* kFormat = "engine-native-kernels";
-constexpr int kVersion = 1;
+constexpr int kVersion = 2;  // 2: timed with cold weights
 
 // What this process knows: the file's choices once read, and those it timed since.
 struct Cache {
