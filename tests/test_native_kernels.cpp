@@ -214,3 +214,22 @@ TEST_CASE("tuned choices are kept in the per-CPU cache file; a corrupt or foreig
     std::filesystem::remove(path);
     native::kernel_cache_reset();
 }
+
+TEST_CASE("a tuned backend gives a sample the same result, to the bit, alone and in a batch, on one thread and two") {
+    ScopedEnv tuned("ENGINE_KERNELS", "tuned");
+    const Model m3 = conv_model(Shape{3, 64, 8, 8}, Shape{64, 64, 3, 3}, 1, true, 31);
+    const Model m1 = conv_model(Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}, 1, true, 31);
+    const auto in3 = inputs_of(m3, 9);
+    std::vector<Tensor> in1;
+    for (const Tensor& t : in3) {
+        Shape s = t.shape();
+        s[0] = 1;
+        in1.push_back(Tensor(s, std::vector<float>(t.data(), t.data() + s.numel())));
+    }
+    for (int threads : {1, 2}) {
+        CAPTURE(threads);
+        NativeBackend native(threads);
+        const Tensor batch = run(m3, native, in3), alone = run(m1, native, in1);
+        CHECK(std::equal(alone.data(), alone.data() + alone.numel(), batch.data()));
+    }
+}

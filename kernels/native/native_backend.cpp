@@ -154,8 +154,7 @@ void NativeBackend::prepare(const Node& node, const Shape* in, int, const Shape&
         for (auto f = forced_.rbegin(); f != forced_.rend(); ++f)
             if (std::find(c.begin(), c.end(), *f) != c.end()) k = *f;
     } else if (options_.kernels == KernelMode::tuned) {
-        threads_prepare(threads_);
-        k = conv_kernel_tuned(a, in[0], in[1], out, threads_, options_.isa);
+        k = conv_kernel_tuned(a, in[0], in[1], out, options_.isa);
     }
     kernel_[&node] = k;
 }

@@ -61,8 +61,8 @@ private:
     std::vector<ConvKernel> forced_;
     ConvKernel last_kernel_ = ConvKernel::other;
     std::unordered_map<const Node*, TransformedWeights> transformed_;
-    // Each convolution's kernel, chosen by prepare() for the plan's shapes: every plan with those
-    // shapes on this backend (inference or training) runs the same kernel, so they agree to the bit.
+    // Each convolution's kernel, chosen by prepare(): the same for a convolution's shapes at any batch
+    // size and thread count, in inference and training plans alike, so that they agree to the bit.
     std::unordered_map<const Node*, ConvKernel> kernel_;
 };
 

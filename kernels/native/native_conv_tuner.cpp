@@ -34,13 +34,13 @@ Cache& cache() {
     return c;
 }
 
-std::string key_of(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, int threads, Isa isa) {
+std::string key_of(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, Isa isa) {
     char s[256];
-    std::snprintf(s, sizeof s, "x%s w%s y%s s%lldx%lld p%lld,%lld,%lld,%lld d%lldx%lld g%lld%s%s t%d %s",
+    std::snprintf(s, sizeof s, "x%s w%s y%s s%lldx%lld p%lld,%lld,%lld,%lld d%lldx%lld g%lld%s%s %s",
                   x.str().c_str(), w.str().c_str(), y.str().c_str(), (long long)a.stride[0], (long long)a.stride[1],
                   (long long)a.pad[0], (long long)a.pad[1], (long long)a.pad[2], (long long)a.pad[3],
                   (long long)a.dilation[0], (long long)a.dilation[1], (long long)a.groups,
-                  a.fused_residual ? " residual" : "", a.fused_relu ? " relu" : "", threads, isa_name(isa));
+                  a.fused_residual ? " residual" : "", a.fused_relu ? " relu" : "", isa_name(isa));
     return s;
 }
 
@@ -212,18 +212,22 @@ ConvKernel conv_kernel_fastest(const std::vector<ConvKernel>& candidates, const 
     return candidates[pick];
 }
 
-ConvKernel conv_kernel_tuned(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, int threads, Isa isa) {
+ConvKernel conv_kernel_tuned(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, Isa isa) {
     const std::vector<ConvKernel> candidates = conv_kernel_candidates(a, x, w, y, isa);
     if (candidates.size() == 1) return candidates[0];
+    // One sample on one thread: the latency configuration, and one choice for every batch size and
+    // thread count, so that a sample gets the same result, to the bit, in any batch.
+    Shape x1 = x, y1 = y;
+    x1.dims[0] = y1.dims[0] = 1;
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mu);
     if (!c.loaded) load(c);
-    const std::string key = key_of(a, x, w, y, threads, isa);
+    const std::string key = key_of(a, x1, w, y1, isa);
     ConvKernel k;
     if (auto it = c.choices.find(key); it != c.choices.end() && conv_kernel_from_name(it->second, k) &&
                                        std::find(candidates.begin(), candidates.end(), k) != candidates.end())
         return k;
-    k = conv_kernel_fastest(candidates, a, x, w, y, threads);
+    k = conv_kernel_fastest(candidates, a, x1, w, y1, 1);
     c.choices[key] = conv_kernel_name(k);
     save(c);
     return k;
