@@ -196,16 +196,40 @@ TEST_CASE("tuned choices are kept in the per-CPU cache file; a corrupt or foreig
     run(m, native, in);
     CHECK(native.last_conv_kernel() == ConvKernel::gemm);
 
+    const int version = nlohmann::json::parse(std::ifstream(path)).at("version");
     std::ofstream(path) << "{\"format\": \"engine-native-kernels\", \"choi";  // cut short
     tune_and_check();
-    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", 1}, {"cpu", "another CPU"},
+    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", version}, {"cpu", "another CPU"},
                                           {"choices", {{"anything", "gemm"}}}}
                                .dump();
     tune_and_check();
-    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", 1}, {"cpu", native::cpu_model()},
-                                          {"choices", {{"anything", "fastest_kernel"}}}}
+    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", version},
+                                          {"cpu", native::cpu_model()}, {"choices", {{"anything", "fastest_kernel"}}}}
+                               .dump();
+    tune_and_check();
+    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", version - 1},
+                                          {"cpu", native::cpu_model()}, {"choices", {{"anything", "gemm"}}}}
                                .dump();
     tune_and_check();
     std::filesystem::remove(path);
     native::kernel_cache_reset();
+}
+
+TEST_CASE("a tuned backend gives a sample the same result, to the bit, alone and in a batch, on one thread and two") {
+    ScopedEnv tuned("ENGINE_KERNELS", "tuned");
+    const Model m3 = conv_model(Shape{3, 64, 8, 8}, Shape{64, 64, 3, 3}, 1, true, 31);
+    const Model m1 = conv_model(Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}, 1, true, 31);
+    const auto in3 = inputs_of(m3, 9);
+    std::vector<Tensor> in1;
+    for (const Tensor& t : in3) {
+        Shape s = t.shape();
+        s[0] = 1;
+        in1.push_back(Tensor(s, std::vector<float>(t.data(), t.data() + s.numel())));
+    }
+    for (int threads : {1, 2}) {
+        CAPTURE(threads);
+        NativeBackend native(threads);
+        const Tensor batch = run(m3, native, in3), alone = run(m1, native, in1);
+        CHECK(std::equal(alone.data(), alone.data() + alone.numel(), batch.data()));
+    }
 }

@@ -8,7 +8,6 @@
 // OpenMP across the batch or the output channels, with a team started, pinned and flushing denormals
 // at construction (native_threads.cpp). Everything else is the reference code.
 #pragma once
-#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -35,9 +34,10 @@ public:
     void forward(const OpArgs& a) override;
     void backward(const GradArgs& a) override;
 
-    // For tests: every convolution of the plans prepared from now on runs on k where k can run it,
-    // else on the fixed rule's kernel; std::nullopt goes back to tuning (or the fixed rule).
-    void force_conv_kernel(std::optional<ConvKernel> k) { forced_ = k; }
+    // For tests and benchmarks: every convolution of the plans prepared from now on runs on the first
+    // of `ks` that can run it, else on the fixed rule's kernel; {} goes back to tuning (or the fixed rule).
+    void force_conv_kernels(std::vector<ConvKernel> ks) { forced_ = std::move(ks); }
+    void force_conv_kernel(ConvKernel k) { forced_ = {k}; }
     // The kernel the last convolution ran on.
     ConvKernel last_conv_kernel() const { return last_kernel_; }
     const NativeOptions& options() const { return options_; }
@@ -58,11 +58,11 @@ private:
 
     int threads_;
     NativeOptions options_;
-    std::optional<ConvKernel> forced_;
+    std::vector<ConvKernel> forced_;
     ConvKernel last_kernel_ = ConvKernel::other;
     std::unordered_map<const Node*, TransformedWeights> transformed_;
-    // Each convolution's kernel, chosen by prepare() for the plan's shapes: every plan with those
-    // shapes on this backend (inference or training) runs the same kernel, so they agree to the bit.
+    // Each convolution's kernel, chosen by prepare(): the same for a convolution's shapes at any batch
+    // size and thread count, in inference and training plans alike, so that they agree to the bit.
     std::unordered_map<const Node*, ConvKernel> kernel_;
 };
 

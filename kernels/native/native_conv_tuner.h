@@ -1,7 +1,9 @@
 // Plan-time choice of each convolution's kernel on the running CPU: the candidates
-// (native_conv_kernels.h) are timed once per convolution shape, batch, thread count and instruction
-// set, the fastest kept in the process and in a small per-CPU file, so that later processes on the
-// same CPU model plan without timing. Nothing here runs on the inference path.
+// (native_conv_kernels.h) are timed once per convolution shape and instruction set, on one sample and
+// one thread (batch-1 latency is what the engine is for), and the fastest runs that convolution at
+// every batch size and thread count, so that a sample's result does not depend on its batch. The
+// choice is kept in the process and in a small per-CPU file, so that later processes on the same CPU
+// model plan without timing. Nothing here runs on the inference path.
 #pragma once
 #include <string>
 #include <vector>
@@ -15,8 +17,8 @@ enum class KernelMode { fixed, tuned };
 // or "tuned" (the default); throws naming any other value.
 KernelMode kernel_mode_from_env();
 
-// The kernel to run this convolution (a with its fused flags; x at the plan's batch) on `threads` threads.
-ConvKernel conv_kernel_tuned(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, int threads, Isa isa);
+// The kernel to run this convolution (a with its fused flags; x at any batch).
+ConvKernel conv_kernel_tuned(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, Isa isa);
 
 // The fastest of `candidates` on synthetic data of these shapes, by the least time of several
 // interleaved rounds; the first candidate unless another is at least 3 % faster.
@@ -24,7 +26,8 @@ ConvKernel conv_kernel_fastest(const std::vector<ConvKernel>& candidates, const 
                                const Shape& w, const Shape& y, int threads);
 
 // Each candidate's time per run (seconds), one entry per round, from `rounds` interleaved rounds of
-// enough repetitions for about 0.3 ms: what conv_kernel_fastest decides on, and bench_kernels prints.
+// enough repetitions for about 0.3 ms, each run on the next of enough copies of the weights that they
+// come from beyond L2, as in a network: what conv_kernel_fastest decides on, and bench_kernels prints.
 std::vector<std::vector<double>> conv_kernel_times(const std::vector<ConvKernel>& candidates, const Attrs& a,
                                                    const Shape& x, const Shape& w, const Shape& y, int threads,
                                                    int rounds);
