@@ -48,7 +48,6 @@ Stats stats_of(std::vector<double> v) {
             std::sqrt(std::max(0.0, sum2 / v.size() - mean * mean))};
 }
 
-
 std::vector<std::string> split(const std::string& s) {
     std::vector<std::string> out;
     std::stringstream ss(s);
@@ -106,10 +105,11 @@ int early_exit_table(const std::vector<std::string>& archs, const std::vector<st
             const Stats s = stats_of(ms);
             std::string hist;
             for (int h : histogram) hist += (hist.empty() ? "" : ", ") + std::to_string(h);
-            std::printf("%-9s %-7s early exit q %.2f, %lld test images, 1 thread: mean %.3f ms  median %.3f ms  "
-                        "p99 %.3f ms  exits [%s]  work %.1f %% of full depth\n",
-                        arch.c_str(), backend_name.c_str(), q, (long long)n, s.mean, s.median, s.p99, hist.c_str(),
-                        100 * macs / n / double(plan.macs_to_exit().back()));
+            std::printf(
+                "%-9s %-7s early exit q %.2f, %lld test images, 1 thread: mean %.3f ms  median %.3f ms  "
+                "p99 %.3f ms  exits [%s]  work %.1f %% of full depth\n",
+                arch.c_str(), backend_name.c_str(), q, (long long)n, s.mean, s.median, s.p99, hist.c_str(),
+                100 * macs / n / double(plan.macs_to_exit().back()));
         }
     }
     return 0;
@@ -123,14 +123,22 @@ int main(int argc, char** argv) {
     double q = -1;
     int images = 1000;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--shared")) shared = argv[i + 1];
-        else if (!std::strcmp(argv[i], "--models")) models = argv[i + 1];
-        else if (!std::strcmp(argv[i], "--backends")) backends = argv[i + 1];
-        else if (!std::strcmp(argv[i], "--raw")) raw_path = argv[i + 1];
-        else if (!std::strcmp(argv[i], "--q")) q = std::atof(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--images")) images = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--data")) data_dir = argv[i + 1];
+        if (!std::strcmp(argv[i], "--reps"))
+            reps = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--shared"))
+            shared = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--models"))
+            models = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--backends"))
+            backends = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--raw"))
+            raw_path = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--q"))
+            q = std::atof(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--images"))
+            images = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--data"))
+            data_dir = argv[i + 1];
     }
     if (data_dir.empty()) data_dir = shared + "/data/cifar10";
     try {
@@ -169,7 +177,8 @@ int main(int argc, char** argv) {
                             if (i >= 0) ms.push_back(bench::seconds_since(t0) * 1e3);
                         }
                         per_exit.push_back(stats_of(ms));
-                        for (double t : ms) raw << arch << ',' << backend_name << ',' << threads << ',' << k << ',' << t << '\n';
+                        for (double t : ms)
+                            raw << arch << ',' << backend_name << ',' << threads << ',' << k << ',' << t << '\n';
                     }
                     // One thread: the CV of a compute-only job as long as each exit's median, timed
                     // the same way (fma_peak.h), is what this machine alone contributes.
@@ -181,7 +190,8 @@ int main(int argc, char** argv) {
                         }
                     for (int k = 0; k < K; ++k) {
                         const Stats& s = per_exit[k];
-                        double sep = k + 1 < K ? (per_exit[k + 1].median - s.median) / std::max(s.sd, per_exit[k + 1].sd) : NAN;
+                        double sep =
+                            k + 1 < K ? (per_exit[k + 1].median - s.median) / std::max(s.sd, per_exit[k + 1].sd) : NAN;
                         double flops = 2.0 * plan.macs_to_exit()[k];
                         double frac = flops / (s.median * 1e-3) * 1e-9 / (peak * threads) * 100;
                         const double step_flops = flops - (k ? 2.0 * plan.macs_to_exit()[k - 1] : 0.0);
@@ -204,8 +214,8 @@ int main(int argc, char** argv) {
                     }
                     double med = stats_of(s).median;
                     double frac = 2.0 * big.macs_to_exit().back() * batch / med * 1e-9 / (peak * threads) * 100;
-                    std::printf("%-9s %-7s %2d  b128 %9.0f img/s (median of 5), %.1f %% of %d-core peak\n\n", arch.c_str(),
-                                backend_name.c_str(), threads, batch / med, frac, threads);
+                    std::printf("%-9s %-7s %2d  b128 %9.0f img/s (median of 5), %.1f %% of %d-core peak\n\n",
+                                arch.c_str(), backend_name.c_str(), threads, batch / med, frac, threads);
                     if (threads == 1) sched_setaffinity(0, sizeof g_inherited, &g_inherited);
                 }
                 pin_to_first_inherited_cpu();

@@ -51,14 +51,22 @@ int run(int argc, char** argv) {
             if (i + 1 >= argc) fail("bench_gpu: " + a + " needs a value");
             return argv[++i];
         };
-        if (a == "--data") data = next();
-        else if (a == "--reps") reps = std::stoi(next());
-        else if (a == "--batch") batch = std::stoi(next());
-        else if (a == "--train-batch") train_batch = std::stoi(next());
-        else if (a == "--train-steps") train_steps = std::stoi(next());
-        else if (a == "--limit") limit = std::stoi(next());
-        else if (model_path.empty()) model_path = a;
-        else fail("bench_gpu: unexpected argument '" + a + "'");
+        if (a == "--data")
+            data = next();
+        else if (a == "--reps")
+            reps = std::stoi(next());
+        else if (a == "--batch")
+            batch = std::stoi(next());
+        else if (a == "--train-batch")
+            train_batch = std::stoi(next());
+        else if (a == "--train-steps")
+            train_steps = std::stoi(next());
+        else if (a == "--limit")
+            limit = std::stoi(next());
+        else if (model_path.empty())
+            model_path = a;
+        else
+            fail("bench_gpu: unexpected argument '" + a + "'");
     }
     if (model_path.empty() || data.empty()) fail("usage: bench_gpu MODEL --data CIFAR_DIR [--reps N] ...");
     Model m = load_model(model_path);
@@ -184,7 +192,8 @@ int run(int argc, char** argv) {
                 const TensorView z = tp.exit_logits(k);
                 const int classes = int(z.numel() / train_batch);
                 grads[k].resize(z.numel());
-                train::softmax_cross_entropy(z.data, d.labels.data() + off, train_batch, classes, grads[k].data(), weights[k]);
+                train::softmax_cross_entropy(z.data, d.labels.data() + off, train_batch, classes, grads[k].data(),
+                                             weights[k]);
                 seeds[k] = grads[k].data();
             }
             tp.backward(seeds.data(), false, true, uint64_t(s));
@@ -202,7 +211,8 @@ int run(int argc, char** argv) {
     };
     std::printf("\nbatch %d, on-device early exit (CUDA graph, conditional nodes): %s\n", batch,
                 figure(early_ips, early_err).c_str());
-    std::printf("batch %d, full depth (per-op launches, every exit computed): %s\n", batch, figure(full_ips, full_err).c_str());
+    std::printf("batch %d, full depth (per-op launches, every exit computed): %s\n", batch,
+                figure(full_ips, full_err).c_str());
     std::printf("training, batch %d (SDN loss, SGD on the host, weights re-uploaded each step): %s\n", train_batch,
                 figure(train_ips, train_err).c_str());
     const bool ok = early_err.empty() && full_err.empty() && train_err.empty() && graph1;

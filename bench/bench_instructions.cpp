@@ -24,9 +24,12 @@ int main(int argc, char** argv) {
     std::string backend_name = "native";
     int exit = -1, reps = 10;
     for (int i = 2; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--backend")) backend_name = argv[i + 1];
-        else if (!std::strcmp(argv[i], "--exit")) exit = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
+        if (!std::strcmp(argv[i], "--backend"))
+            backend_name = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--exit"))
+            exit = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--reps"))
+            reps = std::atoi(argv[i + 1]);
     }
     try {
         Model model = load_model(argv[1]);

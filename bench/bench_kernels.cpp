@@ -42,9 +42,12 @@ Attrs conv3x3(int64_t stride, bool residual) {
 int main(int argc, char** argv) {
     int batch = 1, threads = 1, rounds = 25;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--rounds")) rounds = std::atoi(argv[i + 1]);
+        if (!std::strcmp(argv[i], "--batch"))
+            batch = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--threads"))
+            threads = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--rounds"))
+            rounds = std::atoi(argv[i + 1]);
     }
     if (threads == 1) {
         cpu_set_t set;
@@ -62,9 +65,10 @@ int main(int argc, char** argv) {
     const double peak = bench::fma_peak_gflops();
     std::printf("CPU: %s; kernels up to %s; batch %d, %d thread(s); FMA peak, one core: %.1f GFLOP/s\n",
                 cpu_model().c_str(), isa_name(isa), batch, threads, peak);
-    const Layer layers[] = {{"stage 1 block", 16, 32, 16, 1, true},   {"stage 2 block", 32, 16, 32, 1, true},
-                            {"stage 3 block", 64, 8, 64, 1, true},    {"stage 1->2 (stride 2)", 16, 32, 32, 2, false},
-                            {"stage 2->3 (stride 2)", 32, 16, 64, 2, false}, {"first conv", 3, 32, 16, 1, false}};
+    const Layer layers[] = {
+        {"stage 1 block", 16, 32, 16, 1, true},          {"stage 2 block", 32, 16, 32, 1, true},
+        {"stage 3 block", 64, 8, 64, 1, true},           {"stage 1->2 (stride 2)", 16, 32, 32, 2, false},
+        {"stage 2->3 (stride 2)", 32, 16, 64, 2, false}, {"first conv", 3, 32, 16, 1, false}};
     std::printf("%-22s %-26s %10s %10s %9s\n", "layer", "kernel", "least ms", "median ms", "% peak");
     for (const Layer& l : layers) {
         const Attrs a = conv3x3(l.stride, l.residual);
@@ -82,8 +86,8 @@ int main(int argc, char** argv) {
         const double flops = 2.0 * double(y.numel()) * double(w[1] * 9);
         for (size_t i = 0; i < candidates.size(); ++i)
             std::printf("%-22s %-26s %10.4f %10.4f %9.1f %s\n", i ? "" : l.what, conv_kernel_name(candidates[i]),
-                        least[i] * 1e3, times[i][times[i].size() / 2] * 1e3, flops / least[i] * 1e-9 / (peak * threads) * 100,
-                        i == pick ? "*" : "");
+                        least[i] * 1e3, times[i][times[i].size() / 2] * 1e3,
+                        flops / least[i] * 1e-9 / (peak * threads) * 100, i == pick ? "*" : "");
     }
     return 0;
 }

@@ -30,11 +30,16 @@ int main(int argc, char** argv) {
             }
             return argv[++i];
         };
-        if (a == "--batch") batch = std::atoi(next());
-        else if (a == "--iters") iters = std::atoi(next());
-        else if (a == "--threads") threads = std::atoi(next());
-        else if (a == "--backend") backend = next();
-        else archs.push_back(a);
+        if (a == "--batch")
+            batch = std::atoi(next());
+        else if (a == "--iters")
+            iters = std::atoi(next());
+        else if (a == "--threads")
+            threads = std::atoi(next());
+        else if (a == "--backend")
+            backend = next();
+        else
+            archs.push_back(a);
     }
     if (archs.empty()) archs = {"small", "resnet56", "mobilenet"};
     if (threads > 0) omp_set_num_threads(threads);
@@ -60,11 +65,12 @@ int main(int argc, char** argv) {
             train::Trainer trainer(model, data, nullptr, c);
             std::vector<double> stamps;
             trainer.train_epoch([&](int64_t, int64_t, double) {
-                stamps.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
+                stamps.push_back(
+                    std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
             });
             const double per_step = (stamps.back() - stamps.front()) / iters;  // first step is the warm-up
-            std::printf("%-10s %10lld %12.3f %12.1f\n", arch.c_str(), (long long)count_parameters(model.graph), per_step,
-                        batch / per_step);
+            std::printf("%-10s %10lld %12.3f %12.1f\n", arch.c_str(), (long long)count_parameters(model.graph),
+                        per_step, batch / per_step);
             std::fflush(stdout);
         }
     } catch (const std::exception& e) {

@@ -33,11 +33,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     try {
         engine::Model m = engine::load_model(path);
         (void)engine::model_hash(m);
-    } catch (const engine::Error&) {
-    }
+    } catch (const engine::Error&) {}
     try {
         (void)engine::read_safetensors(path);
-    } catch (const engine::Error&) {
-    }
+    } catch (const engine::Error&) {}
     return 0;
 }

@@ -14,10 +14,15 @@ namespace {
 
 void write_mixed_dtypes(const std::string& path) {
     // name, dtype, element size, shape
-    struct T { const char* name; const char* dtype; size_t size; std::vector<int64_t> shape; };
-    const std::vector<T> tensors = {{"f64", "F64", 8, {2}},   {"f16", "F16", 2, {2, 2}}, {"bf16", "BF16", 2, {3}},
-                                    {"i64", "I64", 8, {1}},   {"i32", "I32", 4, {2}},    {"i16", "I16", 2, {1}},
-                                    {"i8", "I8", 1, {2}},     {"u8", "U8", 1, {3}},      {"bool", "BOOL", 1, {1}},
+    struct T {
+        const char* name;
+        const char* dtype;
+        size_t size;
+        std::vector<int64_t> shape;
+    };
+    const std::vector<T> tensors = {{"f64", "F64", 8, {2}},   {"f16", "F16", 2, {2, 2}},  {"bf16", "BF16", 2, {3}},
+                                    {"i64", "I64", 8, {1}},   {"i32", "I32", 4, {2}},     {"i16", "I16", 2, {1}},
+                                    {"i8", "I8", 1, {2}},     {"u8", "U8", 1, {3}},       {"bool", "BOOL", 1, {1}},
                                     {"scalar", "F32", 4, {}}, {"empty", "F32", 4, {0, 3}}};
     nlohmann::json header = {{"__metadata__", {{"note", "fuzz seed"}}}};
     std::string data;

@@ -7,8 +7,10 @@
 namespace engine::zoo {
 
 void build_mobilenet_sdn(NetBuilder& b, Feat x, const ArchArgs& args) {
-    struct Cfg { int out, stride; };
-    const Cfg cfg[13] = {{64, 1},  {128, 2}, {128, 1}, {256, 2}, {256, 1}, {512, 2},  {512, 1},
+    struct Cfg {
+        int out, stride;
+    };
+    const Cfg cfg[13] = {{64, 1},  {128, 2}, {128, 1}, {256, 2}, {256, 1},  {512, 2}, {512, 1},
                          {512, 1}, {512, 1}, {512, 1}, {512, 1}, {1024, 2}, {1024, 1}};
     const bool ic_after[13] = {false, false, true, false, true, false, true, false, true, false, false, true, false};
     x = b.conv_bn_relu("segs.0.layers.1", x, 32, 3, 1, 1);

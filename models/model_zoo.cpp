@@ -20,12 +20,17 @@ struct Arch {
 const std::vector<Arch>& archs() {
     static const std::vector<Arch> list = {
         {"resnet56", 32, 64, false,
-         [](auto& b, auto x, auto& a) { zoo::build_resnet_sdn(b, x, a, 9, {4, 8, 12, 16, 20, 24}); }},
+         [](auto& b, auto x, auto& a) {
+             zoo::build_resnet_sdn(b, x, a, 9, {4, 8, 12, 16, 20, 24});
+         }},
         {"vgg16", 32, 64, false, zoo::build_vgg16_sdn},
         {"mobilenet", 32, 64, false, zoo::build_mobilenet_sdn},
         // Exits after blocks 2 (end of stage 1), 3 (stage 2, block 1) and 5 (stage 3, block 1):
         // 37 %, 51 % and 82 % of the final exit's multiply-adds at 32x32.
-        {"small", 8, 256, true, [](auto& b, auto x, auto& a) { zoo::build_resnet_sdn(b, x, a, 2, {2, 3, 5}); }},
+        {"small", 8, 256, true,
+         [](auto& b, auto x, auto& a) {
+             zoo::build_resnet_sdn(b, x, a, 2, {2, 3, 5});
+         }},
         {"tiny", 4, 256, true, zoo::build_tiny},
     };
     return list;
@@ -69,9 +74,9 @@ Model build_model(const std::string& arch, int num_classes, int image_size, uint
         check(image_size >= found->min_size && image_size <= found->max_size,
               where + "image size must be " + std::to_string(found->min_size) + " to " +
                   std::to_string(found->max_size) + ", got " + std::to_string(image_size));
-    check(in_channels == 3 || (in_channels == 1 && found->grayscale),
-          where + "input channels must be " + (found->grayscale ? "1 or 3" : "3") + ", got " +
-              std::to_string(in_channels));
+    check(in_channels == 3 || (in_channels == 1 && found->grayscale), where + "input channels must be " +
+                                                                          (found->grayscale ? "1 or 3" : "3") +
+                                                                          ", got " + std::to_string(in_channels));
 
     zoo::NetBuilder b(seed);
     zoo::Feat x = b.input(in_channels, image_size);

@@ -53,7 +53,7 @@ public:
     Model finish(std::map<std::string, std::string> metadata);
 
 private:
-    float normal();                 // standard normal from rng_ (Box-Muller; same on every platform)
+    float normal();  // standard normal from rng_ (Box-Muller; same on every platform)
     float uniform(float lo, float hi);
     int parameter(const std::string& name, Shape shape, bool trainable, float fill);
 

@@ -35,8 +35,10 @@ struct OnnxBuilder {
         auto* shape = tt->mutable_shape();
         for (int64_t d : dims) {
             auto* dim = shape->add_dim();
-            if (d < 0) dim->set_dim_param("N");
-            else dim->set_dim_value(d);
+            if (d < 0)
+                dim->set_dim_param("N");
+            else
+                dim->set_dim_value(d);
         }
     }
     void output(const std::string& name, int type = onnx::TensorProto::FLOAT) {
@@ -62,21 +64,27 @@ struct OnnxBuilder {
     }
     std::string save(const std::string& tag) {
         const std::string path = (std::filesystem::temp_directory_path() /
-                                  ("engine_onnx_import_" + std::to_string(::getpid()) + "_" + tag + ".onnx")).string();
+                                  ("engine_onnx_import_" + std::to_string(::getpid()) + "_" + tag + ".onnx"))
+                                     .string();
         std::ofstream f(path, std::ios::binary);
         m.SerializeToOstream(&f);
         return path;
     }
 };
 
-inline onnx::AttributeProto* attr(onnx::NodeProto* n, const std::string& name, onnx::AttributeProto::AttributeType type) {
+inline onnx::AttributeProto* attr(onnx::NodeProto* n, const std::string& name,
+                                  onnx::AttributeProto::AttributeType type) {
     auto* a = n->add_attribute();
     a->set_name(name);
     a->set_type(type);
     return a;
 }
-inline void set_int(onnx::NodeProto* n, const std::string& name, int64_t v) { attr(n, name, onnx::AttributeProto::INT)->set_i(v); }
-inline void set_float(onnx::NodeProto* n, const std::string& name, float v) { attr(n, name, onnx::AttributeProto::FLOAT)->set_f(v); }
+inline void set_int(onnx::NodeProto* n, const std::string& name, int64_t v) {
+    attr(n, name, onnx::AttributeProto::INT)->set_i(v);
+}
+inline void set_float(onnx::NodeProto* n, const std::string& name, float v) {
+    attr(n, name, onnx::AttributeProto::FLOAT)->set_f(v);
+}
 inline void set_string(onnx::NodeProto* n, const std::string& name, const std::string& v) {
     attr(n, name, onnx::AttributeProto::STRING)->set_s(v);
 }
@@ -97,7 +105,8 @@ inline std::string import_error(OnnxBuilder& b, const std::string& tag) {
     return "(imported)";
 }
 
-inline engine::Model import(OnnxBuilder& b, const std::string& tag, const std::map<std::string, engine::Tensor>& bind = {}) {
+inline engine::Model import(OnnxBuilder& b, const std::string& tag,
+                            const std::map<std::string, engine::Tensor>& bind = {}) {
     const std::string path = b.save(tag);
     engine::Model m = engine::import_onnx(path, bind);
     std::filesystem::remove(path);

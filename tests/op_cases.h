@@ -125,30 +125,42 @@ inline std::vector<OpCase> all_op_cases() {
     // native backend's GEMM: rows off the 6-row panels, a depth past one 256-deep block, dilation.
     cases.push_back({"conv1x1", Op::Conv, conv_attrs(1, 1, 0), {Shape{2, 20, 5, 7}, Shape{13, 20, 1, 1}, Shape{13}}});
     cases.push_back({"conv1x1_deep", Op::Conv, conv_attrs(1, 1, 0), {Shape{1, 260, 1, 3}, Shape{7, 260, 1, 1}}});
-    cases.push_back({"conv_dilated", Op::Conv, conv_attrs(3, 1, 2, 1, 2), {Shape{2, 3, 7, 7}, Shape{4, 3, 3, 3}, Shape{4}}});
+    cases.push_back(
+        {"conv_dilated", Op::Conv, conv_attrs(3, 1, 2, 1, 2), {Shape{2, 3, 7, 7}, Shape{4, 3, 3, 3}, Shape{4}}});
     // The backward takes samples on planes under 256 pixels several at a time: all in one product, in
     // chunks of 2 with a remainder, and one at a time.
-    cases.push_back({"conv1x1_2x2", Op::Conv, conv_attrs(1, 1, 0), {Shape{5, 24, 2, 2}, Shape{40, 24, 1, 1}, Shape{40}}});
+    cases.push_back(
+        {"conv1x1_2x2", Op::Conv, conv_attrs(1, 1, 0), {Shape{5, 24, 2, 2}, Shape{40, 24, 1, 1}, Shape{40}}});
     cases.push_back({"conv1x1_chunks", Op::Conv, conv_attrs(1, 1, 0), {Shape{7, 6, 10, 10}, Shape{5, 6, 1, 1}}});
-    cases.push_back({"conv1x1_plane272", Op::Conv, conv_attrs(1, 1, 0), {Shape{2, 3, 17, 16}, Shape{4, 3, 1, 1}, Shape{4}}});
-    cases.push_back({"conv1x1_stride2", Op::Conv, conv_attrs(1, 2, 0), {Shape{2, 4, 6, 6}, Shape{3, 4, 1, 1}, Shape{3}}});
-    cases.push_back({"conv_depthwise", Op::Conv, conv_attrs(3, 1, 1, 4), {Shape{2, 4, 5, 5}, Shape{4, 1, 3, 3}, Shape{4}}});
+    cases.push_back(
+        {"conv1x1_plane272", Op::Conv, conv_attrs(1, 1, 0), {Shape{2, 3, 17, 16}, Shape{4, 3, 1, 1}, Shape{4}}});
+    cases.push_back(
+        {"conv1x1_stride2", Op::Conv, conv_attrs(1, 2, 0), {Shape{2, 4, 6, 6}, Shape{3, 4, 1, 1}, Shape{3}}});
+    cases.push_back(
+        {"conv_depthwise", Op::Conv, conv_attrs(3, 1, 1, 4), {Shape{2, 4, 5, 5}, Shape{4, 1, 3, 3}, Shape{4}}});
     cases.push_back({"conv_depthwise_s2", Op::Conv, conv_attrs(3, 2, 1, 3), {Shape{1, 3, 6, 6}, Shape{3, 1, 3, 3}}});
     // Wide enough for the native 8-wide depthwise loop, with a scalar tail.
-    cases.push_back({"conv_depthwise_wide", Op::Conv, conv_attrs(3, 1, 1, 3), {Shape{2, 3, 10, 19}, Shape{3, 1, 3, 3}, Shape{3}}});
-    cases.push_back({"conv_depthwise_s2_wide", Op::Conv, conv_attrs(3, 2, 1, 2), {Shape{1, 2, 20, 36}, Shape{2, 1, 3, 3}}});
+    cases.push_back(
+        {"conv_depthwise_wide", Op::Conv, conv_attrs(3, 1, 1, 3), {Shape{2, 3, 10, 19}, Shape{3, 1, 3, 3}, Shape{3}}});
+    cases.push_back(
+        {"conv_depthwise_s2_wide", Op::Conv, conv_attrs(3, 2, 1, 2), {Shape{1, 2, 20, 36}, Shape{2, 1, 3, 3}}});
     // Rows of 13 (8-wide, 4-wide and scalar parts) and, at stride 2, of 4 (the 4-wide loop alone).
-    cases.push_back({"conv_depthwise_w13", Op::Conv, conv_attrs(3, 1, 1, 2), {Shape{1, 2, 6, 13}, Shape{2, 1, 3, 3}, Shape{2}}});
+    cases.push_back(
+        {"conv_depthwise_w13", Op::Conv, conv_attrs(3, 1, 1, 2), {Shape{1, 2, 6, 13}, Shape{2, 1, 3, 3}, Shape{2}}});
     cases.push_back({"conv_depthwise_s2_w4", Op::Conv, conv_attrs(3, 2, 1, 3), {Shape{2, 3, 8, 8}, Shape{3, 1, 3, 3}}});
     // Dilated and 5x5 strided depthwise: the backward plane kernel's padded geometry (odd sizes, rows
     // and columns that no window reads).
-    cases.push_back({"conv_depthwise_dil2", Op::Conv, conv_attrs(3, 1, 2, 3, 2), {Shape{1, 3, 7, 9}, Shape{3, 1, 3, 3}, Shape{3}}});
-    cases.push_back({"conv_depthwise_k5_s2", Op::Conv, conv_attrs(5, 2, 1, 2), {Shape{2, 2, 9, 12}, Shape{2, 1, 5, 5}}});
-    cases.push_back({"conv_groups2_dil2", Op::Conv, conv_attrs(3, 1, 2, 2, 2), {Shape{2, 4, 6, 6}, Shape{6, 2, 3, 3}, Shape{6}}});
+    cases.push_back(
+        {"conv_depthwise_dil2", Op::Conv, conv_attrs(3, 1, 2, 3, 2), {Shape{1, 3, 7, 9}, Shape{3, 1, 3, 3}, Shape{3}}});
+    cases.push_back(
+        {"conv_depthwise_k5_s2", Op::Conv, conv_attrs(5, 2, 1, 2), {Shape{2, 2, 9, 12}, Shape{2, 1, 5, 5}}});
+    cases.push_back(
+        {"conv_groups2_dil2", Op::Conv, conv_attrs(3, 1, 2, 2, 2), {Shape{2, 4, 6, 6}, Shape{6, 2, 3, 3}, Shape{6}}});
     engine::Attrs bn;
     bn.epsilon = 1e-3f;
     cases.push_back({"batchnorm", Op::BatchNorm, bn, {Shape{2, 3, 4, 4}, Shape{3}, Shape{3}, Shape{3}, Shape{3}}});
-    cases.push_back({"batchnorm_train", Op::BatchNorm, bn, {Shape{3, 3, 4, 4}, Shape{3}, Shape{3}, Shape{3}, Shape{3}}, true});
+    cases.push_back(
+        {"batchnorm_train", Op::BatchNorm, bn, {Shape{3, 3, 4, 4}, Shape{3}, Shape{3}, Shape{3}, Shape{3}}, true});
     cases.push_back({"relu", Op::Relu, {}, {Shape{2, 3, 4, 4}}, false, 0.05f});
     cases.push_back({"add_same", Op::Add, {}, {Shape{2, 3, 4}, Shape{2, 3, 4}}});
     cases.push_back({"add_bcast", Op::Add, {}, {Shape{2, 3, 4}, Shape{3, 1}}});

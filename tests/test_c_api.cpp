@@ -160,7 +160,8 @@ TEST_CASE_FIXTURE(Fixture, "C API: error paths return a status and a one-line me
 
 TEST_CASE_FIXTURE(Fixture, "C example: c_api_demo prints what the C++ plan computes") {
     const std::string demo = std::string(ENGINE_BIN_DIR) + "/c_api_demo";
-    REQUIRE_MESSAGE(fs::exists(demo), demo << " not built: the top-level CMakeLists.txt needs add_subdirectory(examples)");
+    REQUIRE_MESSAGE(fs::exists(demo),
+                    demo << " not built: the top-level CMakeLists.txt needs add_subdirectory(examples)");
 
     // A CIFAR-10-format file of three records: label byte, then 3072 pixel bytes (RGB planes).
     const std::string cifar = (dir / "three.bin").string();
@@ -194,8 +195,8 @@ TEST_CASE_FIXTURE(Fixture, "C example: c_api_demo prints what the C++ plan compu
         int i, label, cls, exit;
         float prob;
         long long ns;
-        REQUIRE(std::sscanf(line.c_str(), "image %d label %d class %d prob %f exit %d latency_ns %lld", &i, &label, &cls,
-                            &prob, &exit, &ns) == 6);
+        REQUIRE(std::sscanf(line.c_str(), "image %d label %d class %d prob %f exit %d latency_ns %lld", &i, &label,
+                            &cls, &prob, &exit, &ns) == 6);
         REQUIRE(i == seen);
         engine::SampleResult e = expected(images[i].data(), q, engine::default_backend_name().c_str());
         CHECK(label == labels[i]);

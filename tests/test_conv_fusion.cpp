@@ -77,23 +77,29 @@ TEST_CASE("direct 3x3 convolution matches the reference, forward and backward, a
         for (bool bias : {true, false}) {
             std::vector<Shape> shapes{x, Shape{7, x[1], 3, 3}};
             if (bias) shapes.push_back(Shape{7});
-            cases.push_back({"conv3x3_stride2_" + x.str() + (bias ? "_bias" : ""), Op::Conv, test::conv_attrs(3, 2, 1),
-                             shapes});
+            cases.push_back(
+                {"conv3x3_stride2_" + x.str() + (bias ? "_bias" : ""), Op::Conv, test::conv_attrs(3, 2, 1), shapes});
         }
     // The im2col + GEMM fallback: stride 2 with an output width not a multiple of 8, a width not a multiple of 8.
-    cases.push_back({"conv3x3_stride2_width12", Op::Conv, test::conv_attrs(3, 2, 1),
+    cases.push_back({"conv3x3_stride2_width12",
+                     Op::Conv,
+                     test::conv_attrs(3, 2, 1),
                      {Shape{1, 6, 12, 12}, Shape{7, 6, 3, 3}, Shape{7}}});
-    cases.push_back({"conv3x3_width12", Op::Conv, test::conv_attrs(3, 1, 1),
-                     {Shape{2, 4, 12, 12}, Shape{5, 4, 3, 3}, Shape{5}}});
+    cases.push_back(
+        {"conv3x3_width12", Op::Conv, test::conv_attrs(3, 1, 1), {Shape{2, 4, 12, 12}, Shape{5, 4, 3, 3}, Shape{5}}});
     // Its batch-1 split on two threads: by output channels where they outnumber the pixels (3x3 and
     // 1x1), by pixels otherwise (above); and its row-vectorised kernel on 2x2 outputs, where the
     // threads' runs of (sample, row panel) pairs start and end inside a sample.
-    cases.push_back({"conv3x3_4x4_rows", Op::Conv, test::conv_attrs(3, 1, 1),
-                     {Shape{1, 8, 4, 4}, Shape{20, 8, 3, 3}, Shape{20}}});
-    cases.push_back({"conv1x1_4x4_rows", Op::Conv, test::conv_attrs(1, 1, 0), {Shape{1, 16, 4, 4}, Shape{40, 16, 1, 1}}});
-    cases.push_back({"conv3x3_2x2_narrow", Op::Conv, test::conv_attrs(3, 1, 1),
+    cases.push_back(
+        {"conv3x3_4x4_rows", Op::Conv, test::conv_attrs(3, 1, 1), {Shape{1, 8, 4, 4}, Shape{20, 8, 3, 3}, Shape{20}}});
+    cases.push_back(
+        {"conv1x1_4x4_rows", Op::Conv, test::conv_attrs(1, 1, 0), {Shape{1, 16, 4, 4}, Shape{40, 16, 1, 1}}});
+    cases.push_back({"conv3x3_2x2_narrow",
+                     Op::Conv,
+                     test::conv_attrs(3, 1, 1),
                      {Shape{3, 8, 2, 2}, Shape{30, 8, 3, 3}, Shape{30}}});
-    cases.push_back({"conv3x3_stride2_narrow", Op::Conv, test::conv_attrs(3, 2, 1), {Shape{1, 5, 4, 4}, Shape{7, 5, 3, 3}}});
+    cases.push_back(
+        {"conv3x3_stride2_narrow", Op::Conv, test::conv_attrs(3, 2, 1), {Shape{1, 5, 4, 4}, Shape{7, 5, 3, 3}}});
     for (int threads : {1, 2}) {
         auto cpu = make_backend("native", threads);
         for (const auto& c : cases) {
@@ -111,7 +117,8 @@ TEST_CASE("Winograd F(2,3) and F(4,3) convolutions of inference plans match the 
     // partial one); F(2,3) on 8x8 otherwise (four tiles a row) and on 8x16 (eight); output channels
     // off multiples of 6; batch 1 (the threads split each phase) and 3 (they share out samples);
     // with and without bias.
-    for (Shape x : {Shape{1, 3, 8, 8}, Shape{3, 7, 16, 16}, Shape{1, 16, 32, 32}, Shape{3, 13, 8, 16}, Shape{2, 20, 8, 8}})
+    for (Shape x :
+         {Shape{1, 3, 8, 8}, Shape{3, 7, 16, 16}, Shape{1, 16, 32, 32}, Shape{3, 13, 8, 16}, Shape{2, 20, 8, 8}})
         for (int64_t k : {1, 4, 8, 13, 40})
             for (bool bias : {true, false}) {
                 CAPTURE(x.str());
@@ -159,10 +166,11 @@ TEST_CASE("conv backward adds to gradients already there, on the direct 3x3 inpu
     };
     std::vector<Case> cases;
     // {2, 16, 8, 8}: the input gradient (16 channels out, 8x8) takes Winograd F(4,3) vectorised over channels.
-    for (Shape x : {Shape{2, 3, 8, 8}, Shape{3, 13, 16, 16}, Shape{1, 16, 32, 32}, Shape{2, 16, 3, 8}, Shape{2, 16, 8, 8}})
+    for (Shape x :
+         {Shape{2, 3, 8, 8}, Shape{3, 13, 16, 16}, Shape{1, 16, 32, 32}, Shape{2, 16, 3, 8}, Shape{2, 16, 8, 8}})
         for (int64_t k : {3, 13, 16}) cases.push_back({x, k, 1});
-    cases.push_back({Shape{2, 6, 16, 16}, 7, 2});   // stride 2: the GEMM input gradient
-    cases.push_back({Shape{2, 4, 12, 12}, 5, 1});   // width 12: the GEMM path throughout
+    cases.push_back({Shape{2, 6, 16, 16}, 7, 2});  // stride 2: the GEMM input gradient
+    cases.push_back({Shape{2, 4, 12, 12}, 5, 1});  // width 12: the GEMM path throughout
     auto ref = make_backend("ref");
     for (int threads : {1, 2}) {
         auto cpu = make_backend("native", threads);
@@ -183,8 +191,8 @@ TEST_CASE("conv backward adds to gradients already there, on the direct 3x3 inpu
                 constexpr size_t kSentinels = 64;
                 std::vector<float> scratch(backend.scratch_floats(node, shapes, 3, out) + kSentinels, 12345.0f);
                 TensorView in[] = {{x.data(), shapes[0]}, {w.data(), shapes[1]}, {b.data(), shapes[2]}};
-                TensorView gin[] = {{grads[0].data(), shapes[0]}, {grads[1].data(), shapes[1]},
-                                    {grads[2].data(), shapes[2]}};
+                TensorView gin[] = {
+                    {grads[0].data(), shapes[0]}, {grads[1].data(), shapes[1]}, {grads[2].data(), shapes[2]}};
                 OpArgs fwd{node, in, 3, {y.data(), out}, scratch.data(), true, 7};
                 backend.backward(GradArgs{fwd, {gy.data(), out}, gin});
                 for (size_t i = scratch.size() - kSentinels; i < scratch.size(); ++i) REQUIRE(scratch[i] == 12345.0f);

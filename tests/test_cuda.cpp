@@ -64,7 +64,8 @@ int disagreements(const std::vector<SampleResult>& a, const std::vector<SampleRe
     for (size_t i = 0; i < a.size(); ++i) {
         if (a[i].exit == b[i].exit && a[i].cls == b[i].cls) continue;
         const int k = std::min(a[i].exit, b[i].exit);
-        const bool near = k < int(q.size()) - 1 && (std::abs(a[i].prob - q[k]) < margin || std::abs(b[i].prob - q[k]) < margin);
+        const bool near =
+            k < int(q.size()) - 1 && (std::abs(a[i].prob - q[k]) < margin || std::abs(b[i].prob - q[k]) < margin);
         (near ? *borderline : hard)++;
     }
     return hard;
@@ -155,7 +156,8 @@ TEST_CASE("shared models on cuda reproduce PyTorch's per-exit logits") {
     const std::string dir = shared_dir() + "/models/";
     int seen = 0;
     for (const char* name : {"resnet56_s1", "mobilenet_s1", "resnet56_s3"}) {
-        if (!std::filesystem::exists(dir + name + ".onnx") || !std::filesystem::exists(dir + name + ".reference.safetensors")) {
+        if (!std::filesystem::exists(dir + name + ".onnx") ||
+            !std::filesystem::exists(dir + name + ".reference.safetensors")) {
             std::printf("SKIPPED shared model %s: not in %s\n", name, dir.c_str());
             continue;
         }
@@ -206,12 +208,14 @@ TEST_CASE("early-exit decisions on the CIFAR-10 test set: cuda (graph, batch 1 a
     {
         Plan p(m, *native, batch);
         for (int off = 0; off < count; off += batch)
-            p.run_early(d.images.data() + int64_t(off) * per, std::min(batch, count - off), q.data(), want.data() + off);
+            p.run_early(d.images.data() + int64_t(off) * per, std::min(batch, count - off), q.data(),
+                        want.data() + off);
     }
     {  // Plan::run_early as the tools call it: through the backend's CUDA graph
         Plan p(m, cuda, batch);
         for (int off = 0; off < count; off += batch)
-            p.run_early(d.images.data() + int64_t(off) * per, std::min(batch, count - off), q.data(), got_n.data() + off);
+            p.run_early(d.images.data() + int64_t(off) * per, std::min(batch, count - off), q.data(),
+                        got_n.data() + off);
     }
     {
         Plan p(m, cuda, 1);
@@ -225,9 +229,10 @@ TEST_CASE("early-exit decisions on the CIFAR-10 test set: cuda (graph, batch 1 a
         same_n += want[i].exit == got_n[i].exit && want[i].cls == got_n[i].cls;
         same_1 += want[i].exit == got_1[i].exit && want[i].cls == got_1[i].cls;
     }
-    std::printf("CIFAR-10 decisions vs native, %d images: batch 256 graph %d identical (%d within 1e-4 of q, %d other); "
-                "batch 1 graph %d identical (%d within 1e-4 of q, %d other)\n",
-                count, same_n, border_n, hard_n, same_1, border_1, hard_1);
+    std::printf(
+        "CIFAR-10 decisions vs native, %d images: batch 256 graph %d identical (%d within 1e-4 of q, %d other); "
+        "batch 1 graph %d identical (%d within 1e-4 of q, %d other)\n",
+        count, same_n, border_n, hard_n, same_1, border_1, hard_1);
     CHECK(hard_n == 0);
     CHECK(hard_1 == 0);
 }
@@ -257,7 +262,8 @@ TEST_CASE("a cuda training step: gradients of a whole model agree with the refer
     }
     for (size_t i = 0; i < a.graph.nodes.size(); ++i)  // BatchNorm running statistics came back
         if (a.graph.nodes[i].op == Op::Constant)
-            CHECK(relative_error(b.graph.nodes[i].value.data(), a.graph.nodes[i].value.data(), a.graph.nodes[i].value.numel()) <= 1e-5);
+            CHECK(relative_error(b.graph.nodes[i].value.data(), a.graph.nodes[i].value.data(),
+                                 a.graph.nodes[i].value.numel()) <= 1e-5);
 }
 
 #else

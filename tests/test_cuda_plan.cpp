@@ -56,8 +56,10 @@ public:
     void device_free(float* p) override {
         if (!p) return;
         auto it = blocks_.find(p);
-        if (it == blocks_.end()) ++bad;
-        else blocks_.erase(it), delete[] p;
+        if (it == blocks_.end())
+            ++bad;
+        else
+            blocks_.erase(it), delete[] p;
     }
     void upload(float* dst, const float* src, size_t n) override {
         bad += !inside(dst, n) + on_device(src);
@@ -138,19 +140,23 @@ TEST_CASE("conv_params: cuDNN's parameters from a node, explicit padding for asy
     CHECK(p.pad_w == 0);
     CHECK(p.padded_input_floats() == 1 * 3 * 9 * 9);
 
-    CHECK(error_of([&] { conv_params(sym, Shape{2, 4, 7, 7}, Shape{5, 4, 3, 3}, Shape{2, 5, 5, 5}); })
-              .find("cuda conv 'c'") != std::string::npos);
-    CHECK(error_of([&] { conv_params(grouped, Shape{2, 5, 6, 6}, Shape{6, 2, 3, 3}, Shape{2, 6, 6, 6}); })
-              .find("groups") != std::string::npos);
-    CHECK(error_of([&] { conv_params(sym, Shape{2, 4, 7}, Shape{5, 4, 3}, Shape{2, 5, 4}); }).find("2-D") != std::string::npos);
+    CHECK(error_of([&] {
+              conv_params(sym, Shape{2, 4, 7, 7}, Shape{5, 4, 3, 3}, Shape{2, 5, 5, 5});
+          }).find("cuda conv 'c'") != std::string::npos);
+    CHECK(error_of([&] {
+              conv_params(grouped, Shape{2, 5, 6, 6}, Shape{6, 2, 3, 3}, Shape{2, 6, 6, 6});
+          }).find("groups") != std::string::npos);
+    CHECK(error_of([&] {
+              conv_params(sym, Shape{2, 4, 7}, Shape{5, 4, 3}, Shape{2, 5, 4});
+          }).find("2-D") != std::string::npos);
 }
 
 TEST_CASE("choose_algo: cuDNN's order, deterministic only, within the workspace") {
     std::vector<AlgoCandidate> c = {
-        {6, true, false, 0, -1},        // fastest by heuristics, but nondeterministic
-        {7, true, true, 1 << 30, -1},   // too much workspace
-        {1, false, true, 0, -1},        // failed
-        {2, true, true, 1 << 20, -1},   // the pick
+        {6, true, false, 0, -1},       // fastest by heuristics, but nondeterministic
+        {7, true, true, 1 << 30, -1},  // too much workspace
+        {1, false, true, 0, -1},       // failed
+        {2, true, true, 1 << 20, -1},  // the pick
         {0, true, true, 0, -1},
     };
     CHECK(choose_algo(c, size_t(256) << 20) == 3);
@@ -173,7 +179,9 @@ TEST_CASE("broadcast_dims: strides per output dimension, zero where an operand b
     d = broadcast_dims(Shape{2, 5}, Shape{1}, Shape{2, 5});
     CHECK(d.b_stride[0] == 0);
     CHECK(d.b_stride[1] == 0);
-    CHECK(error_of([] { broadcast_dims(Shape{2, 3}, Shape{4}, Shape{2, 3}); }).find("does not broadcast") != std::string::npos);
+    CHECK(error_of([] {
+              broadcast_dims(Shape{2, 3}, Shape{4}, Shape{2, 3});
+          }).find("does not broadcast") != std::string::npos);
 }
 
 TEST_CASE("launch_1d and batch buckets") {

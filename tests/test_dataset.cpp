@@ -105,12 +105,14 @@ Bytes encode_jpeg(int width, int height, bool gray, const PixelFn& value) {
     cinfo.in_color_space = gray ? JCS_GRAYSCALE : JCS_RGB;
     jpeg_set_defaults(&cinfo);
     jpeg_set_quality(&cinfo, 100, TRUE);
-    for (int c = 0; c < cinfo.num_components; ++c) cinfo.comp_info[c].h_samp_factor = cinfo.comp_info[c].v_samp_factor = 1;
+    for (int c = 0; c < cinfo.num_components; ++c)
+        cinfo.comp_info[c].h_samp_factor = cinfo.comp_info[c].v_samp_factor = 1;
     jpeg_start_compress(&cinfo, TRUE);
     std::vector<unsigned char> row(static_cast<size_t>(width * channels));
     for (int y = 0; y < height; ++y) {
         for (int x = 0; x < width; ++x)
-            for (int c = 0; c < channels; ++c) row[static_cast<size_t>(x * channels + c)] = static_cast<unsigned char>(value(x, y, c));
+            for (int c = 0; c < channels; ++c)
+                row[static_cast<size_t>(x * channels + c)] = static_cast<unsigned char>(value(x, y, c));
         JSAMPROW rows[1] = {row.data()};
         jpeg_write_scanlines(&cinfo, rows, 1);
     }
@@ -144,8 +146,10 @@ void write_tiny_imagenet(const fs::path& root) {
             write_file((dir / "images" / (wnids[size_t(k)] + "_" + std::to_string(n) + ".JPEG")).string(), jpeg);
         }
     }
-    write_file((root / "val" / "images" / "val_0.JPEG").string(), encode_jpeg(64, 64, false, [](int, int, int c) { return flat(1, 3, c); }));
-    write_file((root / "val" / "images" / "val_1.JPEG").string(), encode_jpeg(64, 64, false, [](int, int, int c) { return flat(0, 3, c); }));
+    write_file((root / "val" / "images" / "val_0.JPEG").string(),
+               encode_jpeg(64, 64, false, [](int, int, int c) { return flat(1, 3, c); }));
+    write_file((root / "val" / "images" / "val_1.JPEG").string(),
+               encode_jpeg(64, 64, false, [](int, int, int c) { return flat(0, 3, c); }));
     const std::string annotations = "val_0.JPEG\tn01\t0\t0\t63\t63\nval_1.JPEG\tn02\t1\t2\t30\t40\n";
     write_file((root / "val" / "val_annotations.txt").string(), Bytes(annotations.begin(), annotations.end()));
 }
@@ -156,7 +160,8 @@ float max_error(const Dataset& d, int64_t r, const PixelFn& expected) {
     for (int c = 0; c < 3; ++c)
         for (int y = 0; y < 64; ++y)
             for (int x = 0; x < 64; ++x)
-                worst = std::max(worst, std::abs(d.images[((r * 3 + c) * 64 + y) * 64 + x] - float(expected(x, y, c)) / 255.0f));
+                worst = std::max(
+                    worst, std::abs(d.images[((r * 3 + c) * 64 + y) * 64 + x] - float(expected(x, y, c)) / 255.0f));
     return worst;
 }
 
@@ -184,7 +189,8 @@ TEST_CASE("CIFAR-10: a single file reads back labels and pixels/255 in CHW order
 
 TEST_CASE("CIFAR-10 directory: five train batches in order, the test batch apart") {
     TempDir tmp;
-    for (int i = 1; i <= 5; ++i) write_file(tmp / ("data_batch_" + std::to_string(i) + ".bin"), cifar_records({{i}, {i + 1}}));
+    for (int i = 1; i <= 5; ++i)
+        write_file(tmp / ("data_batch_" + std::to_string(i) + ".bin"), cifar_records({{i}, {i + 1}}));
     write_file(tmp / "test_batch.bin", cifar_records({{7}}));
     Dataset train = load_cifar(tmp.path.string(), true, 10);
     CHECK(train.labels == std::vector<int>{1, 2, 2, 3, 3, 4, 4, 5, 5, 6});
@@ -194,7 +200,8 @@ TEST_CASE("CIFAR-10 directory: five train batches in order, the test batch apart
     CHECK(load_cifar(tmp.path.string(), false, 10).labels == std::vector<int>{7});
     CHECK(load_cifar(tmp.path.string(), true, 10, 3).labels == std::vector<int>{1, 2, 2});
     fs::remove(tmp / "data_batch_4.bin");
-    CHECK_THROWS_WITH_AS(load_cifar(tmp.path.string(), true, 10), doctest::Contains("data_batch_4.bin: missing"), Error);
+    CHECK_THROWS_WITH_AS(load_cifar(tmp.path.string(), true, 10), doctest::Contains("data_batch_4.bin: missing"),
+                         Error);
 }
 
 TEST_CASE("CIFAR-100: fine labels, train.bin/test.bin, also inside cifar-100-binary/") {
@@ -216,8 +223,8 @@ TEST_CASE("bad CIFAR files throw one line naming the file") {
     write_file(tmp / "short.bin", b);
     CHECK_THROWS_WITH_AS(load_cifar(tmp / "short.bin", false, 10), doctest::Contains("short.bin: size 6145"), Error);
     write_file(tmp / "label.bin", cifar_records({{1}, {10}}));
-    CHECK_THROWS_WITH_AS(load_cifar(tmp / "label.bin", false, 10), doctest::Contains("label.bin: record 1 has label 10"),
-                         Error);
+    CHECK_THROWS_WITH_AS(load_cifar(tmp / "label.bin", false, 10),
+                         doctest::Contains("label.bin: record 1 has label 10"), Error);
     write_file(tmp / "fine.bin", cifar_records({{1, 100}}));
     CHECK_THROWS_WITH_AS(load_cifar(tmp / "fine.bin", false, 100), doctest::Contains("has label 100"), Error);
     // A CIFAR-10 file read as CIFAR-100: 3073 is not a multiple of 3074.
@@ -225,7 +232,8 @@ TEST_CASE("bad CIFAR files throw one line naming the file") {
     CHECK_THROWS_WITH_AS(load_cifar(tmp / "ten.bin", false, 100), doctest::Contains("3074-byte"), Error);
     write_file(tmp / "empty.bin", {});
     CHECK_THROWS_AS(load_cifar(tmp / "empty.bin", false, 10), Error);
-    CHECK_THROWS_WITH_AS(load_cifar(tmp / "nothing.bin", false, 10), doctest::Contains("nothing.bin: no such file"), Error);
+    CHECK_THROWS_WITH_AS(load_cifar(tmp / "nothing.bin", false, 10), doctest::Contains("nothing.bin: no such file"),
+                         Error);
     CHECK_THROWS_WITH_AS(load_cifar(tmp.path.string(), false, 10), doctest::Contains("test_batch.bin: missing"), Error);
     CHECK_THROWS_WITH_AS(load_cifar(tmp / "ten.bin", false, 20), doctest::Contains("10 or 100 classes"), Error);
 }
@@ -259,7 +267,8 @@ TEST_CASE("bad IDX files throw naming the file") {
     CHECK_THROWS_WITH_AS(load_idx(tmp / "magic", tmp / "lab"), doctest::Contains("magic: magic 0x00000801"), Error);
     CHECK_THROWS_WITH_AS(load_idx(tmp / "img", tmp / "img"), doctest::Contains("is not that of IDX labels"), Error);
     write_file(tmp / "four", idx_images(4, 4, 4));
-    CHECK_THROWS_WITH_AS(load_idx(tmp / "four", tmp / "lab"), doctest::Contains("holds 3 labels for the 4 images"), Error);
+    CHECK_THROWS_WITH_AS(load_idx(tmp / "four", tmp / "lab"), doctest::Contains("holds 3 labels for the 4 images"),
+                         Error);
     Bytes cut = idx_images(3, 4, 4);
     cut.resize(cut.size() - 5);
     write_gz(tmp / "cut.gz", cut);
@@ -297,7 +306,7 @@ TEST_CASE("Tiny-ImageNet: class order from wnids.txt, train by class then name, 
             CHECK(max_error(train, 2 * k + n, [&](int, int, int c) { return flat(k, n, c); }) < kJpegTolerance);
         }
     CHECK(max_error(train, 4, [](int, int, int) { return kGray; }) < kJpegTolerance);  // grayscale, replicated
-    CHECK(max_error(train, 5, gradient) < kJpegGradientTolerance);                      // rows are y, columns x
+    CHECK(max_error(train, 5, gradient) < kJpegGradientTolerance);                     // rows are y, columns x
 
     Dataset val = load_tiny_imagenet(root.string(), false);
     CHECK(val.num_classes == 3);
@@ -343,7 +352,8 @@ TEST_CASE("bad Tiny-ImageNet trees throw one line naming the file") {
                          doctest::Contains("val_annotations.txt:2: class n99 is not in wnids.txt"), Error);
 
     write_file((root / "train" / "n01" / "images" / "n01_7.JPEG").string(), encode_jpeg(32, 32, true, gradient));
-    CHECK_THROWS_WITH_AS(load_tiny_imagenet(root.string(), true), doctest::Contains("n01_7.JPEG: image is 32x32"), Error);
+    CHECK_THROWS_WITH_AS(load_tiny_imagenet(root.string(), true), doctest::Contains("n01_7.JPEG: image is 32x32"),
+                         Error);
     fs::remove_all(root / "train" / "n03");
     CHECK_THROWS_WITH_AS(load_tiny_imagenet(root.string(), true), doctest::Contains("n03/images: missing"), Error);
 }

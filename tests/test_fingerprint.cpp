@@ -144,7 +144,8 @@ TEST_CASE("binomial lower tail complements the upper tail") {
     for (int n : {1, 7, 40})
         for (double p : {0.05, 0.3, 0.8})
             for (int k = -1; k <= n; ++k)
-                CHECK(binomial_lower_tail(k, n, p) + binomial_upper_tail(k + 1, n, p) == doctest::Approx(1.0).epsilon(1e-9));
+                CHECK(binomial_lower_tail(k, n, p) + binomial_upper_tail(k + 1, n, p) ==
+                      doctest::Approx(1.0).epsilon(1e-9));
 }
 
 TEST_CASE("the verdict rule: error rates, undetermined inputs, unresolved steps") {
@@ -295,7 +296,7 @@ TEST_CASE("a contended suspect is inconclusive or decided correctly, never wrong
             CHECK(q.reps <= c.max_reps);
         }
         MESSAGE(std::string(k.name) << ": owner matched " << owner_decided << "/" << seeds << ", independent rejected "
-                       << independent_decided << "/" << seeds << " (the rest inconclusive)");
+                                    << independent_decided << "/" << seeds << " (the rest inconclusive)");
     }
 }
 

@@ -295,7 +295,7 @@ TEST_CASE("safetensors: a hand-written file with every dtype converts to the exp
     auto put = [&](const void* p, size_t n) { data.append(static_cast<const char*>(p), n); };
     double f64[2] = {0.1, -3.0};
     uint16_t f16[4] = {0x3C00, 0xC000, 0x0001, 0x7C00};  // 1, -2, 2^-24 (subnormal), +inf
-    uint16_t bf16[2] = {0x3F80, 0xC0A0};                  // 1, -5
+    uint16_t bf16[2] = {0x3F80, 0xC0A0};                 // 1, -5
     int64_t i64[1] = {-5};
     int32_t i32[2] = {7, -8};
     int8_t i8[1] = {-100};
@@ -308,16 +308,15 @@ TEST_CASE("safetensors: a hand-written file with every dtype converts to the exp
     put(i8, sizeof i8);
     put(u8, sizeof u8);
     // Header written by hand, in an order that differs from the data order.
-    std::string header =
-        R"({"u8":{"dtype":"U8","shape":[2],"data_offsets":[47,49]},)"
-        R"("f64":{"dtype":"F64","shape":[2],"data_offsets":[0,16]},)"
-        R"("f16":{"dtype":"F16","shape":[2,2],"data_offsets":[16,24]},)"
-        R"("bf16":{"dtype":"BF16","shape":[2],"data_offsets":[24,28]},)"
-        R"("i64":{"dtype":"I64","shape":[],"data_offsets":[28,36]},)"
-        R"("i32":{"dtype":"I32","shape":[2,1],"data_offsets":[36,44]},)"
-        R"("i8":{"dtype":"I8","shape":[1],"data_offsets":[44,45]},)"
-        R"("pad":{"dtype":"BOOL","shape":[2],"data_offsets":[45,47]},)"
-        R"("__metadata__":{"k":"v"}}   )";
+    std::string header = R"({"u8":{"dtype":"U8","shape":[2],"data_offsets":[47,49]},)"
+                         R"("f64":{"dtype":"F64","shape":[2],"data_offsets":[0,16]},)"
+                         R"("f16":{"dtype":"F16","shape":[2,2],"data_offsets":[16,24]},)"
+                         R"("bf16":{"dtype":"BF16","shape":[2],"data_offsets":[24,28]},)"
+                         R"("i64":{"dtype":"I64","shape":[],"data_offsets":[28,36]},)"
+                         R"("i32":{"dtype":"I32","shape":[2,1],"data_offsets":[36,44]},)"
+                         R"("i8":{"dtype":"I8","shape":[1],"data_offsets":[44,45]},)"
+                         R"("pad":{"dtype":"BOOL","shape":[2],"data_offsets":[45,47]},)"
+                         R"("__metadata__":{"k":"v"}}   )";
     data.insert(45, std::string("\x01\x00", 2));  // the BOOL tensor
     uint64_t len = header.size();
     const std::string path = dir / "dtypes.safetensors";
@@ -364,8 +363,9 @@ TEST_CASE("safetensors: bad headers are rejected with the file named") {
     expect(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", four, "decrease");
     expect(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", "", "beyond the data section");
     expect(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", eight, "bytes after the last tensor");
-    expect(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}})",
-           eight, "overlap");
+    expect(
+        R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}})",
+        eight, "overlap");
     expect(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", eight, "gap");
     expect(R"({"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,4]}})", four, "too large");
     expect(R"({"a":{"dtype":"F32","shape":[1]}})", four, "data_offsets");

@@ -70,7 +70,10 @@ TEST_CASE("model_names lists the five architectures") {
 }
 
 TEST_CASE("every builder validates and infers shapes at every supported size") {
-    struct Case { std::string arch; int classes, size, channels, exits; };
+    struct Case {
+        std::string arch;
+        int classes, size, channels, exits;
+    };
     std::vector<Case> cases;
     for (std::string a : {"resnet56", "vgg16", "mobilenet", "small", "tiny"}) {
         int exits = a == "resnet56" || a == "vgg16" ? 7 : a == "mobilenet" ? 6 : a == "small" ? 4 : 3;
@@ -163,7 +166,8 @@ TEST_CASE("initialisation: deterministic per seed, He-normal convs, uniform line
     const auto& fc = value("segs.6.layers.8.weight");  // 10x64: uniform(+-1/8)
     CHECK(*std::max_element(fc.begin(), fc.end()) <= 0.125f);
     CHECK(*std::min_element(fc.begin(), fc.end()) >= -0.125f);
-    CHECK(sample_std(value("segs.5.ic.fc.weight")) == doctest::Approx(1 / std::sqrt(1024.0) / std::sqrt(3.0)).epsilon(0.03));
+    CHECK(sample_std(value("segs.5.ic.fc.weight")) ==
+          doctest::Approx(1 / std::sqrt(1024.0) / std::sqrt(3.0)).epsilon(0.03));
     CHECK(value("segs.0.ic.alpha") == std::vector<float>{0.5f});
     CHECK(value("segs.2.layers.2.sc.1.weight") == std::vector<float>(32, 1.0f));
     CHECK(value("segs.2.layers.2.sc.1.bias") == std::vector<float>(32, 0.0f));
@@ -215,9 +219,9 @@ TEST_CASE("load_pytorch_state maps the shared state dicts by name") {
         CHECK(checked > 100);
     }
     Model r = build_model("resnet56", 10, 32, 3);
-    CHECK_THROWS_WITH_AS(load_pytorch_state(r, dir + "mobilenet_s1.safetensors"),
-                         doctest::Contains("mobilenet"), Error);
+    CHECK_THROWS_WITH_AS(load_pytorch_state(r, dir + "mobilenet_s1.safetensors"), doctest::Contains("mobilenet"),
+                         Error);
     Model r100 = build_model("resnet56", 100, 32, 3);
-    CHECK_THROWS_WITH_AS(load_pytorch_state(r100, dir + "resnet56_s1.safetensors"),
-                         doctest::Contains("has shape"), Error);
+    CHECK_THROWS_WITH_AS(load_pytorch_state(r100, dir + "resnet56_s1.safetensors"), doctest::Contains("has shape"),
+                         Error);
 }

@@ -69,16 +69,11 @@ Tensor run(const Model& m, Backend& b, const std::vector<Tensor>& in) {
 // The ResNet-56 shapes (its three stages, the stride-2 and 1x1 convolutions between them), and
 // shapes off the kernels' block sizes: channels off multiples of 6, 16 and 24, eight-wide planes.
 std::vector<Case> cases() {
-    return {{Shape{1, 16, 32, 32}, Shape{16, 16, 3, 3}},
-            {Shape{2, 32, 16, 16}, Shape{32, 32, 3, 3}, 1, true},
-            {Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}, 1, true},
-            {Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}},
-            {Shape{3, 20, 8, 8}, Shape{40, 20, 3, 3}},
-            {Shape{1, 24, 8, 8}, Shape{48, 24, 3, 3}},
-            {Shape{1, 13, 8, 16}, Shape{13, 13, 3, 3}},
-            {Shape{1, 7, 16, 16}, Shape{21, 7, 3, 3}},
-            {Shape{1, 16, 32, 32}, Shape{32, 16, 3, 3}, 2},
-            {Shape{1, 16, 32, 32}, Shape{32, 16, 1, 1}, 1}};
+    return {{Shape{1, 16, 32, 32}, Shape{16, 16, 3, 3}},        {Shape{2, 32, 16, 16}, Shape{32, 32, 3, 3}, 1, true},
+            {Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}, 1, true}, {Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}},
+            {Shape{3, 20, 8, 8}, Shape{40, 20, 3, 3}},          {Shape{1, 24, 8, 8}, Shape{48, 24, 3, 3}},
+            {Shape{1, 13, 8, 16}, Shape{13, 13, 3, 3}},         {Shape{1, 7, 16, 16}, Shape{21, 7, 3, 3}},
+            {Shape{1, 16, 32, 32}, Shape{32, 16, 3, 3}, 2},     {Shape{1, 16, 32, 32}, Shape{32, 16, 1, 1}, 1}};
 }
 
 // Sets an environment variable for the scope, and puts back what was there.
@@ -90,8 +85,10 @@ struct ScopedEnv {
         setenv(n, value.c_str(), 1);
     }
     ~ScopedEnv() {
-        if (old) setenv(name.c_str(), old->c_str(), 1);
-        else unsetenv(name.c_str());
+        if (old)
+            setenv(name.c_str(), old->c_str(), 1);
+        else
+            unsetenv(name.c_str());
     }
 };
 
@@ -159,7 +156,8 @@ TEST_CASE("ENGINE_NATIVE_ISA=avx2 keeps the AVX-512 kernels out; ENGINE_KERNELS=
 
 TEST_CASE("tuned choices are kept in the per-CPU cache file; a corrupt or foreign file is ignored, then rewritten") {
     const std::string path =
-        (std::filesystem::temp_directory_path() / ("engine_kernels_test_" + std::to_string(getpid()) + ".json")).string();
+        (std::filesystem::temp_directory_path() / ("engine_kernels_test_" + std::to_string(getpid()) + ".json"))
+            .string();
     ScopedEnv env("ENGINE_KERNEL_CACHE", path);
     ScopedEnv tuned("ENGINE_KERNELS", "tuned");
     auto ref = make_backend("ref");
@@ -199,16 +197,22 @@ TEST_CASE("tuned choices are kept in the per-CPU cache file; a corrupt or foreig
     const int version = nlohmann::json::parse(std::ifstream(path)).at("version");
     std::ofstream(path) << "{\"format\": \"engine-native-kernels\", \"choi";  // cut short
     tune_and_check();
-    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", version}, {"cpu", "another CPU"},
+    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"},
+                                          {"version", version},
+                                          {"cpu", "another CPU"},
                                           {"choices", {{"anything", "gemm"}}}}
                                .dump();
     tune_and_check();
-    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", version},
-                                          {"cpu", native::cpu_model()}, {"choices", {{"anything", "fastest_kernel"}}}}
+    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"},
+                                          {"version", version},
+                                          {"cpu", native::cpu_model()},
+                                          {"choices", {{"anything", "fastest_kernel"}}}}
                                .dump();
     tune_and_check();
-    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"}, {"version", version - 1},
-                                          {"cpu", native::cpu_model()}, {"choices", {{"anything", "gemm"}}}}
+    std::ofstream(path) << nlohmann::json{{"format", "engine-native-kernels"},
+                                          {"version", version - 1},
+                                          {"cpu", native::cpu_model()},
+                                          {"choices", {{"anything", "gemm"}}}}
                                .dump();
     tune_and_check();
     std::filesystem::remove(path);

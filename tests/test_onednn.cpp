@@ -25,10 +25,22 @@ TEST_CASE("onednn backend matches the reference loops for every op, forward and 
     auto dnn = make_backend("onednn", 1);
     CHECK(dnn->name() == "onednn");
     // Cases oneDNN must run itself; the rest (broadcasts, alpha/beta Gemm, ...) may fall back.
-    const std::set<std::string> on_onednn = {
-        "conv3x3",   "conv_stride2_nobias", "conv1x1_stride2", "conv_depthwise", "conv_depthwise_s2",
-        "conv_groups2_dil2", "batchnorm", "batchnorm_train", "relu", "add_same", "maxpool", "maxpool_pad_s1",
-        "avgpool", "avgpool_pad_exclude", "avgpool_pad_include", "gemm_transb_bias"};
+    const std::set<std::string> on_onednn = {"conv3x3",
+                                             "conv_stride2_nobias",
+                                             "conv1x1_stride2",
+                                             "conv_depthwise",
+                                             "conv_depthwise_s2",
+                                             "conv_groups2_dil2",
+                                             "batchnorm",
+                                             "batchnorm_train",
+                                             "relu",
+                                             "add_same",
+                                             "maxpool",
+                                             "maxpool_pad_s1",
+                                             "avgpool",
+                                             "avgpool_pad_exclude",
+                                             "avgpool_pad_include",
+                                             "gemm_transb_bias"};
     int accelerated_count = 0;
     for (const auto& c : test::all_op_cases()) {
         CAPTURE(c.label);
@@ -146,7 +158,8 @@ TEST_CASE("onednn backend reproduces PyTorch's logits and the native backend's e
             same += a[i].exit == b[i].exit && a[i].cls == b[i].cls;
             hist[b[i].exit]++;
         }
-        std::printf("%-13s onednn early exit at q = 0.9, batch 64: %d / %zu as on native, histogram", name, same, a.size());
+        std::printf("%-13s onednn early exit at q = 0.9, batch 64: %d / %zu as on native, histogram", name, same,
+                    a.size());
         for (int h : hist) std::printf(" %d", h);
         std::printf("\n");
         CHECK(same == int(a.size()));
@@ -155,7 +168,5 @@ TEST_CASE("onednn backend reproduces PyTorch's logits and the native backend's e
 #endif
 
 #else
-TEST_CASE("onednn backend") {
-    test::skip("onednn backend", "built without ENGINE_WITH_ONEDNN (libdnnl-dev)");
-}
+TEST_CASE("onednn backend") { test::skip("onednn backend", "built without ENGINE_WITH_ONEDNN (libdnnl-dev)"); }
 #endif

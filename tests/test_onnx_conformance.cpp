@@ -95,21 +95,29 @@ PbTensor read_pb(const std::string& path) {
     const std::string& raw = p.raw_data();
     switch (t.type) {
         case onnx::TensorProto::FLOAT:
-            if (p.has_raw_data()) raw_to_float<float>(raw, t.values);
-            else t.values.assign(p.float_data().begin(), p.float_data().end());
+            if (p.has_raw_data())
+                raw_to_float<float>(raw, t.values);
+            else
+                t.values.assign(p.float_data().begin(), p.float_data().end());
             break;
         case onnx::TensorProto::INT64:
-            if (p.has_raw_data()) raw_to_float<int64_t>(raw, t.values);
-            else for (auto v : p.int64_data()) t.values.push_back(static_cast<float>(v));
+            if (p.has_raw_data())
+                raw_to_float<int64_t>(raw, t.values);
+            else
+                for (auto v : p.int64_data()) t.values.push_back(static_cast<float>(v));
             break;
         case onnx::TensorProto::INT32:
-            if (p.has_raw_data()) raw_to_float<int32_t>(raw, t.values);
-            else for (auto v : p.int32_data()) t.values.push_back(static_cast<float>(v));
+            if (p.has_raw_data())
+                raw_to_float<int32_t>(raw, t.values);
+            else
+                for (auto v : p.int32_data()) t.values.push_back(static_cast<float>(v));
             break;
         case onnx::TensorProto::UINT8:
         case onnx::TensorProto::BOOL:
-            if (p.has_raw_data()) raw_to_float<uint8_t>(raw, t.values);
-            else for (auto v : p.int32_data()) t.values.push_back(static_cast<float>(v));
+            if (p.has_raw_data())
+                raw_to_float<uint8_t>(raw, t.values);
+            else
+                for (auto v : p.int32_data()) t.values.push_back(static_cast<float>(v));
             break;
         default:
             break;  // other types stay empty: the importer refuses such models before they are needed
@@ -198,11 +206,12 @@ bool run_one(const TestCase& tc, engine::Backend& backend, std::string& refusal,
             REQUIRE(want.type == onnx::TensorProto::FLOAT);
             const engine::TensorView got = plan.exit_logits(k);
             const bool same_shape = got.shape.vec() == want.dims;
-            const double err = same_shape ? engine::relative_error(got.data, want.values.data(), got.numel()) : INFINITY;
+            const double err =
+                same_shape ? engine::relative_error(got.data, want.values.data(), got.numel()) : INFINITY;
             CHECK_MESSAGE(same_shape, tc.dir << " on " << backend.name() << ": output " << k << " has shape "
                                              << got.shape.str() << ", ONNX expects " << engine::Shape(want.dims).str());
-            CHECK_MESSAGE(err <= 1e-4, tc.dir << " on " << backend.name() << ": output " << k
-                                              << " relative error " << err);
+            CHECK_MESSAGE(err <= 1e-4,
+                          tc.dir << " on " << backend.name() << ": output " << k << " relative error " << err);
             if (!(err <= 1e-4)) all_passed = false;
         }
     }
@@ -248,7 +257,8 @@ TEST_CASE("ONNX node conformance tests on every backend") {
         std::snprintf(line, sizeof line, "%-20s %6s %8s %5s %7s\n", "operator", "found", "refused", "run", "passed");
         report << line;
         for (const auto& [fam, t] : table) {
-            std::snprintf(line, sizeof line, "%-20s %6d %8d %5d %7d\n", fam.c_str(), t.found, t.refused, t.run, t.passed);
+            std::snprintf(line, sizeof line, "%-20s %6d %8d %5d %7d\n", fam.c_str(), t.found, t.refused, t.run,
+                          t.passed);
             report << line;
             total.found += t.found, total.refused += t.refused, total.run += t.run, total.passed += t.passed;
         }

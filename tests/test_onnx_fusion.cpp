@@ -26,10 +26,10 @@ namespace {
 
 // One head as an exporter writes it, with knobs that each break one fusion condition.
 struct Head {
-    int64_t side = 5;                       // input is [N, 2, side, side]
+    int64_t side = 5;  // input is [N, 2, side, side]
     float alpha = 0.3f, c = 0.7f;
     std::vector<int64_t> max_kernel{2, 2}, avg_kernel{2, 2};
-    std::vector<int64_t> pads{0, 0, 0, 0};  // both pools
+    std::vector<int64_t> pads{0, 0, 0, 0};                      // both pools
     std::vector<int64_t> pre_pad = std::vector<int64_t>(8, 0);  // the Pad before the AvgPool
     int64_t ceil_mode = 0;
     bool swap = false;      // Mul(pool, scale) and Add(avg term, max term)
@@ -52,7 +52,8 @@ OnnxBuilder head_model(const Head& h) {
     b.init("c", {1}, {h.c});
     b.init("zeros", {8}, std::vector<float>(h.pre_pad.begin(), h.pre_pad.end()));
     pool_node(b, "MaxPool", "x", "mx", h.max_kernel, h);
-    b.node("Mul", h.swap ? std::vector<std::string>{"mx", "head.alpha"} : std::vector<std::string>{"head.alpha", "mx"}, "ma");
+    b.node("Mul", h.swap ? std::vector<std::string>{"mx", "head.alpha"} : std::vector<std::string>{"head.alpha", "mx"},
+           "ma");
     b.node("Pad", {"x", "zeros"}, "xp");
     pool_node(b, "AveragePool", "xp", "av", h.avg_kernel, h);
     b.node("Mul", h.swap ? std::vector<std::string>{"av", "c"} : std::vector<std::string>{"c", "av"}, "ca");
@@ -103,7 +104,8 @@ std::vector<float> expected(const Head& h, const engine::Tensor& x) {
     for (int64_t p = 0; p < planes; ++p) {
         std::vector<float> plane(x.data() + p * hw, x.data() + (p + 1) * hw), padded(ps * ps, 0.0f);
         for (int64_t r = 0; r < h.side; ++r)
-            for (int64_t q = 0; q < h.side; ++q) padded[(r + h.pre_pad[2]) * ps + q + h.pre_pad[3]] = plane[r * h.side + q];
+            for (int64_t q = 0; q < h.side; ++q)
+                padded[(r + h.pre_pad[2]) * ps + q + h.pre_pad[3]] = plane[r * h.side + q];
         const auto mx = pool_plane(plane, h.side, h.max_kernel, h.pads, h.ceil_mode, true);
         const auto av = pool_plane(padded, ps, h.avg_kernel, h.pads, h.ceil_mode, false);
         REQUIRE(mx.size() == av.size());
@@ -113,7 +115,8 @@ std::vector<float> expected(const Head& h, const engine::Tensor& x) {
 }
 
 int count(const engine::Model& m, Op op) {
-    return static_cast<int>(std::count_if(m.graph.nodes.begin(), m.graph.nodes.end(), [&](const auto& n) { return n.op == op; }));
+    return static_cast<int>(
+        std::count_if(m.graph.nodes.begin(), m.graph.nodes.end(), [&](const auto& n) { return n.op == op; }));
 }
 
 // Imports the head, checks whether it was fused and compares its exit with plain loops on the reference backend.
@@ -121,7 +124,8 @@ void check_head(const Head& h, const std::string& tag, bool fuse) {
     OnnxBuilder b = head_model(h);
     const engine::Model m = import(b, tag);
     CHECK(count(m, Op::MixedPool) == (fuse ? 1 : 0));
-    for (Op op : {Op::MaxPool, Op::AvgPool, Op::Mul, Op::Add}) CHECK(count(m, op) == (fuse ? 0 : op == Op::Mul ? 2 : 1));
+    for (Op op : {Op::MaxPool, Op::AvgPool, Op::Mul, Op::Add})
+        CHECK(count(m, op) == (fuse ? 0 : op == Op::Mul ? 2 : 1));
     bool has_c = false;
     for (const auto& n : m.graph.nodes) has_c = has_c || n.name == "c";
     CHECK(has_c == !fuse);  // the fused head keeps no separate 1 - alpha
@@ -239,7 +243,8 @@ TEST_CASE("shared models: one trainable alpha per head, parameters as in the PyT
         CHECK(static_cast<int>(alphas.size()) == s.heads);
         // No 1 - alpha left: the only one-element constants are the alphas.
         for (int i = 0; i < static_cast<int>(m.graph.nodes.size()); ++i)
-            if (m.graph.is_constant(i) && m.graph.nodes[i].value.numel() == 1) CHECK_MESSAGE(alphas.count(i), m.graph.nodes[i].name);
+            if (m.graph.is_constant(i) && m.graph.nodes[i].value.numel() == 1)
+                CHECK_MESSAGE(alphas.count(i), m.graph.nodes[i].name);
 
         // Trainable scalars: the state dict less BatchNorm's statistics, less BatchNorm's scale (the
         // fold merges scale into the conv weight and shift into its bias), less the input
@@ -251,7 +256,8 @@ TEST_CASE("shared models: one trainable alpha per head, parameters as in the PyT
         int unused_alphas = 0;
         for (const auto& [k, t] : sd) {
             const std::string prefix = k.substr(0, k.rfind('.')), leaf = k.substr(k.rfind('.') + 1);
-            if (bn.count(prefix) && (leaf == "running_mean" || leaf == "running_var" || leaf == "num_batches_tracked" || leaf == "weight"))
+            if (bn.count(prefix) &&
+                (leaf == "running_mean" || leaf == "running_var" || leaf == "num_batches_tracked" || leaf == "weight"))
                 continue;
             if (leaf == "mean" || leaf == "std") continue;
             if (leaf == "alpha" && !used_keys.count(k)) {

@@ -49,7 +49,8 @@ TEST_CASE("onnx import: refusals name the file, the node and the reason") {
         b.input("x", {-1, 3, 5});
         set_int(b.node("Softmax", {"x"}, "y", "s"), "axis", 1);
         b.output("y");
-        CHECK(import_error(b, "softmax").find("node 's' (Softmax): attribute axis=1 not supported") != std::string::npos);
+        CHECK(import_error(b, "softmax").find("node 's' (Softmax): attribute axis=1 not supported") !=
+              std::string::npos);
     }
     SUBCASE("a symbolic dimension other than the batch") {
         OnnxBuilder b;
@@ -74,7 +75,8 @@ TEST_CASE("onnx import: refusals name the file, the node and the reason") {
         CHECK(import_error(b, "bn").find("attribute training_mode=1 not supported") != std::string::npos);
     }
     SUBCASE("missing and unreadable files") {
-        CHECK_THROWS_WITH_AS(engine::import_onnx("/nonexistent/m.onnx"), "/nonexistent/m.onnx: cannot open", engine::Error);
+        CHECK_THROWS_WITH_AS(engine::import_onnx("/nonexistent/m.onnx"), "/nonexistent/m.onnx: cannot open",
+                             engine::Error);
         const std::string path = (std::filesystem::temp_directory_path() / "engine_onnx_import_garbage.onnx").string();
         std::ofstream(path) << "\xff\xff\xff not protobuf";
         CHECK_THROWS_WITH_AS(engine::import_onnx(path), (path + ": not an ONNX model (protobuf parse failed)").c_str(),

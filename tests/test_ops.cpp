@@ -8,7 +8,6 @@
 
 using namespace engine;
 
-
 TEST_CASE("every backend matches the reference loops for every op, forward and backward") {
     auto ref = make_backend("ref");
     auto cases = test::all_op_cases();

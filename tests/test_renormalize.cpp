@@ -49,10 +49,10 @@ Model folded_small(int side) {
     std::uniform_real_distribution<float> u(0, 1);
     for (int j : batchnorms_of(m.graph)) {
         const Node& bn = m.graph.nodes[j];
-        for (float& v : m.graph.nodes[bn.inputs[1]].value.values()) v = 0.5f + u(rng);          // gamma
+        for (float& v : m.graph.nodes[bn.inputs[1]].value.values()) v = 0.5f + u(rng);           // gamma
         for (float& v : m.graph.nodes[bn.inputs[2]].value.values()) v = 0.4f * (u(rng) - 0.5f);  // beta
         for (float& v : m.graph.nodes[bn.inputs[3]].value.values()) v = 0.4f * (u(rng) - 0.5f);  // mean
-        for (float& v : m.graph.nodes[bn.inputs[4]].value.values()) v = 0.5f + 1.5f * u(rng);   // var
+        for (float& v : m.graph.nodes[bn.inputs[4]].value.values()) v = 0.5f + 1.5f * u(rng);    // var
     }
     fold_batchnorms(m.graph, batchnorms_of(m.graph));
     return m;

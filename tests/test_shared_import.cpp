@@ -94,7 +94,8 @@ TEST_CASE("shared ONNX models reproduce PyTorch's logits") {
     };
     // Every backend; the reference backend is plain loops: a slice of the images is enough for it.
     std::vector<Run> runs;
-    for (const std::string& name : test::backends()) runs.push_back({name, name == "ref" ? 32 : 256, name == "ref" ? 32 : 64});
+    for (const std::string& name : test::backends())
+        runs.push_back({name, name == "ref" ? 32 : 256, name == "ref" ? 32 : 64});
     for (const auto& sm : kModels) {
         const std::string dir = test::shared_dir() + "/models/";
         const engine::Model m = engine::import_onnx(dir + sm.name + ".onnx");
@@ -107,7 +108,8 @@ TEST_CASE("shared ONNX models reproduce PyTorch's logits") {
             for (double e : errs) std::printf(" %.2e", e);
             std::printf("\n");
             for (size_t k = 0; k < errs.size(); ++k)
-                CHECK_MESSAGE(errs[k] <= 1e-4, sm.name << " on " << r.backend << ": exit " << k << " relative error " << errs[k]);
+                CHECK_MESSAGE(errs[k] <= 1e-4,
+                              sm.name << " on " << r.backend << ": exit " << k << " relative error " << errs[k]);
         }
     }
 }

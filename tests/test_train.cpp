@@ -86,7 +86,8 @@ std::vector<double> numeric_grad(std::vector<float>& z, F f) {
 
 double max_rel_error(const std::vector<float>& a, const std::vector<double>& b) {
     double worst = 0, scale = 0;
-    for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i])), scale = std::max(scale, std::abs(b[i]));
+    for (size_t i = 0; i < a.size(); ++i)
+        worst = std::max(worst, std::abs(a[i] - b[i])), scale = std::max(scale, std::abs(b[i]));
     return worst / scale;
 }
 
@@ -124,7 +125,8 @@ TEST_CASE("distillation: alpha 0 is cross-entropy, equal logits give no KL, grad
     CHECK(distillation_loss(s.data(), s.data(), labels, n, classes, 3, 1, nullptr) == doctest::Approx(0).epsilon(1e-9));
     std::vector<float> g(s.size());
     distillation_loss(s.data(), t.data(), labels, n, classes, 2.5f, 0.6f, g.data(), 1.3f);
-    auto num = numeric_grad(s, [&] { return 1.3 * distillation_loss(s.data(), t.data(), labels, n, classes, 2.5f, 0.6f, nullptr); });
+    auto num = numeric_grad(
+        s, [&] { return 1.3 * distillation_loss(s.data(), t.data(), labels, n, classes, 2.5f, 0.6f, nullptr); });
     CHECK(max_rel_error(g, num) < 1e-3);
 }
 
@@ -243,7 +245,8 @@ TEST_CASE("augmentation: every sample is a zero-padded shift by at most 4, maybe
                         for (int y = 0; y < 8 && match; ++y)
                             for (int x = 0; x < 8 && match; ++x) {
                                 const int sy = y + dy, sx = (flip ? 7 - x : x) + dx;
-                                const float want = sy >= 0 && sy < 8 && sx >= 0 && sx < 8 ? src[c * 64 + sy * 8 + sx] : 0.0f;
+                                const float want =
+                                    sy >= 0 && sy < 8 && sx >= 0 && sx < 8 ? src[c * 64 + sy * 8 + sx] : 0.0f;
                                 match = got[c * 64 + y * 8 + x] == want;
                             }
                     if (match) found = true, flips += flip;
@@ -268,8 +271,10 @@ TEST_CASE("magnitude pruning prunes the smallest weights and training keeps them
         const Tensor& w = m.graph.nodes[mask.nodes[i]].value;
         CHECK((w.shape().rank == 4 || w.shape().rank == 2));
         for (int64_t k = 0; k < w.numel(); ++k) {
-            if (mask.keep[i][k]) min_kept = std::min(min_kept, std::abs(w[k]));
-            else max_pruned = std::max(max_pruned, std::abs(w[k])), zeros += w[k] == 0.0f;
+            if (mask.keep[i][k])
+                min_kept = std::min(min_kept, std::abs(w[k]));
+            else
+                max_pruned = std::max(max_pruned, std::abs(w[k])), zeros += w[k] == 0.0f;
         }
     }
     CHECK(zeros == mask.pruned);
@@ -339,8 +344,10 @@ TEST_CASE("ic-only trains the internal classifiers and leaves the backbone bit-i
         if (a.op != Op::Constant) continue;
         CHECK(a.trainable == before.graph.nodes[i].trainable);  // flags restored
         const bool same = a.value.values() == before.graph.nodes[i].value.values();
-        if (a.name.find(".ic.") == std::string::npos) CHECK_MESSAGE(same, a.name);  // BN statistics too
-        else changed_ic += !same;
+        if (a.name.find(".ic.") == std::string::npos)
+            CHECK_MESSAGE(same, a.name);  // BN statistics too
+        else
+            changed_ic += !same;
     }
     CHECK(changed_ic >= 2);
 }
@@ -504,8 +511,9 @@ TEST_CASE("a tiny model trained for two epochs on 3000 CIFAR-10 images beats cha
     Trainer t(m, train, &test_set, c);
     auto stats = t.fit();
     REQUIRE(stats.size() == 2);
-    MESSAGE("final-exit test accuracy " << stats[1].test_acc.back() << ", train accuracy " << stats[0].train_acc << " then " << stats[1].train_acc << ", "
-                                         << stats[1].images_per_s << " images/s");
+    MESSAGE("final-exit test accuracy " << stats[1].test_acc.back() << ", train accuracy " << stats[0].train_acc
+                                        << " then " << stats[1].train_acc << ", " << stats[1].images_per_s
+                                        << " images/s");
     CHECK(stats[1].train_acc > stats[0].train_acc);  // (the SDN loss itself grows with its IC weights)
-    CHECK(stats[1].test_acc.back() > 0.2);  // chance is 0.1; 1000 test images
+    CHECK(stats[1].test_acc.back() > 0.2);           // chance is 0.1; 1000 test images
 }

@@ -37,8 +37,10 @@ inline void skip(const std::string& what, const std::string& why) {
 }
 inline bool have_material(bool present, const std::string& what, const std::string& why) {
     if (present) return true;
-    if (in_ci()) FAIL_CHECK(what << ": " << why << " (CI=true: test material must be present)");
-    else skip(what, why);
+    if (in_ci())
+        FAIL_CHECK(what << ": " << why << " (CI=true: test material must be present)");
+    else
+        skip(what, why);
     return false;
 }
 inline bool have_shared(const char* what) {

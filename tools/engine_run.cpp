@@ -30,7 +30,8 @@ int cmd_info(const std::string& path) {
     auto in = g.nodes[g.inputs.at(0)].input_dims;
     std::printf("model      %s\n", path.c_str());
     std::printf("input      [");
-    for (size_t i = 0; i < in.size(); ++i) std::printf(i ? ",%s" : "%s", in[i] < 0 ? "N" : std::to_string(in[i]).c_str());
+    for (size_t i = 0; i < in.size(); ++i)
+        std::printf(i ? ",%s" : "%s", in[i] < 0 ? "N" : std::to_string(in[i]).c_str());
     std::printf("]\nnodes      %zu (", g.nodes.size());
     bool first = true;
     for (auto& [op, count] : ops) std::printf("%s%s %d", first ? "" : ", ", op.c_str(), count), first = false;
@@ -40,7 +41,8 @@ int cmd_info(const std::string& path) {
     for (int k = 0; k < model.num_exits(); ++k)
         std::printf("  %4d  %-9s  %9.3f  %14.2f  %14.1f\n", k,
                     g.output_names.empty() ? ("exit" + std::to_string(k)).c_str() : g.output_names[k].c_str(),
-                    k == model.num_exits() - 1 ? 0.0f : model.thresholds[k], macs[k] / 1e6, 100.0 * macs[k] / macs.back());
+                    k == model.num_exits() - 1 ? 0.0f : model.thresholds[k], macs[k] / 1e6,
+                    100.0 * macs[k] / macs.back());
     for (auto& [key, value] : model.metadata) std::printf("meta       %s = %s\n", key.c_str(), value.c_str());
     return 0;
 }
@@ -63,9 +65,8 @@ int cmd_eval(const std::string& path, const std::string& data_dir, const std::st
              int limit, int latency_samples, const std::string& backend_name, int threads, bool as_json,
              const std::string& per_sample) {
     Model model = load_model(path);
-    auto thresholds = thresholds_text.empty()
-                          ? model.thresholds
-                          : cli::parse_thresholds(thresholds_text, model.num_exits());
+    auto thresholds =
+        thresholds_text.empty() ? model.thresholds : cli::parse_thresholds(thresholds_text, model.num_exits());
     Dataset data = load_dataset_dir(data_dir, false, limit);
     check_data_fits(model, data, data_dir);
     auto backend = make_backend(backend_name, threads);
@@ -98,7 +99,8 @@ int cmd_eval(const std::string& path, const std::string& data_dir, const std::st
         std::printf("%s\n", j.dump(2).c_str());
         return 0;
     }
-    std::printf("%s on %lld images (backend %s, %.1f s)\n", path.c_str(), (long long)r.count, backend->name().c_str(), r.wall_s);
+    std::printf("%s on %lld images (backend %s, %.1f s)\n", path.c_str(), (long long)r.count, backend->name().c_str(),
+                r.wall_s);
     std::printf("accuracy under the policy: %.2f %%   average MACs: %.1f %% of full depth\n", 100 * r.accuracy,
                 100 * r.avg_macs_fraction);
     std::printf("  exit  threshold  accuracy %%  leaving here  median ms  p99 ms\n");
@@ -122,7 +124,8 @@ Tensor read_input(const std::string& path, int index, const Model& model) {
         auto tensors = read_safetensors(path);
         check(!tensors.empty(), path + ": holds no tensor");
         x = tensors.begin()->second;
-        check(x.numel() == want.numel(), path + ": tensor of shape " + x.shape().str() + " does not fit the model input " + want.str());
+        check(x.numel() == want.numel(),
+              path + ": tensor of shape " + x.shape().str() + " does not fit the model input " + want.str());
         x.reshape(want);
     }
     for (float v : x.values()) check(std::isfinite(v), path + ": input contains NaN or infinite values");
@@ -132,7 +135,8 @@ Tensor read_input(const std::string& path, int index, const Model& model) {
 int cmd_predict(const std::string& path, const std::string& input, int index, const std::string& thresholds_text,
                 const std::string& backend_name, int threads, bool as_json) {
     Model model = load_model(path);
-    auto thresholds = thresholds_text.empty() ? model.thresholds : cli::parse_thresholds(thresholds_text, model.num_exits());
+    auto thresholds =
+        thresholds_text.empty() ? model.thresholds : cli::parse_thresholds(thresholds_text, model.num_exits());
     Tensor x = read_input(input, index, model);
     auto backend = make_backend(backend_name, threads);
     Plan plan(model, *backend, 1);
@@ -183,7 +187,8 @@ int main(int argc, char** argv) {
         eval->add_option("--threshold,--thresholds", thresholds, "q for every exit, or q0,q1,... per exit");
         eval->add_option("--batch", batch, "batch size")->check(CLI::Range(1, 4096));
         eval->add_option("--limit", limit, "evaluate only the first N images");
-        eval->add_option("--latency-samples", latency_samples, "batch-1 timings per exit (0: skip)")->check(CLI::NonNegativeNumber);
+        eval->add_option("--latency-samples", latency_samples, "batch-1 timings per exit (0: skip)")
+            ->check(CLI::NonNegativeNumber);
         eval->add_option("--backend", backend, cli::backend_choices());
         cli::add_kernels_option(*eval);
         eval->add_option("--threads", threads, "threads for the batched pass (0: one per core; latency uses 1)")
@@ -207,7 +212,8 @@ int main(int argc, char** argv) {
         convert->add_option("input", model)->required();
         convert->add_option("output", out)->required();
         std::string arch;
-        convert->add_option("--arch", arch, "read a PyTorch SDN state dict (safetensors) into this architecture (10 classes, 32x32)");
+        convert->add_option("--arch", arch,
+                            "read a PyTorch SDN state dict (safetensors) into this architecture (10 classes, 32x32)");
 
         auto* serve = app.add_subcommand("serve", "answer classification requests on a loopback TCP port");
         serve->add_option("model", model)->required();
@@ -224,8 +230,9 @@ int main(int argc, char** argv) {
             return app.exit(e);
         }
         if (*info) return cmd_info(model);
-        if (*eval) return cmd_eval(model, data, thresholds, batch, limit, latency_samples, backend, threads, as_json,
-                                     per_sample);
+        if (*eval)
+            return cmd_eval(model, data, thresholds, batch, limit, latency_samples, backend, threads, as_json,
+                            per_sample);
         if (*predict) return cmd_predict(model, input, index, thresholds, backend, latency_threads, as_json);
         if (*convert) return cmd_convert(model, out, arch);
         if (*serve) return cli::serve_model(model, listen, thresholds, backend, latency_threads);

@@ -32,7 +32,8 @@ float parse_fraction(const std::string& text, const char* option) {
         return v;
     };
     const auto slash = text.find('/');
-    float v = slash == std::string::npos ? number(text) : number(text.substr(0, slash)) / number(text.substr(slash + 1));
+    float v =
+        slash == std::string::npos ? number(text) : number(text.substr(0, slash)) / number(text.substr(slash + 1));
     check(std::isfinite(v) && v >= 0, std::string(option) + " '" + text + "': must be a non-negative number");
     return v;
 }
@@ -42,9 +43,10 @@ std::string command_line(int argc, char** argv) {
     std::string out;
     for (int i = 0; i < argc; ++i) {
         std::string a = argv[i];
-        const bool plain = !a.empty() && a.find_first_not_of(
-                                             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+%@") ==
-                                             std::string::npos;
+        const bool plain =
+            !a.empty() &&
+            a.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+%@") ==
+                std::string::npos;
         if (!plain) {
             std::string q = "'";
             for (char ch : a) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
@@ -77,19 +79,20 @@ int main(int argc, char** argv) {
     return cli::guarded_main("engine_train", [&]() -> int {
         CLI::App app{"engine_train: train or fine-tune a multi-exit CNN on the engine"};
         std::string arch, data, out, from, mode = "plain", optimizer = "sgd", schedule = "onecycle", train_only, reinit,
-                                          teacher_path, log_path, checkpoint_path, backend = default_backend_name(),
-                                          threshold, adv_eps = "8/255", adv_step = "2/255", test_data;
+                                           teacher_path, log_path, checkpoint_path, backend = default_backend_name(),
+                                           threshold, adv_eps = "8/255", adv_step = "2/255", test_data;
         std::optional<float> lr;
         int epochs = 0, stop_after = -1, batch = 128, threads = 0, limit = -1, val_limit = 1000, adv_steps = 7;
         uint64_t seed = 0;
         float wd = 5e-4f, momentum = 0.9f, prune = 0, kd_temp = 4.0f, kd_alpha = 0.5f;
         bool resume = false, adversarial = false, no_augment = false, no_nesterov = false, renormalize = false;
 
-        app.add_option("--arch", arch, "architecture to build: " + [] {
-            std::string s;
-            for (auto& n : model_names()) s += (s.empty() ? "" : ", ") + n;
-            return s;
-        }());
+        app.add_option(
+            "--arch", arch, "architecture to build: " + [] {
+                std::string s;
+                for (auto& n : model_names()) s += (s.empty() ? "" : ", ") + n;
+                return s;
+            }());
         app.add_option("--from", from, "start from this model (native or .onnx) instead of --arch");
         app.add_option("--data", data, "CIFAR-10/100, IDX (Fashion-MNIST) or Tiny-ImageNet-200 folder")->required();
         app.add_option("--epochs", epochs, "epochs to train (0: apply --prune / --reinit and write, no training)")
@@ -101,7 +104,8 @@ int main(int argc, char** argv) {
         app.add_option("--lr", lr, "peak / initial learning rate (default 0.1 for sgd, 0.001 for adam)");
         app.add_option("--batch", batch, "batch size")->check(CLI::Range(1, 4096));
         app.add_option("--seed", seed, "seed of initialisation, data order, augmentation");
-        app.add_option("--optimizer", optimizer, "sgd (Nesterov momentum) | adam")->check(CLI::IsMember({"sgd", "adam"}));
+        app.add_option("--optimizer", optimizer, "sgd (Nesterov momentum) | adam")
+            ->check(CLI::IsMember({"sgd", "adam"}));
         app.add_option("--momentum", momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999));
         app.add_flag("--no-nesterov", no_nesterov, "plain momentum instead of Nesterov");
         app.add_option("--schedule", schedule, "onecycle | cosine | multistep | constant (per step)")
@@ -121,7 +125,8 @@ int main(int argc, char** argv) {
         app.add_flag("--adv", adversarial, "PGD adversarial training (L-inf, eps 8/255, step 2/255, 7 steps)");
         auto* o_eps = app.add_option("--adv-eps", adv_eps, "PGD radius, e.g. 8/255 (implies --adv)");
         auto* o_step = app.add_option("--adv-step", adv_step, "PGD step, e.g. 2/255 (implies --adv)");
-        auto* o_steps = app.add_option("--adv-steps", adv_steps, "PGD iterations (implies --adv)")->check(CLI::Range(1, 1000));
+        auto* o_steps =
+            app.add_option("--adv-steps", adv_steps, "PGD iterations (implies --adv)")->check(CLI::Range(1, 1000));
         app.add_option("--stop-after", stop_after, "stop after this many epochs of this run (resume later)")
             ->check(CLI::Range(1, 100000));
         app.add_flag("--resume", resume, "continue from the checkpoint <out>.ckpt (same settings)");
@@ -173,8 +178,8 @@ int main(int argc, char** argv) {
         std::optional<Model> teacher;
         if (!teacher_path.empty()) teacher = load_model(teacher_path);
         const auto thresholds = !threshold.empty() ? cli::parse_thresholds(threshold, model.num_exits())
-                                : !from.empty() ? model.thresholds
-                                                : cli::parse_thresholds("0.9", model.num_exits());
+                                : !from.empty()    ? model.thresholds
+                                                   : cli::parse_thresholds("0.9", model.num_exits());
 
         train::TrainConfig c;
         c.mode = mode;
@@ -212,7 +217,8 @@ int main(int argc, char** argv) {
             for (int i : trainer.parameters()) params += model.graph.nodes[i].value.numel();
             if (resume) {
                 trainer.load_checkpoint(checkpoint_path);
-                std::printf("resuming %s after epoch %d of %d\n", checkpoint_path.c_str(), trainer.epochs_done(), epochs);
+                std::printf("resuming %s after epoch %d of %d\n", checkpoint_path.c_str(), trainer.epochs_done(),
+                            epochs);
             } else {
                 std::ofstream(log_path, std::ios::trunc);  // a fresh run starts a fresh log
             }
@@ -238,13 +244,17 @@ int main(int argc, char** argv) {
                     }
                     char extra[32];
                     std::snprintf(extra, sizeof extra, "loss %.3f", loss);
-                    if (done < total) bar->update(done, extra);
-                    else bar->finish(extra);
+                    if (done < total)
+                        bar->update(done, extra);
+                    else
+                        bar->finish(extra);
                 },
                 [&](const train::EpochStats& e) {
-                    std::printf("epoch %d/%d  lr %.4g  loss %.4f  train acc %.1f %%  test acc per exit %s  %.1f s  %.0f img/s\n",
-                                e.epoch, epochs, e.lr, e.train_loss, 100 * e.train_acc, percent_or_dash(e.test_acc).c_str(),
-                                e.seconds, e.images_per_s);
+                    std::printf(
+                        "epoch %d/%d  lr %.4g  loss %.4f  train acc %.1f %%  test acc per exit %s  %.1f s  %.0f "
+                        "img/s\n",
+                        e.epoch, epochs, e.lr, e.train_loss, 100 * e.train_acc, percent_or_dash(e.test_acc).c_str(),
+                        e.seconds, e.images_per_s);
                     std::fflush(stdout);
                 });
             if (!trainer.finished()) {
@@ -265,16 +275,18 @@ int main(int argc, char** argv) {
             model.metadata["per_exit_acc"] = json(acc).dump();
             model.metadata["per_exit_acc_images"] = std::to_string(test->size());
         }
-        json summary{{"mode", mode},       {"epochs", epochs},         {"batch", batch},    {"lr", dec(c.schedule.lr)},
-                     {"optimizer", optimizer}, {"schedule", schedule}, {"wd", dec(wd)},          {"train_images", train.size()},
+        json summary{{"mode", mode},           {"epochs", epochs},     {"batch", batch}, {"lr", dec(c.schedule.lr)},
+                     {"optimizer", optimizer}, {"schedule", schedule}, {"wd", dec(wd)},  {"train_images", train.size()},
                      {"augment", !no_augment}, {"backend", backend}};
         if (!from.empty()) summary["from"] = from;
         if (!train_only.empty()) summary["train_only"] = train_only;
         if (!reinit.empty()) summary["reinit"] = reinit;
         if (prune > 0) summary["prune"] = prune;
         if (renormalize) summary["renormalize"] = true;
-        if (adversarial) summary["adversarial"] = {{"eps", dec(c.pgd.eps)}, {"step", dec(c.pgd.step)}, {"steps", c.pgd.steps}};
-        if (teacher) summary["teacher"] = {{"path", teacher_path}, {"temperature", dec(kd_temp)}, {"alpha", dec(kd_alpha)}};
+        if (adversarial)
+            summary["adversarial"] = {{"eps", dec(c.pgd.eps)}, {"step", dec(c.pgd.step)}, {"steps", c.pgd.steps}};
+        if (teacher)
+            summary["teacher"] = {{"path", teacher_path}, {"temperature", dec(kd_temp)}, {"alpha", dec(kd_alpha)}};
         model.metadata["train"] = summary.dump();
         save_model(model, out);
         std::printf("wrote %s (%d exits, test accuracy per exit %s, sha256 %s)\n", out.c_str(), model.num_exits(),

@@ -20,7 +20,8 @@ constexpr int kExitMatch = 0, kExitNoMatch = 1, kExitError = 2, kExitInconclusiv
 
 void print_report(const fp::FingerprintSet& set, const fp::CheckResult& r, const std::string& suspect) {
     std::printf("suspect      %s\n", suspect.c_str());
-    std::printf("fingerprint  %d inputs, %d exits, crafted on %s\n", set.size(), set.num_exits(), set.model_name.c_str());
+    std::printf("fingerprint  %d inputs, %d exits, crafted on %s\n", set.size(), set.num_exits(),
+                set.model_name.c_str());
     std::printf("oracle       %s; transport overhead %.3f ms; %d repetitions per input; %d queries; %.1f s\n",
                 r.oracle.c_str(), r.overhead_ms, r.reps, r.queries, r.wall_s);
     if (r.oracle == "time")
@@ -54,87 +55,117 @@ void print_report(const fp::FingerprintSet& set, const fp::CheckResult& r, const
 
 int main(int argc, char** argv) {
     return cli::guarded_main(
-        "fp_check", [&]() -> int {
-        CLI::App app{"fp_check: verify a suspect model by timing its answers to a fingerprint set"};
-        std::string fingerprint, suspect_path, suspect_url, oracle = "time", plot, threshold, backend = "native";
-        int threads = 1;
-        fp::CheckOptions o;
-        bool as_json = false;
-        app.add_option("fingerprint", fingerprint, "fingerprint file from fp_gen")->required();
-        auto* local = app.add_option("--suspect", suspect_path, "suspect model file, run in this process");
-        auto* remote = app.add_option("--suspect-url", suspect_url, "suspect served by engine_run serve (http://127.0.0.1:PORT)");
-        local->excludes(remote);
-        app.add_option("--oracle", oracle, "time (default) or exit (white-box reference)")->check(CLI::IsMember({"time", "exit"}));
-        app.add_option("--reps", o.reps, "repetitions per input per round")->check(CLI::Range(1, 1000));
-        app.add_option("--max-reps", o.max_reps,
-                       "time oracle: further rounds while the noise hides the step between exits, up to this "
-                       "many repetitions per input (default 120; --reps or less: one round)")
-            ->check(CLI::Range(1, 100000));
-        app.add_option("--alpha", o.alpha, "bound on the false-accusation rate: P(match | independent model)")
-            ->check(CLI::Range(1e-12, 0.5));
-        app.add_option("--beta", o.beta, "bound on P(no-match | copy keeping the pirate-level match rate)")
-            ->check(CLI::Range(1e-12, 0.5));
-        app.add_option("--quantile", o.quantile,
-                       "time oracle: an input's latency is this quantile of its repetitions (default 0.25; 0.5: median)")
-            ->check(CLI::Range(0.01, 0.99));
-        app.add_option("--seed", o.seed);
-        app.add_option("--suspect-threshold", threshold, "run a local suspect under another exit policy");
-        app.add_option("--backend", backend, "backend of a local suspect: " + cli::backend_choices());
-        cli::add_kernels_option(app);
-        app.add_option("--threads", threads, "compute threads of a local suspect (default 1: the steadiest timing)")
-            ->check(CLI::Range(1, 256));
-        app.add_option("--plot", plot, "write an SVG of latency by target exit");
-        app.add_flag("--json", as_json, "print one JSON object");
-        try {
-            app.parse(argc, argv);
-            if (suspect_path.empty() && suspect_url.empty()) throw CLI::RequiredError("--suspect or --suspect-url");
-        } catch (const CLI::ParseError& e) {
-            const int status = app.exit(e);
-            return status == 0 ? 0 : kExitError;  // --help: 0
-        }
-        o.time_oracle = oracle == "time";
-        fp::FingerprintSet set = fp::load_fingerprint(fingerprint);
-        // Files from before the null's provenance was recorded have no such entry.
-        const auto same_arch = set.info.find("null_same_arch_references");
-        const bool null_calibrated = same_arch != set.info.end() && same_arch->second != "0";
-        if (!null_calibrated)
-            std::fprintf(stderr,
-                         "warning: %s: its null match rate %.3f was not measured on independent models of %s's own "
-                         "architecture (%s); a match may be a false accusation and a no-match a missed copy. Re-craft "
-                         "with fp_gen --reference INDEPENDENT_SAME_ARCH_MODEL.\n",
-                         fingerprint.c_str(), set.null_match_rate, set.model_name.c_str(), set.null_source.c_str());
-        std::vector<float> q;
-        if (!threshold.empty()) q = cli::parse_thresholds(threshold, set.num_exits());
-        auto suspect = suspect_url.empty() ? fp::make_local_suspect(suspect_path, q, backend, threads) : fp::make_remote_suspect(suspect_url);
-        fp::CheckResult r = fp::check_suspect(set, *suspect, o);
-        if (!plot.empty())
-            fp::write_latency_plot(set, r, "fingerprint " + set.model_name + " vs " + suspect->describe() + ": " + fp::verdict_name(r.verdict),
-                                    plot);
-        if (as_json) {
-            nlohmann::json j{{"verdict", fp::verdict_name(r.verdict)}, {"reason", r.reason},
-                             {"match_rate", r.match_rate}, {"p_value", r.p_value}, {"p_value_pirate", r.p_value_pirate},
-                             {"matches", r.matches}, {"undetermined", r.undetermined}, {"inputs", set.size()},
-                             {"null_match_rate", r.null_match_rate}, {"pirate_match_rate", r.pirate_match_rate},
-                             {"null_source", set.null_source}, {"null_calibrated", null_calibrated}, {"alpha", o.alpha}, {"beta", o.beta}, {"looks", r.looks},
-                             {"queries", r.queries}, {"separable", r.separable},
-                             {"smallest_step_ms", r.smallest_step_ms}, {"resolvable_step_ms", r.resolvable_step_ms},
-                             {"rank_correlation", r.rank_correlation}, {"rank_p_value", r.rank_p_value},
-                             {"oracle", r.oracle}, {"confusion", r.confusion}, {"level_ms", r.level_ms},
-                             {"level_exit", r.level_exit}, {"overhead_ms", r.overhead_ms}, {"reps", r.reps},
-                             {"suspect", suspect->describe()}, {"wall_s", r.wall_s}};
-            if (r.oracle_agreement_all >= 0) {
-                j["oracle_agreement"] = r.oracle_agreement_all;
-                j["oracle_agreement_per_exit"] = r.oracle_agreement;
+        "fp_check",
+        [&]() -> int {
+            CLI::App app{"fp_check: verify a suspect model by timing its answers to a fingerprint set"};
+            std::string fingerprint, suspect_path, suspect_url, oracle = "time", plot, threshold, backend = "native";
+            int threads = 1;
+            fp::CheckOptions o;
+            bool as_json = false;
+            app.add_option("fingerprint", fingerprint, "fingerprint file from fp_gen")->required();
+            auto* local = app.add_option("--suspect", suspect_path, "suspect model file, run in this process");
+            auto* remote = app.add_option("--suspect-url", suspect_url,
+                                          "suspect served by engine_run serve (http://127.0.0.1:PORT)");
+            local->excludes(remote);
+            app.add_option("--oracle", oracle, "time (default) or exit (white-box reference)")
+                ->check(CLI::IsMember({"time", "exit"}));
+            app.add_option("--reps", o.reps, "repetitions per input per round")->check(CLI::Range(1, 1000));
+            app.add_option("--max-reps", o.max_reps,
+                           "time oracle: further rounds while the noise hides the step between exits, up to this "
+                           "many repetitions per input (default 120; --reps or less: one round)")
+                ->check(CLI::Range(1, 100000));
+            app.add_option("--alpha", o.alpha, "bound on the false-accusation rate: P(match | independent model)")
+                ->check(CLI::Range(1e-12, 0.5));
+            app.add_option("--beta", o.beta, "bound on P(no-match | copy keeping the pirate-level match rate)")
+                ->check(CLI::Range(1e-12, 0.5));
+            app.add_option(
+                   "--quantile", o.quantile,
+                   "time oracle: an input's latency is this quantile of its repetitions (default 0.25; 0.5: median)")
+                ->check(CLI::Range(0.01, 0.99));
+            app.add_option("--seed", o.seed);
+            app.add_option("--suspect-threshold", threshold, "run a local suspect under another exit policy");
+            app.add_option("--backend", backend, "backend of a local suspect: " + cli::backend_choices());
+            cli::add_kernels_option(app);
+            app.add_option("--threads", threads, "compute threads of a local suspect (default 1: the steadiest timing)")
+                ->check(CLI::Range(1, 256));
+            app.add_option("--plot", plot, "write an SVG of latency by target exit");
+            app.add_flag("--json", as_json, "print one JSON object");
+            try {
+                app.parse(argc, argv);
+                if (suspect_path.empty() && suspect_url.empty()) throw CLI::RequiredError("--suspect or --suspect-url");
+            } catch (const CLI::ParseError& e) {
+                const int status = app.exit(e);
+                return status == 0 ? 0 : kExitError;  // --help: 0
             }
-            std::printf("%s\n", j.dump().c_str());
-        } else {
-            print_report(set, r, suspect->describe());
-        }
-        switch (r.verdict) {
-            case fp::Verdict::match: return kExitMatch;
-            case fp::Verdict::no_match: return kExitNoMatch;
-            case fp::Verdict::inconclusive: return kExitInconclusive;
-        }
-        return kExitInconclusive;
-    }, kExitError);
+            o.time_oracle = oracle == "time";
+            fp::FingerprintSet set = fp::load_fingerprint(fingerprint);
+            // Files from before the null's provenance was recorded have no such entry.
+            const auto same_arch = set.info.find("null_same_arch_references");
+            const bool null_calibrated = same_arch != set.info.end() && same_arch->second != "0";
+            if (!null_calibrated)
+                std::fprintf(
+                    stderr,
+                    "warning: %s: its null match rate %.3f was not measured on independent models of %s's own "
+                    "architecture (%s); a match may be a false accusation and a no-match a missed copy. Re-craft "
+                    "with fp_gen --reference INDEPENDENT_SAME_ARCH_MODEL.\n",
+                    fingerprint.c_str(), set.null_match_rate, set.model_name.c_str(), set.null_source.c_str());
+            std::vector<float> q;
+            if (!threshold.empty()) q = cli::parse_thresholds(threshold, set.num_exits());
+            auto suspect = suspect_url.empty() ? fp::make_local_suspect(suspect_path, q, backend, threads)
+                                               : fp::make_remote_suspect(suspect_url);
+            fp::CheckResult r = fp::check_suspect(set, *suspect, o);
+            if (!plot.empty())
+                fp::write_latency_plot(
+                    set, r,
+                    "fingerprint " + set.model_name + " vs " + suspect->describe() + ": " + fp::verdict_name(r.verdict),
+                    plot);
+            if (as_json) {
+                nlohmann::json j{{"verdict", fp::verdict_name(r.verdict)},
+                                 {"reason", r.reason},
+                                 {"match_rate", r.match_rate},
+                                 {"p_value", r.p_value},
+                                 {"p_value_pirate", r.p_value_pirate},
+                                 {"matches", r.matches},
+                                 {"undetermined", r.undetermined},
+                                 {"inputs", set.size()},
+                                 {"null_match_rate", r.null_match_rate},
+                                 {"pirate_match_rate", r.pirate_match_rate},
+                                 {"null_source", set.null_source},
+                                 {"null_calibrated", null_calibrated},
+                                 {"alpha", o.alpha},
+                                 {"beta", o.beta},
+                                 {"looks", r.looks},
+                                 {"queries", r.queries},
+                                 {"separable", r.separable},
+                                 {"smallest_step_ms", r.smallest_step_ms},
+                                 {"resolvable_step_ms", r.resolvable_step_ms},
+                                 {"rank_correlation", r.rank_correlation},
+                                 {"rank_p_value", r.rank_p_value},
+                                 {"oracle", r.oracle},
+                                 {"confusion", r.confusion},
+                                 {"level_ms", r.level_ms},
+                                 {"level_exit", r.level_exit},
+                                 {"overhead_ms", r.overhead_ms},
+                                 {"reps", r.reps},
+                                 {"suspect", suspect->describe()},
+                                 {"wall_s", r.wall_s}};
+                if (r.oracle_agreement_all >= 0) {
+                    j["oracle_agreement"] = r.oracle_agreement_all;
+                    j["oracle_agreement_per_exit"] = r.oracle_agreement;
+                }
+                std::printf("%s\n", j.dump().c_str());
+            } else {
+                print_report(set, r, suspect->describe());
+            }
+            switch (r.verdict) {
+                case fp::Verdict::match:
+                    return kExitMatch;
+                case fp::Verdict::no_match:
+                    return kExitNoMatch;
+                case fp::Verdict::inconclusive:
+                    return kExitInconclusive;
+            }
+            return kExitInconclusive;
+        },
+        kExitError);
 }

@@ -38,7 +38,8 @@ std::string default_data_dir() {
     std::vector<fs::path> candidates{"../shared/data/cifar10"};
     char exe[PATH_MAX];
     const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) candidates.push_back(fs::path(std::string(exe, size_t(n))).parent_path() / "../../../shared/data/cifar10");
+    if (n > 0)
+        candidates.push_back(fs::path(std::string(exe, size_t(n))).parent_path() / "../../../shared/data/cifar10");
     for (const auto& c : candidates)
         if (fs::is_directory(c)) return fs::weakly_canonical(c).string();
     return "";
@@ -81,8 +82,8 @@ void make_own_copy(const std::string& model_path, const std::string& data_dir, i
         });
         bar.finish();
     }
-    copy.metadata["made_by"] = "fp_gen own copy: " + label + " of " + model_path + " on " + std::to_string(images) +
-                               " images of " + data_dir;
+    copy.metadata["made_by"] =
+        "fp_gen own copy: " + label + " of " + model_path + " on " + std::to_string(images) + " images of " + data_dir;
     save_model(copy, path);
 }
 
@@ -117,11 +118,14 @@ int main(int argc, char** argv) {
         app.add_option("--lr", o.lr, "Adam step size on pixels")->check(CLI::PositiveNumber);
         app.add_option("--seed", o.seed);
         app.add_option("--threshold", threshold, "exit policy to craft for (default: the model's)");
-        app.add_option("--noise-variants", o.noise_variants, "ensemble copies with weight noise")->check(CLI::Range(0, 16));
+        app.add_option("--noise-variants", o.noise_variants, "ensemble copies with weight noise")
+            ->check(CLI::Range(0, 16));
         app.add_option("--weight-noise", o.weight_noise, "relative weight noise of those copies");
         app.add_option("--prune-variants", o.prune_variants, "pruned ensemble copies, by fraction")->delimiter(',');
         app.add_option("--variant", o.variant_paths, "fine-tuned copy to include in the ensemble (repeatable)");
-        app.add_option("--reference", o.reference_paths, "independent model of the same architecture (another seed; never a suspect later): estimates the null, avoids "
+        app.add_option("--reference", o.reference_paths,
+                       "independent model of the same architecture (another seed; never a suspect later): estimates "
+                       "the null, avoids "
                        "transfer (repeatable)");
         app.add_option("--oversample", o.oversample, "candidates crafted per kept input")->check(CLI::Range(1.0, 10.0));
         app.add_option("--batch", o.batch)->check(CLI::Range(1, 1024));
@@ -139,7 +143,8 @@ int main(int argc, char** argv) {
             while (std::getline(ss, item, ',')) {
                 char* end = nullptr;
                 long v = std::strtol(item.c_str(), &end, 10);
-                check(end && *end == '\0' && !item.empty(), "--exits '" + exits_text + "': '" + item + "' is not an exit index");
+                check(end && *end == '\0' && !item.empty(),
+                      "--exits '" + exits_text + "': '" + item + "' is not an exit index");
                 o.exits.push_back(int(v));
             }
         }
@@ -151,39 +156,46 @@ int main(int argc, char** argv) {
         check(!(from_noise && from_data), "give --noise or --from-data, not both");
         std::string data = o.data_dir;
         if (data.empty()) data = default_data_dir();
-        check(!data.empty() || !from_data, "--from-data: no data set: give --data DIR (the default "
-                                           "../shared/data/cifar10 is not there)");
+        check(!data.empty() || !from_data,
+              "--from-data: no data set: give --data DIR (the default "
+              "../shared/data/cifar10 is not there)");
         o.data_dir = from_data ? data : "";
         if (from_data) std::fprintf(stderr, "fp_gen: starting from the test images of %s\n", data.c_str());
 
         int same_arch_refs = 0;
         for (const auto& r : o.reference_paths) same_arch_refs += fp::same_architecture(model, load_model(r));
         check(same_arch_refs > 0 || allow_uncalibrated,
-              std::string(o.reference_paths.empty() ? "no --reference given" : "no --reference shares the model's architecture") +
-                  ": the null would be a guess and independent copies of " + arch + " could be accused. Train one "
-                  "(engine_train --arch " + (model.metadata.count("arch") ? arch : "ARCH") +
+              std::string(o.reference_paths.empty() ? "no --reference given"
+                                                    : "no --reference shares the model's architecture") +
+                  ": the null would be a guess and independent copies of " + arch +
+                  " could be accused. Train one "
+                  "(engine_train --arch " +
+                  (model.metadata.count("arch") ? arch : "ARCH") +
                   " --data DIR --seed 2 --out ref.model), pass --reference ref.model, or accept a guessed null with "
                   "--allow-uncalibrated-null");
 
         if (o.variant_paths.empty() && own_images > 0 && data.empty())
-            std::fprintf(stderr, "fp_gen: no data set, so no own fine-tuned copies in the ensemble (give --data DIR or "
-                                 "--variant): an adversarially fine-tuned pirate is then likely to escape\n");
+            std::fprintf(stderr,
+                         "fp_gen: no data set, so no own fine-tuned copies in the ensemble (give --data DIR or "
+                         "--variant): an adversarially fine-tuned pirate is then likely to escape\n");
         if (o.variant_paths.empty() && own_images > 0 && !data.empty()) {
             for (bool adversarial : {false, true}) {
                 const std::string path = out + (adversarial ? ".own_adv.model" : ".own_ft.model");
                 if (std::filesystem::exists(path))
                     std::fprintf(stderr, "fp_gen: reusing %s\n", path.c_str());
                 else
-                    make_own_copy(model_path, data, adversarial ? std::max(own_images / 2, 1) : own_images,
-                                  adversarial, o.threads, path);
+                    make_own_copy(model_path, data, adversarial ? std::max(own_images / 2, 1) : own_images, adversarial,
+                                  o.threads, path);
                 o.variant_paths.push_back(path);
             }
         }
         std::unique_ptr<cli::Progress> bar;
         o.progress = [&](int64_t done, int64_t total) {
             if (!bar) bar = std::make_unique<cli::Progress>("crafting", total, "step");
-            if (done < total) bar->update(done);
-            else bar->finish();
+            if (done < total)
+                bar->update(done);
+            else
+                bar->finish();
         };
         const double start = cli::now_seconds();
         fp::FingerprintSet set = fp::craft_fingerprint(model, model_path, o);
@@ -194,15 +206,16 @@ int main(int argc, char** argv) {
         std::printf("ensemble agreement %s; null match rate %.3f from %s\n", set.info["ensemble_agreement"].c_str(),
                     set.null_match_rate, set.null_source.c_str());
         if (set.info["null_same_arch_references"] == "0")
-            std::fprintf(stderr,
-                         "WARNING: no reference model of %s's own architecture was given, so the null match rate "
-                         "%.3f is %s.\n"
-                         "WARNING: independent models of the same architecture transfer fingerprints far more than other "
-                         "networks do; fp_check may then accuse them or miss pirates.\n"
-                         "WARNING: train one or more independent copies (engine_train with another --seed, same "
-                         "architecture and data) and pass each with --reference.\n",
-                         set.model_name.c_str(), set.null_match_rate,
-                         set.info["null_references"] == "[]" ? "an assumption" : "a guess from other architectures");
+            std::fprintf(
+                stderr,
+                "WARNING: no reference model of %s's own architecture was given, so the null match rate "
+                "%.3f is %s.\n"
+                "WARNING: independent models of the same architecture transfer fingerprints far more than other "
+                "networks do; fp_check may then accuse them or miss pirates.\n"
+                "WARNING: train one or more independent copies (engine_train with another --seed, same "
+                "architecture and data) and pass each with --reference.\n",
+                set.model_name.c_str(), set.null_match_rate,
+                set.info["null_references"] == "[]" ? "an assumption" : "a guess from other architectures");
         // What fp_check can decide with this file at its default error rates and rounds.
         const fp::CheckOptions defaults;
         const int looks = std::max(1, defaults.max_reps / defaults.reps), M = set.size();
@@ -216,7 +229,8 @@ int main(int argc, char** argv) {
         if (need_match < 0)
             std::fprintf(stderr,
                          "WARNING: with a null of %.3f not even %d of %d matches makes a match at fp_check's defaults: "
-                         "this fingerprint cannot accuse anyone. Craft more inputs (--per-exit), from noise (no --from-data), or give "
+                         "this fingerprint cannot accuse anyone. Craft more inputs (--per-exit), from noise (no "
+                         "--from-data), or give "
                          "a second same-architecture --reference to steer selection.\n",
                          set.null_match_rate, M, M);
         else

@@ -30,9 +30,11 @@ int main(int argc, char** argv) {
         app.add_option("--delay-ms", delay_ms, "fixed delay added to every answer")->check(CLI::Range(0.0, 1000.0));
         app.add_option("--jitter-ms", jitter_ms, "random delay on top: uniform on [0, J] or exponential of mean J")
             ->check(CLI::Range(0.0, 1000.0));
-        app.add_option("--jitter", jitter_kind, "uniform | exponential")->check(CLI::IsMember({"uniform", "exponential"}));
+        app.add_option("--jitter", jitter_kind, "uniform | exponential")
+            ->check(CLI::IsMember({"uniform", "exponential"}));
         app.add_option("--seed", seed);
-        app.add_option("--max-requests", max_requests, "exit after this many requests")->check(CLI::Range(1, 100000000));
+        app.add_option("--max-requests", max_requests, "exit after this many requests")
+            ->check(CLI::Range(1, 100000000));
         app.add_option("--max-seconds", max_seconds, "exit after this many seconds")->check(CLI::Range(1.0, 86400.0));
         try {
             app.parse(argc, argv);
@@ -60,8 +62,9 @@ int main(int argc, char** argv) {
         auto finish = [&](const httplib::Result& res, httplib::Response& out) {
             if (!res) {
                 out.status = 502;
-                out.set_content("fp_proxy: upstream " + upstream + " did not answer (" + httplib::to_string(res.error()) + ")",
-                                "text/plain");
+                out.set_content(
+                    "fp_proxy: upstream " + upstream + " did not answer (" + httplib::to_string(res.error()) + ")",
+                    "text/plain");
             } else {
                 out.status = res->status;
                 out.set_content(res->body, res->get_header_value("Content-Type"));
@@ -73,9 +76,7 @@ int main(int argc, char** argv) {
         httplib::Server server;
         server.new_task_queue = [] { return new httplib::ThreadPool(1); };
         server.set_tcp_nodelay(true);
-        server.Get("/info", [&](const httplib::Request&, httplib::Response& out) {
-            finish(client.Get("/info"), out);
-        });
+        server.Get("/info", [&](const httplib::Request&, httplib::Response& out) { finish(client.Get("/info"), out); });
         server.Post("/predict", [&](const httplib::Request& req, httplib::Response& out) {
             finish(client.Post("/predict", req.body, "application/octet-stream"), out);
         });
@@ -88,8 +89,8 @@ int main(int argc, char** argv) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(20));
             server.stop();
         });
-        std::fprintf(stderr, "fp_proxy: http://%s:%d -> http://%s:%d, delay %.3f ms + %s jitter %.3f ms\n", host.c_str(),
-                     port, up_host.c_str(), up_port, delay_ms, jitter_kind.c_str(), jitter_ms);
+        std::fprintf(stderr, "fp_proxy: http://%s:%d -> http://%s:%d, delay %.3f ms + %s jitter %.3f ms\n",
+                     host.c_str(), port, up_host.c_str(), up_port, delay_ms, jitter_kind.c_str(), jitter_ms);
         server.listen_after_bind();
         done = true;
         watchdog.join();

@@ -14,7 +14,9 @@ float* Backend::device_alloc(size_t) { fail("backend '" + name() + "' keeps its 
 void Backend::device_free(float*) {}
 void Backend::upload(float* dst, const float* src, size_t floats) { std::memcpy(dst, src, sizeof(float) * floats); }
 void Backend::download(float* dst, const float* src, size_t floats) { std::memcpy(dst, src, sizeof(float) * floats); }
-void Backend::device_copy(float* dst, const float* src, size_t floats) { std::memmove(dst, src, sizeof(float) * floats); }
+void Backend::device_copy(float* dst, const float* src, size_t floats) {
+    std::memmove(dst, src, sizeof(float) * floats);
+}
 void Backend::device_zero(float* dst, size_t floats) { std::memset(dst, 0, sizeof(float) * floats); }
 
 }  // namespace engine

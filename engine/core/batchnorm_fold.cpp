@@ -6,11 +6,12 @@
 
 namespace engine {
 
-void fold_batchnorm_into_conv(Tensor& weight, Tensor& bias, const Tensor& gamma, const Tensor& beta,
-                              const Tensor& mean, const Tensor& var, float epsilon) {
+void fold_batchnorm_into_conv(Tensor& weight, Tensor& bias, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+                              const Tensor& var, float epsilon) {
     const int64_t K = weight.shape()[0];
     check(bias.numel() == K && gamma.numel() == K && beta.numel() == K && mean.numel() == K && var.numel() == K,
-          "fold_batchnorm_into_conv: " + std::to_string(K) + " output channels, but a bias or BatchNorm parameter differs");
+          "fold_batchnorm_into_conv: " + std::to_string(K) +
+              " output channels, but a bias or BatchNorm parameter differs");
     const int64_t per_k = weight.numel() / K;
     for (int64_t k = 0; k < K; ++k) {
         const double s = gamma[k] / std::sqrt(double(var[k]) + epsilon);

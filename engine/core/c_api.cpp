@@ -91,9 +91,9 @@ engine_status engine_set_thresholds(engine_model* m, const float* q, int n) {
     if (!m || !q) return set_error(m, ENGINE_ERR_ARG, "engine_set_thresholds: model and q must not be NULL");
     const int exits = m->model.num_exits();
     if (n != 1 && n != exits)
-        return set_error(m, ENGINE_ERR_ARG, "engine_set_thresholds: " + std::to_string(n) + " thresholds for " +
-                                                std::to_string(exits) + " exits (give 1 or " +
-                                                std::to_string(exits) + ")");
+        return set_error(m, ENGINE_ERR_ARG,
+                         "engine_set_thresholds: " + std::to_string(n) + " thresholds for " + std::to_string(exits) +
+                             " exits (give 1 or " + std::to_string(exits) + ")");
     for (int i = 0; i < n; ++i)
         if (std::isnan(q[i])) return set_error(m, ENGINE_ERR_ARG, "engine_set_thresholds: threshold is NaN");
     for (int k = 0; k < exits; ++k) m->thresholds[k] = q[n == 1 ? 0 : k];
@@ -103,8 +103,9 @@ engine_status engine_set_thresholds(engine_model* m, const float* q, int n) {
 int engine_num_exits(const engine_model* m) { return m ? m->model.num_exits() : -1; }
 
 engine_status engine_input_shape(const engine_model* m, int64_t dims[4]) {
-    if (!m || !dims) return set_error(const_cast<engine_model*>(m), ENGINE_ERR_ARG,
-                                      "engine_input_shape: model and dims must not be NULL");
+    if (!m || !dims)
+        return set_error(const_cast<engine_model*>(m), ENGINE_ERR_ARG,
+                         "engine_input_shape: model and dims must not be NULL");
     const engine::Shape s = m->model.input_shape(1);
     for (int i = 0; i < 4; ++i) dims[i] = s[i];
     return ENGINE_OK;
@@ -124,11 +125,16 @@ const char* engine_last_error(const engine_model* m) { return m ? m->error.c_str
 
 const char* engine_status_name(engine_status s) {
     switch (s) {
-        case ENGINE_OK: return "ENGINE_OK";
-        case ENGINE_ERR_IO: return "ENGINE_ERR_IO";
-        case ENGINE_ERR_FORMAT: return "ENGINE_ERR_FORMAT";
-        case ENGINE_ERR_ARG: return "ENGINE_ERR_ARG";
-        case ENGINE_ERR_RUNTIME: return "ENGINE_ERR_RUNTIME";
+        case ENGINE_OK:
+            return "ENGINE_OK";
+        case ENGINE_ERR_IO:
+            return "ENGINE_ERR_IO";
+        case ENGINE_ERR_FORMAT:
+            return "ENGINE_ERR_FORMAT";
+        case ENGINE_ERR_ARG:
+            return "ENGINE_ERR_ARG";
+        case ENGINE_ERR_RUNTIME:
+            return "ENGINE_ERR_RUNTIME";
     }
     return "ENGINE_ERR_UNKNOWN";
 }

@@ -89,10 +89,17 @@ int fuse_conv_epilogues(const Graph& g, const std::vector<Shape>& shapes, std::v
     int absorbed = 0;
     for (int j = 0; j < static_cast<int>(g.nodes.size()); ++j) {
         switch (nodes[j]->op) {
-            case Op::BatchNorm: absorbed += pass.fold_batchnorm(j); break;
-            case Op::Add: absorbed += pass.fuse_residual(j); break;
-            case Op::Relu: absorbed += pass.fuse_relu(j); break;
-            default: break;
+            case Op::BatchNorm:
+                absorbed += pass.fold_batchnorm(j);
+                break;
+            case Op::Add:
+                absorbed += pass.fuse_residual(j);
+                break;
+            case Op::Relu:
+                absorbed += pass.fuse_relu(j);
+                break;
+            default:
+                break;
         }
     }
     return absorbed;

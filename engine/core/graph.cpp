@@ -11,17 +11,17 @@ namespace {
 
 // In the order of enum Op; a missing or extra name fails to compile (a sized std::array would
 // silently fill a missing one with nullptr).
-constexpr const char* kOpNames[] = {
-    "Input", "Constant", "Conv", "BatchNorm", "Relu", "Add", "Sub", "Mul", "Div", "Pad",
-    "MaxPool", "AvgPool", "GlobalAvgPool", "Flatten", "Gemm", "Softmax", "MixedPool", "Dropout"};
+constexpr const char* kOpNames[] = {"Input",         "Constant", "Conv", "BatchNorm", "Relu",      "Add",
+                                    "Sub",           "Mul",      "Div",  "Pad",       "MaxPool",   "AvgPool",
+                                    "GlobalAvgPool", "Flatten",  "Gemm", "Softmax",   "MixedPool", "Dropout"};
 static_assert(std::size(kOpNames) == static_cast<size_t>(Op::Count), "kOpNames needs one name per Op");
 
 std::string where(const Node& n) { return std::string("node '") + n.name + "' (" + op_name(n.op) + ")"; }
 
 void expect_inputs(const Node& n, const std::vector<Shape>& in, size_t lo, size_t hi) {
-    check(in.size() >= lo && in.size() <= hi,
-          where(n) + ": expects " + std::to_string(lo) + (lo == hi ? "" : ".." + std::to_string(hi)) +
-              " inputs, got " + std::to_string(in.size()));
+    check(in.size() >= lo && in.size() <= hi, where(n) + ": expects " + std::to_string(lo) +
+                                                  (lo == hi ? "" : ".." + std::to_string(hi)) + " inputs, got " +
+                                                  std::to_string(in.size()));
 }
 
 int64_t pooled_size(int64_t in, int64_t k, int64_t s, int64_t pad_total, int64_t dilation, bool ceil_mode) {
@@ -81,13 +81,13 @@ Shape infer_shape(const Node& n, const std::vector<Shape>& in) {
             check(w.rank == 4, where(n) + ": weight must be 4-D, got " + w.str());
             check(x.rank == 4, where(n) + ": expects a 4-D NCHW input, got " + x.str());
             check(a.groups >= 1 && x[1] % a.groups == 0 && w[0] % a.groups == 0 && w[1] * a.groups == x[1],
-                  where(n) + ": input " + x.str() + " and weight " + w.str() + " disagree for groups=" +
-                      std::to_string(a.groups));
+                  where(n) + ": input " + x.str() + " and weight " + w.str() +
+                      " disagree for groups=" + std::to_string(a.groups));
             check(w[2] == a.kernel[0] && w[3] == a.kernel[1],
                   where(n) + ": weight " + w.str() + " does not match the kernel size");
             if (in.size() == 3)
-                check(in[2].numel() == w[0] && in[2].rank == 1, where(n) + ": bias " + in[2].str() + " is not [" +
-                                                                    std::to_string(w[0]) + "]");
+                check(in[2].numel() == w[0] && in[2].rank == 1,
+                      where(n) + ": bias " + in[2].str() + " is not [" + std::to_string(w[0]) + "]");
             Attrs plain = a;
             plain.ceil_mode = false;
             Node tmp = n;
@@ -99,7 +99,8 @@ Shape infer_shape(const Node& n, const std::vector<Shape>& in) {
             check(in[0].rank >= 2, where(n) + ": input must have a channel dimension");
             for (int i = 1; i < 5; ++i)
                 check(in[i].numel() == in[0][1], where(n) + ": parameter " + std::to_string(i) + " has shape " +
-                                                     in[i].str() + ", expected " + std::to_string(in[0][1]) + " values");
+                                                     in[i].str() + ", expected " + std::to_string(in[0][1]) +
+                                                     " values");
             return in[0];
         }
         case Op::Relu:
@@ -228,8 +229,7 @@ void Graph::validate() const {
         for (int j : n.inputs)
             check(j >= 0 && static_cast<size_t>(j) < i,
                   where(n) + ": input index " + std::to_string(j) + " is not an earlier node");
-        if (n.op == Op::Input || n.op == Op::Constant)
-            check(n.inputs.empty(), where(n) + ": must have no inputs");
+        if (n.op == Op::Input || n.op == Op::Constant) check(n.inputs.empty(), where(n) + ": must have no inputs");
         const Attrs& a = n.attrs;
         for (int d = 0; d < 2; ++d)
             check(a.kernel[d] >= 1 && a.stride[d] >= 1 && a.dilation[d] >= 1,
@@ -295,7 +295,9 @@ std::vector<std::vector<int>> exit_segments(const std::vector<const Node*>& node
     return segments;
 }
 
-std::vector<std::vector<int>> exit_segments(const Graph& graph) { return exit_segments(node_pointers(graph), graph.outputs); }
+std::vector<std::vector<int>> exit_segments(const Graph& graph) {
+    return exit_segments(node_pointers(graph), graph.outputs);
+}
 
 std::vector<int64_t> exit_macs(const std::vector<const Node*>& nodes, const std::vector<std::vector<int>>& segments,
                                const std::vector<Shape>& shapes) {

@@ -51,16 +51,16 @@ void Model::validate() const {
             check(batch_dims <= 1, where + ": more than one batch (-1) dimension");
         }
     }
-    check(thresholds.size() == graph.outputs.size(), std::to_string(thresholds.size()) + " thresholds for " +
-                                                         std::to_string(graph.outputs.size()) + " exits");
+    check(thresholds.size() == graph.outputs.size(),
+          std::to_string(thresholds.size()) + " thresholds for " + std::to_string(graph.outputs.size()) + " exits");
     for (float q : thresholds) check(!std::isnan(q), "threshold is NaN");
     // Every exit must produce logits, one row per sample.
     std::vector<Shape> shapes = graph.infer_shapes(1);
     for (size_t k = 0; k < graph.outputs.size(); ++k) {
         const Shape& s = shapes[graph.outputs[k]];
-        check(s.rank == 2 && s[0] == 1 && s[1] >= 1,
-              "exit " + std::to_string(k) + " ('" + graph.nodes[graph.outputs[k]].name + "') gives " + s.str() +
-                  " at batch 1, not [1,classes] logits");
+        check(s.rank == 2 && s[0] == 1 && s[1] >= 1, "exit " + std::to_string(k) + " ('" +
+                                                         graph.nodes[graph.outputs[k]].name + "') gives " + s.str() +
+                                                         " at batch 1, not [1,classes] logits");
     }
 }
 

@@ -86,10 +86,8 @@ json graph_to_json(const Graph& g, const std::vector<std::string>& keys) {
         if (n.trainable) j["trainable"] = true;
         nodes.push_back(std::move(j));
     }
-    return {{"nodes", std::move(nodes)},
-            {"inputs", g.inputs},
-            {"outputs", g.outputs},
-            {"output_names", g.output_names}};
+    return {
+        {"nodes", std::move(nodes)}, {"inputs", g.inputs}, {"outputs", g.outputs}, {"output_names", g.output_names}};
 }
 
 json thresholds_to_json(const std::vector<float>& q) {
@@ -155,24 +153,42 @@ Attrs attrs_from_json(const json& j, const std::string& where) {
     Attrs a;
     for (const auto& [key, v] : j.items()) {
         const std::string what = where + ": attribute " + key;
-        if (key == "kernel") get_fixed(v, what, a.kernel, 2);
-        else if (key == "stride") get_fixed(v, what, a.stride, 2);
-        else if (key == "pad") get_fixed(v, what, a.pad, 4);
-        else if (key == "dilation") get_fixed(v, what, a.dilation, 2);
-        else if (key == "groups") a.groups = get_int(v, what);
-        else if (key == "ceil_mode") a.ceil_mode = get_bool(v, what);
-        else if (key == "count_include_pad") a.count_include_pad = get_bool(v, what);
-        else if (key == "epsilon") a.epsilon = get_float(v, what);
-        else if (key == "momentum") a.momentum = get_float(v, what);
-        else if (key == "alpha") a.alpha = get_float(v, what);
-        else if (key == "beta") a.beta = get_float(v, what);
-        else if (key == "trans_a") a.trans_a = get_bool(v, what);
-        else if (key == "trans_b") a.trans_b = get_bool(v, what);
-        else if (key == "axis") a.axis = get_int(v, what);
-        else if (key == "pads") a.pads = get_ints(v, what);
-        else if (key == "pad_value") a.pad_value = get_float(v, what);
-        else if (key == "ratio") a.ratio = get_float(v, what);
-        else fail(where + ": unknown attribute '" + key + "'");
+        if (key == "kernel")
+            get_fixed(v, what, a.kernel, 2);
+        else if (key == "stride")
+            get_fixed(v, what, a.stride, 2);
+        else if (key == "pad")
+            get_fixed(v, what, a.pad, 4);
+        else if (key == "dilation")
+            get_fixed(v, what, a.dilation, 2);
+        else if (key == "groups")
+            a.groups = get_int(v, what);
+        else if (key == "ceil_mode")
+            a.ceil_mode = get_bool(v, what);
+        else if (key == "count_include_pad")
+            a.count_include_pad = get_bool(v, what);
+        else if (key == "epsilon")
+            a.epsilon = get_float(v, what);
+        else if (key == "momentum")
+            a.momentum = get_float(v, what);
+        else if (key == "alpha")
+            a.alpha = get_float(v, what);
+        else if (key == "beta")
+            a.beta = get_float(v, what);
+        else if (key == "trans_a")
+            a.trans_a = get_bool(v, what);
+        else if (key == "trans_b")
+            a.trans_b = get_bool(v, what);
+        else if (key == "axis")
+            a.axis = get_int(v, what);
+        else if (key == "pads")
+            a.pads = get_ints(v, what);
+        else if (key == "pad_value")
+            a.pad_value = get_float(v, what);
+        else if (key == "ratio")
+            a.ratio = get_float(v, what);
+        else
+            fail(where + ": unknown attribute '" + key + "'");
     }
     return a;
 }
@@ -188,11 +204,16 @@ Node node_from_json(const json& j, size_t index, std::map<std::string, Tensor>& 
     check(n.op != Op::Count, where + ": unknown op '" + op + "'");
     where += " (" + op + ")";
     for (const auto& [key, v] : j.items()) {
-        if (key == "op" || key == "name") continue;
-        else if (key == "inputs") n.inputs = get_indices(v, where + ": inputs");
-        else if (key == "attrs") n.attrs = attrs_from_json(v, where);
-        else if (key == "input_dims" && n.op == Op::Input) n.input_dims = get_ints(v, where + ": input_dims");
-        else if (key == "trainable") n.trainable = get_bool(v, where + ": trainable");
+        if (key == "op" || key == "name")
+            continue;
+        else if (key == "inputs")
+            n.inputs = get_indices(v, where + ": inputs");
+        else if (key == "attrs")
+            n.attrs = attrs_from_json(v, where);
+        else if (key == "input_dims" && n.op == Op::Input)
+            n.input_dims = get_ints(v, where + ": input_dims");
+        else if (key == "trainable")
+            n.trainable = get_bool(v, where + ": trainable");
         else if (key == "tensor" && n.op == Op::Constant) {
             std::string k = get_string(v, where + ": tensor");
             auto it = tensors.find(k);
@@ -243,8 +264,8 @@ Model load_native_model(const std::string& path) {
     std::map<std::string, Tensor> tensors = read_safetensors(path, &meta);
     auto field = [&](const char* key) -> const std::string& {
         auto it = meta.find(key);
-        check(it != meta.end(), path + ": safetensors file without \"" + key +
-                                    "\" metadata: a weights file, not an engine model");
+        check(it != meta.end(),
+              path + ": safetensors file without \"" + key + "\" metadata: a weights file, not an engine model");
         return it->second;
     };
     const std::string& format = field("format");

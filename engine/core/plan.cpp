@@ -181,8 +181,10 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
     if (!keep_all_) {
         for (int i : g.inputs) {
             TensorView v = view_of(i, 1);
-            if (device_) backend_.device_zero(v.data, v.numel());
-            else std::fill(v.data, v.data + v.numel(), 0.0f);
+            if (device_)
+                backend_.device_zero(v.data, v.numel());
+            else
+                std::fill(v.data, v.data + v.numel(), 0.0f);
         }
         n_current_ = 1;
         for (auto& seg : segments_)
@@ -246,19 +248,29 @@ void Plan::bind_inputs(const float* const* inputs, int n) {
     const auto& ins = model_.graph.inputs;
     for (size_t k = 0; k < ins.size(); ++k) {
         TensorView v = view_of(ins[k], n);
-        if (device_) backend_.upload(v.data, inputs[k], v.numel());
-        else std::memcpy(v.data, inputs[k], sizeof(float) * v.numel());
+        if (device_)
+            backend_.upload(v.data, inputs[k], v.numel());
+        else
+            std::memcpy(v.data, inputs[k], sizeof(float) * v.numel());
     }
 }
 
 OpArgs Plan::args_for(int node, int n, bool training, uint64_t seed) {
     const Node& nd = *nodes_[node];
     for (size_t k = 0; k < nd.inputs.size(); ++k) in_views_[k] = view_of(nd.inputs[k], n);
-    return OpArgs{nd, in_views_.data(), static_cast<int>(nd.inputs.size()), view_of(node, n), scratch_base_,
-                  training, seed, /*weights_fixed=*/!keep_all_};
+    return OpArgs{nd,
+                  in_views_.data(),
+                  static_cast<int>(nd.inputs.size()),
+                  view_of(node, n),
+                  scratch_base_,
+                  training,
+                  seed,
+                  /*weights_fixed=*/!keep_all_};
 }
 
-void Plan::run_node(int node, int n, bool training, uint64_t seed) { backend_.forward(args_for(node, n, training, seed)); }
+void Plan::run_node(int node, int n, bool training, uint64_t seed) {
+    backend_.forward(args_for(node, n, training, seed));
+}
 
 void Plan::run_all(const float* const* inputs, int n, bool training, uint64_t step_seed) {
     if (training && !fused_.empty())
@@ -275,7 +287,8 @@ void Plan::run_all(const float* const* inputs, int n, bool training, uint64_t st
                 for (int k = 3; k < 5; ++k) {
                     const int j = nd->inputs[k];
                     Tensor& v = const_cast<Tensor&>(g.nodes[j].value);
-                    std::memcpy(v.data(), const_staging_.data() + (const_device_[j] - const_block_), sizeof(float) * v.numel());
+                    std::memcpy(v.data(), const_staging_.data() + (const_device_[j] - const_block_),
+                                sizeof(float) * v.numel());
                 }
     }
 }
@@ -290,8 +303,10 @@ void Plan::compact(int segment, int n_keep, int n_before) {
         const int64_t row = t.numel() / n_before;
         for (int r = 0; r < n_keep; ++r)
             if (keep_rows_[r] != r) {
-                if (device_) backend_.device_copy(t.data + r * row, t.data + keep_rows_[r] * row, row);
-                else std::memmove(t.data + r * row, t.data + keep_rows_[r] * row, sizeof(float) * row);
+                if (device_)
+                    backend_.device_copy(t.data + r * row, t.data + keep_rows_[r] * row, row);
+                else
+                    std::memmove(t.data + r * row, t.data + keep_rows_[r] * row, sizeof(float) * row);
             }
     }
     for (int r = 0; r < n_keep; ++r) row_of_[r] = row_of_[keep_rows_[r]];
@@ -349,7 +364,8 @@ TensorView Plan::input_grad() const {
 
 TensorView Plan::param_grad(int node) const {
     if (!keep_all_ || grad_offset_.at(node) < 0)
-        fail("plan: node '" + model_.graph.nodes.at(node).name + "' has no gradient (not trainable, or no keep_all plan)");
+        fail("plan: node '" + model_.graph.nodes.at(node).name +
+             "' has no gradient (not trainable, or no keep_all plan)");
     Shape s = shapes_[node];
     if (batched_[node]) s[0] = n_current_;
     if (device_ && param_grads_downloaded_)  // the trainer may scale them in place: a host copy
@@ -363,16 +379,20 @@ void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool tr
     const Graph& g = model_.graph;
     const int count = static_cast<int>(g.nodes.size());
     const int n = n_current_;
-    if (device_) backend_.device_zero(grad_base_, grad_floats_);
-    else std::fill(grad_arena_.begin(), grad_arena_.end(), 0.0f);
+    if (device_)
+        backend_.device_zero(grad_base_, grad_floats_);
+    else
+        std::fill(grad_arena_.begin(), grad_arena_.end(), 0.0f);
     param_grads_downloaded_ = false;
 
     // A value needs a gradient when a trainable parameter (or the input, if asked) lies behind it.
     requires_grad_.assign(count, 0);
     for (int i = 0; i < count; ++i) {
         const Node& nd = g.nodes[i];
-        if (nd.op == Op::Constant) requires_grad_[i] = nd.trainable && need_param_grads;
-        else if (nd.op == Op::Input) requires_grad_[i] = need_input_grad;
+        if (nd.op == Op::Constant)
+            requires_grad_[i] = nd.trainable && need_param_grads;
+        else if (nd.op == Op::Input)
+            requires_grad_[i] = need_input_grad;
         else
             for (int j : nd.inputs) requires_grad_[i] |= requires_grad_[j];
     }
@@ -389,7 +409,8 @@ void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool tr
                     fail("plan: exits " + std::to_string(j) + " and " + std::to_string(k) +
                          " are one node; seed only one of them on a device backend");
         TensorView gv = grad_view(g.outputs[k]);
-        if (device_) backend_.upload(gv.data, grad_exit[k], gv.numel());  // onto the zeros above
+        if (device_)
+            backend_.upload(gv.data, grad_exit[k], gv.numel());  // onto the zeros above
         else
             for (int64_t e = 0; e < gv.numel(); ++e) gv[e] += grad_exit[k][e];
     }

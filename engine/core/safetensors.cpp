@@ -54,7 +54,10 @@ float half_to_float(uint16_t h) {
         bits = sign;
     } else {  // subnormal: renormalise
         int e = -1;
-        do { ++e; mant <<= 1; } while (!(mant & 0x400));
+        do {
+            ++e;
+            mant <<= 1;
+        } while (!(mant & 0x400));
         bits = sign | uint32_t(112 - e) << 23 | ((mant & 0x3ff) << 13);
     }
     return std::bit_cast<float>(bits);
@@ -113,8 +116,8 @@ Entry parse_entry(const std::string& name, const json& j, const std::string& pat
     check(dtype_size(e.dtype) != 0, where + "unsupported dtype '" + e.dtype + "'");
     auto shape = j.find("shape");
     check(shape != j.end() && shape->is_array(), where + "missing array \"shape\"");
-    check(shape->size() <= Shape::kMaxRank, where + "rank " + std::to_string(shape->size()) + " exceeds " +
-                                                std::to_string(Shape::kMaxRank));
+    check(shape->size() <= Shape::kMaxRank,
+          where + "rank " + std::to_string(shape->size()) + " exceeds " + std::to_string(Shape::kMaxRank));
     for (const json& d : *shape) {
         check(d.is_number_unsigned() && d.get<uint64_t>() <= uint64_t(INT64_MAX),
               where + "shape entries must be non-negative integers");
@@ -128,8 +131,7 @@ Entry parse_entry(const std::string& name, const json& j, const std::string& pat
     e.end = (*off)[1].get<uint64_t>();
     check(e.begin <= e.end, where + "data_offsets decrease");
     uint64_t bytes = dtype_size(e.dtype);
-    for (int64_t d : e.shape)
-        check(!__builtin_mul_overflow(bytes, uint64_t(d), &bytes), where + "shape too large");
+    for (int64_t d : e.shape) check(!__builtin_mul_overflow(bytes, uint64_t(d), &bytes), where + "shape too large");
     check(bytes == e.end - e.begin, where + "shape and dtype need " + std::to_string(bytes) + " bytes, offsets give " +
                                         std::to_string(e.end - e.begin));
     return e;
@@ -223,9 +225,9 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
         check(t != nullptr, path + ": tensor '" + name + "' is null");
         check(name != "__metadata__", path + ": '__metadata__' is not a valid tensor name");
         check(!header.contains(name), path + ": duplicate tensor name '" + name + "'");
-        check(static_cast<int64_t>(t->values().size()) == t->numel(),
-              path + ": tensor '" + name + "' has " + std::to_string(t->values().size()) + " values for shape " +
-                  t->shape().str());
+        check(static_cast<int64_t>(t->values().size()) == t->numel(), path + ": tensor '" + name + "' has " +
+                                                                          std::to_string(t->values().size()) +
+                                                                          " values for shape " + t->shape().str());
         uint64_t bytes = uint64_t(t->numel()) * sizeof(float);
         header[name] = {{"dtype", "F32"}, {"shape", t->shape().vec()}, {"data_offsets", {at, at + bytes}}};
         at += bytes;

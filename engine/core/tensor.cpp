@@ -34,9 +34,7 @@ std::string dims_str(const std::vector<int64_t>& dims) {
 
 std::string Shape::str() const { return dims_str(vec()); }
 
-bool Shape::operator==(const Shape& o) const {
-    return rank == o.rank && std::equal(dims, dims + rank, o.dims);
-}
+bool Shape::operator==(const Shape& o) const { return rank == o.rank && std::equal(dims, dims + rank, o.dims); }
 
 Tensor::Tensor(Shape shape, float fill) : shape_(shape), values_(static_cast<size_t>(shape.numel()), fill) {}
 

@@ -58,9 +58,9 @@ Dataset load_cifar(const std::string& dir_or_file, bool train, int num_classes, 
         std::error_code ec;
         const auto bytes = static_cast<int64_t>(fs::file_size(p, ec));
         check(!ec, p + ": cannot read its size (" + ec.message() + ")");
-        check(bytes > 0 && bytes % record == 0,
-              p + ": size " + std::to_string(bytes) + " is not a multiple of the " + std::to_string(record) +
-                  "-byte CIFAR-" + std::to_string(num_classes) + " record");
+        check(bytes > 0 && bytes % record == 0, p + ": size " + std::to_string(bytes) + " is not a multiple of the " +
+                                                    std::to_string(record) + "-byte CIFAR-" +
+                                                    std::to_string(num_classes) + " record");
         int64_t n = bytes / record;
         if (limit >= 0) n = std::min<int64_t>(n, limit - total);
         counts.push_back(n);

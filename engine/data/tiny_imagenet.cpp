@@ -93,14 +93,17 @@ std::string read_image(const std::string& path, float* dst) {
     int width = 0, height = 0;
     char message[JMSG_LENGTH_MAX] = "";
     switch (decode_jpeg(bytes.data(), bytes.size(), rgb, &width, &height, message)) {
-    case JpegStatus::invalid: return path + ": not a valid JPEG (" + message + ")";
-    case JpegStatus::wrong_size:
-        return path + ": image is " + std::to_string(width) + "x" + std::to_string(height) +
-               ", Tiny-ImageNet images are 64x64";
-    case JpegStatus::ok: break;
+        case JpegStatus::invalid:
+            return path + ": not a valid JPEG (" + message + ")";
+        case JpegStatus::wrong_size:
+            return path + ": image is " + std::to_string(width) + "x" + std::to_string(height) +
+                   ", Tiny-ImageNet images are 64x64";
+        case JpegStatus::ok:
+            break;
     }
     for (int c = 0; c < 3; ++c)
-        for (int i = 0; i < kSide * kSide; ++i) dst[c * kSide * kSide + i] = static_cast<float>(rgb[3 * i + c]) / 255.0f;
+        for (int i = 0; i < kSide * kSide; ++i)
+            dst[c * kSide * kSide + i] = static_cast<float>(rgb[3 * i + c]) / 255.0f;
     return "";
 }
 

@@ -45,7 +45,8 @@ bool match(const Graph& g, const std::vector<int>& uses, int add, Head& h) {
     for (int k = 0; k < 2; ++k) {
         const int mul_max = a.inputs[k], mul_avg = a.inputs[1 - k];
         int max, alpha, avg, c;
-        if (!scaled_pool(g, mul_max, Op::MaxPool, max, alpha) || !scaled_pool(g, mul_avg, Op::AvgPool, avg, c)) continue;
+        if (!scaled_pool(g, mul_max, Op::MaxPool, max, alpha) || !scaled_pool(g, mul_avg, Op::AvgPool, avg, c))
+            continue;
         if (uses[mul_max] != 1 || uses[mul_avg] != 1 || uses[max] != 1 || uses[avg] != 1) continue;
         const Node &mx = g.nodes[max], &av = g.nodes[avg];
         if (mx.inputs != av.inputs || !same_windows(mx.attrs, av.attrs)) continue;

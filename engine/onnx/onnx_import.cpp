@@ -44,7 +44,7 @@ struct Known {
     std::vector<float> f;    // FLOAT data
     std::vector<int64_t> i;  // integer and bool data
     bool initializer = false;
-    int node = -1;           // its engine Constant node, once an op reads it as data
+    int node = -1;  // its engine Constant node, once an op reads it as data
 };
 
 template <typename T, typename Out>
@@ -70,24 +70,51 @@ Known decode_tensor(const TensorProto& t, const std::string& where) {
     }
     size_t elem = 0;
     switch (k.type) {
-        case TensorProto::FLOAT: case TensorProto::INT32: elem = 4; break;
-        case TensorProto::INT64: elem = 8; break;
-        case TensorProto::INT16: case TensorProto::UINT16: elem = 2; break;
-        case TensorProto::INT8: case TensorProto::UINT8: case TensorProto::BOOL: elem = 1; break;
-        default: fail(what + " has element type " + type_name(k.type) + " (not supported)");
+        case TensorProto::FLOAT:
+        case TensorProto::INT32:
+            elem = 4;
+            break;
+        case TensorProto::INT64:
+            elem = 8;
+            break;
+        case TensorProto::INT16:
+        case TensorProto::UINT16:
+            elem = 2;
+            break;
+        case TensorProto::INT8:
+        case TensorProto::UINT8:
+        case TensorProto::BOOL:
+            elem = 1;
+            break;
+        default:
+            fail(what + " has element type " + type_name(k.type) + " (not supported)");
     }
     if (t.has_raw_data()) {
         const std::string& raw = t.raw_data();
         check(raw.size() == static_cast<size_t>(n) * elem, what + ": raw_data holds " + std::to_string(raw.size()) +
                                                                " bytes for " + std::to_string(n) + " elements");
         switch (k.type) {
-            case TensorProto::FLOAT: read_raw<float>(raw, n, k.f); break;
-            case TensorProto::INT64: read_raw<int64_t>(raw, n, k.i); break;
-            case TensorProto::INT32: read_raw<int32_t>(raw, n, k.i); break;
-            case TensorProto::INT16: read_raw<int16_t>(raw, n, k.i); break;
-            case TensorProto::UINT16: read_raw<uint16_t>(raw, n, k.i); break;
-            case TensorProto::INT8: read_raw<int8_t>(raw, n, k.i); break;
-            default: read_raw<uint8_t>(raw, n, k.i); break;  // UINT8, BOOL
+            case TensorProto::FLOAT:
+                read_raw<float>(raw, n, k.f);
+                break;
+            case TensorProto::INT64:
+                read_raw<int64_t>(raw, n, k.i);
+                break;
+            case TensorProto::INT32:
+                read_raw<int32_t>(raw, n, k.i);
+                break;
+            case TensorProto::INT16:
+                read_raw<int16_t>(raw, n, k.i);
+                break;
+            case TensorProto::UINT16:
+                read_raw<uint16_t>(raw, n, k.i);
+                break;
+            case TensorProto::INT8:
+                read_raw<int8_t>(raw, n, k.i);
+                break;
+            default:
+                read_raw<uint8_t>(raw, n, k.i);
+                break;  // UINT8, BOOL
         }
     } else if (k.type == TensorProto::FLOAT) {
         k.f.assign(t.float_data().begin(), t.float_data().end());
@@ -104,10 +131,14 @@ Known decode_tensor(const TensorProto& t, const std::string& where) {
 
 std::string attr_str(const AttributeProto& a) {
     switch (a.type()) {
-        case AttributeProto::INT: return std::to_string(a.i());
-        case AttributeProto::FLOAT: return std::to_string(a.f());
-        case AttributeProto::STRING: return a.s();
-        case AttributeProto::INTS: return dims_str({a.ints().begin(), a.ints().end()});
+        case AttributeProto::INT:
+            return std::to_string(a.i());
+        case AttributeProto::FLOAT:
+            return std::to_string(a.f());
+        case AttributeProto::STRING:
+            return a.s();
+        case AttributeProto::INTS:
+            return dims_str({a.ints().begin(), a.ints().end()});
         case AttributeProto::FLOATS: {
             std::string s = "[";
             for (int k = 0; k < a.floats_size(); ++k) {
@@ -116,7 +147,8 @@ std::string attr_str(const AttributeProto& a) {
             }
             return s + "]";
         }
-        default: return "<" + AttributeProto::AttributeType_Name(a.type()) + ">";
+        default:
+            return "<" + AttributeProto::AttributeType_Name(a.type()) + ">";
     }
 }
 
@@ -283,8 +315,9 @@ void Importer::need_inputs(const NodeProto& n, int lo, int hi) const {
 void Importer::single_output(const NodeProto& n, const std::string& extra) const {
     if (n.output_size() < 1 || n.output(0).empty()) refuse(n, "has no output");
     for (int k = 1; k < n.output_size(); ++k)
-        if (!n.output(k).empty()) refuse(n, "output " + std::to_string(k) + " ('" + n.output(k) + "'" +
-                                                (extra.empty() ? "" : ", " + extra) + ") not supported");
+        if (!n.output(k).empty())
+            refuse(n, "output " + std::to_string(k) + " ('" + n.output(k) + "'" + (extra.empty() ? "" : ", " + extra) +
+                          ") not supported");
 }
 
 // The engine node for a data input, materialising known values as Constant nodes on first use.
@@ -365,7 +398,8 @@ void Importer::resolve_pads(const NodeProto& n, const std::string& auto_pad, boo
         for (int k = 0; k < 4; ++k) out[k] = 0;
         return;
     }
-    if (auto_pad != "SAME_UPPER" && auto_pad != "SAME_LOWER") refuse(n, "attribute auto_pad=" + auto_pad + " not supported");
+    if (auto_pad != "SAME_UPPER" && auto_pad != "SAME_LOWER")
+        refuse(n, "attribute auto_pad=" + auto_pad + " not supported");
     for (int k = 0; k < 2; ++k) {
         const int64_t in = x[2 + k];
         const int64_t outsize = (in + stride[k] - 1) / stride[k];
@@ -419,8 +453,8 @@ void Importer::batchnorm(const NodeProto& n) {
         refuse(n, "attribute training_mode=" + std::to_string(t) + " not supported (inference only)");
     if (const int64_t s = a.i("spatial", 1); s != 1)
         refuse(n, "attribute spatial=" + std::to_string(s) + " not supported");
-    a.i("is_test", 0);                // opset < 7: we always run the inference form
-    a.ints("consumed_inputs", {});    // opset 1: a legacy hint with no effect on results
+    a.i("is_test", 0);              // opset < 7: we always run the inference form
+    a.ints("consumed_inputs", {});  // opset 1: a legacy hint with no effect on results
     a.done();
     need_inputs(n, 5, 5);
     single_output(n, "training statistics");
@@ -493,13 +527,17 @@ void Importer::pool(const NodeProto& n, bool max) {
     a.done();
     need_inputs(n, 1, 1);
     single_output(n, max ? "Indices" : "");
-    if (kernel_shape.size() != 2) refuse(n, "attribute kernel_shape=" + dims_str(kernel_shape) + ": only 2-D pooling is supported");
-    if (kernel_shape[0] < 1 || kernel_shape[1] < 1) refuse(n, "attribute kernel_shape=" + dims_str(kernel_shape) + " not supported");
+    if (kernel_shape.size() != 2)
+        refuse(n, "attribute kernel_shape=" + dims_str(kernel_shape) + ": only 2-D pooling is supported");
+    if (kernel_shape[0] < 1 || kernel_shape[1] < 1)
+        refuse(n, "attribute kernel_shape=" + dims_str(kernel_shape) + " not supported");
     if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1)
         refuse(n, "attribute strides=" + dims_str(strides) + " not supported");
-    if (dilations.size() != 2 || dilations[0] < 1 || dilations[1] < 1 || (!max && dilations != std::vector<int64_t>{1, 1}))
+    if (dilations.size() != 2 || dilations[0] < 1 || dilations[1] < 1 ||
+        (!max && dilations != std::vector<int64_t>{1, 1}))
         refuse(n, "attribute dilations=" + dims_str(dilations) + " not supported");
-    if (ceil_mode != 0 && ceil_mode != 1) refuse(n, "attribute ceil_mode=" + std::to_string(ceil_mode) + " not supported");
+    if (ceil_mode != 0 && ceil_mode != 1)
+        refuse(n, "attribute ceil_mode=" + std::to_string(ceil_mode) + " not supported");
     if (count_include_pad != 0 && count_include_pad != 1)
         refuse(n, "attribute count_include_pad=" + std::to_string(count_include_pad) + " not supported");
     const int x = data(n, 0);
@@ -522,7 +560,8 @@ void Importer::flatten(const NodeProto& n) {
     single_output(n, "");
     const int x = data(n, 0);
     const int rank = shape_of(x).rank;
-    if (axis < -rank || axis > rank) refuse(n, "attribute axis=" + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
+    if (axis < -rank || axis > rank)
+        refuse(n, "attribute axis=" + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
     Attrs at;
     at.axis = axis < 0 ? axis + rank : axis;
     emit(n, Op::Flatten, {x}, at);
@@ -552,7 +591,8 @@ void Importer::softmax(const NodeProto& n) {
     single_output(n, "");
     const int x = data(n, 0);
     const int rank = shape_of(x).rank;
-    if (axis < -rank || axis >= rank) refuse(n, "attribute axis=" + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
+    if (axis < -rank || axis >= rank)
+        refuse(n, "attribute axis=" + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
     if (axis < 0) axis += rank;
     // Before opset 13 Softmax flattens to 2-D at `axis`; that is a softmax along one axis only for the last.
     if (opset_ < 13 && axis != rank - 1)
@@ -608,11 +648,12 @@ void Importer::constant(const NodeProto& n) {
 }
 
 void Importer::import_node(const NodeProto& n) {
-    if (!n.domain().empty() && n.domain() != "ai.onnx")
-        refuse(n, "unsupported operator (domain '" + n.domain() + "')");
+    if (!n.domain().empty() && n.domain() != "ai.onnx") refuse(n, "unsupported operator (domain '" + n.domain() + "')");
     const std::string& t = n.op_type();
-    if (t == "Conv") conv(n);
-    else if (t == "BatchNormalization") batchnorm(n);
+    if (t == "Conv")
+        conv(n);
+    else if (t == "BatchNormalization")
+        batchnorm(n);
     else if (t == "Relu") {
         AttrReader a(*this, n);
         a.ints("consumed_inputs", {});
@@ -620,14 +661,20 @@ void Importer::import_node(const NodeProto& n) {
         need_inputs(n, 1, 1);
         single_output(n, "");
         emit(n, Op::Relu, {data(n, 0)}, {});
-    }
-    else if (t == "Add") elementwise(n, Op::Add);
-    else if (t == "Sub") elementwise(n, Op::Sub);
-    else if (t == "Mul") elementwise(n, Op::Mul);
-    else if (t == "Div") elementwise(n, Op::Div);
-    else if (t == "Pad") pad(n);
-    else if (t == "MaxPool") pool(n, true);
-    else if (t == "AveragePool") pool(n, false);
+    } else if (t == "Add")
+        elementwise(n, Op::Add);
+    else if (t == "Sub")
+        elementwise(n, Op::Sub);
+    else if (t == "Mul")
+        elementwise(n, Op::Mul);
+    else if (t == "Div")
+        elementwise(n, Op::Div);
+    else if (t == "Pad")
+        pad(n);
+    else if (t == "MaxPool")
+        pool(n, true);
+    else if (t == "AveragePool")
+        pool(n, false);
     else if (t == "GlobalAveragePool") {
         AttrReader(*this, n).done();
         need_inputs(n, 1, 1);
@@ -635,20 +682,26 @@ void Importer::import_node(const NodeProto& n) {
         const int x = data(n, 0);
         require_2d(n, shape_of(x));
         emit(n, Op::GlobalAvgPool, {x}, {});
-    }
-    else if (t == "Flatten") flatten(n);
-    else if (t == "Gemm") gemm(n);
-    else if (t == "Softmax") softmax(n);
-    else if (t == "Dropout") dropout(n);
+    } else if (t == "Flatten")
+        flatten(n);
+    else if (t == "Gemm")
+        gemm(n);
+    else if (t == "Softmax")
+        softmax(n);
+    else if (t == "Dropout")
+        dropout(n);
     else if (t == "Identity") {
         AttrReader(*this, n).done();
         need_inputs(n, 1, 1);
         single_output(n, "");
-        if (auto it = value_.find(n.input(0)); it != value_.end()) value_[n.output(0)] = it->second;
-        else known_[n.output(0)] = known(n, 0, "input");
-    }
-    else if (t == "Constant") constant(n);
-    else refuse(n, "unsupported operator");
+        if (auto it = value_.find(n.input(0)); it != value_.end())
+            value_[n.output(0)] = it->second;
+        else
+            known_[n.output(0)] = known(n, 0, "input");
+    } else if (t == "Constant")
+        constant(n);
+    else
+        refuse(n, "unsupported operator");
 }
 
 // Initializers read by a layer's weight slots or as an operand of Mul/Add (scales such as SDN's
@@ -658,8 +711,10 @@ void Importer::mark_trainable(const onnx::GraphProto& g) {
     for (const auto& n : g.node()) {
         std::vector<int> slots;
         const std::string& t = n.op_type();
-        if (t == "Conv" || t == "Gemm" || t == "BatchNormalization") slots = {1, 2};
-        else if (t == "Mul" || t == "Add") slots = {0, 1};
+        if (t == "Conv" || t == "Gemm" || t == "BatchNormalization")
+            slots = {1, 2};
+        else if (t == "Mul" || t == "Add")
+            slots = {0, 1};
         for (int s : slots)
             if (s < n.input_size() && !n.input(s).empty()) trainable_.insert(n.input(s));
     }
@@ -675,7 +730,8 @@ void Importer::add_input(const onnx::ValueInfoProto& vi) {
         k.dims = b->second.shape().vec();
         if (is_integer_type(k.type)) {
             for (float v : b->second.values()) {
-                check(v == std::nearbyint(v), what + " is " + type_name(k.type) + " but bound to non-integer " + std::to_string(v));
+                check(v == std::nearbyint(v),
+                      what + " is " + type_name(k.type) + " but bound to non-integer " + std::to_string(v));
                 k.i.push_back(static_cast<int64_t>(v));
             }
         } else {
@@ -687,8 +743,8 @@ void Importer::add_input(const onnx::ValueInfoProto& vi) {
     }
     if (known_.count(name)) return;  // IR < 4 lists initializers among the inputs
     check(vi.type().has_tensor_type(), what + " is not a tensor (sequences, maps and optionals are not supported)");
-    check(tt.elem_type() == TensorProto::FLOAT,
-          what + " has element type " + type_name(tt.elem_type()) + "; only float inputs are supported (bind it to a constant)");
+    check(tt.elem_type() == TensorProto::FLOAT, what + " has element type " + type_name(tt.elem_type()) +
+                                                    "; only float inputs are supported (bind it to a constant)");
     check(tt.has_shape(), what + " has no declared shape");
     Node node;
     node.op = Op::Input;
@@ -709,9 +765,11 @@ void Importer::add_output(const onnx::ValueInfoProto& vi) {
     const std::string what = path_ + ": output '" + name + "'";
     if (vi.type().has_tensor_type())
         check(vi.type().tensor_type().elem_type() == TensorProto::FLOAT,
-              what + " has element type " + type_name(vi.type().tensor_type().elem_type()) + "; only float outputs are supported");
+              what + " has element type " + type_name(vi.type().tensor_type().elem_type()) +
+                  "; only float outputs are supported");
     auto it = value_.find(name);
-    check(it != value_.end(), what + (known_.count(name) ? " is a constant; nothing to compute" : " is not computed by any node"));
+    check(it != value_.end(),
+          what + (known_.count(name) ? " is a constant; nothing to compute" : " is not computed by any node"));
     check(model_.graph.nodes[it->second].op != Op::Input, what + " is the graph input itself; nothing to compute");
     model_.graph.outputs.push_back(it->second);
     model_.graph.output_names.push_back(name);
@@ -750,7 +808,8 @@ Model Importer::run() {
     model_.metadata["onnx_file"] = std::filesystem::path(path_).filename().string();
     model_.metadata["onnx_opset"] = std::to_string(opset_);
     if (!m.producer_name().empty())
-        model_.metadata["onnx_producer"] = m.producer_name() + (m.producer_version().empty() ? "" : " " + m.producer_version());
+        model_.metadata["onnx_producer"] =
+            m.producer_name() + (m.producer_version().empty() ? "" : " " + m.producer_version());
     // Only the graph: Model::validate also requires every exit to be [batch, classes] logits, which
     // load_model checks, while single-operator graphs (the ONNX node tests) have other outputs.
     try {

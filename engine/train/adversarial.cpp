@@ -39,7 +39,9 @@ void pgd_attack(Plan& plan, Model& model, float* x, const int* labels, int n, co
     for (int64_t d : model.graph.nodes[model.graph.inputs[0]].input_dims) per_sample *= d < 0 ? 1 : d;
     const int64_t count = per_sample * n;
     std::vector<float> x0(x, x + count);
-    auto project = [&](int64_t i, float v) { return std::clamp(std::clamp(v, x0[i] - c.eps, x0[i] + c.eps), 0.0f, 1.0f); };
+    auto project = [&](int64_t i, float v) {
+        return std::clamp(std::clamp(v, x0[i] - c.eps, x0[i] + c.eps), 0.0f, 1.0f);
+    };
     if (c.random_start)
         for (int64_t i = 0; i < count; ++i) x[i] = project(i, x0[i] + c.eps * (2 * uniform01(rng) - 1));
 

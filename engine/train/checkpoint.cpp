@@ -38,8 +38,9 @@ std::map<int, std::string> constant_keys(const Graph& g) {
 }
 
 json stats_to_json(const EpochStats& s) {
-    return {{"epoch", s.epoch},         {"lr", s.lr},         {"train_loss", s.train_loss}, {"train_acc", s.train_acc},
-            {"test_acc", s.test_acc},   {"seconds", s.seconds}, {"images_per_s", s.images_per_s}};
+    return {
+        {"epoch", s.epoch},       {"lr", s.lr},           {"train_loss", s.train_loss},    {"train_acc", s.train_acc},
+        {"test_acc", s.test_acc}, {"seconds", s.seconds}, {"images_per_s", s.images_per_s}};
 }
 
 EpochStats stats_from_json(const json& j) {
@@ -79,18 +80,35 @@ std::string Trainer::config_json() const {
            {"batch", batch_},
            {"seed", c.seed},
            {"train_images", train_.size()},
-           {"optimizer", {{"kind", o.kind}, {"momentum", dec(o.momentum)}, {"dampening", dec(o.dampening)},
-                          {"nesterov", o.nesterov}, {"beta1", dec(o.beta1)}, {"beta2", dec(o.beta2)}, {"eps", dec(o.eps)},
-                          {"weight_decay", dec(o.weight_decay)}}},
-           {"schedule", {{"kind", s.kind}, {"lr", dec(s.lr)}, {"total_steps", s.total_steps}, {"pct_start", dec(s.pct_start)},
-                         {"div_factor", dec(s.div_factor)}, {"final_div_factor", dec(s.final_div_factor)},
-                         {"milestones", s.milestones}, {"gamma", dec(s.gamma)}, {"min_lr", dec(s.min_lr)}}},
+           {"optimizer",
+            {{"kind", o.kind},
+             {"momentum", dec(o.momentum)},
+             {"dampening", dec(o.dampening)},
+             {"nesterov", o.nesterov},
+             {"beta1", dec(o.beta1)},
+             {"beta2", dec(o.beta2)},
+             {"eps", dec(o.eps)},
+             {"weight_decay", dec(o.weight_decay)}}},
+           {"schedule",
+            {{"kind", s.kind},
+             {"lr", dec(s.lr)},
+             {"total_steps", s.total_steps},
+             {"pct_start", dec(s.pct_start)},
+             {"div_factor", dec(s.div_factor)},
+             {"final_div_factor", dec(s.final_div_factor)},
+             {"milestones", s.milestones},
+             {"gamma", dec(s.gamma)},
+             {"min_lr", dec(s.min_lr)}}},
            {"augment", {{"enabled", c.augment.enabled}, {"pad", c.augment.pad}, {"flip", c.augment.flip}}},
            {"train_only", c.train_only},
            {"reinit", c.reinit},
            {"prune", c.prune},
            {"adversarial", c.adversarial},
-           {"pgd", {{"eps", dec(c.pgd.eps)}, {"step", dec(c.pgd.step)}, {"steps", c.pgd.steps}, {"random_start", c.pgd.random_start}}},
+           {"pgd",
+            {{"eps", dec(c.pgd.eps)},
+             {"step", dec(c.pgd.step)},
+             {"steps", c.pgd.steps},
+             {"random_start", c.pgd.random_start}}},
            {"teacher", teacher_ != nullptr},
            {"kd_temperature", dec(c.kd_temperature)},
            {"kd_alpha", dec(c.kd_alpha)}};
@@ -100,7 +118,8 @@ std::string Trainer::config_json() const {
 
 void Trainer::save_checkpoint(const std::string& path) const {
     std::vector<std::pair<std::string, const Tensor*>> tensors;
-    for (auto& [node, key] : constant_keys(model_.graph)) tensors.emplace_back("model/" + key, &model_.graph.nodes[node].value);
+    for (auto& [node, key] : constant_keys(model_.graph))
+        tensors.emplace_back("model/" + key, &model_.graph.nodes[node].value);
     for (auto& [name, t] : optimizer_->state()) tensors.emplace_back("opt/" + name, t);
     const auto keys = constant_keys(model_.graph);
     std::vector<Tensor> mask_values;

@@ -40,7 +40,8 @@ private:
 class Sgd : public StatefulOptimizer {
 public:
     Sgd(const OptimizerConfig& c, const std::vector<ParamRef>& params)
-        : StatefulOptimizer(params, c.momentum != 0 ? std::vector<std::string>{"momentum"} : std::vector<std::string>{}),
+        : StatefulOptimizer(params,
+                            c.momentum != 0 ? std::vector<std::string>{"momentum"} : std::vector<std::string>{}),
           c_(c) {}
 
     void step(const std::vector<ParamRef>& params, const std::vector<const float*>& grads, float lr) override {

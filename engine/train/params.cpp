@@ -58,8 +58,9 @@ std::vector<int> select_parameters(const Graph& graph, const std::string& mode, 
         if (filter && !std::regex_search(name, re)) continue;
         out.push_back(i);
     }
-    check(!out.empty(), "no parameter left to train (mode " + mode + (filter ? ", --train-only '" + pattern + "'" : "") +
-                            ")" + (mode == "ic-only" ? ": ic-only trains parameters named '*.ic.*'" : ""));
+    check(!out.empty(), "no parameter left to train (mode " + mode +
+                            (filter ? ", --train-only '" + pattern + "'" : "") + ")" +
+                            (mode == "ic-only" ? ": ic-only trains parameters named '*.ic.*'" : ""));
     return out;
 }
 
@@ -82,8 +83,8 @@ int reinitialize(Graph& g, const std::string& pattern, uint64_t seed) {
             for (float& v : t.values()) v = sd * r.normal();
         } else if ((u.op == Op::Conv || u.op == Op::Gemm) && slot == 2) {
             const Tensor& w = g.nodes[u.inputs[1]].value;
-            const int64_t fan_in = u.op == Op::Conv ? w.numel() / w.shape()[0]
-                                                    : (u.attrs.trans_b ? w.shape()[1] : w.shape()[0]);
+            const int64_t fan_in =
+                u.op == Op::Conv ? w.numel() / w.shape()[0] : (u.attrs.trans_b ? w.shape()[1] : w.shape()[0]);
             const float bound = 1.0f / std::sqrt(float(fan_in));
             for (float& v : t.values()) v = r.uniform(-bound, bound);
         } else if (u.op == Op::Gemm && slot == 1) {

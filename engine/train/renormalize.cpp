@@ -154,7 +154,8 @@ void fold_batchnorms(Graph& g, const std::vector<int>& batchnorms) {
         const std::string where = "fold_batchnorms: BatchNorm '" + bn.name + "'";
         const int p = bn.inputs[0];
         check(g.nodes[p].op == Op::Conv && consumers[p] == 1, where + ": its input is not a Conv read by it alone");
-        check(owns_parameters(g, consumers, g.nodes[p]), where + ": its Conv's weight or bias is not a Constant of its own");
+        check(owns_parameters(g, consumers, g.nodes[p]),
+              where + ": its Conv's weight or bias is not a Constant of its own");
         for (int k = 1; k < 5; ++k) {
             check(g.is_constant(bn.inputs[k]) && consumers[bn.inputs[k]] == 1,
                   where + ": parameter " + std::to_string(k) + " is not a Constant of its own");
@@ -179,7 +180,8 @@ void fold_batchnorms(Graph& g, const std::vector<int>& batchnorms) {
                 const Node& w = out.nodes[n.inputs[1]];
                 Tensor zeros(Shape{w.value.shape()[0]});
                 const bool trainable = w.trainable;
-                n.inputs.push_back(out.add_constant(unused_name(g, out, src.name + ".bias"), std::move(zeros), trainable));
+                n.inputs.push_back(
+                    out.add_constant(unused_name(g, out, src.name + ".bias"), std::move(zeros), trainable));
             }
             fold_batchnorm_into_conv(out.nodes[n.inputs[1]].value, out.nodes[n.inputs[2]].value,
                                      g.nodes[bn.inputs[1]].value, g.nodes[bn.inputs[2]].value,

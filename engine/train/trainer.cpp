@@ -63,8 +63,8 @@ Trainer::Trainer(Model& model, const Dataset& train, const Dataset* val, TrainCo
                                                    std::to_string(train.num_classes) + " classes");
     if (teacher) {
         check(sample_dims(*teacher, "teacher") == want, "teacher: its input does not match the student's");
-        check(exit_classes(*teacher).back() == train.num_classes, "teacher: its final exit does not have " +
-                                                                      std::to_string(train.num_classes) + " classes");
+        check(exit_classes(*teacher).back() == train.num_classes,
+              "teacher: its final exit does not have " + std::to_string(train.num_classes) + " classes");
     }
     if (c.threads > 0) omp_set_num_threads(c.threads);
 
@@ -168,10 +168,10 @@ EpochStats Trainer::train_epoch(const ProgressFn& progress) {
             if (w[k] == 0) continue;
             const float* z = plan_->exit_logits(k).data;
             int* hit = &hits;
-            loss += w[k] * (teacher_logits ? distillation_loss(z, teacher_logits, labels.data(), n, classes[k],
-                                                               c.kd_temperature, c.kd_alpha, grads[k].data(), w[k], hit)
-                                           : softmax_cross_entropy(z, labels.data(), n, classes[k], grads[k].data(),
-                                                                   w[k], hit));
+            loss += w[k] * (teacher_logits
+                                ? distillation_loss(z, teacher_logits, labels.data(), n, classes[k], c.kd_temperature,
+                                                    c.kd_alpha, grads[k].data(), w[k], hit)
+                                : softmax_cross_entropy(z, labels.data(), n, classes[k], grads[k].data(), w[k], hit));
             seeds[k] = grads[k].data();
             deepest = k;
         }
@@ -237,9 +237,12 @@ std::vector<EpochStats> Trainer::fit(int max_epochs, const ProgressFn& progress,
         history_.push_back(s);
         if (!config_.checkpoint_path.empty()) save_checkpoint(config_.checkpoint_path);
         if (!config_.log_path.empty()) {
-            nlohmann::json j{{"epoch", s.epoch},           {"lr", s.lr},
-                             {"train_loss", s.train_loss}, {"train_acc", s.train_acc},
-                             {"test_acc", s.test_acc},     {"seconds", s.seconds},
+            nlohmann::json j{{"epoch", s.epoch},
+                             {"lr", s.lr},
+                             {"train_loss", s.train_loss},
+                             {"train_acc", s.train_acc},
+                             {"test_acc", s.test_acc},
+                             {"seconds", s.seconds},
                              {"images_per_s", s.images_per_s}};
             std::ofstream log(config_.log_path, std::ios::app);
             log << j.dump() << "\n";

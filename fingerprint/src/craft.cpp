@@ -33,7 +33,8 @@ std::vector<Member> build_ensemble(const Model& model, const CraftOptions& o, Ba
     std::vector<Member> ensemble;
     ensemble.push_back({"owner", model, nullptr});
     for (int v = 0; v < o.noise_variants; ++v)
-        ensemble.push_back({"noise" + std::to_string(v), with_weight_noise(model, o.weight_noise, o.seed * 1000 + v), nullptr});
+        ensemble.push_back(
+            {"noise" + std::to_string(v), with_weight_noise(model, o.weight_noise, o.seed * 1000 + v), nullptr});
     for (double f : o.prune_variants) {
         Model m = model;
         train::magnitude_prune(m.graph, f);
@@ -87,7 +88,8 @@ FingerprintSet craft_fingerprint(const Model& model, const std::string& model_pa
         exits.resize(K);
         std::iota(exits.begin(), exits.end(), 0);
     }
-    for (int t : exits) check(t >= 0 && t < K, "exit " + std::to_string(t) + " out of range (model has " + std::to_string(K) + ")");
+    for (int t : exits)
+        check(t >= 0 && t < K, "exit " + std::to_string(t) + " out of range (model has " + std::to_string(K) + ")");
     check(o.per_exit >= 1 && o.steps >= 0 && o.batch >= 1, "--per-exit, --steps and --batch must be positive");
     const auto& q = model.thresholds;
     const int classes = int(model.graph.infer_shapes(1)[model.graph.outputs[0]].numel());

@@ -20,9 +20,11 @@ void optimise(Candidates& c, std::vector<Member>& ensemble, const std::vector<fl
         const int n = std::min(o.batch, total - first);
         owner.run_all(c.row(first), n);
         for (int i = 0; i < n; ++i)
-            c.target_class[first + i] = top_class(owner.exit_logits(c.target[first + i]).data + int64_t(i) * classes, classes).cls;
+            c.target_class[first + i] =
+                top_class(owner.exit_logits(c.target[first + i]).data + int64_t(i) * classes, classes).cls;
     }
-    std::vector<float> m1(c.x.numel(), 0.0f), m2(c.x.numel(), 0.0f), xb(size_t(o.batch) * per), gx(size_t(o.batch) * per);
+    std::vector<float> m1(c.x.numel(), 0.0f), m2(c.x.numel(), 0.0f), xb(size_t(o.batch) * per),
+        gx(size_t(o.batch) * per);
     std::vector<int> steps(total, 0), batch;
     std::vector<double> loss(o.batch);
     std::vector<std::vector<float>> grads(K);
@@ -46,7 +48,8 @@ void optimise(Candidates& c, std::vector<Member>& ensemble, const std::vector<fl
                 seeds[k] = grads[k].data();
             }
             for (int i = 0; i < n; ++i)
-                loss[i] += exit_loss(logits, i, classes, c.target[batch[i]], c.target_class[batch[i]], q, o.margin, grads);
+                loss[i] +=
+                    exit_loss(logits, i, classes, c.target[batch[i]], c.target_class[batch[i]], q, o.margin, grads);
             plan.backward(seeds.data(), /*need_input_grad=*/true, false, 0, /*need_param_grads=*/false);
             TensorView g = plan.input_grad();
             for (int64_t e = 0; e < g.numel(); ++e) gx[e] += g[e];

@@ -21,9 +21,9 @@ struct Member {  // one model of the ensemble, or one reference model
 };
 
 struct Candidates {
-    engine::Tensor x, start;       // [total, C, H, W]: current pixels and starting pixels
+    engine::Tensor x, start;  // [total, C, H, W]: current pixels and starting pixels
     std::vector<int> target, target_class;
-    int64_t per = 0;               // floats per image
+    int64_t per = 0;  // floats per image
     float* row(int i) { return x.data() + int64_t(i) * per; }
 };
 
@@ -45,8 +45,8 @@ void optimise(Candidates& c, std::vector<Member>& ensemble, const std::vector<fl
               const CraftOptions& o);
 
 // craft_select.cpp: where each candidate leaves on every model, and the best per target exit.
-Scores score(Candidates& c, std::vector<Member>& ensemble, std::vector<Member>& references,
-             const std::vector<float>& q, int classes, int batch);
+Scores score(Candidates& c, std::vector<Member>& ensemble, std::vector<Member>& references, const std::vector<float>& q,
+             int classes, int batch);
 std::vector<int> select(const Candidates& c, const Scores& s, const std::vector<int>& exits, int per_target,
                         int per_exit);
 

@@ -9,11 +9,12 @@ namespace fp {
 
 using namespace engine;
 
-Scores score(Candidates& c, std::vector<Member>& ensemble, std::vector<Member>& references,
-             const std::vector<float>& q, int classes, int batch) {
+Scores score(Candidates& c, std::vector<Member>& ensemble, std::vector<Member>& references, const std::vector<float>& q,
+             int classes, int batch) {
     const int total = int(c.target.size());
     Scores s{std::vector<int>(total, -1), std::vector<int>(total, 0), std::vector<int>(total, 0),
-             std::vector<float>(total, 0), std::vector<std::vector<char>>(references.size(), std::vector<char>(total, 0))};
+             std::vector<float>(total, 0),
+             std::vector<std::vector<char>>(references.size(), std::vector<char>(total, 0))};
     std::vector<const float*> logits;
     auto run = [&](Member& m, int first, int n) {  // a reference may have another number of exits
         m.plan->run_all(c.row(first), n);
@@ -47,7 +48,8 @@ Scores score(Candidates& c, std::vector<Member>& ensemble, std::vector<Member>& 
 
 // Per target exit, the best per_exit candidates that leave the owner exactly there: fewest
 // transfers to steering references, then most ensemble agreement, then largest margin.
-std::vector<int> select(const Candidates& c, const Scores& s, const std::vector<int>& exits, int per_target, int per_exit) {
+std::vector<int> select(const Candidates& c, const Scores& s, const std::vector<int>& exits, int per_target,
+                        int per_exit) {
     std::vector<int> chosen;
     for (size_t e = 0; e < exits.size(); ++e) {
         std::vector<int> pool;
@@ -61,7 +63,8 @@ std::vector<int> select(const Candidates& c, const Scores& s, const std::vector<
         check(!pool.empty(), "exit " + std::to_string(exits[e]) + ": no crafted candidate leaves the model there" +
                                  " (try more --steps, a smaller --margin or another --seed)");
         if (int(pool.size()) < per_exit)
-            std::fprintf(stderr, "warning: only %zu of %d inputs for exit %d reached it\n", pool.size(), per_exit, exits[e]);
+            std::fprintf(stderr, "warning: only %zu of %d inputs for exit %d reached it\n", pool.size(), per_exit,
+                         exits[e]);
         pool.resize(std::min<size_t>(pool.size(), size_t(per_exit)));
         chosen.insert(chosen.end(), pool.begin(), pool.end());
     }

@@ -30,7 +30,8 @@ void save_fingerprint(const FingerprintSet& s, const std::string& path) {
 FingerprintSet load_fingerprint(const std::string& path) {
     std::map<std::string, std::string> meta;
     auto tensors = engine::read_safetensors(path, &meta);
-    engine::check(meta["format"] == "timing-fingerprint", path + ": not a fingerprint file (format is '" + meta["format"] + "')");
+    engine::check(meta["format"] == "timing-fingerprint",
+                  path + ": not a fingerprint file (format is '" + meta["format"] + "')");
     engine::check(meta["version"] == "1", path + ": unsupported fingerprint version '" + meta["version"] + "'");
     engine::check(tensors.count("inputs"), path + ": has no 'inputs' tensor");
     FingerprintSet s;
@@ -61,8 +62,7 @@ FingerprintSet load_fingerprint(const std::string& path) {
     for (int t : s.target_exits)
         engine::check(t >= 0 && t < s.num_exits(), path + ": target exit " + std::to_string(t) + " out of range");
     engine::check(s.null_match_rate > 0 && s.null_match_rate < 1, path + ": null match rate must lie in (0, 1)");
-    for (float v : s.inputs.values())
-        engine::check(v >= 0.0f && v <= 1.0f, path + ": input pixels must lie in [0, 1]");
+    for (float v : s.inputs.values()) engine::check(v >= 0.0f && v <= 1.0f, path + ": input pixels must lie in [0, 1]");
     return s;
 }
 

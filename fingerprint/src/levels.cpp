@@ -41,7 +41,8 @@ std::vector<int> exits_from_latencies(const std::vector<double>& latency_ms, con
     double smallest_step = 1.0;
     for (int k = 1; k < exits; ++k)
         smallest_step = std::min(smallest_step, (exit_profile[k] - exit_profile[k - 1]) / exit_profile[k]);
-    const double gap = std::max(kLevelGapWidths * median(jitter_ms), smallest_step / 3.0 * (median(latency_ms) - overhead_ms));
+    const double gap =
+        std::max(kLevelGapWidths * median(jitter_ms), smallest_step / 3.0 * (median(latency_ms) - overhead_ms));
     std::vector<std::vector<int>> levels{{order[0]}};
     for (int i = 1; i < n; ++i) {
         if (latency_ms[order[i]] - latency_ms[order[i - 1]] > gap) levels.emplace_back();

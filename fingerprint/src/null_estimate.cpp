@@ -26,8 +26,8 @@ void estimate_null(const Candidates& c, const Scores& s, const std::vector<int>&
     set.info["null_same_arch_references"] = "0";
     if (references.empty()) {
         set.null_match_rate = kUncalibratedNull;
-        set.null_source = "UNCALIBRATED default " + std::to_string(kUncalibratedNull).substr(0, 4) +
-                          " (no reference models given)";
+        set.null_source =
+            "UNCALIBRATED default " + std::to_string(kUncalibratedNull).substr(0, 4) + " (no reference models given)";
         set.info["null_references"] = "[]";
         return;
     }
@@ -54,16 +54,22 @@ void estimate_null(const Candidates& c, const Scores& s, const std::vector<int>&
         char item[200];
         std::snprintf(item, sizeof item, "%s=%.3f", name.c_str(), held ? rate_after : rate_before);
         add_name(held ? held_names : other_names, item);
-        if (held) worst_held = std::max(worst_held, rate_after), ++held_count;
-        else worst_other = std::max(worst_other, rate_before);
-        refs.push_back({{"name", name}, {"same_architecture", references[r].same_arch},
+        if (held)
+            worst_held = std::max(worst_held, rate_after), ++held_count;
+        else
+            worst_other = std::max(worst_other, rate_before);
+        refs.push_back({{"name", name},
+                        {"same_architecture", references[r].same_arch},
                         {"role", held ? "held out: null" : "steers selection"},
-                        {"rate_selected", rate_after}, {"rate_candidates", rate_before}, {"candidates", valid},
+                        {"rate_selected", rate_after},
+                        {"rate_candidates", rate_before},
+                        {"candidates", valid},
                         {"selected", M}});
     }
     double null_rate;
     if (held_count > 0) {
-        null_rate = worst_held + kNullMargin + 2 * std::sqrt(std::max(worst_held * (1 - worst_held), 0.01) / std::max(M, 1));
+        null_rate =
+            worst_held + kNullMargin + 2 * std::sqrt(std::max(worst_held * (1 - worst_held), 0.01) / std::max(M, 1));
         set.null_source = "held-out same-architecture references (exit oracle, selected inputs): " + held_names;
         if (!other_names.empty()) set.null_source += "; steered selection, not used: " + other_names;
     } else {

@@ -10,12 +10,14 @@ namespace {
 
 class LocalSuspect : public Suspect {
 public:
-    LocalSuspect(const std::string& path, const std::vector<float>& thresholds, const std::string& backend,
-                 int threads)
-        : path_(path), model_(engine::load_model(path)), backend_(engine::make_backend(backend, threads)),
+    LocalSuspect(const std::string& path, const std::vector<float>& thresholds, const std::string& backend, int threads)
+        : path_(path),
+          model_(engine::load_model(path)),
+          backend_(engine::make_backend(backend, threads)),
           plan_(model_, *backend_, 1) {
         thresholds_ = model_.thresholds;
-        if (thresholds.size() == 1) thresholds_.assign(model_.num_exits(), thresholds[0]);
+        if (thresholds.size() == 1)
+            thresholds_.assign(model_.num_exits(), thresholds[0]);
         else if (!thresholds.empty()) {
             engine::check(int(thresholds.size()) == model_.num_exits(), path + ": wrong number of thresholds");
             thresholds_ = thresholds;
@@ -33,9 +35,7 @@ public:
     int64_t null_query_ns() override { return 0; }
     bool reveals_exit() const override { return true; }
     std::string describe() const override { return path_ + " (in-process)"; }
-    std::vector<int64_t> input_shape() const override {
-        return model_.input_shape(1).vec();
-    }
+    std::vector<int64_t> input_shape() const override { return model_.input_shape(1).vec(); }
 
 private:
     std::string path_;

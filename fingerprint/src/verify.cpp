@@ -25,9 +25,12 @@ std::vector<double> exit_profile(const FingerprintSet& set) {
 
 const char* verdict_name(Verdict v) {
     switch (v) {
-        case Verdict::match: return "match";
-        case Verdict::no_match: return "no-match";
-        case Verdict::inconclusive: return "inconclusive";
+        case Verdict::match:
+            return "match";
+        case Verdict::no_match:
+            return "no-match";
+        case Verdict::inconclusive:
+            return "inconclusive";
     }
     return "inconclusive";
 }
@@ -52,8 +55,8 @@ Decision decide_verdict(int matches, int undetermined, const std::vector<int>& t
         std::snprintf(buf, sizeof buf, "both tests reject (%d inputs are too few for these error rates)", M);
     } else if (match) {
         d.verdict = Verdict::match;
-        std::snprintf(buf, sizeof buf, "P(>= %d of %d matches | independent, rate %.3f) = %.3g < alpha %.3g", matches, M,
-                      d.p0, d.p_match, a);
+        std::snprintf(buf, sizeof buf, "P(>= %d of %d matches | independent, rate %.3f) = %.3g < alpha %.3g", matches,
+                      M, d.p0, d.p_match, a);
     } else if (no_match && !separable) {
         d.verdict = Verdict::inconclusive;
         std::snprintf(buf, sizeof buf,
@@ -162,8 +165,8 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     // level, else the input is undetermined: the noise moves it between levels. (Regrouping each
     // half on its own would merge levels that the whole resolves, at twice the noise of the whole.)
     auto place_by_time = [&] {
-        r.observed_exit = exits_from_latencies(r.latency_ms, r.jitter_ms, profile, r.overhead_ms, &r.level_ms,
-                                               &r.level_exit);
+        r.observed_exit =
+            exits_from_latencies(r.latency_ms, r.jitter_ms, profile, r.overhead_ms, &r.level_ms, &r.level_exit);
         auto nearest_level_exit = [&](double ms) {
             size_t best = 0;
             for (size_t l = 1; l < r.level_ms.size(); ++l)
@@ -185,8 +188,10 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     for (;;) {
         const bool last = !opt.time_oracle || r.reps + opt.reps > opt.max_reps;
         r.separable = !opt.time_oracle || separable();
-        if (opt.time_oracle) place_by_time();
-        else r.observed_exit = revealed;
+        if (opt.time_oracle)
+            place_by_time();
+        else
+            r.observed_exit = revealed;
         r.matches = r.undetermined = 0;
         for (int i = 0; i < M; ++i) {
             r.matches += r.observed_exit[i] == set.target_exits[i];

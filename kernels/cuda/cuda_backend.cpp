@@ -22,13 +22,20 @@ void fail_call(const char* lib, const char* call, const char* message, const cha
 
 const char* cublas_status_name(cublasStatus_t e) {
     switch (e) {
-        case CUBLAS_STATUS_NOT_INITIALIZED: return "not initialized";
-        case CUBLAS_STATUS_ALLOC_FAILED: return "allocation failed";
-        case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
-        case CUBLAS_STATUS_ARCH_MISMATCH: return "architecture mismatch";
-        case CUBLAS_STATUS_EXECUTION_FAILED: return "execution failed";
-        case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
-        default: return "error";
+        case CUBLAS_STATUS_NOT_INITIALIZED:
+            return "not initialized";
+        case CUBLAS_STATUS_ALLOC_FAILED:
+            return "allocation failed";
+        case CUBLAS_STATUS_INVALID_VALUE:
+            return "invalid value";
+        case CUBLAS_STATUS_ARCH_MISMATCH:
+            return "architecture mismatch";
+        case CUBLAS_STATUS_EXECUTION_FAILED:
+            return "execution failed";
+        case CUBLAS_STATUS_NOT_SUPPORTED:
+            return "not supported";
+        default:
+            return "error";
     }
 }
 
@@ -135,28 +142,45 @@ void CudaBackend::forward(const OpArgs& a) {
     const TensorView y = a.out;
     cudaStream_t s = stream_;
     switch (n.op) {
-        case Op::Conv: conv_forward(a); return;
+        case Op::Conv:
+            conv_forward(a);
+            return;
         case Op::BatchNorm: {
             int64_t N, C, inner;
             nc_inner(in[0].shape, N, C, inner);
-            batchnorm_forward(s, n.attrs, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, y.data, N, C, inner,
-                              a.training);
+            batchnorm_forward(s, n.attrs, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, y.data, N, C,
+                              inner, a.training);
             return;
         }
-        case Op::Relu: relu_forward(s, in[0].data, y.data, y.numel()); return;
-        case Op::Add: case Op::Sub: case Op::Mul: case Op::Div:
+        case Op::Relu:
+            relu_forward(s, in[0].data, y.data, y.numel());
+            return;
+        case Op::Add:
+        case Op::Sub:
+        case Op::Mul:
+        case Op::Div:
             binary_forward(s, n.op, in[0].data, in[1].data, y.data, broadcast_dims(in[0].shape, in[1].shape, y.shape));
             return;
-        case Op::Pad: pad_forward(s, n.attrs, in[0].data, in[0].shape, y.data, y.shape); return;
-        case Op::MaxPool: case Op::AvgPool: pool_forward(s, n.op, n.attrs, in[0].data, in[0].shape, y.data, y.shape); return;
-        case Op::MixedPool: mixed_pool_forward(s, n.attrs, in[0].data, in[0].shape, in[1].data, y.data, y.shape); return;
+        case Op::Pad:
+            pad_forward(s, n.attrs, in[0].data, in[0].shape, y.data, y.shape);
+            return;
+        case Op::MaxPool:
+        case Op::AvgPool:
+            pool_forward(s, n.op, n.attrs, in[0].data, in[0].shape, y.data, y.shape);
+            return;
+        case Op::MixedPool:
+            mixed_pool_forward(s, n.attrs, in[0].data, in[0].shape, in[1].data, y.data, y.shape);
+            return;
         case Op::GlobalAvgPool:
-            global_avg_pool_forward(s, in[0].data, y.data, in[0].shape[0] * in[0].shape[1], in[0].shape[2] * in[0].shape[3]);
+            global_avg_pool_forward(s, in[0].data, y.data, in[0].shape[0] * in[0].shape[1],
+                                    in[0].shape[2] * in[0].shape[3]);
             return;
         case Op::Flatten:
             if (y.data != in[0].data) copy(s, in[0].data, y.data, y.numel());
             return;
-        case Op::Gemm: gemm_forward(a); return;
+        case Op::Gemm:
+            gemm_forward(a);
+            return;
         case Op::Softmax: {
             int64_t outer, len, inner;
             around_axis(in[0].shape, n.attrs.axis, outer, len, inner);
@@ -164,9 +188,11 @@ void CudaBackend::forward(const OpArgs& a) {
             return;
         }
         case Op::Dropout:
-            dropout_forward(s, n.attrs.ratio, ref::node_seed(n, a.step_seed), in[0].data, y.data, y.numel(), a.training);
+            dropout_forward(s, n.attrs.ratio, ref::node_seed(n, a.step_seed), in[0].data, y.data, y.numel(),
+                            a.training);
             return;
-        default: fail("cuda backend: node '" + n.name + "' (" + op_name(n.op) + ") is not implemented on cuda");
+        default:
+            fail("cuda backend: node '" + n.name + "' (" + op_name(n.op) + ") is not implemented on cuda");
     }
 }
 
@@ -178,7 +204,9 @@ void CudaBackend::backward(const GradArgs& g) {
     const TensorView gy = g.grad_out;
     cudaStream_t s = stream_;
     switch (n.op) {
-        case Op::Conv: conv_backward(g); return;
+        case Op::Conv:
+            conv_backward(g);
+            return;
         case Op::BatchNorm: {
             int64_t N, C, inner;
             nc_inner(in[0].shape, N, C, inner);
@@ -186,13 +214,21 @@ void CudaBackend::backward(const GradArgs& g) {
                                gin[1].data, gin[2].data, N, C, inner, a.training);
             return;
         }
-        case Op::Relu: if (gin[0].data) relu_backward(s, a.out.data, gy.data, gin[0].data, gy.numel()); return;
-        case Op::Add: case Op::Sub: case Op::Mul: case Op::Div:
+        case Op::Relu:
+            if (gin[0].data) relu_backward(s, a.out.data, gy.data, gin[0].data, gy.numel());
+            return;
+        case Op::Add:
+        case Op::Sub:
+        case Op::Mul:
+        case Op::Div:
             binary_backward(s, n.op, in[0].data, in[1].data, gy.data, gin[0].data, gin[1].data,
                             broadcast_dims(in[0].shape, in[1].shape, gy.shape));
             return;
-        case Op::Pad: if (gin[0].data) pad_backward(s, n.attrs, gy.data, gy.shape, gin[0].data, gin[0].shape); return;
-        case Op::MaxPool: case Op::AvgPool:
+        case Op::Pad:
+            if (gin[0].data) pad_backward(s, n.attrs, gy.data, gy.shape, gin[0].data, gin[0].shape);
+            return;
+        case Op::MaxPool:
+        case Op::AvgPool:
             if (gin[0].data) pool_backward(s, n.op, n.attrs, in[0].data, in[0].shape, gy.data, gy.shape, gin[0].data);
             return;
         case Op::MixedPool:
@@ -204,8 +240,12 @@ void CudaBackend::backward(const GradArgs& g) {
                 global_avg_pool_backward(s, gy.data, gin[0].data, gin[0].shape[0] * gin[0].shape[1],
                                          gin[0].shape[2] * gin[0].shape[3]);
             return;
-        case Op::Flatten: if (gin[0].data) accumulate(s, gy.data, gin[0].data, gy.numel()); return;
-        case Op::Gemm: gemm_backward(g); return;
+        case Op::Flatten:
+            if (gin[0].data) accumulate(s, gy.data, gin[0].data, gy.numel());
+            return;
+        case Op::Gemm:
+            gemm_backward(g);
+            return;
         case Op::Softmax: {
             if (!gin[0].data) return;
             int64_t outer, len, inner;
@@ -218,7 +258,8 @@ void CudaBackend::backward(const GradArgs& g) {
                 dropout_backward(s, n.attrs.ratio, ref::node_seed(n, a.step_seed), gy.data, gin[0].data, gy.numel(),
                                  a.training);
             return;
-        default: fail("cuda backend: node '" + n.name + "' (" + op_name(n.op) + ") has no gradient on cuda");
+        default:
+            fail("cuda backend: node '" + n.name + "' (" + op_name(n.op) + ") has no gradient on cuda");
     }
 }
 

@@ -17,11 +17,13 @@ namespace engine::cuda {
 inline void check_cuda(cudaError_t e, const char* call, const char* file, int line, const std::string& context = {}) {
     if (e != cudaSuccess) fail_call("CUDA", call, cudaGetErrorString(e), file, line, context);
 }
-inline void check_cudnn(cudnnStatus_t e, const char* call, const char* file, int line, const std::string& context = {}) {
+inline void check_cudnn(cudnnStatus_t e, const char* call, const char* file, int line,
+                        const std::string& context = {}) {
     if (e != CUDNN_STATUS_SUCCESS) fail_call("cuDNN", call, cudnnGetErrorString(e), file, line, context);
 }
 const char* cublas_status_name(cublasStatus_t e);
-inline void check_cublas(cublasStatus_t e, const char* call, const char* file, int line, const std::string& context = {}) {
+inline void check_cublas(cublasStatus_t e, const char* call, const char* file, int line,
+                         const std::string& context = {}) {
     if (e != CUBLAS_STATUS_SUCCESS) fail_call("cuBLAS", call, cublas_status_name(e), file, line, context);
 }
 

@@ -44,10 +44,12 @@ void CudaBackend::set_batch(ConvState& st, int n) const {
     const int wp = p.w + (p.explicit_pad ? p.pad_left + p.pad_right : 0);
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(st.x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, p.c, hp, wp), st.where);
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(st.y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, p.k, p.oh, p.ow), st.where);
-    CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(cudnn_, st.x, st.w, st.conv, st.y, st.fwd, &st.ws_fwd), st.where);
+    CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(cudnn_, st.x, st.w, st.conv, st.y, st.fwd, &st.ws_fwd),
+                st.where);
     if (st.have_bwd_data)
-        CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn_, st.w, st.y, st.conv, st.x, st.bwd_data, &st.ws_data),
-                    st.where);
+        CUDNN_CHECK(
+            cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn_, st.w, st.y, st.conv, st.x, st.bwd_data, &st.ws_data),
+            st.where);
     if (st.have_bwd_filter)
         CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnn_, st.x, st.y, st.conv, st.w, st.bwd_filter,
                                                                    &st.ws_filter),
@@ -91,38 +93,50 @@ void CudaBackend::prepare(const Node& node, const Shape* in, int n_in, const Sha
     int got = 0;
     {
         cudnnConvolutionFwdAlgoPerf_t perf[kMax];
-        CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cudnn_, st.x, st.w, st.conv, st.y, kMax, &got, perf), st.where);
+        CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cudnn_, st.x, st.w, st.conv, st.y, kMax, &got, perf),
+                    st.where);
         std::vector<AlgoCandidate> c;
         for (int i = 0; i < got; ++i)
-            c.push_back({int(perf[i].algo), perf[i].status == CUDNN_STATUS_SUCCESS && math_allowed(perf[i].mathType, tf32_),
+            c.push_back({int(perf[i].algo),
+                         perf[i].status == CUDNN_STATUS_SUCCESS && math_allowed(perf[i].mathType, tf32_),
                          perf[i].determinism == CUDNN_DETERMINISTIC, perf[i].memory, perf[i].time});
         const int pick = choose_algo(c, workspace_bytes_);
-        if (pick < 0) fail("cuda conv " + st.where + ": no deterministic forward algorithm fits (" + describe_candidates(c) + ")");
+        if (pick < 0)
+            fail("cuda conv " + st.where + ": no deterministic forward algorithm fits (" + describe_candidates(c) +
+                 ")");
         st.fwd = perf[pick].algo;
     }
     {
         cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
-        CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_, st.w, st.y, st.conv, st.x, kMax, &got, perf), st.where);
+        CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_, st.w, st.y, st.conv, st.x, kMax, &got, perf),
+                    st.where);
         std::vector<AlgoCandidate> c;
         for (int i = 0; i < got; ++i)
-            c.push_back({int(perf[i].algo), perf[i].status == CUDNN_STATUS_SUCCESS && math_allowed(perf[i].mathType, tf32_),
+            c.push_back({int(perf[i].algo),
+                         perf[i].status == CUDNN_STATUS_SUCCESS && math_allowed(perf[i].mathType, tf32_),
                          perf[i].determinism == CUDNN_DETERMINISTIC, perf[i].memory, perf[i].time});
         const int pick = choose_algo(c, workspace_bytes_);
         st.have_bwd_data = pick >= 0;  // only backward needs it: an inference plan runs without
-        if (pick >= 0) st.bwd_data = perf[pick].algo;
-        else st.bwd_data_why = describe_candidates(c);
+        if (pick >= 0)
+            st.bwd_data = perf[pick].algo;
+        else
+            st.bwd_data_why = describe_candidates(c);
     }
     {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
-        CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnn_, st.x, st.y, st.conv, st.w, kMax, &got, perf), st.where);
+        CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnn_, st.x, st.y, st.conv, st.w, kMax, &got, perf),
+                    st.where);
         std::vector<AlgoCandidate> c;
         for (int i = 0; i < got; ++i)
-            c.push_back({int(perf[i].algo), perf[i].status == CUDNN_STATUS_SUCCESS && math_allowed(perf[i].mathType, tf32_),
+            c.push_back({int(perf[i].algo),
+                         perf[i].status == CUDNN_STATUS_SUCCESS && math_allowed(perf[i].mathType, tf32_),
                          perf[i].determinism == CUDNN_DETERMINISTIC, perf[i].memory, perf[i].time});
         const int pick = choose_algo(c, workspace_bytes_);
         st.have_bwd_filter = pick >= 0;
-        if (pick >= 0) st.bwd_filter = perf[pick].algo;
-        else st.bwd_filter_why = describe_candidates(c);
+        if (pick >= 0)
+            st.bwd_filter = perf[pick].algo;
+        else
+            st.bwd_filter_why = describe_candidates(c);
     }
     set_batch(st, p.n);  // checks the workspace at the largest batch
     set_batch(st, 1);    // and at one sample (workspace need is not monotone in the batch for every algorithm)
@@ -174,13 +188,16 @@ void CudaBackend::conv_backward(const GradArgs& g) {
     const int n = static_cast<int>(x.shape[0]);
     set_batch(st, n);
     const float one = 1.0f, zero = 0.0f;
-    const int64_t padded = p.explicit_pad ? int64_t(n) * p.c * (p.h + p.pad_top + p.pad_bottom) * (p.w + p.pad_left + p.pad_right) : 0;
+    const int64_t padded =
+        p.explicit_pad ? int64_t(n) * p.c * (p.h + p.pad_top + p.pad_bottom) * (p.w + p.pad_left + p.pad_right) : 0;
     if (g.grad_in[1].data) {
         if (!st.have_bwd_filter)
-            fail("cuda conv " + st.where + ": no deterministic weight-gradient algorithm fits (" + st.bwd_filter_why + ")");
+            fail("cuda conv " + st.where + ": no deterministic weight-gradient algorithm fits (" + st.bwd_filter_why +
+                 ")");
         const float* xin = x.data;
         if (p.explicit_pad) {
-            pad2d_forward(stream_, x.data, a.scratch, n, p.c, p.h, p.w, p.pad_top, p.pad_left, p.pad_bottom, p.pad_right);
+            pad2d_forward(stream_, x.data, a.scratch, n, p.c, p.h, p.w, p.pad_top, p.pad_left, p.pad_bottom,
+                          p.pad_right);
             xin = a.scratch;
         }
         CUDNN_CHECK(cudnnConvolutionBackwardFilter(cudnn_, &one, st.x, xin, st.y, gy.data, st.conv, st.bwd_filter,
@@ -189,7 +206,8 @@ void CudaBackend::conv_backward(const GradArgs& g) {
     }
     if (g.grad_in[0].data) {
         if (!st.have_bwd_data)
-            fail("cuda conv " + st.where + ": no deterministic input-gradient algorithm fits (" + st.bwd_data_why + ")");
+            fail("cuda conv " + st.where + ": no deterministic input-gradient algorithm fits (" + st.bwd_data_why +
+                 ")");
         if (p.explicit_pad) {
             float* gxp = a.scratch + padded;
             CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_, &one, st.w, w.data, st.y, gy.data, st.conv, st.bwd_data,
@@ -203,7 +221,8 @@ void CudaBackend::conv_backward(const GradArgs& g) {
                         st.where);
         }
     }
-    if (a.n_in > 2 && g.grad_in[2].data) bias_backward(stream_, gy.data, g.grad_in[2].data, n, p.k, int64_t(p.oh) * p.ow);
+    if (a.n_in > 2 && g.grad_in[2].data)
+        bias_backward(stream_, gy.data, g.grad_in[2].data, n, p.k, int64_t(p.oh) * p.ow);
 }
 
 }  // namespace engine::cuda

@@ -7,21 +7,19 @@ namespace engine::cuda {
 
 namespace {
 
-#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
+#define GRID_STRIDE(i, n) \
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
 
-__global__ void relu_fwd_k(const float* x, float* y, int64_t n) {
-    GRID_STRIDE(i, n) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-}
+__global__ void relu_fwd_k(const float* x, float* y, int64_t n) { GRID_STRIDE(i, n) y[i] = x[i] > 0.0f ? x[i] : 0.0f; }
 __global__ void relu_bwd_k(const float* y, const float* gy, float* gx, int64_t n) {
     GRID_STRIDE(i, n) gx[i] += y[i] > 0.0f ? gy[i] : 0.0f;
 }
 __global__ void accumulate_k(const float* src, float* dst, int64_t n, float scale) {
     GRID_STRIDE(i, n) dst[i] += scale * src[i];
 }
-__global__ void copy_k(const float* src, float* dst, int64_t n) {
-    GRID_STRIDE(i, n) dst[i] = src[i];
-}
-__global__ void epilogue_k(float* y, const float* bias, const float* res, bool relu, int64_t n, int64_t plane, int channels) {
+__global__ void copy_k(const float* src, float* dst, int64_t n) { GRID_STRIDE(i, n) dst[i] = src[i]; }
+__global__ void epilogue_k(float* y, const float* bias, const float* res, bool relu, int64_t n, int64_t plane,
+                           int channels) {
     GRID_STRIDE(i, n) {
         float v = y[i];
         if (bias) v += bias[(i / plane) % channels];
@@ -57,20 +55,33 @@ __global__ void bias_bwd_k(const float* gy, float* gb, int batch, int channels, 
 
 __device__ float apply(Op op, float u, float v) {
     switch (op) {
-        case Op::Add: return u + v;
-        case Op::Sub: return u - v;
-        case Op::Mul: return u * v;
-        default: return u / v;
+        case Op::Add:
+            return u + v;
+        case Op::Sub:
+            return u - v;
+        case Op::Mul:
+            return u * v;
+        default:
+            return u / v;
     }
 }
 // d(u op v)/du and /dv, as the reference loops define them.
 __device__ void derivs(Op op, float u, float v, float& da, float& db) {
     da = 1, db = 1;
     switch (op) {
-        case Op::Add: break;
-        case Op::Sub: db = -1; break;
-        case Op::Mul: da = v; db = u; break;
-        default: da = 1 / v; db = -u / (v * v); break;
+        case Op::Add:
+            break;
+        case Op::Sub:
+            db = -1;
+            break;
+        case Op::Mul:
+            da = v;
+            db = u;
+            break;
+        default:
+            da = 1 / v;
+            db = -u / (v * v);
+            break;
     }
 }
 
@@ -204,12 +215,12 @@ PadDims pad_dims(const Shape& xs, const Shape& ys, const int64_t* begin) {
 
 }  // namespace
 
-#define LAUNCH(kernel, n, ...)                                              \
-    do {                                                                    \
-        if ((n) <= 0) break;                                                \
-        const Launch L = launch_1d(n);                                      \
-        kernel<<<L.blocks, L.threads, 0, s>>>(__VA_ARGS__);                 \
-        CUDA_CHECK_LAUNCH(#kernel);                                         \
+#define LAUNCH(kernel, n, ...)                              \
+    do {                                                    \
+        if ((n) <= 0) break;                                \
+        const Launch L = launch_1d(n);                      \
+        kernel<<<L.blocks, L.threads, 0, s>>>(__VA_ARGS__); \
+        CUDA_CHECK_LAUNCH(#kernel);                         \
     } while (0)
 
 void relu_forward(cudaStream_t s, const float* x, float* y, int64_t n) { LAUNCH(relu_fwd_k, n, x, y, n); }
@@ -287,7 +298,8 @@ void pad2d_backward(cudaStream_t s, const float* gy, float* gx, int n, int c, in
 void dropout_forward(cudaStream_t s, float ratio, uint64_t seed, const float* x, float* y, int64_t n, bool training) {
     LAUNCH(dropout_fwd_k, n, ratio, seed, x, y, n, training);
 }
-void dropout_backward(cudaStream_t s, float ratio, uint64_t seed, const float* gy, float* gx, int64_t n, bool training) {
+void dropout_backward(cudaStream_t s, float ratio, uint64_t seed, const float* gy, float* gx, int64_t n,
+                      bool training) {
     LAUNCH(dropout_bwd_k, n, ratio, seed, gy, gx, n, training);
 }
 

@@ -89,7 +89,8 @@ __global__ void decide_k(ExitState* st, const float* logits, int classes, float 
 __global__ void compact_k(const ExitState* st, const int* keep, const CompactValue* values) {
     const CompactValue v = values[blockIdx.y];
     const int n = st->n_live;
-    for (int64_t col = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; col < v.row; col += int64_t(blockDim.x) * gridDim.x)
+    for (int64_t col = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; col < v.row;
+         col += int64_t(blockDim.x) * gridDim.x)
         for (int r = 0; r < n; ++r) {
             const int from = keep[r];
             if (from != r) v.data[int64_t(r) * v.row + col] = v.data[int64_t(from) * v.row + col];

@@ -7,13 +7,20 @@ namespace engine::cuda {
 
 const char* exit_step_name(ExitStep s) {
     switch (s) {
-        case ExitStep::Start: return "start";
-        case ExitStep::SelectBucket: return "select";
-        case ExitStep::Segment: return "segment";
-        case ExitStep::SegmentSwitch: return "switch";
-        case ExitStep::Decide: return "decide";
-        case ExitStep::Compact: return "compact";
-        case ExitStep::NextIf: return "if";
+        case ExitStep::Start:
+            return "start";
+        case ExitStep::SelectBucket:
+            return "select";
+        case ExitStep::Segment:
+            return "segment";
+        case ExitStep::SegmentSwitch:
+            return "switch";
+        case ExitStep::Decide:
+            return "decide";
+        case ExitStep::Compact:
+            return "compact";
+        case ExitStep::NextIf:
+            return "if";
     }
     return "?";
 }
@@ -52,10 +59,12 @@ ExitGraphWiring plan_exit_graph(int segments, int max_batch) {
 std::string describe(const ExitGraphWiring& w) {
     std::string s;
     for (const auto& L : w.levels) {
-        s += "level " + std::to_string(L.segment) + (L.parent_if >= 0 ? " (in if#" + std::to_string(L.parent_if) + ")" : " (root)") + ":";
+        s += "level " + std::to_string(L.segment) +
+             (L.parent_if >= 0 ? " (in if#" + std::to_string(L.parent_if) + ")" : " (root)") + ":";
         for (ExitStep st : L.steps) {
             s += std::string(" ") + exit_step_name(st);
-            if (st == ExitStep::SelectBucket || st == ExitStep::SegmentSwitch) s += "#" + std::to_string(L.switch_handle);
+            if (st == ExitStep::SelectBucket || st == ExitStep::SegmentSwitch)
+                s += "#" + std::to_string(L.switch_handle);
             if (st == ExitStep::NextIf) s += "#" + std::to_string(L.if_handle);
         }
         s += "\n";

@@ -2,12 +2,12 @@
 // a pure description, computed without a device so that a unit test can check which node follows
 // which and which conditional handle guards which segment.
 //
-// Level k is one graph: [start (level 0)] -> [select bucket] -> segment k -> decide exit k -> [compact] -> IF { level k+1 }.
-// The root graph is level 0; level k+1 is the body of level k's IF node, so a sample batch that has
-// entirely left at exit k never launches segment k+1: no host round trip, no work past the exit.
-// With more than one batch bucket, segment k is a SWITCH node with one captured body per bucket
-// (captured cuDNN calls have a fixed batch), chosen by a select kernel from the live count. Each
-// handle is set by a kernel of the same graph that holds its conditional node, upstream of it.
+// Level k is one graph: [start (level 0)] -> [select bucket] -> segment k -> decide exit k -> [compact] -> IF { level
+// k+1 }. The root graph is level 0; level k+1 is the body of level k's IF node, so a sample batch that has entirely
+// left at exit k never launches segment k+1: no host round trip, no work past the exit. With more than one batch
+// bucket, segment k is a SWITCH node with one captured body per bucket (captured cuDNN calls have a fixed batch),
+// chosen by a select kernel from the live count. Each handle is set by a kernel of the same graph that holds its
+// conditional node, upstream of it.
 #pragma once
 #include <string>
 #include <vector>
@@ -34,9 +34,9 @@ struct ExitGraphWiring {
     };
     struct Level {
         int segment;
-        int parent_if = -1;      // handle of the IF whose body this level is (-1: the root graph)
-        int switch_handle = -1;  // set by SelectBucket, read by SegmentSwitch (-1: one bucket)
-        int if_handle = -1;      // set by Decide, read by NextIf (-1: the last level)
+        int parent_if = -1;           // handle of the IF whose body this level is (-1: the root graph)
+        int switch_handle = -1;       // set by SelectBucket, read by SegmentSwitch (-1: one bucket)
+        int if_handle = -1;           // set by Decide, read by NextIf (-1: the last level)
         std::vector<ExitStep> steps;  // a chain: each step depends on the one before it
     };
     std::vector<int> buckets;  // batch sizes the segments are captured at, descending

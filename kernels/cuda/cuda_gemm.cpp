@@ -6,11 +6,11 @@
 
 namespace engine::cuda {
 
-void CudaBackend::gemm_rm(bool tx, bool ty, int64_t m, int64_t n, int64_t k, float alpha, const float* x, const float* y,
-                          float beta, float* z, const Node& node) {
+void CudaBackend::gemm_rm(bool tx, bool ty, int64_t m, int64_t n, int64_t k, float alpha, const float* x,
+                          const float* y, float beta, float* z, const Node& node) {
     // X stored [m, k] (or [k, m] when tx), Y stored [k, n] (or [n, k] when ty), Z stored [m, n].
-    CUBLAS_CHECK(cublasSgemm(cublas_, ty ? CUBLAS_OP_T : CUBLAS_OP_N, tx ? CUBLAS_OP_T : CUBLAS_OP_N, int(n), int(m), int(k),
-                             &alpha, y, int(ty ? k : n), x, int(tx ? m : k), &beta, z, int(n)),
+    CUBLAS_CHECK(cublasSgemm(cublas_, ty ? CUBLAS_OP_T : CUBLAS_OP_N, tx ? CUBLAS_OP_T : CUBLAS_OP_N, int(n), int(m),
+                             int(k), &alpha, y, int(ty ? k : n), x, int(tx ? m : k), &beta, z, int(n)),
                  "node '" + node.name + "'");
 }
 
@@ -34,13 +34,17 @@ void CudaBackend::gemm_backward(const GradArgs& g) {
     const float alpha = at.alpha;
     if (float* gA = g.grad_in[0].data) {
         // d op(A) = alpha * gy * op(B)^T, [M, K]; stored transposed when trans_a.
-        if (!at.trans_a) gemm_rm(false, !at.trans_b, M, K, N, alpha, gy.data, B.data, 1.0f, gA, a.node);
-        else gemm_rm(at.trans_b, true, K, M, N, alpha, B.data, gy.data, 1.0f, gA, a.node);
+        if (!at.trans_a)
+            gemm_rm(false, !at.trans_b, M, K, N, alpha, gy.data, B.data, 1.0f, gA, a.node);
+        else
+            gemm_rm(at.trans_b, true, K, M, N, alpha, B.data, gy.data, 1.0f, gA, a.node);
     }
     if (float* gB = g.grad_in[1].data) {
         // d op(B) = alpha * op(A)^T * gy, [K, N]; stored transposed when trans_b.
-        if (!at.trans_b) gemm_rm(!at.trans_a, false, K, N, M, alpha, A.data, gy.data, 1.0f, gB, a.node);
-        else gemm_rm(true, at.trans_a, N, K, M, alpha, gy.data, A.data, 1.0f, gB, a.node);
+        if (!at.trans_b)
+            gemm_rm(!at.trans_a, false, K, N, M, alpha, A.data, gy.data, 1.0f, gB, a.node);
+        else
+            gemm_rm(true, at.trans_a, N, K, M, alpha, gy.data, A.data, 1.0f, gB, a.node);
     }
     if (a.n_in > 2 && g.grad_in[2].data) {
         // dC = beta * gy summed over the dimensions C broadcasts along: an Add's gradient for b, scaled.

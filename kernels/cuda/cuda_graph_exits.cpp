@@ -116,7 +116,8 @@ void DeviceEarlyExit::build() {
         }
         compact_.push_back(device_array<CompactValue>(values.size()));
         if (!values.empty())
-            CUDA_CHECK(cudaMemcpy(compact_.back(), values.data(), sizeof(CompactValue) * values.size(), cudaMemcpyHostToDevice));
+            CUDA_CHECK(cudaMemcpy(compact_.back(), values.data(), sizeof(CompactValue) * values.size(),
+                                  cudaMemcpyHostToDevice));
         compact_count_.push_back(static_cast<int>(values.size()));
         compact_max_row_.push_back(max_row);
     }
@@ -140,7 +141,8 @@ void DeviceEarlyExit::build() {
                     deps = capture(g, deps, [&] { exit_start(s, state_, row_of_, max_batch_); });
                     break;
                 case ExitStep::SelectBucket:
-                    deps = capture(g, deps, [&] { exit_select_bucket(s, state_, buckets_, n_buckets, handles[L.switch_handle]); });
+                    deps = capture(
+                        g, deps, [&] { exit_select_bucket(s, state_, buckets_, n_buckets, handles[L.switch_handle]); });
                     break;
                 case ExitStep::Segment:
                     deps = capture(g, deps, [&] { plan_.run_segment(k, max_batch_); });
@@ -149,7 +151,8 @@ void DeviceEarlyExit::build() {
                     cudaGraph_t* bodies = nullptr;
                     cudaGraphNode_t node = add_conditional(g, deps, handles[L.switch_handle], cudaGraphCondTypeSwitch,
                                                            unsigned(n_buckets), &bodies);
-                    for (int b = 0; b < n_buckets; ++b) capture(bodies[b], {}, [&] { plan_.run_segment(k, buckets[b]); });
+                    for (int b = 0; b < n_buckets; ++b)
+                        capture(bodies[b], {}, [&] { plan_.run_segment(k, buckets[b]); });
                     deps = {node};
                     break;
                 }

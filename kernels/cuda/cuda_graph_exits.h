@@ -36,8 +36,9 @@ private:
     void release();
     template <class Launch>
     std::vector<cudaGraphNode_t> capture(cudaGraph_t g, const std::vector<cudaGraphNode_t>& deps, const Launch& launch);
-    cudaGraphNode_t add_conditional(cudaGraph_t g, const std::vector<cudaGraphNode_t>& deps, cudaGraphConditionalHandle h,
-                                    cudaGraphConditionalNodeType type, unsigned size, cudaGraph_t** bodies);
+    cudaGraphNode_t add_conditional(cudaGraph_t g, const std::vector<cudaGraphNode_t>& deps,
+                                    cudaGraphConditionalHandle h, cudaGraphConditionalNodeType type, unsigned size,
+                                    cudaGraph_t** bodies);
 
     Plan& plan_;
     CudaBackend& backend_;
@@ -47,15 +48,15 @@ private:
     int input_node_;
     cudaGraph_t graph_ = nullptr;
     cudaGraphExec_t exec_ = nullptr;
-    ExitState* state_ = nullptr;                // device
-    int* buckets_ = nullptr;                    // device copy of wiring_.buckets
-    int* row_of_ = nullptr;                     // device, max_batch
-    int* keep_ = nullptr;                       // device, max_batch
-    DeviceSampleResult* results_ = nullptr;     // device, max_batch
-    std::vector<CompactValue*> compact_;        // device, per segment: the values later segments read
+    ExitState* state_ = nullptr;             // device
+    int* buckets_ = nullptr;                 // device copy of wiring_.buckets
+    int* row_of_ = nullptr;                  // device, max_batch
+    int* keep_ = nullptr;                    // device, max_batch
+    DeviceSampleResult* results_ = nullptr;  // device, max_batch
+    std::vector<CompactValue*> compact_;     // device, per segment: the values later segments read
     std::vector<int> compact_count_;
     std::vector<int64_t> compact_max_row_;
-    int* host_n_ = nullptr;                     // pinned
+    int* host_n_ = nullptr;                       // pinned
     DeviceSampleResult* host_results_ = nullptr;  // pinned
 };
 

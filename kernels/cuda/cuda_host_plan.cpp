@@ -10,7 +10,8 @@ namespace engine::cuda {
 namespace {
 
 int as_int(int64_t v, const Node& node, const char* what) {
-    if (v < 0 || v > INT_MAX) fail("cuda conv '" + node.name + "': " + what + " " + std::to_string(v) + " is out of range");
+    if (v < 0 || v > INT_MAX)
+        fail("cuda conv '" + node.name + "': " + what + " " + std::to_string(v) + " is out of range");
     return static_cast<int>(v);
 }
 
@@ -52,7 +53,8 @@ ConvParams conv_params(const Node& node, const Shape& x, const Shape& w, const S
     p.pad_right = as_int(a.pad[3], node, "pad");
     if (p.groups < 1 || p.c % p.groups != 0 || p.k % p.groups != 0 || w[1] * p.groups != x[1])
         fail(where + ": groups " + std::to_string(p.groups) + " do not divide the channels");
-    if (p.stride_h < 1 || p.stride_w < 1 || p.dil_h < 1 || p.dil_w < 1) fail(where + ": stride and dilation must be >= 1");
+    if (p.stride_h < 1 || p.stride_w < 1 || p.dil_h < 1 || p.dil_w < 1)
+        fail(where + ": stride and dilation must be >= 1");
     p.explicit_pad = p.pad_top != p.pad_bottom || p.pad_left != p.pad_right;
     p.pad_h = p.explicit_pad ? 0 : p.pad_top;
     p.pad_w = p.explicit_pad ? 0 : p.pad_left;
@@ -90,7 +92,8 @@ BroadcastDims broadcast_dims(const Shape& a, const Shape& b, const Shape& y) {
     BroadcastDims d{};
     d.rank = y.rank;
     auto strides = [&](const Shape& s, int64_t* out, const char* which) {
-        if (s.rank > y.rank) fail(std::string("broadcast: operand ") + which + " " + s.str() + " has more dimensions than " + y.str());
+        if (s.rank > y.rank)
+            fail(std::string("broadcast: operand ") + which + " " + s.str() + " has more dimensions than " + y.str());
         int64_t stride = 1;
         for (int i = y.rank - 1; i >= 0; --i) {
             const int si = i - (y.rank - s.rank);

@@ -16,10 +16,10 @@ namespace engine::cuda {
 // dimension alike; a node whose top/bottom or left/right pads differ is convolved with pad 0 over an
 // input padded explicitly to [n, c, h + pad_top + pad_bottom, w + pad_left + pad_right].
 struct ConvParams {
-    int n, c, h, w;      // input
-    int k, kh, kw;       // filters
-    int oh, ow;          // output
-    int pad_h, pad_w;    // what cuDNN gets (0 when explicit_pad)
+    int n, c, h, w;    // input
+    int k, kh, kw;     // filters
+    int oh, ow;        // output
+    int pad_h, pad_w;  // what cuDNN gets (0 when explicit_pad)
     int stride_h, stride_w, dil_h, dil_w, groups;
     bool explicit_pad;
     int pad_top, pad_left, pad_bottom, pad_right;
@@ -34,10 +34,10 @@ ConvParams conv_params(const Node& node, const Shape& x, const Shape& w, const S
 // One algorithm as cuDNN reports it (from cudnnGet*Algorithm_v7's heuristics, in its order of preference).
 struct AlgoCandidate {
     int algo;
-    bool ok;              // status CUDNN_STATUS_SUCCESS
-    bool deterministic;   // CUDNN_DETERMINISTIC
-    size_t memory;        // workspace bytes
-    float time_ms;        // -1 from heuristics (no timing)
+    bool ok;             // status CUDNN_STATUS_SUCCESS
+    bool deterministic;  // CUDNN_DETERMINISTIC
+    size_t memory;       // workspace bytes
+    float time_ms;       // -1 from heuristics (no timing)
 };
 // The first candidate, in the order given, that succeeded, is deterministic and needs at most
 // `memory_limit` bytes; -1 when none does. Heuristics rather than a timed search (cudnnFind*): a timed

@@ -53,8 +53,8 @@ void global_avg_pool_backward(cudaStream_t s, const float* gy, float* gx, int64_
 void batchnorm_forward(cudaStream_t s, const Attrs& a, const float* x, const float* scale, const float* bias,
                        float* mean, float* var, float* y, int64_t n, int64_t c, int64_t inner, bool training);
 void batchnorm_backward(cudaStream_t s, const Attrs& a, const float* x, const float* scale, const float* mean,
-                        const float* var, const float* gy, float* gx, float* gscale, float* gbias, int64_t n,
-                        int64_t c, int64_t inner, bool training);
+                        const float* var, const float* gy, float* gx, float* gscale, float* gbias, int64_t n, int64_t c,
+                        int64_t inner, bool training);
 void softmax_forward(cudaStream_t s, const float* x, float* y, int64_t outer, int64_t len, int64_t inner);
 void softmax_backward(cudaStream_t s, const float* y, const float* gy, float* gx, int64_t outer, int64_t len,
                       int64_t inner);
@@ -69,10 +69,10 @@ struct DeviceSampleResult {
     int pad;
     unsigned long long ns;  // device clock (globaltimer) from the start of the batch
 };
-struct ExitState {               // device memory, one per executor
-    int n_live;                  // rows still running (set by the host before launch, then by Decide)
+struct ExitState {  // device memory, one per executor
+    int n_live;     // rows still running (set by the host before launch, then by Decide)
     int pad;
-    unsigned long long t0;       // globaltimer at the start
+    unsigned long long t0;  // globaltimer at the start
 };
 struct CompactValue {
     float* data;
@@ -81,8 +81,7 @@ struct CompactValue {
 // Stamps the start time and numbers the rows (row_of[r] = r for every row up to max_batch).
 void exit_start(cudaStream_t s, ExitState* st, int* row_of, int max_batch);
 // Sets the SWITCH handle to bucket_index(n_live) (buckets descending, count entries).
-void exit_select_bucket(cudaStream_t s, const ExitState* st, const int* buckets, int count,
-                        unsigned long long handle);
+void exit_select_bucket(cudaStream_t s, const ExitState* st, const int* buckets, int count, unsigned long long handle);
 // Top class of each live row of logits [n_live, classes]; rows with prob >= threshold (or all, when
 // last) write their result at results[row_of[r]] and leave; the rest are listed in keep (in order), row_of
 // follows them, n_live becomes their count and the IF handle (unless last) says whether any remain.

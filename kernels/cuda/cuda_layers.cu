@@ -116,11 +116,11 @@ __global__ void softmax_bwd_k(const float* y, const float* gy, float* gx, int64_
     const int64_t base = (r / inner) * len * inner + r % inner;
     double dot = 0;
     for (int64_t k = 0; k < len; ++k) dot += double(gy[base + k * inner]) * y[base + k * inner];
-    for (int64_t k = 0; k < len; ++k)
-        gx[base + k * inner] += float(y[base + k * inner] * (gy[base + k * inner] - dot));
+    for (int64_t k = 0; k < len; ++k) gx[base + k * inner] += float(y[base + k * inner] * (gy[base + k * inner] - dot));
 }
 
-__global__ void gemm_fill_c_k(float* y, const float* c, int64_t c_rows, int64_t c_cols, int64_t m, int64_t n, float beta) {
+__global__ void gemm_fill_c_k(float* y, const float* c, int64_t c_rows, int64_t c_cols, int64_t m, int64_t n,
+                              float beta) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < m * n; i += int64_t(blockDim.x) * gridDim.x) {
         const int64_t r = i / n, col = i % n;
         y[i] = beta * c[(c_rows == 1 ? 0 : r) * c_cols + (c_cols == 1 ? 0 : col)];
@@ -142,9 +142,10 @@ void batchnorm_forward(cudaStream_t s, const Attrs& a, const float* x, const flo
 }
 
 void batchnorm_backward(cudaStream_t s, const Attrs& a, const float* x, const float* scale, const float* mean,
-                        const float* var, const float* gy, float* gx, float* gscale, float* gbias, int64_t n,
-                        int64_t c, int64_t inner, bool training) {
-    bn_bwd_k<<<unsigned(c), kBlock, 0, s>>>(x, scale, mean, var, a.epsilon, gy, gx, gscale, gbias, n, c, inner, training);
+                        const float* var, const float* gy, float* gx, float* gscale, float* gbias, int64_t n, int64_t c,
+                        int64_t inner, bool training) {
+    bn_bwd_k<<<unsigned(c), kBlock, 0, s>>>(x, scale, mean, var, a.epsilon, gy, gx, gscale, gbias, n, c, inner,
+                                            training);
     CUDA_CHECK_LAUNCH("bn_bwd_k");
 }
 
@@ -163,8 +164,10 @@ void softmax_backward(cudaStream_t s, const float* y, const float* gy, float* gx
 void gemm_fill_c(cudaStream_t s, float* y, const float* c, const Shape& cs, int64_t m, int64_t n, float beta) {
     // As the reference: rank 2 broadcasts each dim of extent 1; rank 1 is a row (or a scalar).
     int64_t rows = 1, cols = 1;
-    if (cs.rank == 2) rows = cs[0], cols = cs[1];
-    else if (cs.rank == 1) cols = cs[0];
+    if (cs.rank == 2)
+        rows = cs[0], cols = cs[1];
+    else if (cs.rank == 1)
+        cols = cs[0];
     const Launch L = launch_1d(m * n);
     gemm_fill_c_k<<<L.blocks, L.threads, 0, s>>>(y, c, rows, cols, m, n, beta);
     CUDA_CHECK_LAUNCH("gemm_fill_c_k");

@@ -18,8 +18,8 @@ struct PoolGeom {
 };
 
 PoolGeom geom(const Attrs& a, const Shape& xs, const Shape& ys) {
-    return {xs[2], xs[3], ys[2], ys[3], a.kernel[0], a.kernel[1], a.stride[0], a.stride[1], a.dilation[0], a.dilation[1],
-            a.pad[0], a.pad[1], a.pad[2], a.pad[3], a.count_include_pad};
+    return {xs[2],         xs[3],         ys[2],    ys[3],    a.kernel[0], a.kernel[1], a.stride[0],        a.stride[1],
+            a.dilation[0], a.dilation[1], a.pad[0], a.pad[1], a.pad[2],    a.pad[3],    a.count_include_pad};
 }
 
 // Divisor of an average window: the real elements, or the window inside the padded input.
@@ -43,7 +43,8 @@ __device__ float divisor(const PoolGeom& g, int64_t oh, int64_t ow) {
 }
 
 // Max (first maximum, as the reference), sum and divisor of one window.
-__device__ void window(const PoolGeom& g, const float* xp, int64_t oh, int64_t ow, float& mx, int64_t& arg, float& sum) {
+__device__ void window(const PoolGeom& g, const float* xp, int64_t oh, int64_t ow, float& mx, int64_t& arg,
+                       float& sum) {
     const int64_t hs = oh * g.sh - g.pt, ws = ow * g.sw - g.pl;
     mx = -FLT_MAX;
     arg = -1;
@@ -68,8 +69,10 @@ __global__ void pool_fwd_k(int mode, PoolGeom g, const float* x, const float* al
         float mx, sum;
         int64_t arg;
         window(g, x + p * g.H * g.W, oh, ow, mx, arg, sum);
-        if (mode == 0) y[o] = arg < 0 ? -INFINITY : mx;
-        else if (mode == 1) y[o] = sum / divisor(g, oh, ow);
+        if (mode == 0)
+            y[o] = arg < 0 ? -INFINITY : mx;
+        else if (mode == 1)
+            y[o] = sum / divisor(g, oh, ow);
         else {
             const float alpha = *alpha_p;
             y[o] = alpha * mx + (1 - alpha) * (sum / divisor(g, oh, ow));
@@ -155,8 +158,8 @@ void pool_forward(cudaStream_t s, Op op, const Attrs& a, const float* x, const S
 void pool_backward(cudaStream_t s, Op op, const Attrs& a, const float* x, const Shape& xs, const float* gy,
                    const Shape& ys, float* gx) {
     const int64_t planes = xs[0] * xs[1];
-    pool_bwd_k<<<unsigned((planes + 127) / 128), 128, 0, s>>>(op == Op::MaxPool ? 0 : 1, geom(a, xs, ys), x, nullptr, gy,
-                                                               gx, nullptr, planes);
+    pool_bwd_k<<<unsigned((planes + 127) / 128), 128, 0, s>>>(op == Op::MaxPool ? 0 : 1, geom(a, xs, ys), x, nullptr,
+                                                              gy, gx, nullptr, planes);
     CUDA_CHECK_LAUNCH("pool_bwd_k");
 }
 void mixed_pool_forward(cudaStream_t s, const Attrs& a, const float* x, const Shape& xs, const float* alpha, float* y,
@@ -169,7 +172,7 @@ void mixed_pool_backward(cudaStream_t s, const Attrs& a, const float* x, const S
                          const float* gy, const Shape& ys, float* gx, float* galpha, float* partial) {
     const int64_t planes = xs[0] * xs[1];
     pool_bwd_k<<<unsigned((planes + 127) / 128), 128, 0, s>>>(2, geom(a, xs, ys), x, alpha, gy, gx,
-                                                               galpha ? partial : nullptr, planes);
+                                                              galpha ? partial : nullptr, planes);
     CUDA_CHECK_LAUNCH("pool_bwd_k (mixed)");
     if (galpha) {
         sum_partials_k<<<1, 256, 0, s>>>(partial, planes, galpha);

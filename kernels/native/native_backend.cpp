@@ -42,10 +42,18 @@ void accumulate(float* g, const float* gy, int64_t n, int threads) {
 void binary_span(Op op, const float* __restrict x, const float* __restrict z, int64_t step, float* __restrict out,
                  int64_t n) {
     switch (op) {
-        case Op::Add: for (int64_t i = 0; i < n; ++i) out[i] = x[i] + z[i * step]; break;
-        case Op::Sub: for (int64_t i = 0; i < n; ++i) out[i] = x[i] - z[i * step]; break;
-        case Op::Mul: for (int64_t i = 0; i < n; ++i) out[i] = x[i] * z[i * step]; break;
-        default: for (int64_t i = 0; i < n; ++i) out[i] = x[i] / z[i * step]; break;
+        case Op::Add:
+            for (int64_t i = 0; i < n; ++i) out[i] = x[i] + z[i * step];
+            break;
+        case Op::Sub:
+            for (int64_t i = 0; i < n; ++i) out[i] = x[i] - z[i * step];
+            break;
+        case Op::Mul:
+            for (int64_t i = 0; i < n; ++i) out[i] = x[i] * z[i * step];
+            break;
+        default:
+            for (int64_t i = 0; i < n; ++i) out[i] = x[i] / z[i * step];
+            break;
     }
 }
 
@@ -120,7 +128,8 @@ void gemm_forward(const OpArgs& args) {
         const float* A = args.in[0].data;
         const float* B = args.in[1].data;
         for (int64_t i = 0; i < M; ++i)
-            for (int64_t j = 0; j < N; ++j) y[i * N + j] = (args.n_in > 2 ? args.in[2][j] : 0.0f) + dot(A + i * K, B + j * K, K);
+            for (int64_t j = 0; j < N; ++j)
+                y[i * N + j] = (args.n_in > 2 ? args.in[2][j] : 0.0f) + dot(A + i * K, B + j * K, K);
         return;
     }
     for (int64_t i = 0; i < M; ++i)
@@ -135,12 +144,16 @@ void gemm_backward(const GradArgs& g) {
     const int64_t M = args.out.shape[0], N = args.out.shape[1], K = args.in[0].shape[1];
     const float *A = args.in[0].data, *B = args.in[1].data, *gy = g.grad_out.data;
     if (float* gA = g.grad_in[0].data) {
-        if (tb) gemm_nn(M, K, N, gy, N, B, K, gA, K);
-        else gemm_nt(M, K, N, gy, N, B, N, gA, K);
+        if (tb)
+            gemm_nn(M, K, N, gy, N, B, K, gA, K);
+        else
+            gemm_nt(M, K, N, gy, N, B, N, gA, K);
     }
     if (float* gB = g.grad_in[1].data) {
-        if (tb) gemm_tn(N, K, M, gy, N, A, K, gB, K);  // dB [N, K] = dY^T A
-        else gemm_tn(K, N, M, A, K, gy, N, gB, N);     // dB [K, N] = A^T dY
+        if (tb)
+            gemm_tn(N, K, M, gy, N, A, K, gB, K);  // dB [N, K] = dY^T A
+        else
+            gemm_tn(K, N, M, A, K, gy, N, gB, N);  // dB [K, N] = A^T dY
     }
     if (args.n_in > 2 && g.grad_in[2].data)
         for (int64_t i = 0; i < M; ++i)
@@ -182,9 +195,9 @@ void NativeBackend::prepare(const Node& node, const Shape* in, int, const Shape&
     kernel_[&node] = k;
 }
 
-
 template <class Transform>
-const float* NativeBackend::transformed(const OpArgs& a, size_t floats, float* scratch_spot, const Transform& transform) {
+const float* NativeBackend::transformed(const OpArgs& a, size_t floats, float* scratch_spot,
+                                        const Transform& transform) {
     const TensorView& w = a.in[1];
     if (!a.weights_fixed) {  // the weights may have changed since the last run
         transform(w, scratch_spot);
@@ -234,13 +247,17 @@ void NativeBackend::forward(const OpArgs& a) {
                 for (int64_t i = i0; i < i1; ++i) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
             });
             return;
-        case Op::Add: case Op::Sub: case Op::Mul: case Op::Div:
+        case Op::Add:
+        case Op::Sub:
+        case Op::Mul:
+        case Op::Div:
             if (binary_fast(n.op, a.in[0], a.in[1], a.out, threads_)) return;
             break;
         case Op::MixedPool:
             if (pool_tiled(n.attrs, a.in[0], PoolKind::Mixed, a.in[1][0], a.out, threads_)) return;
             break;
-        case Op::MaxPool: case Op::AvgPool:
+        case Op::MaxPool:
+        case Op::AvgPool:
             if (pool_tiled(n.attrs, a.in[0], pool_kind(n.op), 0.0f, a.out, threads_)) return;
             break;
         case Op::Gemm:
@@ -281,9 +298,10 @@ void NativeBackend::backward(const GradArgs& g) {
                                     threads_))
                 return;
             break;
-        case Op::MaxPool: case Op::AvgPool:
-            if (!gin[0].data ||
-                pool_tiled_backward(a.node.attrs, a.in[0], pool_kind(a.node.op), 0.0f, g.grad_out, gin[0], nullptr, threads_))
+        case Op::MaxPool:
+        case Op::AvgPool:
+            if (!gin[0].data || pool_tiled_backward(a.node.attrs, a.in[0], pool_kind(a.node.op), 0.0f, g.grad_out,
+                                                    gin[0], nullptr, threads_))
                 return;
             break;
         case Op::Gemm:

@@ -72,8 +72,10 @@ void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView gy, Ten
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t c = 0; c < L.c; ++c) {
         double mean, var;
-        if (training) channel_stats(x, L, c, mean, var);
-        else mean = in[3][c], var = in[4][c];
+        if (training)
+            channel_stats(x, L, c, mean, var);
+        else
+            mean = in[3][c], var = in[4][c];
         const double inv = 1.0 / std::sqrt(var + a.epsilon);
         double sums[2] = {0, 0};  // sum g, sum g * x
         for (int64_t n = 0; n < L.n; ++n) {

@@ -13,7 +13,8 @@ namespace engine::native {
 size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, bool backward) {
     const ConvDims d = conv_dims(a, x, w, y);
     size_t forward = 0;
-    if (conv_is_depthwise(a, w)) forward = depthwise_scratch_per_thread(a, d);
+    if (conv_is_depthwise(a, w))
+        forward = depthwise_scratch_per_thread(a, d);
     else {
         forward = size_t(d.CKK * d.P);
         if (conv3x3_fits(a, x, w, y)) forward = std::max(forward, conv3x3_scratch_per_thread(x));

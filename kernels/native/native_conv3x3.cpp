@@ -104,12 +104,18 @@ template <int S>
 void block_s(const Geometry& g, const float* xp, const float* w, const float* bias, const float* residual, bool relu,
              float* y, int64_t k0) {
     switch (std::min<int64_t>(kCo, g.K - k0)) {
-        case 6: return channel_block<6, S>(g, xp, w, bias, residual, relu, y, k0);
-        case 5: return channel_block<5, S>(g, xp, w, bias, residual, relu, y, k0);
-        case 4: return channel_block<4, S>(g, xp, w, bias, residual, relu, y, k0);
-        case 3: return channel_block<3, S>(g, xp, w, bias, residual, relu, y, k0);
-        case 2: return channel_block<2, S>(g, xp, w, bias, residual, relu, y, k0);
-        default: return channel_block<1, S>(g, xp, w, bias, residual, relu, y, k0);
+        case 6:
+            return channel_block<6, S>(g, xp, w, bias, residual, relu, y, k0);
+        case 5:
+            return channel_block<5, S>(g, xp, w, bias, residual, relu, y, k0);
+        case 4:
+            return channel_block<4, S>(g, xp, w, bias, residual, relu, y, k0);
+        case 3:
+            return channel_block<3, S>(g, xp, w, bias, residual, relu, y, k0);
+        case 2:
+            return channel_block<2, S>(g, xp, w, bias, residual, relu, y, k0);
+        default:
+            return channel_block<1, S>(g, xp, w, bias, residual, relu, y, k0);
     }
 }
 
@@ -173,13 +179,15 @@ void wgrad_block(const Geometry& g, const float* xp, const float* gy, int64_t sa
 bool conv3x3_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
     const int64_t s = a.stride[0];
     return a.groups == 1 && w[2] == 3 && w[3] == 3 && (s == 1 || s == 2) && a.stride[1] == s && a.dilation[0] == 1 &&
-           a.dilation[1] == 1 && std::all_of(a.pad, a.pad + 4, [](int64_t p) { return p == 1; }) &&
-           y[3] % kSeg == 0 && (s == 1 || (x[2] % 2 == 0 && x[3] % 2 == 0));
+           a.dilation[1] == 1 && std::all_of(a.pad, a.pad + 4, [](int64_t p) { return p == 1; }) && y[3] % kSeg == 0 &&
+           (s == 1 || (x[2] % 2 == 0 && x[3] % 2 == 0));
 }
 
 size_t conv3x3_scratch_per_thread(const Shape& x) { return size_t(x[1] * (x[2] + 2) * (x[3] + 2)); }
 
-size_t conv3x3_wgrad_scratch_per_thread(const Shape& x) { return size_t(wgrad_chunk(x)) * conv3x3_scratch_per_thread(x); }
+size_t conv3x3_wgrad_scratch_per_thread(const Shape& x) {
+    return size_t(wgrad_chunk(x)) * conv3x3_scratch_per_thread(x);
+}
 
 void conv3x3_weight_grad(TensorView x, TensorView gy, float* gw, int64_t n0, int64_t n1, float* scratch) {
     const Geometry g = geometry(x.shape, Shape{gy.shape[1], x.shape[1], 3, 3}, gy.shape);
@@ -189,10 +197,18 @@ void conv3x3_weight_grad(TensorView x, TensorView gy, float* gw, int64_t n0, int
         for (int64_t i = 0; i < samples; ++i) pad(g, 1, x.data + (first + i) * in_size, scratch + i * g.C * g.plane);
         const float* gyc = gy.data + first * g.K * g.P;
         for (int64_t k0 = 0; k0 < g.K; k0 += 4) switch (std::min<int64_t>(4, g.K - k0)) {
-                case 4: wgrad_block<4>(g, scratch, gyc, samples, k0, gw); break;
-                case 3: wgrad_block<3>(g, scratch, gyc, samples, k0, gw); break;
-                case 2: wgrad_block<2>(g, scratch, gyc, samples, k0, gw); break;
-                default: wgrad_block<1>(g, scratch, gyc, samples, k0, gw); break;
+                case 4:
+                    wgrad_block<4>(g, scratch, gyc, samples, k0, gw);
+                    break;
+                case 3:
+                    wgrad_block<3>(g, scratch, gyc, samples, k0, gw);
+                    break;
+                case 2:
+                    wgrad_block<2>(g, scratch, gyc, samples, k0, gw);
+                    break;
+                default:
+                    wgrad_block<1>(g, scratch, gyc, samples, k0, gw);
+                    break;
             }
     }
 }

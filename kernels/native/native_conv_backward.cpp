@@ -107,7 +107,7 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
         float* mine = scratch + t * per_thread;
         float* gw_t = mine + layout.col + layout.gcol;
         float* gb_t = gw_t + wsize;
-        float* wt = gb_t + d.K;  // flipped weights, one copy per thread; depthwise: the plane kernel's scratch
+        float* wt = gb_t + d.K;     // flipped weights, one copy per thread; depthwise: the plane kernel's scratch
         float* u = wt + layout.wt;  // their Winograd transform
         std::fill(gw_t, gw_t + wsize + d.K, 0.0f);
         const Shape wt_shape{d.C, d.K, 3, 3};
@@ -131,8 +131,10 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
             float* col = mine;
             float* gcol = mine + layout.col;
             // gx[n] += conv(gy[n], wt): the kernels' residual epilogue reads gx[n], then writes it.
-            if (winograd_gx) winograd_forward_sample(winograd_gx, gy, n, u, wt_shape, nullptr, gx.data, false, gx, gcol);
-            else if (direct_gx) conv3x3_forward_sample(gy, TensorView{wt, wt_shape}, nullptr, gx.data, false, gx, n, gcol);
+            if (winograd_gx)
+                winograd_forward_sample(winograd_gx, gy, n, u, wt_shape, nullptr, gx.data, false, gx, gcol);
+            else if (direct_gx)
+                conv3x3_forward_sample(gy, TensorView{wt, wt_shape}, nullptr, gx.data, false, gx, n, gcol);
             for (int64_t g = 0; g < a.groups; ++g) {
                 const float* xg = x.data + (n * d.C + g * d.Cg) * d.H * d.W;
                 const float* gyg = gy.data + (n * d.K + g * d.Kg) * d.P;

@@ -28,8 +28,10 @@ size_t conv_gemm_packed_floats(const Shape& w, const Shape& y) {
 
 void conv_gemm_pack(TensorView w, const Shape& y, float* out) {
     const int64_t K = w.shape[0], CKK = w.shape[1] * w.shape[2] * w.shape[3];
-    if (gemm_narrow(y)) pack_a_rows(K, CKK, w.data, CKK, out);
-    else pack_a_whole(K, CKK, w.data, CKK, out);
+    if (gemm_narrow(y))
+        pack_a_rows(K, CKK, w.data, CKK, out);
+    else
+        pack_a_whole(K, CKK, w.data, CKK, out);
 }
 
 size_t conv_gemm_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {

@@ -11,21 +11,34 @@ namespace engine::native {
 
 namespace {
 
-constexpr ConvKernel kAll[] = {ConvKernel::winograd4,     ConvKernel::winograd4_channels,     ConvKernel::winograd2,
-                               ConvKernel::winograd4_512, ConvKernel::winograd4_channels_512, ConvKernel::winograd2_512,
-                               ConvKernel::direct,        ConvKernel::gemm,                   ConvKernel::other};
+constexpr ConvKernel kAll[] = {ConvKernel::winograd4,
+                               ConvKernel::winograd4_channels,
+                               ConvKernel::winograd2,
+                               ConvKernel::winograd4_512,
+                               ConvKernel::winograd4_channels_512,
+                               ConvKernel::winograd2_512,
+                               ConvKernel::direct,
+                               ConvKernel::gemm,
+                               ConvKernel::other};
 
 bool is_winograd(ConvKernel k) { return k <= ConvKernel::winograd2_512; }
 
 WinogradPlan plan_of(ConvKernel k, const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
     switch (k) {
-        case ConvKernel::winograd4: return winograd_plan_for(4, false, false, a, x, w, y);
-        case ConvKernel::winograd4_channels: return winograd_plan_for(4, true, false, a, x, w, y);
-        case ConvKernel::winograd2: return winograd_plan_for(2, false, false, a, x, w, y);
-        case ConvKernel::winograd4_512: return winograd_plan_for(4, false, true, a, x, w, y);
-        case ConvKernel::winograd4_channels_512: return winograd_plan_for(4, true, true, a, x, w, y);
-        case ConvKernel::winograd2_512: return winograd_plan_for(2, false, true, a, x, w, y);
-        default: return {};
+        case ConvKernel::winograd4:
+            return winograd_plan_for(4, false, false, a, x, w, y);
+        case ConvKernel::winograd4_channels:
+            return winograd_plan_for(4, true, false, a, x, w, y);
+        case ConvKernel::winograd2:
+            return winograd_plan_for(2, false, false, a, x, w, y);
+        case ConvKernel::winograd4_512:
+            return winograd_plan_for(4, false, true, a, x, w, y);
+        case ConvKernel::winograd4_channels_512:
+            return winograd_plan_for(4, true, true, a, x, w, y);
+        case ConvKernel::winograd2_512:
+            return winograd_plan_for(2, false, true, a, x, w, y);
+        default:
+            return {};
     }
 }
 
@@ -40,15 +53,24 @@ bool runs(ConvKernel k, const Attrs& a, const Shape& x, const Shape& w, const Sh
 
 const char* conv_kernel_name(ConvKernel k) {
     switch (k) {
-        case ConvKernel::winograd4: return "winograd4";
-        case ConvKernel::winograd4_channels: return "winograd4_channels";
-        case ConvKernel::winograd2: return "winograd2";
-        case ConvKernel::winograd4_512: return "winograd4_avx512";
-        case ConvKernel::winograd4_channels_512: return "winograd4_channels_avx512";
-        case ConvKernel::winograd2_512: return "winograd2_avx512";
-        case ConvKernel::direct: return "direct";
-        case ConvKernel::gemm: return "gemm";
-        default: return "other";
+        case ConvKernel::winograd4:
+            return "winograd4";
+        case ConvKernel::winograd4_channels:
+            return "winograd4_channels";
+        case ConvKernel::winograd2:
+            return "winograd2";
+        case ConvKernel::winograd4_512:
+            return "winograd4_avx512";
+        case ConvKernel::winograd4_channels_512:
+            return "winograd4_channels_avx512";
+        case ConvKernel::winograd2_512:
+            return "winograd2_avx512";
+        case ConvKernel::direct:
+            return "direct";
+        case ConvKernel::gemm:
+            return "gemm";
+        default:
+            return "other";
     }
 }
 
@@ -64,13 +86,16 @@ bool conv_kernel_avx512(ConvKernel k) {
 
 ConvKernel conv_kernel_fixed(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
     if (const WinogradPlan p = winograd_plan(a, x, w, y))
-        return p.m == 2 ? ConvKernel::winograd2 : p.over_channels ? ConvKernel::winograd4_channels : ConvKernel::winograd4;
+        return p.m == 2          ? ConvKernel::winograd2
+               : p.over_channels ? ConvKernel::winograd4_channels
+                                 : ConvKernel::winograd4;
     if (conv_gemm_fits(a, x, w, y)) return ConvKernel::gemm;
     if (conv3x3_fits(a, x, w, y)) return ConvKernel::direct;
     return ConvKernel::other;
 }
 
-std::vector<ConvKernel> conv_kernel_candidates(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, Isa isa) {
+std::vector<ConvKernel> conv_kernel_candidates(const Attrs& a, const Shape& x, const Shape& w, const Shape& y,
+                                               Isa isa) {
     const ConvKernel fixed = conv_kernel_fixed(a, x, w, y);
     std::vector<ConvKernel> out{fixed};
     if (fixed == ConvKernel::other) return out;
@@ -93,8 +118,10 @@ size_t conv_kernel_work_floats(ConvKernel k, const Attrs& a, const Shape& x, con
 }
 
 void conv_kernel_transform(ConvKernel k, const Attrs& a, const Shape& x, TensorView w, const Shape& y, float* u) {
-    if (is_winograd(k)) winograd_weights(plan_of(k, a, x, w.shape, y), x, w, u);
-    else if (k == ConvKernel::gemm) conv_gemm_pack(w, y, u);
+    if (is_winograd(k))
+        winograd_weights(plan_of(k, a, x, w.shape, y), x, w, u);
+    else if (k == ConvKernel::gemm)
+        conv_gemm_pack(w, y, u);
 }
 
 void conv_kernel_forward(ConvKernel k, const Attrs& a, TensorView x, TensorView w, const float* u, const float* bias,

@@ -36,11 +36,11 @@ Cache& cache() {
 
 std::string key_of(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, Isa isa) {
     char s[256];
-    std::snprintf(s, sizeof s, "x%s w%s y%s s%lldx%lld p%lld,%lld,%lld,%lld d%lldx%lld g%lld%s%s %s",
-                  x.str().c_str(), w.str().c_str(), y.str().c_str(), (long long)a.stride[0], (long long)a.stride[1],
-                  (long long)a.pad[0], (long long)a.pad[1], (long long)a.pad[2], (long long)a.pad[3],
-                  (long long)a.dilation[0], (long long)a.dilation[1], (long long)a.groups,
-                  a.fused_residual ? " residual" : "", a.fused_relu ? " relu" : "", isa_name(isa));
+    std::snprintf(s, sizeof s, "x%s w%s y%s s%lldx%lld p%lld,%lld,%lld,%lld d%lldx%lld g%lld%s%s %s", x.str().c_str(),
+                  w.str().c_str(), y.str().c_str(), (long long)a.stride[0], (long long)a.stride[1], (long long)a.pad[0],
+                  (long long)a.pad[1], (long long)a.pad[2], (long long)a.pad[3], (long long)a.dilation[0],
+                  (long long)a.dilation[1], (long long)a.groups, a.fused_residual ? " residual" : "",
+                  a.fused_relu ? " relu" : "", isa_name(isa));
     return s;
 }
 
@@ -121,15 +121,19 @@ std::string cpu_model() {
             break;
         }
     __builtin_cpu_init();
-    return model + (__builtin_cpu_supports("avx512f") ? " avx512f" : "") + (__builtin_cpu_supports("avx2") ? " avx2" : "");
+    return model + (__builtin_cpu_supports("avx512f") ? " avx512f" : "") +
+           (__builtin_cpu_supports("avx2") ? " avx2" : "");
 }
 
 std::string kernel_cache_path() {
     if (const char* p = std::getenv("ENGINE_KERNEL_CACHE")) return std::string(p) == "off" ? "" : p;
     std::string dir;
-    if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) dir = x;
-    else if (const char* h = std::getenv("HOME"); h && *h) dir = std::string(h) + "/.cache";
-    else return "";
+    if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x)
+        dir = x;
+    else if (const char* h = std::getenv("HOME"); h && *h)
+        dir = std::string(h) + "/.cache";
+    else
+        return "";
     const std::string cpu = cpu_model();
     return dir + "/engine/kernels-" + sha256_hex(cpu.data(), cpu.size()).substr(0, 16) + ".json";
 }
@@ -175,8 +179,9 @@ std::vector<std::vector<double>> conv_kernel_times(const std::vector<ConvKernel>
         const size_t c = next[i];
         next[i] = (c + 1) % copies[i];
         const size_t floats = us[i].size() / copies[i];
-        conv_kernel_forward(candidates[i], a, xv, TensorView{raw[i].data() + c * ws.size(), w}, us[i].data() + c * floats,
-                            nullptr, rs.empty() ? nullptr : rs.data(), yv, scratch.data(), threads);
+        conv_kernel_forward(candidates[i], a, xv, TensorView{raw[i].data() + c * ws.size(), w},
+                            us[i].data() + c * floats, nullptr, rs.empty() ? nullptr : rs.data(), yv, scratch.data(),
+                            threads);
     };
     // Repetitions per measurement: enough for about 0.3 ms, so that the clock's resolution does not matter.
     std::vector<int> reps(n);

@@ -46,8 +46,7 @@ void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const flo
     // Offset of tap (kh, kw) from output (oh, ow)'s window start, for each stride's layout.
     int64_t tap[9];
     for (int kh = 0; kh < 3; ++kh)
-        for (int kw = 0; kw < 3; ++kw)
-            tap[kh * 3 + kw] = kh * Wp + (stride == 1 ? kw : (kw == 1 ? half : kw / 2));
+        for (int kw = 0; kw < 3; ++kw) tap[kh * 3 + kw] = kh * Wp + (stride == 1 ? kw : (kw == 1 ? half : kw / 2));
     __m256 wv[9];
     for (int i = 0; i < 9; ++i) wv[i] = _mm256_broadcast_ss(w + i);
     const __m256 b = _mm256_set1_ps(bias);
@@ -89,7 +88,8 @@ size_t depthwise_scratch_per_thread(const Attrs& a, const ConvDims& d) {
 }
 
 DepthwisePlane depthwise_plane_of(const Attrs& a, const ConvDims& d) {
-    return {d.H, d.W, d.OH, d.OW, d.KH, d.KW, a.stride[0], a.stride[1], a.pad[0], a.pad[1], a.dilation[0], a.dilation[1]};
+    return {d.H,         d.W,         d.OH,     d.OW,     d.KH,          d.KW,
+            a.stride[0], a.stride[1], a.pad[0], a.pad[1], a.dilation[0], a.dilation[1]};
 }
 
 void depthwise_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,

@@ -44,7 +44,9 @@ void crop_add(const DepthwisePlane& p, const float* gxp, float* gx) {
 // - an input pixel's gradient gathers its nine taps' output gradients at fixed offsets.
 constexpr int kTaps = 9;
 
-int64_t lead_of(const DepthwisePlane& p) { return (p.KH - 1) * p.dilation_h * p.padded_w() + (p.KW - 1) * p.dilation_w; }
+int64_t lead_of(const DepthwisePlane& p) {
+    return (p.KH - 1) * p.dilation_h * p.padded_w() + (p.KW - 1) * p.dilation_w;
+}
 
 void backward_stride1_3x3(const DepthwisePlane& p, const float* w, const float* gy, float* gw, float* gx,
                           const float* xp, float* gbuf) {

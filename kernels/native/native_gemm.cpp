@@ -131,8 +131,10 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
             for (int64_t i0 = row_begin; i0 < row_end; i0 += kMC) {
                 const int64_t mc = std::min(kMC, row_end - i0);
                 const float* a = buf.a;
-                if (packed_a) a = packed_a + packed_offset(M, i0, k0, kc);
-                else pack_a(A, i0, mc, k0, kc, buf.a);
+                if (packed_a)
+                    a = packed_a + packed_offset(M, i0, k0, kc);
+                else
+                    pack_a(A, i0, mc, k0, kc, buf.a);
                 for (int64_t j = 0; j < nc; j += kNR)
                     for (int64_t i = 0; i < mc; i += kMR)
                         micro_kernel(kc, a + i * kc, b + j * kc, C + (i0 + i) * ldc + j0 + j, ldc,
@@ -190,10 +192,18 @@ void gemm_packed_narrow(int64_t M, int64_t N, int64_t K, const float* packed, co
         float* Cp = C + p * kNarrowRows * ldc;
         const int64_t rows = std::min(kNarrowRows, M - p * kNarrowRows);
         switch (N) {
-            case 1: narrow_panel<1>(K, Ap, B, ldb, Cp, ldc, rows); break;
-            case 2: narrow_panel<2>(K, Ap, B, ldb, Cp, ldc, rows); break;
-            case 3: narrow_panel<3>(K, Ap, B, ldb, Cp, ldc, rows); break;
-            default: narrow_panel<4>(K, Ap, B, ldb, Cp, ldc, rows); break;
+            case 1:
+                narrow_panel<1>(K, Ap, B, ldb, Cp, ldc, rows);
+                break;
+            case 2:
+                narrow_panel<2>(K, Ap, B, ldb, Cp, ldc, rows);
+                break;
+            case 3:
+                narrow_panel<3>(K, Ap, B, ldb, Cp, ldc, rows);
+                break;
+            default:
+                narrow_panel<4>(K, Ap, B, ldb, Cp, ldc, rows);
+                break;
         }
     }
 }

@@ -35,7 +35,8 @@ void im2col(const Attrs& a, const ConvDims& d, const float* x, float* col) {
                     }
                     const float* src = xc + ih * d.W + start;
                     std::fill(out, out + lo, 0.0f);
-                    if (sw == 1) std::memcpy(out + lo, src + lo, sizeof(float) * (hi - lo));
+                    if (sw == 1)
+                        std::memcpy(out + lo, src + lo, sizeof(float) * (hi - lo));
                     else
                         for (int64_t ow = lo; ow < hi; ++ow) out[ow] = src[ow * sw];
                     std::fill(out + hi, out + d.OW, 0.0f);

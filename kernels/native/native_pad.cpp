@@ -54,8 +54,10 @@ inline void transpose4(__m128& a, __m128& b, __m128& c, __m128& d) { _MM_TRANSPO
 
 // The same for 32 columns: the columns of each phase end up in one register, in order.
 inline void transpose4(__m256& a, __m256& b, __m256& c, __m256& d) {
-    const __m256 r0 = _mm256_permute2f128_ps(a, c, 0x20), r1 = _mm256_permute2f128_ps(a, c, 0x31);  // 0-3|16-19, 4-7|20-23
-    const __m256 r2 = _mm256_permute2f128_ps(b, d, 0x20), r3 = _mm256_permute2f128_ps(b, d, 0x31);  // 8-11|24-27, 12-15|28-31
+    const __m256 r0 = _mm256_permute2f128_ps(a, c, 0x20),
+                 r1 = _mm256_permute2f128_ps(a, c, 0x31);  // 0-3|16-19, 4-7|20-23
+    const __m256 r2 = _mm256_permute2f128_ps(b, d, 0x20),
+                 r3 = _mm256_permute2f128_ps(b, d, 0x31);  // 8-11|24-27, 12-15|28-31
     const __m256 lo01 = _mm256_unpacklo_ps(r0, r1), hi01 = _mm256_unpackhi_ps(r0, r1);
     const __m256 lo23 = _mm256_unpacklo_ps(r2, r3), hi23 = _mm256_unpackhi_ps(r2, r3);
     a = _mm256_shuffle_ps(lo01, lo23, _MM_SHUFFLE(1, 0, 1, 0));

@@ -19,8 +19,10 @@ void pad_plane_deinterleaved4(const float* x, int64_t H, int64_t W, float* out);
 
 // Either, for a 3x3 convolution of stride 1 or 2.
 inline void pad_plane_for_stride(int stride, const float* x, int64_t H, int64_t W, float* out) {
-    if (stride == 1) pad_plane(x, H, W, out);
-    else pad_plane_deinterleaved(x, H, W, out);
+    if (stride == 1)
+        pad_plane(x, H, W, out);
+    else
+        pad_plane_deinterleaved(x, H, W, out);
 }
 
 }  // namespace engine::native

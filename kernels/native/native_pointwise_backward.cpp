@@ -46,8 +46,8 @@ void pointwise_backward(TensorView x, TensorView w, TensorView gy, TensorView gx
         const int64_t nb = std::min(chunk, n_end - n0), cols = nb * P;
         const float* g = gy.data + n0 * K * P;
         const float* in = x.data + n0 * C * P;
-        float* g_side = scratch;  // [K, cols]
-        float* x_side = g_side + K * cols;  // [C, cols]
+        float* g_side = scratch;             // [K, cols]
+        float* x_side = g_side + K * cols;   // [C, cols]
         float* gx_side = x_side + C * cols;  // [C, cols]
         if (chunk > 1) {
             gather(gy.data, n0, nb, K, P, g_side);

@@ -78,8 +78,9 @@ bool pool_tiled(const Attrs& a, TensorView x, PoolKind kind, float alpha, Tensor
             for (int64_t ow = 0; ow < t.OW; ++ow) {
                 float mx, mean;
                 window_max_mean(t, xp + oh * t.KH * t.W + ow * t.KW, inv_count, mx, mean);
-                y[(p * t.OH + oh) * t.OW + ow] =
-                    kind == PoolKind::Max ? mx : kind == PoolKind::Average ? mean : alpha * mx + (1 - alpha) * mean;
+                y[(p * t.OH + oh) * t.OW + ow] = kind == PoolKind::Max       ? mx
+                                                 : kind == PoolKind::Average ? mean
+                                                                             : alpha * mx + (1 - alpha) * mean;
             }
     }
     return true;

@@ -30,8 +30,10 @@ using namespace winograd;
 // Channels [c0, c1) of one sample, zero-bordered, each padded row in m phases (native_pad.h).
 void pad_channels(const Dims& d, const float* x, float* xp, int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
-        if (d.m == 4) pad_plane_deinterleaved4(x + c * d.H * d.W, d.H, d.W, xp + c * d.plane);
-        else pad_plane_deinterleaved(x + c * d.H * d.W, d.H, d.W, xp + c * d.plane);
+        if (d.m == 4)
+            pad_plane_deinterleaved4(x + c * d.H * d.W, d.H, d.W, xp + c * d.plane);
+        else
+            pad_plane_deinterleaved(x + c * d.H * d.W, d.H, d.W, xp + c * d.plane);
     }
 }
 
@@ -92,12 +94,24 @@ void product(const Dims& d, const float* u, const float* v, float* m, int64_t kb
     if (d.avx512) return product_avx512(d, u, v, m, kb0, kb1);
     for (int64_t kb = kb0; kb < kb1; ++kb)
         for (int64_t xi = 0; xi < d.xis; ++xi) switch (std::min<int64_t>(kKb, d.K - kb * kKb)) {
-                case 6: product_block<6>(d, u, v, m, xi, kb); break;
-                case 5: product_block<5>(d, u, v, m, xi, kb); break;
-                case 4: product_block<4>(d, u, v, m, xi, kb); break;
-                case 3: product_block<3>(d, u, v, m, xi, kb); break;
-                case 2: product_block<2>(d, u, v, m, xi, kb); break;
-                default: product_block<1>(d, u, v, m, xi, kb); break;
+                case 6:
+                    product_block<6>(d, u, v, m, xi, kb);
+                    break;
+                case 5:
+                    product_block<5>(d, u, v, m, xi, kb);
+                    break;
+                case 4:
+                    product_block<4>(d, u, v, m, xi, kb);
+                    break;
+                case 3:
+                    product_block<3>(d, u, v, m, xi, kb);
+                    break;
+                case 2:
+                    product_block<2>(d, u, v, m, xi, kb);
+                    break;
+                default:
+                    product_block<1>(d, u, v, m, xi, kb);
+                    break;
             }
 }
 
@@ -150,21 +164,30 @@ void blocks(const Dims& d, const float* xp, const float* u, const float* bias, c
     const bool wide = d.TW % 8 == 0;  // eight tiles to a row group
     const int64_t k0 = kb0 * d.kb, k1 = std::min(d.K, kb1 * d.kb);
     for (int64_t b = b0; b < b1; ++b) {
-        if (d.avx512 && wide) input_transform_avx512(d, xp, b, v);
-        else if (wide) input_transform<M, __m256>(d, xp, b, v);
-        else input_transform<M, __m128>(d, xp, b, v);
+        if (d.avx512 && wide)
+            input_transform_avx512(d, xp, b, v);
+        else if (wide)
+            input_transform<M, __m256>(d, xp, b, v);
+        else
+            input_transform<M, __m128>(d, xp, b, v);
         product(d, u, v, m, kb0, kb1);
-        if (d.avx512 && wide) output_transform_avx512(d, m, b, bias, residual, relu, y, k0, k1);
-        else if (wide) output_transform<M, __m256>(d, m, b, bias, residual, relu, y, k0, k1);
-        else output_transform<M, __m128>(d, m, b, bias, residual, relu, y, k0, k1);
+        if (d.avx512 && wide)
+            output_transform_avx512(d, m, b, bias, residual, relu, y, k0, k1);
+        else if (wide)
+            output_transform<M, __m256>(d, m, b, bias, residual, relu, y, k0, k1);
+        else
+            output_transform<M, __m128>(d, m, b, bias, residual, relu, y, k0, k1);
     }
 }
 
 void run_blocks(const Dims& d, const float* xp, const float* u, const float* bias, const float* residual, bool relu,
                 float* y, int64_t b0, int64_t b1, int64_t kb0, int64_t kb1, float* work) {
-    if (d.over_channels) blocks_over_channels(d, xp, u, bias, residual, relu, y, kb0, kb1, work);
-    else if (d.m == 4) blocks<4>(d, xp, u, bias, residual, relu, y, b0, b1, kb0, kb1, work);
-    else blocks<2>(d, xp, u, bias, residual, relu, y, b0, b1, kb0, kb1, work);
+    if (d.over_channels)
+        blocks_over_channels(d, xp, u, bias, residual, relu, y, kb0, kb1, work);
+    else if (d.m == 4)
+        blocks<4>(d, xp, u, bias, residual, relu, y, b0, b1, kb0, kb1, work);
+    else
+        blocks<2>(d, xp, u, bias, residual, relu, y, b0, b1, kb0, kb1, work);
 }
 
 // G g G^T for every (output, input) channel pair, at positions [xi][k block][c][k in block].
@@ -244,12 +267,14 @@ size_t winograd_weights_floats(WinogradPlan plan, const Shape& x, const Shape& w
 
 void winograd_weights(WinogradPlan plan, const Shape& x, TensorView w, float* u) {
     const Dims d = dims_of(plan, x, w.shape);
-    if (plan.m == 4) transform_weights<4>(d, w, u);
-    else transform_weights<2>(d, w, u);
+    if (plan.m == 4)
+        transform_weights<4>(d, w, u);
+    else
+        transform_weights<2>(d, w, u);
 }
 
-void winograd_forward_sample(WinogradPlan plan, TensorView x, int64_t n, const float* u, const Shape& w, const float* bias,
-                             const float* residual, bool relu, TensorView y, float* scratch) {
+void winograd_forward_sample(WinogradPlan plan, TensorView x, int64_t n, const float* u, const Shape& w,
+                             const float* bias, const float* residual, bool relu, TensorView y, float* scratch) {
     const Dims d = dims_of(plan, x.shape, w);
     const int64_t out_size = d.K * d.H * d.W;
     pad_channels(d, x.data + n * d.C * d.H * d.W, scratch, 0, d.C);
@@ -257,8 +282,8 @@ void winograd_forward_sample(WinogradPlan plan, TensorView x, int64_t n, const f
                tile_blocks(d), 0, k_blocks(d), scratch + padded_floats(d));
 }
 
-void winograd_forward(WinogradPlan plan, TensorView x, const float* u, const Shape& w, const float* bias, const float* residual,
-                      bool relu, TensorView y, float* scratch, int threads) {
+void winograd_forward(WinogradPlan plan, TensorView x, const float* u, const Shape& w, const float* bias,
+                      const float* residual, bool relu, TensorView y, float* scratch, int threads) {
     const Dims d = dims_of(plan, x.shape, w);
     const int64_t N = x.shape[0], in_size = d.C * d.H * d.W, out_size = d.K * d.H * d.W;
     const size_t per_thread = padded_floats(d) + block_floats(d);
@@ -283,8 +308,10 @@ void winograd_forward(WinogradPlan plan, TensorView x, const float* u, const Sha
             share(d.C, c0, c1);
             pad_channels(d, x.data + n * in_size, scratch, c0, c1);
 #pragma omp barrier
-            if (tile_blocks(d) >= nt) share(tile_blocks(d), b0, b1);
-            else share(k_blocks(d), kb0, kb1);
+            if (tile_blocks(d) >= nt)
+                share(tile_blocks(d), b0, b1);
+            else
+                share(k_blocks(d), kb0, kb1);
             run_blocks(d, scratch, u, bias, res(n), relu, y.data + n * out_size, b0, b1, kb0, kb1,
                        scratch + padded_floats(d) + t * block_floats(d));
         }

@@ -62,32 +62,72 @@ void product_channels_512(const Dims& d, const float* u, const float* v, float* 
 void product_avx512(const Dims& d, const float* u, const float* v, float* m, int64_t kb0, int64_t kb1) {
     for (int64_t kb = kb0; kb < kb1; ++kb)
         for (int64_t xi = 0; xi < d.xis; ++xi) switch (std::min<int64_t>(kKb512, d.K - kb * kKb512)) {
-                case 16: product_block_512<16>(d, u, v, m, xi, kb); break;
-                case 15: product_block_512<15>(d, u, v, m, xi, kb); break;
-                case 14: product_block_512<14>(d, u, v, m, xi, kb); break;
-                case 13: product_block_512<13>(d, u, v, m, xi, kb); break;
-                case 12: product_block_512<12>(d, u, v, m, xi, kb); break;
-                case 11: product_block_512<11>(d, u, v, m, xi, kb); break;
-                case 10: product_block_512<10>(d, u, v, m, xi, kb); break;
-                case 9: product_block_512<9>(d, u, v, m, xi, kb); break;
-                case 8: product_block_512<8>(d, u, v, m, xi, kb); break;
-                case 7: product_block_512<7>(d, u, v, m, xi, kb); break;
-                case 6: product_block_512<6>(d, u, v, m, xi, kb); break;
-                case 5: product_block_512<5>(d, u, v, m, xi, kb); break;
-                case 4: product_block_512<4>(d, u, v, m, xi, kb); break;
-                case 3: product_block_512<3>(d, u, v, m, xi, kb); break;
-                case 2: product_block_512<2>(d, u, v, m, xi, kb); break;
-                default: product_block_512<1>(d, u, v, m, xi, kb); break;
+                case 16:
+                    product_block_512<16>(d, u, v, m, xi, kb);
+                    break;
+                case 15:
+                    product_block_512<15>(d, u, v, m, xi, kb);
+                    break;
+                case 14:
+                    product_block_512<14>(d, u, v, m, xi, kb);
+                    break;
+                case 13:
+                    product_block_512<13>(d, u, v, m, xi, kb);
+                    break;
+                case 12:
+                    product_block_512<12>(d, u, v, m, xi, kb);
+                    break;
+                case 11:
+                    product_block_512<11>(d, u, v, m, xi, kb);
+                    break;
+                case 10:
+                    product_block_512<10>(d, u, v, m, xi, kb);
+                    break;
+                case 9:
+                    product_block_512<9>(d, u, v, m, xi, kb);
+                    break;
+                case 8:
+                    product_block_512<8>(d, u, v, m, xi, kb);
+                    break;
+                case 7:
+                    product_block_512<7>(d, u, v, m, xi, kb);
+                    break;
+                case 6:
+                    product_block_512<6>(d, u, v, m, xi, kb);
+                    break;
+                case 5:
+                    product_block_512<5>(d, u, v, m, xi, kb);
+                    break;
+                case 4:
+                    product_block_512<4>(d, u, v, m, xi, kb);
+                    break;
+                case 3:
+                    product_block_512<3>(d, u, v, m, xi, kb);
+                    break;
+                case 2:
+                    product_block_512<2>(d, u, v, m, xi, kb);
+                    break;
+                default:
+                    product_block_512<1>(d, u, v, m, xi, kb);
+                    break;
             }
 }
 
 void product_over_channels_avx512(const Dims& d, const float* u, const float* v, float* m, int64_t kb0, int64_t kb1) {
     for (int64_t kb = kb0; kb < kb1; ++kb)
         for (int64_t xi = 0; xi < d.xis; ++xi) switch (std::min<int64_t>(kKbc512, d.K - kb * kKbc512) / 16) {
-                case 4: product_channels_512<4>(d, u, v, m, xi, kb); break;
-                case 3: product_channels_512<3>(d, u, v, m, xi, kb); break;
-                case 2: product_channels_512<2>(d, u, v, m, xi, kb); break;
-                default: product_channels_512<1>(d, u, v, m, xi, kb); break;
+                case 4:
+                    product_channels_512<4>(d, u, v, m, xi, kb);
+                    break;
+                case 3:
+                    product_channels_512<3>(d, u, v, m, xi, kb);
+                    break;
+                case 2:
+                    product_channels_512<2>(d, u, v, m, xi, kb);
+                    break;
+                default:
+                    product_channels_512<1>(d, u, v, m, xi, kb);
+                    break;
             }
 }
 
@@ -192,14 +232,18 @@ void output_transform_zmm(const Dims& d, const float* m, int64_t b, const float*
 }  // namespace
 
 void input_transform_avx512(const Dims& d, const float* xp, int64_t b, float* v) {
-    if (d.m == 4) input_transform_zmm<4>(d, xp, b, v);
-    else input_transform_zmm<2>(d, xp, b, v);
+    if (d.m == 4)
+        input_transform_zmm<4>(d, xp, b, v);
+    else
+        input_transform_zmm<2>(d, xp, b, v);
 }
 
 void output_transform_avx512(const Dims& d, const float* m, int64_t b, const float* bias, const float* residual,
                              bool relu, float* y, int64_t k0, int64_t k1) {
-    if (d.m == 4) output_transform_zmm<4>(d, m, b, bias, residual, relu, y, k0, k1);
-    else output_transform_zmm<2>(d, m, b, bias, residual, relu, y, k0, k1);
+    if (d.m == 4)
+        output_transform_zmm<4>(d, m, b, bias, residual, relu, y, k0, k1);
+    else
+        output_transform_zmm<2>(d, m, b, bias, residual, relu, y, k0, k1);
 }
 
 }  // namespace engine::native::winograd

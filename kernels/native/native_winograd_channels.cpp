@@ -18,7 +18,9 @@ namespace {
 // lanes 2-3 the bottom two, four padded rows further down.
 void input_transform_4_tiles(const Dims& d, const float* xp, float* v) {
     constexpr int A = Tile<4>::alpha;
-    const auto load_pair = [](const float* p) { return _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p))); };
+    const auto load_pair = [](const float* p) {
+        return _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p)));
+    };
     for (int64_t c = 0; c < d.C; ++c) {
         const float* p = xp + c * d.plane;
         __m128 rows[A][A];
@@ -112,14 +114,21 @@ void blocks_over_channels(const Dims& d, const float* xp, const float* u, const 
     float* v = work;
     float* m = work + d.xis * d.vstride;
     input_transform_4_tiles(d, xp, v);
-    if (d.avx512) product_over_channels_avx512(d, u, v, m, kb0, kb1);
+    if (d.avx512)
+        product_over_channels_avx512(d, u, v, m, kb0, kb1);
     else
         for (int64_t kb = kb0; kb < kb1; ++kb)
-        for (int64_t xi = 0; xi < d.xis; ++xi) switch ((std::min<int64_t>(kKbc, d.K - kb * kKbc) + 7) / 8) {
-                case 3: product_over_channels<3>(d, u, v, m, xi, kb); break;
-                case 2: product_over_channels<2>(d, u, v, m, xi, kb); break;
-                default: product_over_channels<1>(d, u, v, m, xi, kb); break;
-            }
+            for (int64_t xi = 0; xi < d.xis; ++xi) switch ((std::min<int64_t>(kKbc, d.K - kb * kKbc) + 7) / 8) {
+                    case 3:
+                        product_over_channels<3>(d, u, v, m, xi, kb);
+                        break;
+                    case 2:
+                        product_over_channels<2>(d, u, v, m, xi, kb);
+                        break;
+                    default:
+                        product_over_channels<1>(d, u, v, m, xi, kb);
+                        break;
+                }
     output_over_channels(d, m, bias, residual, relu, y, kb0 * d.kb, std::min(d.K, kb1 * d.kb));
 }
 

@@ -18,20 +18,35 @@ inline constexpr int kKb512 = 16;
 inline constexpr int kKbc512 = 64;
 
 struct Dims {
-    int64_t m, alpha, xis;              // output tile side, input tile side, positions per tile
-    bool over_channels;                 // the product vectorises over output channels (WinogradPlan)
-    bool avx512;                        // the product is native_winograd_avx512.cpp's
-    int64_t C, H, W, K, TW, T;          // TW: tiles per row; T: tiles
-    int64_t tb, kb;                     // tiles, output channels per product block
-    int64_t seg, Wp, plane;             // floats per phase of a padded row, per padded row, per padded plane
-    int64_t vstride;                    // floats per position xi of V
+    int64_t m, alpha, xis;      // output tile side, input tile side, positions per tile
+    bool over_channels;         // the product vectorises over output channels (WinogradPlan)
+    bool avx512;                // the product is native_winograd_avx512.cpp's
+    int64_t C, H, W, K, TW, T;  // TW: tiles per row; T: tiles
+    int64_t tb, kb;             // tiles, output channels per product block
+    int64_t seg, Wp, plane;     // floats per phase of a padded row, per padded row, per padded plane
+    int64_t vstride;            // floats per position xi of V
 };
 
 inline Dims dims_of(WinogradPlan plan, const Shape& x, const Shape& w) {
     const int64_t m = plan.m;
     const int64_t kb = plan.over_channels ? (plan.avx512 ? kKbc512 : kKbc) : (plan.avx512 ? kKb512 : kKb);
-    Dims d{m, m + 2, (m + 2) * (m + 2), plan.over_channels, plan.avx512, x[1], x[2], x[3], w[0], x[3] / m,
-           x[2] / m * (x[3] / m), plan.over_channels ? kTbc : kTb, kb, x[3] / m + 1, 0, 0, 0};
+    Dims d{m,
+           m + 2,
+           (m + 2) * (m + 2),
+           plan.over_channels,
+           plan.avx512,
+           x[1],
+           x[2],
+           x[3],
+           w[0],
+           x[3] / m,
+           x[2] / m * (x[3] / m),
+           plan.over_channels ? kTbc : kTb,
+           kb,
+           x[3] / m + 1,
+           0,
+           0,
+           0};
     d.Wp = m * d.seg;
     d.plane = (d.H + 2) * d.Wp;
     // One cache line more than the C x tiles of a block: with a power-of-two stride, the input

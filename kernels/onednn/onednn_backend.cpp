@@ -77,9 +77,7 @@ void OnednnBackend::prepare(const Node& node, const Shape* in, int n_in, const S
 // oneDNN 2.6 runs batch-statistics BatchNorm on NCHW with a generic loop (ncsp_bnorm:any) that
 // took twice the time of the native kernels (blocked layouts would cost a reorder each way), and it
 // has no mixed pooling: the native backend runs both.
-bool runs_native(const OpArgs& a) {
-    return (a.training && a.node.op == Op::BatchNorm) || a.node.op == Op::MixedPool;
-}
+bool runs_native(const OpArgs& a) { return (a.training && a.node.op == Op::BatchNorm) || a.node.op == Op::MixedPool; }
 
 void OnednnBackend::forward(const OpArgs& a) {
     ThreadScope threads(threads_);

@@ -9,8 +9,8 @@
 // first run at a new batch size allocates and searches, later runs do not (oneDNN 2.6 itself still
 // allocates a few small blocks per primitive execution). Convolutions let oneDNN pick blocked
 // layouts: weights are packed on a plan's first run (and on every run of a plan that keeps all
-// values, as training and gradient plans do: their weights may change in place), activations are reordered from and back to NCHW around each convolution.
-// One stream and one work buffer: run one plan on it at a time.
+// values, as training and gradient plans do: their weights may change in place), activations are reordered from and
+// back to NCHW around each convolution. One stream and one work buffer: run one plan on it at a time.
 #pragma once
 #include <memory>
 

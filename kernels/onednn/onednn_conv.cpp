@@ -97,8 +97,10 @@ public:
         src_.make(ctx, xmd, pd.src_desc(), work);
         dst_.make(ctx, pd.dst_desc(), ymd, /*add=*/false, work);
         ctx.work.reserve(work);
-        if (pd.weights_desc() != wmd) packed_ = &weights.get(ctx, pd.weights_desc(), wmd);
-        else user_wei_ = wrap(ctx, wmd);
+        if (pd.weights_desc() != wmd)
+            packed_ = &weights.get(ctx, pd.weights_desc(), wmd);
+        else
+            user_wei_ = wrap(ctx, wmd);
     }
 
     void forward(Context& ctx, const OpArgs& a) override {
@@ -147,8 +149,8 @@ public:
                                             win.pad_r),
             ctx.eng);
         dnnl::convolution_backward_data::primitive_desc data(
-            dnnl::convolution_backward_data::desc(algorithm::convolution_direct, any_md(xmd), any_md(wmd),
-                                                  any_md(ymd), win.strides, win.dilates, win.pad_l, win.pad_r),
+            dnnl::convolution_backward_data::desc(algorithm::convolution_direct, any_md(xmd), any_md(wmd), any_md(ymd),
+                                                  win.strides, win.dilates, win.pad_l, win.pad_r),
             ctx.eng, hint);
         dnnl::convolution_backward_weights::primitive_desc weights(
             dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, any_md(xmd), any_md(wmd), bmd,

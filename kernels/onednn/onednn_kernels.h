@@ -42,8 +42,8 @@ struct Context {
 // the weights move or the plan does not hold them fixed (OpArgs::weights_fixed).
 struct PackedWeights {
     memory::desc md;
-    memory mem;            // owned by oneDNN
-    memory plain;          // wraps the node's weights (handle set per refresh)
+    memory mem;    // owned by oneDNN
+    memory plain;  // wraps the node's weights (handle set per refresh)
     dnnl::reorder pack;
     const float* source = nullptr;  // weights last packed from (null: not yet)
     void refresh(Context& ctx, const float* w);
@@ -96,13 +96,13 @@ std::unique_ptr<Kernel> make_gemm_backward(Context& ctx, const Spec& s);
 
 // Helpers.
 memory::dims dims_of(const Shape& s);
-tag plain_tag(int rank);                      // a, ab, abc, ... (NCHW order)
+tag plain_tag(int rank);  // a, ab, abc, ... (NCHW order)
 memory::desc plain_md(const Shape& s);
-memory::desc flat_md(int64_t numel);          // 1-D view for element-wise ops
+memory::desc flat_md(int64_t numel);                // 1-D view for element-wise ops
 memory wrap(Context& ctx, const memory::desc& md);  // no buffer: the handle is set before each run
 void set(const memory& m, const float* p);
 void accumulate(float* dst, const float* src, int64_t n);
-size_t floats_of(const memory::desc& md);    // rounded up to 64 bytes, for offsets in Work
+size_t floats_of(const memory::desc& md);  // rounded up to 64 bytes, for offsets in Work
 
 // Spatial geometry in oneDNN's terms (dilation 0 = dense). The right/bottom padding is what
 // makes oneDNN's floor formula give our output size (ceil_mode adds to it): `extra` says how

@@ -43,8 +43,12 @@ public:
         float* run_var = a.in[4].data;
         set(mean_, training_ ? batch_mean_.data() : run_mean);
         set(var_, training_ ? batch_var_.data() : run_var);
-        ctx.exec(bn_, {{DNNL_ARG_SRC, x_.get()}, {DNNL_ARG_DST, y_.get()}, {DNNL_ARG_SCALE, scale_.get()},
-                       {DNNL_ARG_SHIFT, shift_.get()}, {DNNL_ARG_MEAN, mean_.get()}, {DNNL_ARG_VARIANCE, var_.get()}});
+        ctx.exec(bn_, {{DNNL_ARG_SRC, x_.get()},
+                       {DNNL_ARG_DST, y_.get()},
+                       {DNNL_ARG_SCALE, scale_.get()},
+                       {DNNL_ARG_SHIFT, shift_.get()},
+                       {DNNL_ARG_MEAN, mean_.get()},
+                       {DNNL_ARG_VARIANCE, var_.get()}});
         if (!training_) return;
         const double m = a.node.attrs.momentum;
         for (int64_t c = 0; c < channels_; ++c) {
@@ -94,17 +98,24 @@ public:
         set(gx_, ctx.work.at(0)), set(gscale_, gscale), set(gshift_, gshift);
         if (training_) {
             set(mean_, mean), set(var_, var), set(y_, ctx.work.at(y_off_));
-            ctx.exec(stats_, {{DNNL_ARG_SRC, x_.get()}, {DNNL_ARG_DST, y_.get()}, {DNNL_ARG_SCALE, scale_.get()},
-                              {DNNL_ARG_SHIFT, shift_.get()}, {DNNL_ARG_MEAN, mean_.get()},
+            ctx.exec(stats_, {{DNNL_ARG_SRC, x_.get()},
+                              {DNNL_ARG_DST, y_.get()},
+                              {DNNL_ARG_SCALE, scale_.get()},
+                              {DNNL_ARG_SHIFT, shift_.get()},
+                              {DNNL_ARG_MEAN, mean_.get()},
                               {DNNL_ARG_VARIANCE, var_.get()}});
         } else {
             set(mean_, a.in[3].data), set(var_, a.in[4].data);
         }
-        ctx.exec(bwd_, {{DNNL_ARG_SRC, x_.get()}, {DNNL_ARG_MEAN, mean_.get()}, {DNNL_ARG_VARIANCE, var_.get()},
-                        {DNNL_ARG_DIFF_DST, gy_.get()}, {DNNL_ARG_SCALE, scale_.get()},
+        ctx.exec(bwd_, {{DNNL_ARG_SRC, x_.get()},
+                        {DNNL_ARG_MEAN, mean_.get()},
+                        {DNNL_ARG_VARIANCE, var_.get()},
+                        {DNNL_ARG_DIFF_DST, gy_.get()},
+                        {DNNL_ARG_SCALE, scale_.get()},
                         {DNNL_ARG_SHIFT, shift_.get()},  // unused, but oneDNN 2.6 refuses to run without it
                         {DNNL_ARG_DIFF_SRC, gx_.get()},
-                        {DNNL_ARG_DIFF_SCALE, gscale_.get()}, {DNNL_ARG_DIFF_SHIFT, gshift_.get()}});
+                        {DNNL_ARG_DIFF_SCALE, gscale_.get()},
+                        {DNNL_ARG_DIFF_SHIFT, gshift_.get()}});
         if (g.grad_in[0].data) accumulate(g.grad_in[0].data, ctx.work.at(0), nx_);
         if (g.grad_in[1].data) accumulate(g.grad_in[1].data, gscale, channels_);
         if (g.grad_in[2].data) accumulate(g.grad_in[2].data, gshift, channels_);
@@ -174,7 +185,8 @@ class AddForward : public Kernel {
 public:
     AddForward(Context& ctx, const Spec& s) {
         const memory::desc md = flat_md(s.out.numel());
-        add_ = dnnl::binary(dnnl::binary::primitive_desc(dnnl::binary::desc(algorithm::binary_add, md, md, md), ctx.eng));
+        add_ =
+            dnnl::binary(dnnl::binary::primitive_desc(dnnl::binary::desc(algorithm::binary_add, md, md, md), ctx.eng));
         a_ = wrap(ctx, md), b_ = wrap(ctx, md), y_ = wrap(ctx, md);
     }
 
@@ -214,14 +226,10 @@ struct GemmDims {
     int64_t m, n, k;
 };
 
-GemmDims gemm_dims(const Spec& s) {
-    return {s.out[0], s.out[1], s.node.attrs.trans_a ? s.in[0][0] : s.in[0][1]};
-}
+GemmDims gemm_dims(const Spec& s) { return {s.out[0], s.out[1], s.node.attrs.trans_a ? s.in[0][0] : s.in[0][1]}; }
 
 // C as the [1 or M, 1 or N] bias matmul broadcasts.
-memory::desc bias_md(const Shape& c) {
-    return c.rank == 1 ? matrix_md(1, c[0], false) : matrix_md(c[0], c[1], false);
-}
+memory::desc bias_md(const Shape& c) { return c.rank == 1 ? matrix_md(1, c[0], false) : matrix_md(c[0], c[1], false); }
 
 dnnl::matmul make_matmul(Context& ctx, const memory::desc& a, const memory::desc& b, const memory::desc& bias,
                          const memory::desc& y, bool accumulate) {
@@ -297,7 +305,8 @@ public:
             set(b_first_ ? gb_src_ : gb_wei_, g.grad_out.data);
             set(b_first_ ? gb_wei_ : gb_src_, a.in[0].data);
             set(gb_, g.grad_in[1].data);
-            ctx.exec(grad_b_, {{DNNL_ARG_SRC, gb_src_.get()}, {DNNL_ARG_WEIGHTS, gb_wei_.get()}, {DNNL_ARG_DST, gb_.get()}});
+            ctx.exec(grad_b_,
+                     {{DNNL_ARG_SRC, gb_src_.get()}, {DNNL_ARG_WEIGHTS, gb_wei_.get()}, {DNNL_ARG_DST, gb_.get()}});
         }
         if (a.n_in > 2 && g.grad_in[2].data) {
             const bool rows = c_shape_.rank == 2 && c_shape_[0] != 1;
@@ -305,7 +314,8 @@ public:
             const int64_t stride = cols ? d_.n : 1;
             float* gc = g.grad_in[2].data;
             for (int64_t i = 0; i < d_.m; ++i)
-                for (int64_t j = 0; j < d_.n; ++j) gc[(rows ? i : 0) * stride + (cols ? j : 0)] += g.grad_out.data[i * d_.n + j];
+                for (int64_t j = 0; j < d_.n; ++j)
+                    gc[(rows ? i : 0) * stride + (cols ? j : 0)] += g.grad_out.data[i * d_.n + j];
         }
     }
 

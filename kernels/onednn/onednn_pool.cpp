@@ -82,7 +82,8 @@ public:
             set(x_, g.fwd.in[0].data);
             set(y_, ctx.work.at(y_off_));
             ctx.exec(fwd_, {{DNNL_ARG_SRC, x_.get()}, {DNNL_ARG_DST, y_.get()}, {DNNL_ARG_WORKSPACE, ws_.get()}});
-            ctx.exec(bwd_, {{DNNL_ARG_DIFF_DST, gy_.get()}, {DNNL_ARG_DIFF_SRC, gx_.get()}, {DNNL_ARG_WORKSPACE, ws_.get()}});
+            ctx.exec(bwd_,
+                     {{DNNL_ARG_DIFF_DST, gy_.get()}, {DNNL_ARG_DIFF_SRC, gx_.get()}, {DNNL_ARG_WORKSPACE, ws_.get()}});
         } else {
             ctx.exec(bwd_, {{DNNL_ARG_DIFF_DST, gy_.get()}, {DNNL_ARG_DIFF_SRC, gx_.get()}});
         }

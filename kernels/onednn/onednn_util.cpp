@@ -97,13 +97,27 @@ Window window_of(const Attrs& a, const Shape& x, const Shape& y, int64_t kh, int
 std::unique_ptr<Kernel> make_forward(Context& ctx, NodeWeights& weights, const Spec& s) {
     std::unique_ptr<Kernel> k;
     switch (s.node.op) {
-        case Op::Conv: k = make_conv_forward(ctx, weights, s); break;
-        case Op::BatchNorm: k = make_batchnorm_forward(ctx, s); break;
-        case Op::Relu: k = make_relu_forward(ctx, s); break;
-        case Op::MaxPool: case Op::AvgPool: k = make_pool_forward(ctx, s); break;
-        case Op::Add: k = make_add_forward(ctx, s); break;
-        case Op::Gemm: k = make_gemm_forward(ctx, s); break;
-        default: break;
+        case Op::Conv:
+            k = make_conv_forward(ctx, weights, s);
+            break;
+        case Op::BatchNorm:
+            k = make_batchnorm_forward(ctx, s);
+            break;
+        case Op::Relu:
+            k = make_relu_forward(ctx, s);
+            break;
+        case Op::MaxPool:
+        case Op::AvgPool:
+            k = make_pool_forward(ctx, s);
+            break;
+        case Op::Add:
+            k = make_add_forward(ctx, s);
+            break;
+        case Op::Gemm:
+            k = make_gemm_forward(ctx, s);
+            break;
+        default:
+            break;
     }
     if (k) k->remember(s);
     return k;
@@ -112,13 +126,27 @@ std::unique_ptr<Kernel> make_forward(Context& ctx, NodeWeights& weights, const S
 std::unique_ptr<Kernel> make_backward(Context& ctx, const Spec& s) {
     std::unique_ptr<Kernel> k;
     switch (s.node.op) {
-        case Op::Conv: k = make_conv_backward(ctx, s); break;
-        case Op::BatchNorm: k = make_batchnorm_backward(ctx, s); break;
-        case Op::Relu: k = make_relu_backward(ctx, s); break;
-        case Op::MaxPool: case Op::AvgPool: k = make_pool_backward(ctx, s); break;
-        case Op::Add: k = make_add_backward(ctx, s); break;
-        case Op::Gemm: k = make_gemm_backward(ctx, s); break;
-        default: break;
+        case Op::Conv:
+            k = make_conv_backward(ctx, s);
+            break;
+        case Op::BatchNorm:
+            k = make_batchnorm_backward(ctx, s);
+            break;
+        case Op::Relu:
+            k = make_relu_backward(ctx, s);
+            break;
+        case Op::MaxPool:
+        case Op::AvgPool:
+            k = make_pool_backward(ctx, s);
+            break;
+        case Op::Add:
+            k = make_add_backward(ctx, s);
+            break;
+        case Op::Gemm:
+            k = make_gemm_backward(ctx, s);
+            break;
+        default:
+            break;
     }
     if (k) k->remember(s);
     return k;

@@ -35,10 +35,18 @@ void binary_forward(Op op, TensorView a, TensorView b, TensorView y) {
     for_each_broadcast(y.shape, a.shape, b.shape, [&](int64_t i, int64_t ia, int64_t ib) {
         float u = a[ia], v = b[ib];
         switch (op) {
-            case Op::Add: y[i] = u + v; break;
-            case Op::Sub: y[i] = u - v; break;
-            case Op::Mul: y[i] = u * v; break;
-            default: y[i] = u / v; break;
+            case Op::Add:
+                y[i] = u + v;
+                break;
+            case Op::Sub:
+                y[i] = u - v;
+                break;
+            case Op::Mul:
+                y[i] = u * v;
+                break;
+            default:
+                y[i] = u / v;
+                break;
         }
     });
 }
@@ -48,10 +56,19 @@ void binary_backward(Op op, TensorView a, TensorView b, TensorView gy, TensorVie
         float g = gy[i], u = a[ia], v = b[ib];
         float da = 1, db = 1;
         switch (op) {
-            case Op::Add: break;
-            case Op::Sub: db = -1; break;
-            case Op::Mul: da = v; db = u; break;
-            default: da = 1 / v; db = -u / (v * v); break;
+            case Op::Add:
+                break;
+            case Op::Sub:
+                db = -1;
+                break;
+            case Op::Mul:
+                da = v;
+                db = u;
+                break;
+            default:
+                da = 1 / v;
+                db = -u / (v * v);
+                break;
         }
         if (ga.data) ga[ia] += g * da;
         if (gb.data) gb[ib] += g * db;

@@ -28,10 +28,10 @@ void global_avg_pool_backward(TensorView gy, TensorView gx);
 void binary_forward(Op op, TensorView a, TensorView b, TensorView y);
 void binary_backward(Op op, TensorView a, TensorView b, TensorView gy, TensorView ga, TensorView gb);
 
-void batchnorm_forward(const Attrs& a, TensorView x, TensorView scale, TensorView bias, TensorView mean,
-                       TensorView var, TensorView y, bool training);
-void batchnorm_backward(const Attrs& a, TensorView x, TensorView scale, TensorView mean, TensorView var,
-                        TensorView gy, TensorView gx, TensorView gscale, TensorView gbias, bool training);
+void batchnorm_forward(const Attrs& a, TensorView x, TensorView scale, TensorView bias, TensorView mean, TensorView var,
+                       TensorView y, bool training);
+void batchnorm_backward(const Attrs& a, TensorView x, TensorView scale, TensorView mean, TensorView var, TensorView gy,
+                        TensorView gx, TensorView gscale, TensorView gbias, bool training);
 
 void gemm_forward(const Attrs& a, TensorView A, TensorView B, const TensorView* C, TensorView y);
 void gemm_backward(const Attrs& a, TensorView A, TensorView B, const TensorView* C, TensorView gy, TensorView gA,

@@ -39,8 +39,8 @@ void batch_stats(TensorView x, std::vector<double>& mean, std::vector<double>& v
 
 }  // namespace
 
-void batchnorm_forward(const Attrs& a, TensorView x, TensorView scale, TensorView bias, TensorView mean,
-                       TensorView var, TensorView y, bool training) {
+void batchnorm_forward(const Attrs& a, TensorView x, TensorView scale, TensorView bias, TensorView mean, TensorView var,
+                       TensorView y, bool training) {
     auto L = channels(x.shape);
     std::vector<double> m(L.c), v(L.c);
     if (training) {
@@ -65,11 +65,12 @@ void batchnorm_forward(const Attrs& a, TensorView x, TensorView scale, TensorVie
         }
 }
 
-void batchnorm_backward(const Attrs& a, TensorView x, TensorView scale, TensorView mean, TensorView var,
-                        TensorView gy, TensorView gx, TensorView gscale, TensorView gbias, bool training) {
+void batchnorm_backward(const Attrs& a, TensorView x, TensorView scale, TensorView mean, TensorView var, TensorView gy,
+                        TensorView gx, TensorView gscale, TensorView gbias, bool training) {
     auto L = channels(x.shape);
     std::vector<double> m(L.c), v(L.c);
-    if (training) batch_stats(x, m, v);
+    if (training)
+        batch_stats(x, m, v);
     else
         for (int64_t c = 0; c < L.c; ++c) m[c] = mean[c], v[c] = var[c];
     const double count = double(L.n * L.inner);
@@ -208,8 +209,7 @@ static bool dropped(uint64_t seed, int64_t i, float ratio) {
 
 void dropout_forward(float ratio, uint64_t seed, TensorView x, TensorView y, bool training) {
     const float keep_scale = training ? 1.0f / (1.0f - ratio) : 1.0f;
-    for (int64_t i = 0; i < x.numel(); ++i)
-        y[i] = training && dropped(seed, i, ratio) ? 0.0f : x[i] * keep_scale;
+    for (int64_t i = 0; i < x.numel(); ++i) y[i] = training && dropped(seed, i, ratio) ? 0.0f : x[i] * keep_scale;
 }
 
 void dropout_backward(float ratio, uint64_t seed, TensorView gy, TensorView gx, bool training) {

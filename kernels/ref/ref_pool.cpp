@@ -56,7 +56,8 @@ void pool_forward(Op op, const Attrs& a, TensorView x, TensorView y) {
             for (int64_t ow = 0; ow < OW; ++ow) {
                 const float* xp = x.data + p * HW;
                 float acc = op == Op::MaxPool ? -std::numeric_limits<float>::infinity() : 0.0f;
-                for_window(a, x.shape, oh, ow, [&](int64_t i) { acc = op == Op::MaxPool ? std::max(acc, xp[i]) : acc + xp[i]; });
+                for_window(a, x.shape, oh, ow,
+                           [&](int64_t i) { acc = op == Op::MaxPool ? std::max(acc, xp[i]) : acc + xp[i]; });
                 if (op == Op::AvgPool) acc /= divisor(a, x.shape, oh, ow);
                 y[(p * OH + oh) * OW + ow] = acc;
             }
@@ -74,7 +75,9 @@ void pool_backward(Op op, const Attrs& a, TensorView x, TensorView y, TensorView
                 if (op == Op::MaxPool) {
                     // The gradient goes to the first maximum, as PyTorch and ONNX Runtime do.
                     int64_t best = -1;
-                    for_window(a, x.shape, oh, ow, [&](int64_t i) { if (best < 0 || xp[i] > xp[best]) best = i; });
+                    for_window(a, x.shape, oh, ow, [&](int64_t i) {
+                        if (best < 0 || xp[i] > xp[best]) best = i;
+                    });
                     if (best >= 0) gp[best] += gy[yi];
                 } else {
                     float share = gy[yi] / divisor(a, x.shape, oh, ow);

@@ -19,7 +19,8 @@ namespace engine::cli {
 void add_kernels_option(CLI::App& app) {
     app.add_option_function<std::string>(
            "--kernels", [](const std::string& mode) { setenv("ENGINE_KERNELS", mode.c_str(), 1); },
-           "native convolution kernels: tuned (the fastest on this CPU, the default) or fixed (the same on every machine)")
+           "native convolution kernels: tuned (the fastest on this CPU, the default) or fixed (the same on every "
+           "machine)")
         ->check(CLI::IsMember({"fixed", "tuned"}));
 }
 
@@ -43,7 +44,10 @@ double now_seconds() {
 }
 
 Progress::Progress(std::string label, int64_t total, std::string unit)
-    : label_(std::move(label)), unit_(std::move(unit)), total_(std::max<int64_t>(total, 1)), start_s_(now_seconds()),
+    : label_(std::move(label)),
+      unit_(std::move(unit)),
+      total_(std::max<int64_t>(total, 1)),
+      start_s_(now_seconds()),
       tty_(isatty(STDERR_FILENO)) {}
 
 void Progress::update(int64_t done, const std::string& extra) {
@@ -63,8 +67,9 @@ void Progress::draw(int64_t done, const std::string& extra, bool final_line) {
     std::string bar(filled, '=');
     if (filled < width) bar += '>' + std::string(width - filled - 1, ' ');
     std::fprintf(stderr, "%s%s [%s] %3d%% %.0f %s/s %s %d:%02d %s%s", tty_ ? "\r" : "", label_.c_str(), bar.c_str(),
-                 int(frac * 100), rate, unit_.c_str(), final_line ? "in" : "ETA", final_line ? int(elapsed) / 60 : eta / 60,
-                 final_line ? int(elapsed) % 60 : eta % 60, extra.c_str(), final_line ? "\n" : "   ");
+                 int(frac * 100), rate, unit_.c_str(), final_line ? "in" : "ETA",
+                 final_line ? int(elapsed) / 60 : eta / 60, final_line ? int(elapsed) % 60 : eta % 60, extra.c_str(),
+                 final_line ? "\n" : "   ");
     std::fflush(stderr);
 }
 

@@ -22,7 +22,8 @@ public:
         client_.set_tcp_nodelay(true);
         client_.set_read_timeout(30, 0);
         auto res = client_.Get("/info");
-        engine::check(bool(res), url + ": no answer (" + httplib::to_string(res.error()) + "); is engine_run serve running?");
+        engine::check(bool(res),
+                      url + ": no answer (" + httplib::to_string(res.error()) + "); is engine_run serve running?");
         engine::check(res->status == 200, url + ": /info answered HTTP " + std::to_string(res->status));
         try {
             auto j = nlohmann::json::parse(res->body);
@@ -40,7 +41,8 @@ public:
         auto res = client_.Post("/predict", body, "application/octet-stream");
         const int64_t ns = elapsed_ns(start);
         engine::check(bool(res), url_ + ": request failed (" + httplib::to_string(res.error()) + ")");
-        engine::check(res->status == 200, url_ + ": /predict answered HTTP " + std::to_string(res->status) + ": " + res->body);
+        engine::check(res->status == 200,
+                      url_ + ": /predict answered HTTP " + std::to_string(res->status) + ": " + res->body);
         Answer a;
         a.cls = nlohmann::json::parse(res->body).value("class", -1);
         a.ns = ns;

@@ -66,7 +66,8 @@ int serve_model(const std::string& model_path, const std::string& listen, const 
         res.set_content(nlohmann::json{{"class", r.cls}, {"probability", r.prob}}.dump(), "application/json");
     });
     check(server.bind_to_port(host.c_str(), port), "address '" + listen + "': cannot listen (port in use?)");
-    std::fprintf(stderr, "serving %s on http://%s:%d (POST /predict, GET /info)\n", model_path.c_str(), host.c_str(), port);
+    std::fprintf(stderr, "serving %s on http://%s:%d (POST /predict, GET /info)\n", model_path.c_str(), host.c_str(),
+                 port);
     server.listen_after_bind();
     return 0;
 }

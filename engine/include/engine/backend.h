@@ -25,21 +25,21 @@ public:
 
 struct ENGINE_API OpArgs {
     const Node& node;
-    const TensorView* in;   // one view per node input
+    const TensorView* in;  // one view per node input
     int n_in;
     TensorView out;
-    float* scratch;         // at least scratch_floats() floats, owned by the plan
-    bool training;          // BatchNorm uses batch statistics and updates running ones; Dropout drops
-    uint64_t step_seed;     // Dropout masks are derived from (step_seed, node) so backward can redo them
+    float* scratch;              // at least scratch_floats() floats, owned by the plan
+    bool training;               // BatchNorm uses batch statistics and updates running ones; Dropout drops
+    uint64_t step_seed;          // Dropout masks are derived from (step_seed, node) so backward can redo them
     bool weights_fixed = false;  // an inference-only plan: the weights stay as they are while it lives,
                                  // so a backend may keep transformed copies of them
 };
 
 struct ENGINE_API GradArgs {
-    const OpArgs& fwd;      // the forward call's inputs and output (output already computed)
-    TensorView grad_out;    // dLoss/dOutput
-    TensorView* grad_in;    // one per input; data == nullptr where no gradient is needed.
-                            // Backward ACCUMULATES into grad_in (a value may feed several nodes).
+    const OpArgs& fwd;    // the forward call's inputs and output (output already computed)
+    TensorView grad_out;  // dLoss/dOutput
+    TensorView* grad_in;  // one per input; data == nullptr where no gradient is needed.
+                          // Backward ACCUMULATES into grad_in (a value may feed several nodes).
 };
 
 class ENGINE_API Backend {
@@ -59,15 +59,15 @@ public:
     // Device memory (the cuda backend). A backend whose kernels read their own memory returns true
     // here; a Plan then keeps its arena, scratch, gradients and a copy of every constant in memory
     // from device_alloc (uploaded at plan time, and again before each run of a keep_all plan,
-    // whose weights the host may have changed), so every TensorView::data it hands to forward/backward is a device pointer,
-    // and it copies through upload/download only at its boundaries (inputs in; logits, values and
-    // gradients out). Host backends keep the defaults and the Plan its plain std::vectors.
+    // whose weights the host may have changed), so every TensorView::data it hands to forward/backward is a device
+    // pointer, and it copies through upload/download only at its boundaries (inputs in; logits, values and gradients
+    // out). Host backends keep the defaults and the Plan its plain std::vectors.
     virtual bool device_memory() const { return false; }
-    virtual float* device_alloc(size_t floats);             // zero-filled; throws on host backends
+    virtual float* device_alloc(size_t floats);  // zero-filled; throws on host backends
     virtual void device_free(float* p);
     virtual void upload(float* device_dst, const float* host_src, size_t floats);
     virtual void download(float* host_dst, const float* device_src, size_t floats);  // waits for the data
-    virtual void device_copy(float* dst, const float* src, size_t floats);  // device to device, in order
+    virtual void device_copy(float* dst, const float* src, size_t floats);           // device to device, in order
     virtual void device_zero(float* dst, size_t floats);
     // A runner for Plan::run_early on an inference plan of this backend (thresholds: one per exit),
     // or null, the default: the Plan then decides each exit on the host between segments.
@@ -75,9 +75,9 @@ public:
 };
 
 // "ref" (plain loops, the oracle), "native" (the default: hand-written AVX2/FMA kernels, kernels/native/),
-// "onednn" (when built with oneDNN) or "cuda" (when built with CUDA; throws without a device). threads: how many threads the backend's kernels use (0: one per
-// core). Batch-1 latency work uses 1: a pinned single thread is what makes per-exit latency repeatable.
-// Throws naming an unknown backend and the ones this build has.
+// "onednn" (when built with oneDNN) or "cuda" (when built with CUDA; throws without a device). threads: how many
+// threads the backend's kernels use (0: one per core). Batch-1 latency work uses 1: a pinned single thread is what
+// makes per-exit latency repeatable. Throws naming an unknown backend and the ones this build has.
 ENGINE_API std::unique_ptr<Backend> make_backend(const std::string& name, int threads = 0);
 ENGINE_API std::string default_backend_name();
 // Every backend this build holds, the oracle ("ref") first: what tests loop over ("cuda" among them

@@ -11,6 +11,6 @@ namespace engine {
 //   w'[k] = w[k] * s        b'[k] = (b[k] - mean[k]) * s + beta[k]
 // Rewrites `weight` ([K, ...]) and `bias` ([K]; pass zeros for a convolution without bias) in place.
 ENGINE_API void fold_batchnorm_into_conv(Tensor& weight, Tensor& bias, const Tensor& gamma, const Tensor& beta,
-                              const Tensor& mean, const Tensor& var, float epsilon);
+                                         const Tensor& mean, const Tensor& var, float epsilon);
 
 }  // namespace engine

@@ -17,17 +17,17 @@ typedef struct engine_model engine_model;
 
 typedef enum {
     ENGINE_OK = 0,
-    ENGINE_ERR_IO = 1,      /* file missing or unreadable */
-    ENGINE_ERR_FORMAT = 2,  /* not a model, corrupt, or a model this API cannot run */
-    ENGINE_ERR_ARG = 3,     /* NULL pointer, wrong count, unknown backend */
-    ENGINE_ERR_RUNTIME = 4  /* failure while planning or running */
+    ENGINE_ERR_IO = 1,     /* file missing or unreadable */
+    ENGINE_ERR_FORMAT = 2, /* not a model, corrupt, or a model this API cannot run */
+    ENGINE_ERR_ARG = 3,    /* NULL pointer, wrong count, unknown backend */
+    ENGINE_ERR_RUNTIME = 4 /* failure while planning or running */
 } engine_status;
 
 typedef struct {
-    int cls;             /* predicted class */
-    float prob;          /* its softmax probability at the exit taken */
-    int exit;            /* index of the exit taken, 0 = shallowest */
-    int64_t latency_ns;  /* wall time from the start of the run to the exit decision */
+    int cls;            /* predicted class */
+    float prob;         /* its softmax probability at the exit taken */
+    int exit;           /* index of the exit taken, 0 = shallowest */
+    int64_t latency_ns; /* wall time from the start of the run to the exit decision */
 } engine_result;
 
 /* Loads a native or ONNX model and plans it for batch 1 on `backend` ("ref", "native", ...;

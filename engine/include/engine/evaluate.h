@@ -22,11 +22,11 @@ struct ENGINE_API SampleDecision {
 struct ENGINE_API EvalResult {
     int64_t count = 0;
     std::vector<float> thresholds;
-    double accuracy = 0;                      // under the early-exit policy
-    std::vector<double> per_exit_accuracy;    // every exit on every sample (all-exits mode)
-    std::vector<int64_t> exit_histogram;      // samples leaving at each exit under the policy
-    double avg_macs_fraction = 0;             // mean multiply-adds per sample / full depth
-    std::vector<SampleDecision> samples;      // per sample, in data order
+    double accuracy = 0;                    // under the early-exit policy
+    std::vector<double> per_exit_accuracy;  // every exit on every sample (all-exits mode)
+    std::vector<int64_t> exit_histogram;    // samples leaving at each exit under the policy
+    double avg_macs_fraction = 0;           // mean multiply-adds per sample / full depth
+    std::vector<SampleDecision> samples;    // per sample, in data order
     double wall_s = 0;
 };
 

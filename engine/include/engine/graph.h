@@ -11,20 +11,24 @@
 namespace engine {
 
 enum class Op {
-    Input,          // a graph input; Node::input_dims holds its declared shape
-    Constant,       // a weight or fixed tensor; Node::value holds it
-    Conv,           // inputs: x, w[, b]; 2-D, groups, stride, padding, dilation
-    BatchNorm,      // inputs: x, scale, bias, mean, var
+    Input,      // a graph input; Node::input_dims holds its declared shape
+    Constant,   // a weight or fixed tensor; Node::value holds it
+    Conv,       // inputs: x, w[, b]; 2-D, groups, stride, padding, dilation
+    BatchNorm,  // inputs: x, scale, bias, mean, var
     Relu,
-    Add, Sub, Mul, Div,  // numpy broadcasting
-    Pad,            // constant mode; attrs.pads = begin per dim, then end per dim
-    MaxPool, AvgPool,
+    Add,
+    Sub,
+    Mul,
+    Div,  // numpy broadcasting
+    Pad,  // constant mode; attrs.pads = begin per dim, then end per dim
+    MaxPool,
+    AvgPool,
     GlobalAvgPool,
-    Flatten,        // to 2-D at attrs.axis
-    Gemm,           // inputs: a, b[, c]; alpha*op(a)*op(b) + beta*c
-    Softmax,        // along attrs.axis
-    MixedPool,      // SDN head: inputs x, alpha (scalar); alpha*maxpool + (1-alpha)*avgpool
-    Dropout,        // identity at inference; attrs.ratio in training
+    Flatten,    // to 2-D at attrs.axis
+    Gemm,       // inputs: a, b[, c]; alpha*op(a)*op(b) + beta*c
+    Softmax,    // along attrs.axis
+    MixedPool,  // SDN head: inputs x, alpha (scalar); alpha*maxpool + (1-alpha)*avgpool
+    Dropout,    // identity at inference; attrs.ratio in training
     Count
 };
 
@@ -40,14 +44,14 @@ struct ENGINE_API Attrs {
     int64_t groups = 1;
     bool ceil_mode = false;
     bool count_include_pad = false;
-    float epsilon = 1e-5f;   // BatchNorm
-    float momentum = 0.1f;   // BatchNorm running-statistics update in training
+    float epsilon = 1e-5f;            // BatchNorm
+    float momentum = 0.1f;            // BatchNorm running-statistics update in training
     float alpha = 1.0f, beta = 1.0f;  // Gemm
     bool trans_a = false, trans_b = false;
-    int64_t axis = 1;        // Flatten, Softmax
+    int64_t axis = 1;           // Flatten, Softmax
     std::vector<int64_t> pads;  // Pad
     float pad_value = 0.0f;
-    float ratio = 0.0f;      // Dropout
+    float ratio = 0.0f;  // Dropout
     // Conv epilogue, set only by the inference fusion pass inside a Plan (never in model files):
     bool fused_residual = false;  // the last input is added to the convolution's output
     bool fused_relu = false;      // ReLU after bias and residual
@@ -58,18 +62,18 @@ struct ENGINE_API Node {
     std::string name;
     std::vector<int> inputs;
     Attrs attrs;
-    Tensor value;            // Constant only
+    Tensor value;                     // Constant only
     std::vector<int64_t> input_dims;  // Input only: declared shape; -1 marks the batch dimension
-    bool trainable = false;  // Constant only: a parameter that training updates
+    bool trainable = false;           // Constant only: a parameter that training updates
 };
 
 struct ENGINE_API Graph {
     std::vector<Node> nodes;
-    std::vector<int> inputs;        // Input nodes, in order
-    std::vector<int> outputs;       // exits, in order of depth (the last is the final classifier)
+    std::vector<int> inputs;   // Input nodes, in order
+    std::vector<int> outputs;  // exits, in order of depth (the last is the final classifier)
     std::vector<std::string> output_names;
 
-    int add(Node node);             // appends, returns its index
+    int add(Node node);  // appends, returns its index
     int add_constant(const std::string& name, Tensor value, bool trainable);
     int add_op(Op op, const std::string& name, std::vector<int> inputs, Attrs attrs = {});
     int find(const std::string& name) const;  // -1 if absent

@@ -19,10 +19,10 @@
 namespace engine {
 
 struct ENGINE_API SampleResult {
-    int cls = -1;         // predicted class
-    float prob = 0;       // its softmax probability at the exit taken
-    int exit = -1;        // exit index
-    int64_t ns = 0;       // wall time from the start of the batch to this sample's exit decision
+    int cls = -1;    // predicted class
+    float prob = 0;  // its softmax probability at the exit taken
+    int exit = -1;   // exit index
+    int64_t ns = 0;  // wall time from the start of the batch to this sample's exit decision
 };
 
 class ENGINE_API Plan {
@@ -57,11 +57,11 @@ public:
     // Gradients after run_all(keep_all plan): seeds d(loss)/d(exit k logits) and propagates.
     // grad_exit[k] may be null (that exit does not contribute). Returns nothing; read grads below.
     // need_param_grads = false skips parameter gradients (crafting inputs needs only d/d input).
-    void backward(const float* const* grad_exit, bool need_input_grad, bool training = false,
-                  uint64_t step_seed = 0, bool need_param_grads = true);
-    TensorView input_grad() const;                 // d/d input, after backward(need_input_grad)
-    TensorView param_grad(int node) const;         // for a trainable Constant node
-    TensorView value(int node) const;              // a node's current output
+    void backward(const float* const* grad_exit, bool need_input_grad, bool training = false, uint64_t step_seed = 0,
+                  bool need_param_grads = true);
+    TensorView input_grad() const;          // d/d input, after backward(need_input_grad)
+    TensorView param_grad(int node) const;  // for a trainable Constant node
+    TensorView value(int node) const;       // a node's current output
 
     // Multiply-adds per sample from the input to each exit (cumulative over segments).
     const std::vector<int64_t>& macs_to_exit() const { return macs_to_exit_; }
@@ -81,7 +81,7 @@ private:
     void compact(int segment, int n_keep, int n_before);  // rows keep_rows_[0..n_keep) move to the front
     TensorView view_of(int node, int n) const;
     TensorView to_host(TensorView v, int node, bool grad) const;  // device plans: a downloaded copy
-    void upload_constants();                                        // device plans: the host's constants
+    void upload_constants();                                      // device plans: the host's constants
     OpArgs args_for(int node, int n, bool training, uint64_t seed);
 
     const Model& model_;
@@ -91,7 +91,7 @@ private:
     std::vector<const Node*> nodes_;            // node i as executed: the graph's, or a fused replacement
     std::deque<Node> fused_;                    // the replacements
     std::vector<Shape> shapes_;                 // at max_batch
-    std::vector<std::vector<int>> segments_;   // node indices per exit, topological
+    std::vector<std::vector<int>> segments_;    // node indices per exit, topological
     std::vector<bool> batched_;                 // value carries the batch in dim 0
     std::vector<int64_t> offset_;               // arena offset per value (-1: constant)
     std::vector<int> last_use_;                 // position of the last consumer per value
@@ -105,25 +105,25 @@ private:
     float* scratch_base_ = nullptr;
     float* grad_base_ = nullptr;
     int64_t grad_floats_ = 0;
-    float* const_block_ = nullptr;                           // every constant, uploaded at plan time
+    float* const_block_ = nullptr;  // every constant, uploaded at plan time
     int64_t const_floats_ = 0;
-    std::vector<float> const_staging_;                       // keep_all: its host image, for one-copy transfers
-    std::vector<float*> const_device_;                       // per node: its constant's place in it
-    int64_t param_grad_floats_ = 0;                          // the trainable constants' gradients lead the arena
-    std::vector<float> host_param_grads_;                    // device: all of them, downloaded after backward
+    std::vector<float> const_staging_;     // keep_all: its host image, for one-copy transfers
+    std::vector<float*> const_device_;     // per node: its constant's place in it
+    int64_t param_grad_floats_ = 0;        // the trainable constants' gradients lead the arena
+    std::vector<float> host_param_grads_;  // device: all of them, downloaded after backward
     bool param_grads_downloaded_ = false;
-    mutable std::vector<std::vector<float>> host_values_;   // per node: downloaded values
-    mutable std::vector<std::vector<float>> host_grads_;    // per node: downloaded gradients
-    std::unique_ptr<EarlyExitRunner> early_;                 // the backend's run_early, if it has one
-    std::vector<float> early_thresholds_;                    // what early_ was made for
+    mutable std::vector<std::vector<float>> host_values_;  // per node: downloaded values
+    mutable std::vector<std::vector<float>> host_grads_;   // per node: downloaded gradients
+    std::unique_ptr<EarlyExitRunner> early_;               // the backend's run_early, if it has one
+    std::vector<float> early_thresholds_;                  // what early_ was made for
     std::vector<int64_t> macs_to_exit_;
     int n_current_ = 0;
     // Gradients (allocated only for keep_all plans).
     std::vector<int64_t> grad_offset_;
     std::vector<float> grad_arena_;
-    std::vector<int> row_of_;                   // compaction: current row -> original sample
+    std::vector<int> row_of_;  // compaction: current row -> original sample
     std::vector<int> keep_rows_;
-    std::vector<TensorView> in_views_;          // reused per node, never reallocated
+    std::vector<TensorView> in_views_;  // reused per node, never reallocated
     std::vector<TensorView> grad_views_;
     std::vector<char> requires_grad_;
 };

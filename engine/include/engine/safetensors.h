@@ -17,13 +17,14 @@ namespace engine {
 // range, contiguous and consistent with the shapes); any problem throws "<path>: <problem>".
 // metadata, when given, receives "__metadata__" (empty if the file has none).
 ENGINE_API std::map<std::string, Tensor> read_safetensors(const std::string& path,
-                                               std::map<std::string, std::string>* metadata = nullptr);
+                                                          std::map<std::string, std::string>* metadata = nullptr);
 
 // Only the header's "__metadata__", without reading the data (still validates the header).
 ENGINE_API std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
 
 // Writes F32 tensors in the given order, atomically. Names must be unique and not "__metadata__".
-ENGINE_API void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, const Tensor*>>& tensors,
-                       const std::map<std::string, std::string>& metadata);
+ENGINE_API void write_safetensors(const std::string& path,
+                                  const std::vector<std::pair<std::string, const Tensor*>>& tensors,
+                                  const std::map<std::string, std::string>& metadata);
 
 }  // namespace engine

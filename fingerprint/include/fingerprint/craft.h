@@ -15,31 +15,31 @@ namespace fp {
 
 struct CraftOptions {
     int per_exit = 10;
-    std::vector<int> exits;            // empty: every exit
-    std::string data_dir;              // start from real test images; empty: from uniform noise
+    std::vector<int> exits;  // empty: every exit
+    std::string data_dir;    // start from real test images; empty: from uniform noise
     // Probability margin below / above each threshold. 0.1: on weights/small_s1 (from noise, own
     // fine-tuned and adversarial copies, small_s2 held out) a pirate fine-tuned adversarially with
     // another recipe (PGD-10 at 4/255) kept 11 of 40 inputs at 0.05 and 40 of 40 at 0.1 and 0.2;
     // the null rose from 0.25 to 0.52-0.55 and small_s3 still matched 18-22 of 40 (no-match).
     float margin = 0.1f;
-    float eps = -1;                    // L-infinity radius around the start; < 0: unconstrained
+    float eps = -1;  // L-infinity radius around the start; < 0: unconstrained
     int steps = 150;
-    float lr = 0.01f;                  // Adam step on pixels
+    float lr = 0.01f;  // Adam step on pixels
     uint64_t seed = 1;
     // Ensemble defaults follow bench/fp_ablation.sh on resnet56_s1: pruned copies raised the
     // matches on fine-tuned pirates, weight-noise copies changed nothing measurable.
-    int noise_variants = 0;            // copies with multiplicative Gaussian weight noise
+    int noise_variants = 0;  // copies with multiplicative Gaussian weight noise
     float weight_noise = 0.05f;
     std::vector<double> prune_variants{0.3, 0.5};  // pruned copies (global magnitude)
-    std::vector<std::string> variant_paths;   // fine-tuned copies the owner made
+    std::vector<std::string> variant_paths;        // fine-tuned copies the owner made
     // Independent models. Those of the owner's architecture are held out of selection and give the
     // null on the selected inputs; others steer selection away from inputs that transfer.
     std::vector<std::string> reference_paths;
-    double oversample = 2.0;           // candidates crafted per kept input
+    double oversample = 2.0;  // candidates crafted per kept input
     int batch = 64;
-    int latency_reps = 30;             // owner's per-exit latency measurement
+    int latency_reps = 30;  // owner's per-exit latency measurement
     std::string backend = "native";
-    int threads = 0;                   // crafting threads (0: one per core); latency uses 1
+    int threads = 0;  // crafting threads (0: one per core); latency uses 1
     // Called as crafting advances (done and total optimisation steps); empty: silent.
     std::function<void(int64_t done, int64_t total)> progress;
 };
@@ -55,6 +55,7 @@ bool same_architecture(const engine::Model& a, const engine::Model& b);
 // rate assumed with none.
 constexpr double kNullMargin = 0.05, kCrossArchNullMargin = 0.20, kUncalibratedNull = 0.5;
 
-FingerprintSet craft_fingerprint(const engine::Model& model, const std::string& model_path, const CraftOptions& options);
+FingerprintSet craft_fingerprint(const engine::Model& model, const std::string& model_path,
+                                 const CraftOptions& options);
 
 }  // namespace fp

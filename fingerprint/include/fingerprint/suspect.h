@@ -11,8 +11,8 @@ namespace fp {
 
 struct Answer {
     int cls = -1;
-    int exit = -1;    // -1: the suspect does not reveal it
-    int64_t ns = 0;   // round-trip time measured by the verifier
+    int exit = -1;   // -1: the suspect does not reveal it
+    int64_t ns = 0;  // round-trip time measured by the verifier
 };
 
 class Suspect {

@@ -31,9 +31,9 @@ struct CheckOptions {
     // (at most reps: one round).
     int max_reps = 120;
     int warmup_rounds = 2;
-    double quantile = 0.25;   // an input's latency: this quantile of its repetitions (0.5: the median)
-    double alpha = 1e-3;      // bound on P(match | independent model): the false-accusation rate
-    double beta = 1e-2;       // bound on P(no-match | copy that keeps the pirate-level match rate)
+    double quantile = 0.25;  // an input's latency: this quantile of its repetitions (0.5: the median)
+    double alpha = 1e-3;     // bound on P(match | independent model): the false-accusation rate
+    double beta = 1e-2;      // bound on P(no-match | copy that keeps the pirate-level match rate)
     uint64_t seed = 1;
 };
 
@@ -62,36 +62,36 @@ constexpr double kPirateLift = 0.25, kMaxPirateRate = 0.8, kMinPirateGap = 0.15;
 
 struct Decision {
     Verdict verdict = Verdict::inconclusive;
-    double p0 = 0, p1 = 0;       // null and pirate-level match rates tested against
-    double p_match = 1;          // P(X >= matches | M, p0): the p-value of the match test
-    double p_pirate = 1;         // P(X <= matches + undetermined | M, p1)
-    std::string reason;          // one line: why this verdict
+    double p0 = 0, p1 = 0;  // null and pirate-level match rates tested against
+    double p_match = 1;     // P(X >= matches | M, p0): the p-value of the match test
+    double p_pirate = 1;    // P(X <= matches + undetermined | M, p1)
+    std::string reason;     // one line: why this verdict
 };
 Decision decide_verdict(int matches, int undetermined, const std::vector<int>& target_exits, int num_exits,
                         double null_rate, double alpha, double beta, int looks, bool separable);
 
 struct CheckResult {
-    std::vector<int> observed_exit;      // per input (-1: undetermined)
-    std::vector<double> latency_ms;      // per input: the quantile of its repetitions
-    std::vector<double> jitter_ms;       // per input: the standard error of that quantile
-    std::vector<double> level_ms;        // latency levels found (time oracle)
-    std::vector<int> level_exit;         // the exit each level was mapped to
-    double overhead_ms = 0;              // transport/call overhead removed before the fit
-    int reps = 0;                        // repetitions per input actually made
-    int queries = 0;                     // requests sent in all (warm-up, fingerprint, overhead probes)
-    int looks = 1;                       // decisions the time oracle could take (error rates divided by it)
-    bool separable = true;               // the noise of a median left the exit steps resolvable
-    double resolvable_step_ms = 0;       // smallest exit step the final noise resolves (kSeparableWidths widths)
-    double smallest_step_ms = 0;         // smallest step between the suspect's exits expected (profile, scaled)
+    std::vector<int> observed_exit;  // per input (-1: undetermined)
+    std::vector<double> latency_ms;  // per input: the quantile of its repetitions
+    std::vector<double> jitter_ms;   // per input: the standard error of that quantile
+    std::vector<double> level_ms;    // latency levels found (time oracle)
+    std::vector<int> level_exit;     // the exit each level was mapped to
+    double overhead_ms = 0;          // transport/call overhead removed before the fit
+    int reps = 0;                    // repetitions per input actually made
+    int queries = 0;                 // requests sent in all (warm-up, fingerprint, overhead probes)
+    int looks = 1;                   // decisions the time oracle could take (error rates divided by it)
+    bool separable = true;           // the noise of a median left the exit steps resolvable
+    double resolvable_step_ms = 0;   // smallest exit step the final noise resolves (kSeparableWidths widths)
+    double smallest_step_ms = 0;     // smallest step between the suspect's exits expected (profile, scaled)
     int matches = 0;
     int undetermined = 0;
     double match_rate = 0;
-    double null_match_rate = 0;          // p0 of the decision
-    double pirate_match_rate = 0;        // p1 of the decision
-    double p_value = 1;                  // P(matches >= observed | independent model)
-    double p_value_pirate = 1;           // P(matches + undetermined <= observed | copy at p1)
-    double rank_correlation = 0;         // Spearman(target exit, measured latency)
-    double rank_p_value = 1;             // permutation p-value of that correlation
+    double null_match_rate = 0;               // p0 of the decision
+    double pirate_match_rate = 0;             // p1 of the decision
+    double p_value = 1;                       // P(matches >= observed | independent model)
+    double p_value_pirate = 1;                // P(matches + undetermined <= observed | copy at p1)
+    double rank_correlation = 0;              // Spearman(target exit, measured latency)
+    double rank_p_value = 1;                  // permutation p-value of that correlation
     std::vector<std::vector<int>> confusion;  // [target][observed]; -1 and exits the owner lacks dropped
     // Time oracle on a suspect that also reveals its exit (run in this process): per exit k, the
     // fraction of inputs that left at k which the time oracle put at k (-1: none left there).

@@ -37,7 +37,8 @@ namespace engine {
 // recorded in metadata["normalization"]. Initialisation is a pure function of `seed`: conv
 // weights He-normal (fan_out), BatchNorm scale 1 / bias 0 / mean 0 / var 1, linear weights and
 // biases uniform(+-1/sqrt(fan_in)), IC alpha 0.5. Thresholds default to 0.9.
-ENGINE_API Model build_model(const std::string& arch, int num_classes, int image_size, uint64_t seed, int in_channels = 3);
+ENGINE_API Model build_model(const std::string& arch, int num_classes, int image_size, uint64_t seed,
+                             int in_channels = 3);
 
 ENGINE_API std::vector<std::string> model_names();
 

@@ -16,7 +16,7 @@ struct ENGINE_API PgdConfig {
     float eps = 8.0f / 255.0f;   // L-inf radius in pixel units ([0, 1] images)
     float step = 2.0f / 255.0f;  // per-iteration step
     int steps = 7;
-    bool random_start = true;    // uniform in [-eps, eps] first
+    bool random_start = true;  // uniform in [-eps, eps] first
 };
 
 // Overwrites x (n images, as the plan's input) with adversarial versions of itself: every pixel
@@ -24,7 +24,7 @@ struct ENGINE_API PgdConfig {
 // keep_all plan); its trainable flags are cleared for the duration so that the backward passes
 // compute only the input gradient, and restored before returning (also on an exception).
 // exit_weights: one per exit (0 = not attacked). Random starts draw from rng.
-ENGINE_API void pgd_attack(Plan& plan, Model& model, float* x, const int* labels, int n, const std::vector<float>& exit_weights,
-                const PgdConfig& config, std::mt19937_64& rng);
+ENGINE_API void pgd_attack(Plan& plan, Model& model, float* x, const int* labels, int n,
+                           const std::vector<float>& exit_weights, const PgdConfig& config, std::mt19937_64& rng);
 
 }  // namespace engine::train

@@ -23,13 +23,13 @@ ENGINE_API float uniform01(std::mt19937_64& rng);
 
 struct ENGINE_API AugmentConfig {
     bool enabled = true;
-    int pad = 4;        // random crop of the original size from the image zero-padded by `pad`
-    bool flip = true;   // horizontal flip with probability 1/2
+    int pad = 4;       // random crop of the original size from the image zero-padded by `pad`
+    bool flip = true;  // horizontal flip with probability 1/2
 };
 
 // Copies samples order[0..n) of data into out (n x C x H x W), augmenting each with a random
 // crop and flip drawn from rng in sample order; labels_out receives their labels.
-ENGINE_API void make_batch(const Dataset& data, const int* order, int n, const AugmentConfig& config, std::mt19937_64& rng,
-                float* out, int* labels_out);
+ENGINE_API void make_batch(const Dataset& data, const int* order, int n, const AugmentConfig& config,
+                           std::mt19937_64& rng, float* out, int* labels_out);
 
 }  // namespace engine::train

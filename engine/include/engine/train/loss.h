@@ -12,13 +12,14 @@ namespace engine::train {
 // weight * (softmax - onehot) / n; grad may be null. correct, when given, receives the
 // number of rows whose arg-max equals the label.
 ENGINE_API double softmax_cross_entropy(const float* logits, const int* labels, int n, int classes, float* grad,
-                             float weight = 1.0f, int* correct = nullptr);
+                                        float weight = 1.0f, int* correct = nullptr);
 
 // Distillation as in Hinton et al.: (1 - alpha) * CE(student, labels)
 //   + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)), mean over the batch.
 // grad receives weight * dLoss/dstudent (may be null).
 ENGINE_API double distillation_loss(const float* student, const float* teacher, const int* labels, int n, int classes,
-                         float temperature, float alpha, float* grad, float weight = 1.0f, int* correct = nullptr);
+                                    float temperature, float alpha, float* grad, float weight = 1.0f,
+                                    int* correct = nullptr);
 
 // SDN joint training (Kaya et al., 2019): loss = sum_i tau_i * CE(IC_i) + CE(final). tau_i grows
 // linearly from 0 to its cap over the run (progress in [0, 1]); the caps are

@@ -20,12 +20,12 @@ struct ENGINE_API ParamRef {
 };
 
 struct ENGINE_API OptimizerConfig {
-    std::string kind = "sgd";  // "sgd" or "adam"
-    float momentum = 0.9f;     // SGD
-    float dampening = 0.0f;    // SGD
-    bool nesterov = true;      // SGD
+    std::string kind = "sgd";                         // "sgd" or "adam"
+    float momentum = 0.9f;                            // SGD
+    float dampening = 0.0f;                           // SGD
+    bool nesterov = true;                             // SGD
     float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // Adam
-    float weight_decay = 0.0f; // L2 added to the gradient (PyTorch's weight_decay, not AdamW)
+    float weight_decay = 0.0f;                        // L2 added to the gradient (PyTorch's weight_decay, not AdamW)
 };
 
 class ENGINE_API Optimizer {
@@ -45,6 +45,7 @@ protected:
 // SGD: g += wd * p; buf = g on the first step, else momentum * buf + (1 - dampening) * g;
 // g = nesterov ? g + momentum * buf : buf; p -= lr * g.
 // Adam: g += wd * p; m, v moving averages; p -= lr * m_hat / (sqrt(v_hat) + eps).
-ENGINE_API std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, const std::vector<ParamRef>& params);
+ENGINE_API std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config,
+                                                     const std::vector<ParamRef>& params);
 
 }  // namespace engine::train

@@ -27,11 +27,11 @@ ENGINE_API int reinitialize(Graph& graph, const std::string& pattern, uint64_t s
 
 // A fixed pruning mask over some parameters: 1 keeps a weight, 0 prunes it.
 struct ENGINE_API PruneMask {
-    std::vector<int> nodes;                 // masked parameters
-    std::vector<std::vector<uint8_t>> keep; // one entry per element of each
+    std::vector<int> nodes;                  // masked parameters
+    std::vector<std::vector<uint8_t>> keep;  // one entry per element of each
     int64_t pruned = 0, total = 0;
     bool empty() const { return nodes.empty(); }
-    void apply_to_values(Graph& graph) const;      // zeroes pruned weights
+    void apply_to_values(Graph& graph) const;  // zeroes pruned weights
     // Zeroes pruned entries of the gradient of nodes[i].
     void apply_to_grad(size_t i, float* grad) const;
     int index_of(int node) const;  // position in nodes, or -1

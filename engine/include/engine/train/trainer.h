@@ -32,33 +32,33 @@ struct ENGINE_API TrainConfig {
     int batch = 128;
     uint64_t seed = 0;
     OptimizerConfig optimizer;
-    ScheduleConfig schedule;     // total_steps is set by the trainer (epochs x batches per epoch)
+    ScheduleConfig schedule;  // total_steps is set by the trainer (epochs x batches per epoch)
     AugmentConfig augment;
-    std::string train_only;      // regex: train only matching parameters (BatchNorm statistics still update)
-    std::string reinit;          // regex: re-initialise matching parameters before training
-    double prune = 0;            // global magnitude pruning fraction, mask fixed while training
-    bool renormalize = false;    // train a BN-folded model with BatchNorms re-inserted (renormalize.h);
-                                 // reinit and prune then act on the rescaled weights
+    std::string train_only;        // regex: train only matching parameters (BatchNorm statistics still update)
+    std::string reinit;            // regex: re-initialise matching parameters before training
+    double prune = 0;              // global magnitude pruning fraction, mask fixed while training
+    bool renormalize = false;      // train a BN-folded model with BatchNorms re-inserted (renormalize.h);
+                                   // reinit and prune then act on the rescaled weights
     int renormalize_images = 512;  // training images their initial statistics are estimated from
-    bool adversarial = false;    // PGD adversarial training
+    bool adversarial = false;      // PGD adversarial training
     PgdConfig pgd;
-    float kd_temperature = 4.0f; // knowledge distillation (with a teacher): every trained exit learns
-                                 // from the teacher's final exit, run in inference mode on the same batch
+    float kd_temperature = 4.0f;  // knowledge distillation (with a teacher): every trained exit learns
+                                  // from the teacher's final exit, run in inference mode on the same batch
     float kd_alpha = 0.5f;
-    std::string backend;         // empty: the default backend
-    int threads = 0;             // threads of the backend's kernels (0: one per core)
-    int val_limit = 1000;        // test images evaluated after each epoch (-1: all)
-    std::string log_path;        // JSON lines, one per epoch (appended); empty: none
-    std::string checkpoint_path; // written after every epoch; empty: none
+    std::string backend;          // empty: the default backend
+    int threads = 0;              // threads of the backend's kernels (0: one per core)
+    int val_limit = 1000;         // test images evaluated after each epoch (-1: all)
+    std::string log_path;         // JSON lines, one per epoch (appended); empty: none
+    std::string checkpoint_path;  // written after every epoch; empty: none
 };
 
 struct ENGINE_API EpochStats {
-    int epoch = 0;               // 1-based
-    float lr = 0;                // at the epoch's last step
-    double train_loss = 0;       // mean weighted loss over the epoch's batches
-    double train_acc = 0;        // deepest trained exit, on the (augmented) training batches
+    int epoch = 0;                 // 1-based
+    float lr = 0;                  // at the epoch's last step
+    double train_loss = 0;         // mean weighted loss over the epoch's batches
+    double train_acc = 0;          // deepest trained exit, on the (augmented) training batches
     std::vector<double> test_acc;  // per exit, on the first val_limit test images
-    double seconds = 0;          // training time of the epoch (evaluation excluded)
+    double seconds = 0;            // training time of the epoch (evaluation excluded)
     double images_per_s = 0;
 };
 
@@ -112,19 +112,19 @@ private:
     const Dataset* val_;
     TrainConfig config_;
     const Model* teacher_;
-    std::vector<int> params_;          // trained parameter nodes
-    std::vector<int> frozen_;          // trainable nodes whose flag is cleared while training
-    std::vector<int> inserted_;        // BatchNorms inserted by config.renormalize
+    std::vector<int> params_;    // trained parameter nodes
+    std::vector<int> frozen_;    // trainable nodes whose flag is cleared while training
+    std::vector<int> inserted_;  // BatchNorms inserted by config.renormalize
     std::vector<ParamRef> refs_;
-    std::vector<int> mask_index_;      // per trained parameter: its index in mask_, or -1
+    std::vector<int> mask_index_;  // per trained parameter: its index in mask_, or -1
     PruneMask mask_;
     std::unique_ptr<Backend> backend_, teacher_backend_;
     std::unique_ptr<Plan> plan_, teacher_plan_;
     std::unique_ptr<Optimizer> optimizer_;
     int batch_ = 0;
     int64_t steps_per_epoch_ = 0;
-    int epoch_ = 0;                    // completed epochs
-    int64_t step_ = 0;                 // completed optimiser steps
+    int epoch_ = 0;     // completed epochs
+    int64_t step_ = 0;  // completed optimiser steps
     double train_seconds_ = 0;
     std::vector<EpochStats> history_;
 };
