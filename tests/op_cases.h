@@ -69,6 +69,17 @@ inline engine::Tensor copy_of(engine::TensorView v) {
     return engine::Tensor(v.shape, std::vector<float>(v.data, v.data + v.numel()));
 }
 
+// The first exit's output of an inference plan (fused epilogues where the backend fuses) on inputs.
+inline engine::Tensor run_inference(const engine::Model& m, engine::Backend& backend,
+                                    const std::vector<engine::Tensor>& inputs) {
+    const int n = int(inputs[0].shape()[0]);
+    engine::Plan plan(m, backend, n);
+    std::vector<const float*> ptrs;
+    for (const engine::Tensor& t : inputs) ptrs.push_back(t.data());
+    plan.run_all(ptrs.data(), n);
+    return copy_of(plan.exit_logits(0));
+}
+
 // One node through a keep_all plan: forward, then backward from a random output gradient.
 // `inspect` sees the model while the plan that ran it still exists (backends key state by node).
 inline OpResult run_op_case(const OpCase& c, engine::Backend& backend, uint32_t seed,

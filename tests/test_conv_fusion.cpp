@@ -38,22 +38,13 @@ Model conv_block_model(const Shape& x, const Shape& w, bool bias, bool residual,
     return m;
 }
 
-Tensor run_inference(const Model& m, Backend& backend, const std::vector<Tensor>& inputs) {
-    const int n = int(inputs[0].shape()[0]);
-    Plan plan(m, backend, n);
-    std::vector<const float*> ptrs;
-    for (const Tensor& t : inputs) ptrs.push_back(t.data());
-    plan.run_all(ptrs.data(), n);
-    return test::copy_of(plan.exit_logits(0));
-}
-
 // The native backend, on one thread and on two, gives the reference backend's output for inputs.
 void check_native_matches(const Model& m, Backend& ref, const std::vector<Tensor>& inputs) {
-    const Tensor want = run_inference(m, ref, inputs);
+    const Tensor want = test::run_inference(m, ref, inputs);
     for (int threads : {1, 2}) {
         CAPTURE(threads);
         auto cpu = make_backend("native", threads);
-        const Tensor got = run_inference(m, *cpu, inputs);
+        const Tensor got = test::run_inference(m, *cpu, inputs);
         CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
     }
 }
@@ -236,7 +227,8 @@ TEST_CASE("fused conv epilogues (bias, residual, ReLU) match the unfused referen
                         unfused.run_all(ptrs.data(), int(c.x[0]));
                         Tensor want = test::copy_of(unfused.exit_logits(0));
                         auto cpu = make_backend("native", threads);
-                        Tensor got_ref = run_inference(m, *ref, inputs), got = run_inference(m, *cpu, inputs);
+                        Tensor got_ref = test::run_inference(m, *ref, inputs),
+                               got = test::run_inference(m, *cpu, inputs);
                         CHECK(relative_error(got_ref.data(), want.data(), want.numel()) == 0.0);
                         CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
                     }

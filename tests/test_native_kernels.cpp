@@ -57,15 +57,6 @@ std::vector<Tensor> inputs_of(const Model& m, uint32_t seed) {
     return in;
 }
 
-Tensor run(const Model& m, Backend& b, const std::vector<Tensor>& in) {
-    const int n = int(in[0].shape()[0]);
-    Plan plan(m, b, n);
-    std::vector<const float*> ptrs;
-    for (const Tensor& t : in) ptrs.push_back(t.data());
-    plan.run_all(ptrs.data(), n);
-    return test::copy_of(plan.exit_logits(0));
-}
-
 // The ResNet-56 shapes (its three stages, the stride-2 and 1x1 convolutions between them), and
 // shapes off the kernels' block sizes: channels off multiples of 6, 16 and 24, eight-wide planes.
 std::vector<Case> cases() {
@@ -107,7 +98,7 @@ TEST_CASE("every candidate convolution kernel matches the reference, on AVX2 and
     for (const Case& c : cases()) {
         const Model m = conv_model(c.x, c.w, c.stride, c.residual_relu, 11);
         const auto in = inputs_of(m, 5);
-        const Tensor want = run(m, *ref, in);
+        const Tensor want = test::run_inference(m, *ref, in);
         const Shape y{c.x[0], c.w[0], c.x[2] / c.stride, c.x[3] / c.stride};
         const Attrs a = test::conv_attrs(int(c.w[2]), c.stride, int(c.w[2] / 2));
         for (Isa isa : isas())
@@ -119,7 +110,7 @@ TEST_CASE("every candidate convolution kernel matches the reference, on AVX2 and
                     CAPTURE(threads);
                     NativeBackend native(threads, {KernelMode::fixed, isa});
                     native.force_conv_kernel(k);
-                    const Tensor got = run(m, native, in);
+                    const Tensor got = test::run_inference(m, native, in);
                     CHECK(native.last_conv_kernel() == k);
                     CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
                     avx512_runs += native::conv_kernel_avx512(k);
@@ -144,7 +135,7 @@ TEST_CASE("ENGINE_NATIVE_ISA=avx2 keeps the AVX-512 kernels out; ENGINE_KERNELS=
         NativeBackend native(1);
         CHECK(native.options().kernels == KernelMode::fixed);
         const Model m = conv_model(c.x, c.w, 1, false, 3);
-        run(m, native, inputs_of(m, 4));
+        test::run_inference(m, native, inputs_of(m, 4));
         CHECK(native.last_conv_kernel() == native::conv_kernel_fixed(a, c.x, c.w, y));
         CHECK(native.last_conv_kernel() == ConvKernel::winograd4_channels);
     }
@@ -163,11 +154,11 @@ TEST_CASE("tuned choices are kept in the per-CPU cache file; a corrupt or foreig
     auto ref = make_backend("ref");
     const Model m = conv_model(Shape{1, 16, 16, 16}, Shape{16, 16, 3, 3}, 1, true, 21);
     const auto in = inputs_of(m, 8);
-    const Tensor want = run(m, *ref, in);
+    const Tensor want = test::run_inference(m, *ref, in);
     auto tune_and_check = [&] {
         native::kernel_cache_reset();
         NativeBackend native(1);
-        const Tensor got = run(m, native, in);
+        const Tensor got = test::run_inference(m, native, in);
         CHECK(relative_error(got.data(), want.data(), want.numel()) <= 1e-5);
         std::ifstream f(path);
         REQUIRE(f.good());
@@ -191,7 +182,7 @@ TEST_CASE("tuned choices are kept in the per-CPU cache file; a corrupt or foreig
     }
     native::kernel_cache_reset();
     NativeBackend native(1);
-    run(m, native, in);
+    test::run_inference(m, native, in);
     CHECK(native.last_conv_kernel() == ConvKernel::gemm);
 
     const int version = nlohmann::json::parse(std::ifstream(path)).at("version");
@@ -233,7 +224,7 @@ TEST_CASE("a tuned backend gives a sample the same result, to the bit, alone and
     for (int threads : {1, 2}) {
         CAPTURE(threads);
         NativeBackend native(threads);
-        const Tensor batch = run(m3, native, in3), alone = run(m1, native, in1);
+        const Tensor batch = test::run_inference(m3, native, in3), alone = test::run_inference(m1, native, in1);
         CHECK(std::equal(alone.data(), alone.data() + alone.numel(), batch.data()));
     }
 }
