@@ -60,6 +60,35 @@ inline engine::Attrs conv_attrs(int k, int stride, int pad, int groups = 1, int 
     return a;
 }
 
+// x -> Conv(w[, b]) [-> Add(., r)] [-> Relu] with padding w/2 (3x3: 1, 1x1: none); r is a second graph
+// input shaped like the convolution's output.
+inline engine::Model conv_block_model(const engine::Shape& x, const engine::Shape& w, bool bias, bool residual,
+                                      bool relu, uint32_t seed, int groups = 1, int stride = 1) {
+    using namespace engine;
+    const int pad = int(w[2] / 2);
+    Model m;
+    Graph& g = m.graph;
+    Node in;
+    in.op = Op::Input;
+    in.name = "x";
+    in.input_dims = x.vec();
+    std::vector<int> conv_in{g.add(in)};
+    conv_in.push_back(g.add_constant("w", random_tensor(w, seed + 1), true));
+    if (bias) conv_in.push_back(g.add_constant("b", random_tensor(Shape{w[0]}, seed + 2), true));
+    int y = g.add_op(Op::Conv, "conv", conv_in, conv_attrs(int(w[2]), stride, pad, groups));
+    if (residual) {
+        Node r;
+        r.op = Op::Input;
+        r.name = "r";
+        r.input_dims = {x[0], w[0], (x[2] + 2 * pad - w[2]) / stride + 1, (x[3] + 2 * pad - w[3]) / stride + 1};
+        y = g.add_op(Op::Add, "add", {y, g.add(r)});
+    }
+    if (relu) y = g.add_op(Op::Relu, "relu", {y});
+    g.outputs = {y};
+    m.thresholds = {1.0f};
+    return m;
+}
+
 struct OpResult {
     engine::Tensor out, input_grad;
     std::vector<engine::Tensor> param_grads;

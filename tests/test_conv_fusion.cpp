@@ -11,33 +11,6 @@ using namespace engine;
 
 namespace {
 
-// x -> Conv(w[, b]) [-> Add(., r)] [-> Relu]; r is a second graph input shaped like the output.
-Model conv_block_model(const Shape& x, const Shape& w, bool bias, bool residual, bool relu, uint32_t seed,
-                       int groups = 1) {
-    const int pad = int(w[2] / 2);  // 3x3: padding 1; 1x1: none
-    Model m;
-    Graph& g = m.graph;
-    Node in;
-    in.op = Op::Input;
-    in.name = "x";
-    in.input_dims = x.vec();
-    std::vector<int> conv_in{g.add(in)};
-    conv_in.push_back(g.add_constant("w", test::random_tensor(w, seed + 1), true));
-    if (bias) conv_in.push_back(g.add_constant("b", test::random_tensor(Shape{w[0]}, seed + 2), true));
-    int y = g.add_op(Op::Conv, "conv", conv_in, test::conv_attrs(int(w[2]), 1, pad, groups));
-    if (residual) {
-        Node r;
-        r.op = Op::Input;
-        r.name = "r";
-        r.input_dims = {x[0], w[0], x[2], x[3]};
-        y = g.add_op(Op::Add, "add", {y, g.add(r)});
-    }
-    if (relu) y = g.add_op(Op::Relu, "relu", {y});
-    g.outputs = {y};
-    m.thresholds = {1.0f};
-    return m;
-}
-
 // The native backend, on one thread and on two, gives the reference backend's output for inputs.
 void check_native_matches(const Model& m, Backend& ref, const std::vector<Tensor>& inputs) {
     const Tensor want = test::run_inference(m, ref, inputs);
@@ -115,7 +88,7 @@ TEST_CASE("Winograd F(2,3) and F(4,3) convolutions of inference plans match the 
                 CAPTURE(x.str());
                 CAPTURE(k);
                 CAPTURE(bias);
-                const Model m = conv_block_model(x, Shape{k, x[1], 3, 3}, bias, false, false, 3);
+                const Model m = test::conv_block_model(x, Shape{k, x[1], 3, 3}, bias, false, false, 3);
                 check_native_matches(m, *ref, {test::random_tensor(x, 4, -1, 1)});
             }
 }
@@ -127,7 +100,7 @@ TEST_CASE("1x1 convolutions on packed weights match the reference, with their ep
         for (bool residual : {false, true}) {
             CAPTURE(x.str());
             CAPTURE(residual);
-            const Model m = conv_block_model(x, Shape{37, x[1], 1, 1}, true, residual, true, 5);
+            const Model m = test::conv_block_model(x, Shape{37, x[1], 1, 1}, true, residual, true, 5);
             std::vector<Tensor> inputs{test::random_tensor(x, 6, -1, 1)};
             if (residual) inputs.push_back(test::random_tensor(Shape{x[0], 37, x[2], x[3]}, 7, -1, 1));
             check_native_matches(m, *ref, inputs);
@@ -141,7 +114,7 @@ TEST_CASE("depthwise convolutions apply their fused residual and ReLU, on one th
         for (bool residual : {false, true}) {
             CAPTURE(x.str());
             CAPTURE(residual);
-            const Model m = conv_block_model(x, Shape{x[1], 1, 3, 3}, true, residual, true, 9, int(x[1]));
+            const Model m = test::conv_block_model(x, Shape{x[1], 1, 3, 3}, true, residual, true, 9, int(x[1]));
             std::vector<Tensor> inputs{test::random_tensor(x, 10, -1, 1)};
             if (residual) inputs.push_back(test::random_tensor(x, 11, -1, 1));
             check_native_matches(m, *ref, inputs);
@@ -217,7 +190,7 @@ TEST_CASE("fused conv epilogues (bias, residual, ReLU) match the unfused referen
                         CAPTURE(residual);
                         CAPTURE(relu);
                         CAPTURE(threads);
-                        Model m = conv_block_model(c.x, Shape{c.k, c.x[1], 3, 3}, bias, residual, relu, 3);
+                        Model m = test::conv_block_model(c.x, Shape{c.k, c.x[1], 3, 3}, bias, residual, relu, 3);
                         std::vector<Tensor> inputs{test::random_tensor(c.x, 4)};
                         if (residual) inputs.push_back(test::random_tensor(Shape{c.x[0], c.k, c.x[2], c.x[3]}, 5));
                         // Oracle: the reference loops, node by node (a keep_all plan is never fused).
@@ -263,7 +236,7 @@ TEST_CASE("an inference plan fuses conv epilogues and gives the unfused plan's l
 
 TEST_CASE("a convolution that is an exit keeps its own output") {
     // Exit 0 is the convolution itself, exit 1 its ReLU: fusing the ReLU would change exit 0.
-    Model m = conv_block_model(Shape{1, 2, 8, 8}, Shape{3, 2, 3, 3}, true, false, true, 6);
+    Model m = test::conv_block_model(Shape{1, 2, 8, 8}, Shape{3, 2, 3, 3}, true, false, true, 6);
     const int conv = m.graph.nodes[m.graph.outputs[0]].inputs[0];
     m.graph.outputs = {conv, m.graph.outputs[0]};
     m.thresholds = {1.0f, 1.0f};

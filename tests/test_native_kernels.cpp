@@ -20,31 +20,6 @@ using native::NativeBackend;
 
 namespace {
 
-// x -> Conv(w, b) [-> Add(., r)] [-> Relu], 3x3 padding 1 (stride s) or 1x1.
-Model conv_model(const Shape& x, const Shape& w, int stride, bool residual_relu, uint32_t seed) {
-    Model m;
-    Graph& g = m.graph;
-    Node in;
-    in.op = Op::Input;
-    in.name = "x";
-    in.input_dims = x.vec();
-    std::vector<int> conv_in{g.add(in)};
-    conv_in.push_back(g.add_constant("w", test::random_tensor(w, seed + 1), true));
-    conv_in.push_back(g.add_constant("b", test::random_tensor(Shape{w[0]}, seed + 2), true));
-    int y = g.add_op(Op::Conv, "conv", conv_in, test::conv_attrs(int(w[2]), stride, int(w[2] / 2)));
-    if (residual_relu) {
-        Node r;
-        r.op = Op::Input;
-        r.name = "r";
-        r.input_dims = {x[0], w[0], x[2] / stride, x[3] / stride};
-        y = g.add_op(Op::Add, "add", {y, g.add(r)});
-        y = g.add_op(Op::Relu, "relu", {y});
-    }
-    g.outputs = {y};
-    m.thresholds = {1.0f};
-    return m;
-}
-
 struct Case {
     Shape x, w;
     int stride = 1;
@@ -96,7 +71,7 @@ TEST_CASE("every candidate convolution kernel matches the reference, on AVX2 and
     auto ref = make_backend("ref");
     int avx512_runs = 0;
     for (const Case& c : cases()) {
-        const Model m = conv_model(c.x, c.w, c.stride, c.residual_relu, 11);
+        const Model m = test::conv_block_model(c.x, c.w, true, c.residual_relu, c.residual_relu, 11, 1, c.stride);
         const auto in = inputs_of(m, 5);
         const Tensor want = test::run_inference(m, *ref, in);
         const Shape y{c.x[0], c.w[0], c.x[2] / c.stride, c.x[3] / c.stride};
@@ -134,7 +109,7 @@ TEST_CASE("ENGINE_NATIVE_ISA=avx2 keeps the AVX-512 kernels out; ENGINE_KERNELS=
         ScopedEnv fixed("ENGINE_KERNELS", "fixed");
         NativeBackend native(1);
         CHECK(native.options().kernels == KernelMode::fixed);
-        const Model m = conv_model(c.x, c.w, 1, false, 3);
+        const Model m = test::conv_block_model(c.x, c.w, true, false, false, 3);
         test::run_inference(m, native, inputs_of(m, 4));
         CHECK(native.last_conv_kernel() == native::conv_kernel_fixed(a, c.x, c.w, y));
         CHECK(native.last_conv_kernel() == ConvKernel::winograd4_channels);
@@ -152,7 +127,7 @@ TEST_CASE("tuned choices are kept in the per-CPU cache file; a corrupt or foreig
     ScopedEnv env("ENGINE_KERNEL_CACHE", path);
     ScopedEnv tuned("ENGINE_KERNELS", "tuned");
     auto ref = make_backend("ref");
-    const Model m = conv_model(Shape{1, 16, 16, 16}, Shape{16, 16, 3, 3}, 1, true, 21);
+    const Model m = test::conv_block_model(Shape{1, 16, 16, 16}, Shape{16, 16, 3, 3}, true, true, true, 21);
     const auto in = inputs_of(m, 8);
     const Tensor want = test::run_inference(m, *ref, in);
     auto tune_and_check = [&] {
@@ -212,8 +187,8 @@ TEST_CASE("tuned choices are kept in the per-CPU cache file; a corrupt or foreig
 
 TEST_CASE("a tuned backend gives a sample the same result, to the bit, alone and in a batch, on one thread and two") {
     ScopedEnv tuned("ENGINE_KERNELS", "tuned");
-    const Model m3 = conv_model(Shape{3, 64, 8, 8}, Shape{64, 64, 3, 3}, 1, true, 31);
-    const Model m1 = conv_model(Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}, 1, true, 31);
+    const Model m3 = test::conv_block_model(Shape{3, 64, 8, 8}, Shape{64, 64, 3, 3}, true, true, true, 31);
+    const Model m1 = test::conv_block_model(Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}, true, true, true, 31);
     const auto in3 = inputs_of(m3, 9);
     std::vector<Tensor> in1;
     for (const Tensor& t : in3) {

@@ -35,6 +35,17 @@ namespace {
 // Keep the candidates that use the math the backend was asked for: FP32 FMA unless TF32 is allowed.
 bool math_allowed(cudnnMathType_t m, bool tf32) { return tf32 || m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH; }
 
+// cuDNN's heuristic results (forward, backward-data or backward-filter) as the candidates the policy
+// reads (returned in `candidates`, for error messages); the index choose_algo picks, -1 when none fits.
+template <class Perf>
+int pick_algo(const Perf* perf, int got, bool tf32, size_t workspace_bytes, std::vector<AlgoCandidate>& candidates) {
+    for (int i = 0; i < got; ++i)
+        candidates.push_back({int(perf[i].algo),
+                              perf[i].status == CUDNN_STATUS_SUCCESS && math_allowed(perf[i].mathType, tf32),
+                              perf[i].determinism == CUDNN_DETERMINISTIC, perf[i].memory, perf[i].time});
+    return choose_algo(candidates, workspace_bytes);
+}
+
 }  // namespace
 
 void CudaBackend::set_batch(ConvState& st, int n) const {
@@ -96,11 +107,7 @@ void CudaBackend::prepare(const Node& node, const Shape* in, int n_in, const Sha
         CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cudnn_, st.x, st.w, st.conv, st.y, kMax, &got, perf),
                     st.where);
         std::vector<AlgoCandidate> c;
-        for (int i = 0; i < got; ++i)
-            c.push_back({int(perf[i].algo),
-                         perf[i].status == CUDNN_STATUS_SUCCESS && math_allowed(perf[i].mathType, tf32_),
-                         perf[i].determinism == CUDNN_DETERMINISTIC, perf[i].memory, perf[i].time});
-        const int pick = choose_algo(c, workspace_bytes_);
+        const int pick = pick_algo(perf, got, tf32_, workspace_bytes_, c);
         if (pick < 0)
             fail("cuda conv " + st.where + ": no deterministic forward algorithm fits (" + describe_candidates(c) +
                  ")");
@@ -111,11 +118,7 @@ void CudaBackend::prepare(const Node& node, const Shape* in, int n_in, const Sha
         CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_, st.w, st.y, st.conv, st.x, kMax, &got, perf),
                     st.where);
         std::vector<AlgoCandidate> c;
-        for (int i = 0; i < got; ++i)
-            c.push_back({int(perf[i].algo),
-                         perf[i].status == CUDNN_STATUS_SUCCESS && math_allowed(perf[i].mathType, tf32_),
-                         perf[i].determinism == CUDNN_DETERMINISTIC, perf[i].memory, perf[i].time});
-        const int pick = choose_algo(c, workspace_bytes_);
+        const int pick = pick_algo(perf, got, tf32_, workspace_bytes_, c);
         st.have_bwd_data = pick >= 0;  // only backward needs it: an inference plan runs without
         if (pick >= 0)
             st.bwd_data = perf[pick].algo;
@@ -127,11 +130,7 @@ void CudaBackend::prepare(const Node& node, const Shape* in, int n_in, const Sha
         CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnn_, st.x, st.y, st.conv, st.w, kMax, &got, perf),
                     st.where);
         std::vector<AlgoCandidate> c;
-        for (int i = 0; i < got; ++i)
-            c.push_back({int(perf[i].algo),
-                         perf[i].status == CUDNN_STATUS_SUCCESS && math_allowed(perf[i].mathType, tf32_),
-                         perf[i].determinism == CUDNN_DETERMINISTIC, perf[i].memory, perf[i].time});
-        const int pick = choose_algo(c, workspace_bytes_);
+        const int pick = pick_algo(perf, got, tf32_, workspace_bytes_, c);
         st.have_bwd_filter = pick >= 0;
         if (pick >= 0)
             st.bwd_filter = perf[pick].algo;

@@ -35,18 +35,26 @@ __global__ void bn_infer_k(const float* x, const float* scale, const float* bias
     }
 }
 
+// Batch mean and (biased) variance of channel ch over its `count` values, computed by the whole block.
+__device__ void channel_moments(const float* x, int64_t ch, int64_t c, int64_t inner, int64_t count, double* sh,
+                                double& m, double& v) {
+    double s = 0, s2 = 0;
+    for (int64_t t = threadIdx.x; t < count; t += kBlock) {
+        const double xv = x[((t / inner) * c + ch) * inner + t % inner];
+        s += xv;
+        s2 += xv * xv;
+    }
+    block_sum2(s, s2, sh);
+    m = s / double(count);
+    v = fmax(0.0, s2 / double(count) - m * m);
+}
+
 __global__ void bn_train_k(const float* x, const float* scale, const float* bias, float* mean, float* var, float eps,
                            float momentum, float* y, int64_t n, int64_t c, int64_t inner) {
     __shared__ double sh[2 * kBlock];
     const int64_t ch = blockIdx.x, count = n * inner;
-    double s = 0, s2 = 0;
-    for (int64_t t = threadIdx.x; t < count; t += kBlock) {
-        const double v = x[((t / inner) * c + ch) * inner + t % inner];
-        s += v;
-        s2 += v * v;
-    }
-    block_sum2(s, s2, sh);
-    const double m = s / double(count), v = fmax(0.0, s2 / double(count) - m * m);
+    double m, v;
+    channel_moments(x, ch, c, inner, count, sh, m, v);
     const double inv = 1.0 / sqrt(v + eps);
     for (int64_t t = threadIdx.x; t < count; t += kBlock) {
         const int64_t k = ((t / inner) * c + ch) * inner + t % inner;
@@ -65,17 +73,7 @@ __global__ void bn_bwd_k(const float* x, const float* scale, const float* mean, 
     __shared__ double sh[2 * kBlock];
     const int64_t ch = blockIdx.x, count = n * inner;
     double m = mean[ch], v = var[ch];
-    if (training) {
-        double s = 0, s2 = 0;
-        for (int64_t t = threadIdx.x; t < count; t += kBlock) {
-            const double xv = x[((t / inner) * c + ch) * inner + t % inner];
-            s += xv;
-            s2 += xv * xv;
-        }
-        block_sum2(s, s2, sh);
-        m = s / double(count);
-        v = fmax(0.0, s2 / double(count) - m * m);
-    }
+    if (training) channel_moments(x, ch, c, inner, count, sh, m, v);
     const double inv = 1.0 / sqrt(v + eps);
     double sg = 0, sgx = 0;
     for (int64_t t = threadIdx.x; t < count; t += kBlock) {
