@@ -34,22 +34,23 @@ EvalResult evaluate(const Model& model, Backend& backend, const Dataset& data, c
     r.samples.resize(data.size());
     int64_t policy_correct = 0;
     double macs = 0;
-    std::vector<const float*> logits(exits);
     for (int64_t first = 0; first < data.size(); first += batch) {
         const int n = int(std::min<int64_t>(batch, data.size() - first));
         plan.run_all(data.images.data() + first * per_image, n);
-        for (int k = 0; k < exits; ++k) logits[k] = plan.exit_logits(k).data;
         const int64_t classes = plan.exit_logits(0).numel() / n;
-        const std::vector<int> taken = exits_under_policy(logits, n, classes, thresholds);
         for (int i = 0; i < n; ++i) {
             const int label = data.labels[first + i];
-            for (int k = 0; k < exits; ++k) exit_correct[k] += top_class(logits[k] + i * classes, classes).cls == label;
-            const int k = taken[i];
-            const TopClass top = top_class(logits[k] + i * classes, classes);
-            r.samples[first + i] = {k, top.cls, top.prob};
-            r.exit_histogram[k]++;
-            policy_correct += top.cls == label;
-            macs += double(plan.macs_to_exit()[k]);
+            bool decided = false;
+            for (int k = 0; k < exits; ++k) {  // every exit's accuracy, and the first exit that fires
+                const TopClass top = top_class(plan.exit_logits(k).data + i * classes, classes);
+                exit_correct[k] += top.cls == label;
+                if (decided || !exit_fires(k, exits, top.prob, thresholds.data())) continue;
+                decided = true;
+                r.samples[first + i] = {k, top.cls, top.prob};
+                r.exit_histogram[k]++;
+                policy_correct += top.cls == label;
+                macs += double(plan.macs_to_exit()[k]);
+            }
         }
         if (progress) progress(first + n, data.size());
     }
