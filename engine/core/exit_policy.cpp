@@ -1,5 +1,6 @@
 #include "engine/exit_policy.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace engine {
