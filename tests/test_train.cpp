@@ -16,6 +16,8 @@
 
 #include "engine/error.h"
 #include "engine/safetensors.h"
+#include "engine/exit_policy.h"
+#include "engine/train/exit_mimicry.h"
 #include "engine/train/loss.h"
 #include "engine/train/trainer.h"
 #include "engine/model_zoo.h"
@@ -43,6 +45,28 @@ std::vector<float> all_values(const Model& m) {
     for (const auto& n : m.graph.nodes)
         if (n.op == Op::Constant) v.insert(v.end(), n.value.values().begin(), n.value.values().end());
     return v;
+}
+
+// n images whose label (one of four) is the brightened quadrant, at a strength that varies from
+// sample to sample: strong samples are easy, faint ones hard, as an early-exit model needs.
+Dataset quadrants(int n, int size, uint32_t seed) {
+    Dataset d = synthetic(n, size, seed);
+    std::mt19937 rng(seed + 2);
+    std::uniform_real_distribution<float> strength(0.0f, 0.6f);
+    const int half = size / 2;
+    for (int i = 0; i < n; ++i) {
+        const int y = int(rng() % 4);
+        d.labels[i] = y;
+        const float a = strength(rng);
+        float* img = d.images.data() + int64_t(i) * 3 * size * size;
+        for (int c = 0; c < 3; ++c)
+            for (int r = 0; r < size; ++r)
+                for (int q = 0; q < size; ++q) {
+                    float& v = img[(c * size + r) * size + q];
+                    v = 0.4f * v + ((r < half) == (y < 2) && (q < half) == (y % 2 == 0) ? a : 0.0f);
+                }
+    }
+    return d;
 }
 
 bool same_bytes(const std::vector<float>& a, const std::vector<float>& b) {
@@ -494,6 +518,129 @@ TEST_CASE("knowledge distillation from a teacher and adversarial training run an
     CHECK(!same_bytes(all_values(m), initial));
     Model wrong = build_model("tiny", 7, 16, 1);
     CHECK_THROWS_AS(Trainer(m, data, nullptr, c, &wrong), Error);  // 7 classes vs 10
+}
+
+TEST_CASE("soft cross-entropy: one-hot targets give cross-entropy; gradient against finite differences") {
+    const int n = 3, classes = 5;
+    std::vector<float> z = test::random_tensor(Shape{n, classes}, 8, -3, 3).values();
+    const int labels[] = {2, 0, 4};
+    std::vector<float> onehot(n * classes, 0.0f);
+    for (int r = 0; r < n; ++r) onehot[r * classes + labels[r]] = 1;
+    int agree = -1, correct = -1;
+    CHECK(soft_cross_entropy(z.data(), onehot.data(), n, classes, nullptr, 1, &agree) ==
+          doctest::Approx(softmax_cross_entropy(z.data(), labels, n, classes, nullptr, 1, &correct)));
+    CHECK(agree == correct);
+    std::vector<float> t = test::random_tensor(Shape{n, classes}, 9, 0.1f, 1).values();
+    for (int r = 0; r < n; ++r) {  // rows of a distribution
+        float sum = 0;
+        for (int c = 0; c < classes; ++c) sum += t[r * classes + c];
+        for (int c = 0; c < classes; ++c) t[r * classes + c] /= sum;
+    }
+    std::vector<float> g(z.size());
+    soft_cross_entropy(z.data(), t.data(), n, classes, g.data(), 0.6f);
+    auto num = numeric_grad(z, [&] { return 0.6 * soft_cross_entropy(z.data(), t.data(), n, classes, nullptr); });
+    CHECK(max_rel_error(g, num) < 1e-3);
+}
+
+TEST_CASE("exit mimicry targets: the victim's answer from its exit on, held under threshold before it") {
+    // Three exits, four classes, two samples. Sample 0 is confident at exit 1 (threshold 0.8),
+    // sample 1 at no internal exit, so it answers at the last.
+    const int n = 2, classes = 4;
+    const std::vector<float> thresholds{0.9f, 0.8f, 0.9f};
+    const std::vector<float> e0{0, 1, 0, 0, /**/ 0, 0, 1, 0};
+    const std::vector<float> e1{0, 4, 0, 0, /**/ 0, 0, 0.5f, 0};
+    const std::vector<float> e2{0, 5, 0, 0, /**/ 0, 0, 3, 0};
+    const std::vector<const float*> logits{e0.data(), e1.data(), e2.data()};
+    const MimicTargets t = exit_mimicry_targets(logits, n, classes, thresholds, 0.1f);
+    CHECK(t.victim_exit == exits_under_policy(logits, n, classes, thresholds));
+    REQUIRE(t.victim_exit == std::vector<int>{1, 2});
+    std::vector<double> p(classes);
+    for (int i = 0; i < n; ++i) {
+        const int e = t.victim_exit[i];
+        softmax_row(logits[e] + i * classes, classes, p.data());  // the answer the attacker saw
+        for (int k = 0; k < 3; ++k) {
+            const float* row = t.per_exit[k].data() + i * classes;
+            double sum = 0;
+            for (int c = 0; c < classes; ++c) sum += row[c];
+            CHECK(sum == doctest::Approx(1).epsilon(1e-6));
+            CHECK(top_class(row, classes).cls == top_class(logits[e] + i * classes, classes).cls);
+            const float top = *std::max_element(row, row + classes);
+            if (k >= e) {
+                for (int c = 0; c < classes; ++c) CHECK(row[c] == doctest::Approx(p[c]).epsilon(1e-6));
+            } else if (p[top_class(logits[e] + i * classes, classes).cls] > thresholds[k] - 0.1f) {
+                CHECK(top == doctest::Approx(thresholds[k] - 0.1f).epsilon(1e-5));
+            }
+        }
+    }
+    CHECK_THROWS_AS(exit_mimicry_targets(logits, n, classes, {0.9f, 0.9f}), Error);
+}
+
+TEST_CASE("stealing by exit mimicry: the copy learns the victim's answers and exits without labels") {
+    Dataset data = quadrants(256, 16, 21);
+    Model victim = build_model("tiny", 10, 16, 1);
+    Trainer(victim, data, nullptr, quick_config(6)).fit();
+    auto ref = make_backend("ref", 1);
+    // Thresholds at each internal exit's median top probability, so that the victim uses every exit.
+    auto run = [&](const Model& m) {
+        Plan plan(m, *ref, int(data.size()));
+        plan.run_all(data.images.data(), int(data.size()));
+        std::vector<std::vector<float>> z;
+        for (int k = 0; k < m.num_exits(); ++k) {
+            TensorView v = plan.exit_logits(k);
+            z.emplace_back(v.data, v.data + v.numel());
+        }
+        return z;
+    };
+    auto vz = run(victim);
+    for (int k = 0; k + 1 < victim.num_exits(); ++k) {
+        std::vector<float> top;
+        for (int i = 0; i < data.size(); ++i) top.push_back(top_class(vz[k].data() + i * 10, 10).prob);
+        std::nth_element(top.begin(), top.begin() + top.size() / 2, top.end());
+        victim.thresholds[k] = top[top.size() / 2];
+    }
+    auto agreement = [&](const Model& copy) {  // fraction of samples with the victim's exit, and answer
+        auto cz = run(copy);
+        std::vector<const float*> vp, cp;
+        for (auto& z : vz) vp.push_back(z.data());
+        for (auto& z : cz) cp.push_back(z.data());
+        auto ve = exits_under_policy(vp, int(data.size()), 10, victim.thresholds);
+        auto ce = exits_under_policy(cp, int(data.size()), 10, victim.thresholds);
+        int exits = 0, answers = 0;
+        for (int i = 0; i < data.size(); ++i) {
+            exits += ve[i] == ce[i];
+            answers += top_class(vp[ve[i]] + i * 10, 10).cls == top_class(cp[ce[i]] + i * 10, 10).cls;
+        }
+        return std::pair{double(exits) / data.size(), double(answers) / data.size()};
+    };
+    // The same copy trained twice on unlabeled images: by exit mimicry, and (the control) by plain
+    // distillation from the victim's final exit. Only the first learns where the victim exits.
+    Dataset unlabeled = data;
+    for (auto& y : unlabeled.labels) y = 0;
+    auto steal = [&](bool mimic) {
+        Model copy = build_model("tiny", 10, 16, 5);
+        copy.thresholds = victim.thresholds;
+        TrainConfig c = quick_config(12);
+        c.augment.enabled = false;
+        c.mimic_exits = mimic;
+        c.kd_alpha = 1;  // distillation alone: the zero labels play no part
+        Trainer(copy, unlabeled, nullptr, c, &victim).fit();
+        return agreement(copy);
+    };
+    const auto before = agreement(build_model("tiny", 10, 16, 5));
+    const auto mimicked = steal(true), distilled = steal(false);
+    MESSAGE("exit agreement: untrained " << before.first << ", distilled " << distilled.first << ", mimicked "
+                                         << mimicked.first << "; answer agreement " << before.second << ", "
+                                         << distilled.second << ", " << mimicked.second);
+    CHECK(mimicked.first > before.first + 0.15);
+    CHECK(mimicked.first > distilled.first + 0.1);
+    CHECK(mimicked.second > before.second + 0.5);
+    TrainConfig c = quick_config(1);
+    c.mimic_exits = true;
+    Model other = build_model("small", 10, 16, 1);
+    REQUIRE(other.num_exits() != victim.num_exits());
+    CHECK_THROWS_AS(Trainer(other, data, nullptr, c, &victim), Error);
+    Model copy = build_model("tiny", 10, 16, 5);
+    CHECK_THROWS_AS(Trainer(copy, data, nullptr, c), Error);  // no victim to steal from
 }
 
 TEST_CASE("a tiny model trained for two epochs on 3000 CIFAR-10 images beats chance clearly") {

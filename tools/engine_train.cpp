@@ -1,6 +1,7 @@
 // engine_train: train a multi-exit model on the engine, from scratch (--arch) or from a model file
 // (--from, native or ONNX), with SDN joint loss, IC-only training, pruning, distillation and
-// adversarial training; checkpoints every epoch and resumes exactly (--resume).
+// adversarial training, and the multi-exit model-stealing attack (--teacher VICTIM --mimic-exits);
+// checkpoints every epoch and resumes exactly (--resume).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -84,8 +85,8 @@ int main(int argc, char** argv) {
         std::optional<float> lr;
         int epochs = 0, stop_after = -1, batch = 128, threads = 0, limit = -1, val_limit = 1000, adv_steps = 7;
         uint64_t seed = 0;
-        float wd = 5e-4f, momentum = 0.9f, prune = 0, kd_temp = 4.0f, kd_alpha = 0.5f;
-        bool resume = false, adversarial = false, no_augment = false, no_nesterov = false, renormalize = false;
+        float wd = 5e-4f, momentum = 0.9f, prune = 0, kd_temp = 4.0f, kd_alpha = 0.5f, mimic_margin = 0.1f;
+        bool mimic_exits = false, resume = false, adversarial = false, no_augment = false, no_nesterov = false, renormalize = false;
 
         app.add_option(
             "--arch", arch, "architecture to build: " + [] {
@@ -122,6 +123,11 @@ int main(int argc, char** argv) {
         app.add_option("--teacher", teacher_path, "distil from this model's final exit");
         app.add_option("--kd-temp", kd_temp, "distillation temperature")->check(CLI::Range(0.01, 100.0));
         app.add_option("--kd-alpha", kd_alpha, "weight of the distillation term")->check(CLI::Range(0.0, 1.0));
+        app.add_flag("--mimic-exits", mimic_exits,
+                     "steal --teacher (Pan et al.): learn its answers and the exit each left at, no labels; the "
+                     "output adopts the teacher's exit policy");
+        app.add_option("--mimic-margin", mimic_margin, "--mimic-exits: earlier exits held this far below threshold")
+            ->check(CLI::Range(0.0, 0.5));
         app.add_flag("--adv", adversarial, "PGD adversarial training (L-inf, eps 8/255, step 2/255, 7 steps)");
         auto* o_eps = app.add_option("--adv-eps", adv_eps, "PGD radius, e.g. 8/255 (implies --adv)");
         auto* o_step = app.add_option("--adv-step", adv_step, "PGD step, e.g. 2/255 (implies --adv)");
@@ -151,6 +157,7 @@ int main(int argc, char** argv) {
         }
         check(arch.empty() != from.empty(), "give either --arch NAME (train from scratch) or --from MODEL (fine-tune)");
         check(teacher_path.empty() || std::filesystem::exists(teacher_path), teacher_path + ": no such file");
+        check(!mimic_exits || !teacher_path.empty(), "--mimic-exits: give the victim model as --teacher");
         check(from.empty() || std::filesystem::exists(from), from + ": no such file");
         adversarial = adversarial || o_eps->count() || o_step->count() || o_steps->count();
         if (log_path.empty()) log_path = out + ".log.jsonl";
@@ -178,6 +185,7 @@ int main(int argc, char** argv) {
         std::optional<Model> teacher;
         if (!teacher_path.empty()) teacher = load_model(teacher_path);
         const auto thresholds = !threshold.empty() ? cli::parse_thresholds(threshold, model.num_exits())
+                                : mimic_exits      ? teacher->thresholds
                                 : !from.empty()    ? model.thresholds
                                                    : cli::parse_thresholds("0.9", model.num_exits());
 
@@ -203,6 +211,8 @@ int main(int argc, char** argv) {
         c.pgd.steps = adv_steps;
         c.kd_temperature = kd_temp;
         c.kd_alpha = kd_alpha;
+        c.mimic_exits = mimic_exits;
+        c.mimic_margin = mimic_margin;
         c.backend = backend;
         c.threads = threads;
         c.val_limit = val_limit;
@@ -285,7 +295,9 @@ int main(int argc, char** argv) {
         if (renormalize) summary["renormalize"] = true;
         if (adversarial)
             summary["adversarial"] = {{"eps", dec(c.pgd.eps)}, {"step", dec(c.pgd.step)}, {"steps", c.pgd.steps}};
-        if (teacher)
+        if (teacher && mimic_exits)
+            summary["stolen_from"] = {{"path", teacher_path}, {"mimic_margin", dec(mimic_margin)}};
+        else if (teacher)
             summary["teacher"] = {{"path", teacher_path}, {"temperature", dec(kd_temp)}, {"alpha", dec(kd_alpha)}};
         model.metadata["train"] = summary.dump();
         save_model(model, out);

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/error.h"
+#include "engine/train/exit_mimicry.h"
 #include "engine/train/loss.h"
 #include "engine/train/renormalize.h"
 #include "engine/train/trainer.h"
@@ -66,6 +67,12 @@ Trainer::Trainer(Model& model, const Dataset& train, const Dataset* val, TrainCo
         check(exit_classes(*teacher).back() == train.num_classes,
               "teacher: its final exit does not have " + std::to_string(train.num_classes) + " classes");
     }
+    check(!c.mimic_exits || teacher, "exit mimicry (model stealing) needs a victim model (--teacher)");
+    check(!c.mimic_exits || teacher->num_exits() == model.num_exits(),
+          "exit mimicry: the victim has " + std::to_string(teacher ? teacher->num_exits() : 0) +
+              " exits, the copy " + std::to_string(model.num_exits()) + "; build the copy with as many");
+    check(!c.mimic_exits || exit_classes(*teacher) == exit_classes(model),
+          "exit mimicry: the victim's exits and the copy's differ in classes");
     if (c.threads > 0) omp_set_num_threads(c.threads);
 
     if (c.renormalize) {
@@ -157,9 +164,15 @@ EpochStats Trainer::train_epoch(const ProgressFn& progress) {
         const uint64_t seed = step_seed(c.seed, step_);
         plan_->run_all(x.data(), n, bn_training, seed);
         const float* teacher_logits = nullptr;
+        MimicTargets mimic;
         if (teacher_plan_) {
             teacher_plan_->run_all(x.data(), n, false);
             teacher_logits = teacher_plan_->exit_logits(teacher_->num_exits() - 1).data;
+            if (c.mimic_exits) {
+                std::vector<const float*> victim(exits);
+                for (int k = 0; k < exits; ++k) victim[k] = teacher_plan_->exit_logits(k).data;
+                mimic = exit_mimicry_targets(victim, n, classes[0], teacher_->thresholds, c.mimic_margin);
+            }
         }
         double loss = 0;
         int deepest = -1, hits = 0;
@@ -168,10 +181,13 @@ EpochStats Trainer::train_epoch(const ProgressFn& progress) {
             if (w[k] == 0) continue;
             const float* z = plan_->exit_logits(k).data;
             int* hit = &hits;
-            loss += w[k] * (teacher_logits
-                                ? distillation_loss(z, teacher_logits, labels.data(), n, classes[k], c.kd_temperature,
-                                                    c.kd_alpha, grads[k].data(), w[k], hit)
-                                : softmax_cross_entropy(z, labels.data(), n, classes[k], grads[k].data(), w[k], hit));
+            if (c.mimic_exits)  // hits: agreement with the victim's answer, as the attacker has no labels
+                loss += w[k] * soft_cross_entropy(z, mimic.per_exit[k].data(), n, classes[k], grads[k].data(), w[k], hit);
+            else
+                loss += w[k] * (teacher_logits ? distillation_loss(z, teacher_logits, labels.data(), n, classes[k],
+                                                                   c.kd_temperature, c.kd_alpha, grads[k].data(), w[k], hit)
+                                               : softmax_cross_entropy(z, labels.data(), n, classes[k], grads[k].data(),
+                                                                       w[k], hit));
             seeds[k] = grads[k].data();
             deepest = k;
         }

@@ -45,6 +45,9 @@ struct ENGINE_API TrainConfig {
     float kd_temperature = 4.0f;  // knowledge distillation (with a teacher): every trained exit learns
                                   // from the teacher's final exit, run in inference mode on the same batch
     float kd_alpha = 0.5f;
+    bool mimic_exits = false;     // with a teacher: the model-stealing attack of exit_mimicry.h instead of
+                                  // distillation; the data set's labels are not used
+    float mimic_margin = 0.1f;    // how far below each threshold the copy's earlier exits are held
     std::string backend;          // empty: the default backend
     int threads = 0;              // threads of the backend's kernels (0: one per core)
     int val_limit = 1000;         // test images evaluated after each epoch (-1: all)
