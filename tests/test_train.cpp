@@ -329,6 +329,38 @@ TEST_CASE("magnitude pruning prunes the smallest weights and training keeps them
     CHECK_THROWS_AS(magnitude_prune(t.graph, 1.0), Error);
 }
 
+TEST_CASE("int8 weight quantisation: per-channel grids of 255 levels, error at most half a step") {
+    Model m = build_model("tiny", 10, 16, 3);
+    const Model before = m;
+    const int64_t n = quantize_weights(m.graph, 8);
+    int64_t expected = 0, checked = 0;
+    for (int i : trainable_nodes(m.graph)) {
+        const Tensor& q = m.graph.nodes[i].value;
+        const Tensor& w = before.graph.nodes[i].value;
+        const int rank = q.shape().rank;
+        if (rank != 4 && rank != 2) {
+            CHECK(same_bytes(q.values(), w.values()));  // biases and BatchNorm untouched
+            continue;
+        }
+        expected += q.numel();
+        const int64_t groups = rank == 4 ? q.shape()[0] : 1, per = q.numel() / groups;
+        for (int64_t g = 0; g < groups; ++g) {
+            float top = 0;
+            for (int64_t k = 0; k < per; ++k) top = std::max(top, std::abs(w[g * per + k]));
+            const double step = top / 127.0;
+            for (int64_t k = 0; k < per; ++k, ++checked) {
+                const double level = q[g * per + k] / step;
+                CHECK(std::abs(level - std::round(level)) < 1e-3);
+                CHECK(std::abs(level) <= 127.0 + 1e-3);
+                CHECK(std::abs(q[g * per + k] - w[g * per + k]) <= step / 2 * (1 + 1e-5));
+            }
+        }
+    }
+    CHECK(n == expected);
+    CHECK(checked == expected);
+    CHECK_THROWS_AS(quantize_weights(m.graph, 1), Error);
+}
+
 TEST_CASE("re-initialisation touches only matching parameters, with the builders' distributions") {
     Model m = build_model("small", 10, 32, 1);
     const Model before = m;

@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
                                            teacher_path, log_path, checkpoint_path, backend = default_backend_name(),
                                            threshold, adv_eps = "8/255", adv_step = "2/255", test_data;
         std::optional<float> lr;
-        int epochs = 0, stop_after = -1, batch = 128, threads = 0, limit = -1, val_limit = 1000, adv_steps = 7;
+        int epochs = 0, quantize_bits = 0, stop_after = -1, batch = 128, threads = 0, limit = -1, val_limit = 1000, adv_steps = 7;
         uint64_t seed = 0;
         float wd = 5e-4f, momentum = 0.9f, prune = 0, kd_temp = 4.0f, kd_alpha = 0.5f, mimic_margin = 0.1f;
         bool mimic_exits = false, resume = false, adversarial = false, no_augment = false, no_nesterov = false, renormalize = false;
@@ -120,6 +120,10 @@ int main(int argc, char** argv) {
                      "then act on the rescaled weights");
         app.add_option("--prune", prune, "prune this fraction of Conv/Gemm weights by global magnitude, mask fixed")
             ->check(CLI::Range(0.0, 0.999));
+        app.add_option("--quantize", quantize_bits,
+                       "round the output's Conv/Gemm weights to this many bits (8: int8, per output channel), "
+                       "after any training")
+            ->check(CLI::Range(2, 16));
         app.add_option("--teacher", teacher_path, "distil from this model's final exit");
         app.add_option("--kd-temp", kd_temp, "distillation temperature")->check(CLI::Range(0.01, 100.0));
         app.add_option("--kd-alpha", kd_alpha, "weight of the distillation term")->check(CLI::Range(0.0, 1.0));
@@ -276,6 +280,11 @@ int main(int argc, char** argv) {
             seconds = trainer.train_seconds();
         }  // the trainer restores the frozen parameters' trainable flags and folds inserted BatchNorms here
 
+        if (quantize_bits > 0) {
+            const int64_t n = train::quantize_weights(model.graph, quantize_bits);
+            std::printf("quantised %lld weights to %d bits\n", (long long)n, quantize_bits);
+            acc.clear();  // measured before rounding: no longer the output's (engine_run eval measures it)
+        }
         model.thresholds = thresholds;
         if (from.empty()) model.metadata["arch"] = arch;
         model.metadata["seed"] = std::to_string(seed);
@@ -292,6 +301,7 @@ int main(int argc, char** argv) {
         if (!train_only.empty()) summary["train_only"] = train_only;
         if (!reinit.empty()) summary["reinit"] = reinit;
         if (prune > 0) summary["prune"] = prune;
+        if (quantize_bits > 0) summary["quantize_bits"] = quantize_bits;
         if (renormalize) summary["renormalize"] = true;
         if (adversarial)
             summary["adversarial"] = {{"eps", dec(c.pgd.eps)}, {"step", dec(c.pgd.step)}, {"steps", c.pgd.steps}};

@@ -158,4 +158,27 @@ PruneMask magnitude_prune(Graph& graph, double fraction) {
     return mask;
 }
 
+int64_t quantize_weights(Graph& graph, int bits) {
+    check(bits >= 2 && bits <= 16, "--quantize " + std::to_string(bits) + ": bits must lie in [2, 16]");
+    const double levels = double((1 << (bits - 1)) - 1);
+    int64_t count = 0;
+    for (int i : trainable_nodes(graph)) {
+        Tensor& t = graph.nodes[i].value;
+        const int rank = t.shape().rank;
+        if (rank != 4 && rank != 2) continue;
+        const int64_t groups = rank == 4 ? t.shape()[0] : 1, per = t.numel() / groups;
+        for (int64_t g = 0; g < groups; ++g) {
+            float* w = t.data() + g * per;
+            float top = 0;
+            for (int64_t k = 0; k < per; ++k) top = std::max(top, std::abs(w[k]));
+            if (top == 0) continue;
+            const double scale = top / levels;
+            for (int64_t k = 0; k < per; ++k) w[k] = float(std::nearbyint(w[k] / scale) * scale);
+        }
+        count += t.numel();
+    }
+    check(count > 0, "--quantize: the model has no 4-D or 2-D trainable weights");
+    return count;
+}
+
 }  // namespace engine::train

@@ -42,4 +42,10 @@ struct ENGINE_API PruneMask {
 // round(fraction * total) elements). fraction in [0, 1).
 ENGINE_API PruneMask magnitude_prune(Graph& graph, double fraction);
 
+// Weight quantisation as a pirate shipping an int8 model applies it: every trainable 4-D (Conv)
+// weight rounded to `bits`-bit symmetric levels with one scale per output channel (max |w| over
+// the channel maps to 2^(bits-1) - 1), every 2-D (Gemm) weight with one scale for the tensor.
+// Biases, BatchNorm and activations stay float. Returns the number of weights quantised.
+ENGINE_API int64_t quantize_weights(Graph& graph, int bits);
+
 }  // namespace engine::train
