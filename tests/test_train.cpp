@@ -454,6 +454,58 @@ TEST_CASE("PGD stays within eps and [0, 1], raises the loss, and restores traina
     CHECK(trainable == int(trainable_nodes(build_model("tiny", 10, 16, 2).graph).size()));
 }
 
+TEST_CASE("TRADES: beta 0 is cross-entropy, equal logits add nothing, gradients against finite differences") {
+    const int n = 3, classes = 5;
+    std::vector<float> zc = test::random_tensor(Shape{n, classes}, 13, -2, 2).values();
+    std::vector<float> za = test::random_tensor(Shape{n, classes}, 14, -3, 3).values();
+    const int labels[] = {0, 4, 2};
+    CHECK(trades_loss(zc.data(), za.data(), labels, n, classes, 0, nullptr, nullptr) ==
+          doctest::Approx(softmax_cross_entropy(zc.data(), labels, n, classes, nullptr)));
+    CHECK(trades_loss(zc.data(), zc.data(), labels, n, classes, 6, nullptr, nullptr) ==
+          doctest::Approx(softmax_cross_entropy(zc.data(), labels, n, classes, nullptr)));
+    std::vector<float> gc(zc.size()), ga(za.size());
+    trades_loss(zc.data(), za.data(), labels, n, classes, 2.5f, gc.data(), ga.data(), 0.8f);
+    auto f = [&] { return 0.8 * trades_loss(zc.data(), za.data(), labels, n, classes, 2.5f, nullptr, nullptr); };
+    CHECK(max_rel_error(gc, numeric_grad(zc, f)) < 1e-3);
+    CHECK(max_rel_error(ga, numeric_grad(za, f)) < 1e-3);
+}
+
+TEST_CASE("TRADES attack stays within eps and [0, 1] and moves the answers away from the clean ones") {
+    Model m = build_model("tiny", 10, 16, 2);
+    auto backend = make_backend("native");
+    const int n = 8;
+    Plan plan(m, *backend, n, true);
+    Dataset d = synthetic(n, 16, 15);
+    std::vector<float> x = d.images.values(), x0 = x;
+    auto logits = [&](const std::vector<float>& img) {
+        plan.run_all(img.data(), n, false);
+        TensorView z = plan.exit_logits(2);
+        return std::vector<float>(z.data, z.data + z.numel());
+    };
+    const auto clean = logits(x0);
+    const int labels[n] = {};
+    auto divergence = [&](const std::vector<float>& img) {  // the KL part of the TRADES loss
+        const auto adv = logits(img);
+        return trades_loss(clean.data(), adv.data(), labels, n, 10, 1, nullptr, nullptr) -
+               softmax_cross_entropy(clean.data(), labels, n, 10, nullptr);
+    };
+    PgdConfig c;
+    std::mt19937_64 rng(4);
+    trades_attack(plan, m, x.data(), n, final_exit_weights(3), c, rng);
+    double worst = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+        worst = std::max(worst, double(std::abs(x[i] - x0[i])));
+        CHECK((x[i] >= 0.0f && x[i] <= 1.0f));
+    }
+    CHECK(worst <= c.eps * (1 + 1e-6));
+    CHECK(worst > c.eps / 2);
+    CHECK(divergence(x0) == doctest::Approx(0).epsilon(1e-6));
+    CHECK(divergence(x) > 1e-3);
+    int trainable = 0;
+    for (const auto& node : m.graph.nodes) trainable += node.trainable;
+    CHECK(trainable == int(trainable_nodes(build_model("tiny", 10, 16, 2).graph).size()));
+}
+
 TEST_CASE("same seed and thread count give bit-identical weights; training changes them") {
     Dataset data = synthetic(256, 16, 1);
     std::vector<std::string> backends = {"native"};
@@ -534,7 +586,7 @@ TEST_CASE("resume: 2 epochs straight equal 1 epoch, checkpoint, a new trainer, 1
     std::filesystem::remove_all(std::filesystem::path(ckpt).parent_path());
 }
 
-TEST_CASE("knowledge distillation from a teacher and adversarial training run and change the weights") {
+TEST_CASE("knowledge distillation from a teacher, PGD and TRADES training run and change the weights") {
     Dataset data = synthetic(64, 16, 3);
     Model teacher = build_model("tiny", 10, 16, 1);
     Model m = build_model("tiny", 10, 16, 2);
@@ -550,6 +602,16 @@ TEST_CASE("knowledge distillation from a teacher and adversarial training run an
     CHECK(!same_bytes(all_values(m), initial));
     Model wrong = build_model("tiny", 7, 16, 1);
     CHECK_THROWS_AS(Trainer(m, data, nullptr, c, &wrong), Error);  // 7 classes vs 10
+    TrainConfig t = quick_config();
+    t.trades = true;
+    t.pgd.steps = 2;
+    const auto before_trades = all_values(m);
+    {
+        Trainer trainer(m, data, nullptr, t);
+        CHECK(std::isfinite(trainer.fit()[0].train_loss));
+    }
+    CHECK(!same_bytes(all_values(m), before_trades));
+    CHECK_THROWS_AS(Trainer(m, data, nullptr, t, &teacher), Error);  // TRADES with a teacher
 }
 
 TEST_CASE("soft cross-entropy: one-hot targets give cross-entropy; gradient against finite differences") {

@@ -85,8 +85,8 @@ int main(int argc, char** argv) {
         std::optional<float> lr;
         int epochs = 0, quantize_bits = 0, stop_after = -1, batch = 128, threads = 0, limit = -1, val_limit = 1000, adv_steps = 7;
         uint64_t seed = 0;
-        float wd = 5e-4f, momentum = 0.9f, prune = 0, kd_temp = 4.0f, kd_alpha = 0.5f, mimic_margin = 0.1f;
-        bool mimic_exits = false, resume = false, adversarial = false, no_augment = false, no_nesterov = false, renormalize = false;
+        float wd = 5e-4f, momentum = 0.9f, prune = 0, kd_temp = 4.0f, kd_alpha = 0.5f, mimic_margin = 0.1f, trades_beta = 6.0f;
+        bool mimic_exits = false, trades = false, resume = false, adversarial = false, no_augment = false, no_nesterov = false, renormalize = false;
 
         app.add_option(
             "--arch", arch, "architecture to build: " + [] {
@@ -133,10 +133,14 @@ int main(int argc, char** argv) {
         app.add_option("--mimic-margin", mimic_margin, "--mimic-exits: earlier exits held this far below threshold")
             ->check(CLI::Range(0.0, 0.5));
         app.add_flag("--adv", adversarial, "PGD adversarial training (L-inf, eps 8/255, step 2/255, 7 steps)");
-        auto* o_eps = app.add_option("--adv-eps", adv_eps, "PGD radius, e.g. 8/255 (implies --adv)");
-        auto* o_step = app.add_option("--adv-step", adv_step, "PGD step, e.g. 2/255 (implies --adv)");
-        auto* o_steps =
-            app.add_option("--adv-steps", adv_steps, "PGD iterations (implies --adv)")->check(CLI::Range(1, 1000));
+        app.add_flag("--trades", trades,
+                     "TRADES adversarial training (KL attack, clean CE + beta KL); --adv-eps/step/steps set its attack");
+        app.add_option("--trades-beta", trades_beta, "TRADES: weight of the divergence term")
+            ->check(CLI::Range(0.0, 100.0));
+        auto* o_eps = app.add_option("--adv-eps", adv_eps, "attack radius, e.g. 8/255 (implies --adv without --trades)");
+        auto* o_step = app.add_option("--adv-step", adv_step, "attack step, e.g. 2/255 (implies --adv without --trades)");
+        auto* o_steps = app.add_option("--adv-steps", adv_steps, "attack iterations (implies --adv without --trades)")
+                            ->check(CLI::Range(1, 1000));
         app.add_option("--stop-after", stop_after, "stop after this many epochs of this run (resume later)")
             ->check(CLI::Range(1, 100000));
         app.add_flag("--resume", resume, "continue from the checkpoint <out>.ckpt (same settings)");
@@ -163,7 +167,8 @@ int main(int argc, char** argv) {
         check(teacher_path.empty() || std::filesystem::exists(teacher_path), teacher_path + ": no such file");
         check(!mimic_exits || !teacher_path.empty(), "--mimic-exits: give the victim model as --teacher");
         check(from.empty() || std::filesystem::exists(from), from + ": no such file");
-        adversarial = adversarial || o_eps->count() || o_step->count() || o_steps->count();
+        check(!(trades && adversarial), "give --adv (PGD training) or --trades, not both");
+        adversarial = !trades && (adversarial || o_eps->count() || o_step->count() || o_steps->count());
         if (log_path.empty()) log_path = out + ".log.jsonl";
         if (checkpoint_path.empty()) checkpoint_path = out + ".ckpt";
         check(!resume || std::filesystem::exists(checkpoint_path),
@@ -210,6 +215,8 @@ int main(int argc, char** argv) {
         c.prune = prune;
         c.renormalize = renormalize;
         c.adversarial = adversarial;
+        c.trades = trades;
+        c.trades_beta = trades_beta;
         c.pgd.eps = parse_fraction(adv_eps, "--adv-eps");
         c.pgd.step = parse_fraction(adv_step, "--adv-step");
         c.pgd.steps = adv_steps;
@@ -303,8 +310,9 @@ int main(int argc, char** argv) {
         if (prune > 0) summary["prune"] = prune;
         if (quantize_bits > 0) summary["quantize_bits"] = quantize_bits;
         if (renormalize) summary["renormalize"] = true;
-        if (adversarial)
+        if (adversarial || trades)
             summary["adversarial"] = {{"eps", dec(c.pgd.eps)}, {"step", dec(c.pgd.step)}, {"steps", c.pgd.steps}};
+        if (trades) summary["adversarial"]["trades_beta"] = dec(trades_beta);
         if (teacher && mimic_exits)
             summary["stolen_from"] = {{"path", teacher_path}, {"mimic_margin", dec(mimic_margin)}};
         else if (teacher)

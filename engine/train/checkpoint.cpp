@@ -114,6 +114,7 @@ std::string Trainer::config_json() const {
            {"kd_alpha", dec(c.kd_alpha)}};
     if (c.renormalize) j["renormalize_images"] = c.renormalize_images;  // absent otherwise: older checkpoints resume
     if (c.mimic_exits) j["mimic_margin"] = dec(c.mimic_margin);
+    if (c.trades) j["trades_beta"] = dec(c.trades_beta);
     return j.dump();
 }
 

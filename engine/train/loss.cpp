@@ -71,6 +71,34 @@ double distillation_loss(const float* student, const float* teacher, const int* 
     return (1 - alpha) * ce + alpha * t2 * kl / n;
 }
 
+double trades_loss(const float* clean, const float* adv, const int* labels, int n, int classes, float beta,
+                   float* grad_clean, float* grad_adv, float weight, int* correct) {
+    check(beta >= 0, "TRADES: beta must not be negative");
+    const double ce = softmax_cross_entropy(clean, labels, n, classes, grad_clean, weight, correct);
+    std::vector<double> pc(classes), pa(classes), log_ratio(classes);
+    double kl = 0;
+    for (int r = 0; r < n; ++r) {
+        const float* zc = clean + int64_t(r) * classes;
+        const float* za = adv + int64_t(r) * classes;
+        const double lse_c = softmax_row(zc, classes, pc.data()), lse_a = softmax_row(za, classes, pa.data());
+        double row = 0;
+        for (int c = 0; c < classes; ++c) {
+            log_ratio[c] = (zc[c] - lse_c) - (za[c] - lse_a);  // log pc - log pa
+            row += pc[c] * log_ratio[c];
+        }
+        kl += row;
+        if (!grad_clean) continue;
+        const double scale = double(weight) * beta / n;
+        float* gc = grad_clean + int64_t(r) * classes;
+        float* ga = grad_adv + int64_t(r) * classes;
+        for (int c = 0; c < classes; ++c) {
+            gc[c] += float(scale * pc[c] * (log_ratio[c] - row));  // d KL / d clean
+            ga[c] = float(scale * (pa[c] - pc[c]));                // d KL / d adv
+        }
+    }
+    return ce + beta * kl / n;
+}
+
 std::vector<float> sdn_exit_weights(int num_exits, double progress) {
     static const float caps[] = {0.15f, 0.3f, 0.45f, 0.6f, 0.75f, 0.9f};
     const int ics = num_exits - 1;

@@ -67,6 +67,7 @@ Trainer::Trainer(Model& model, const Dataset& train, const Dataset* val, TrainCo
         check(exit_classes(*teacher).back() == train.num_classes,
               "teacher: its final exit does not have " + std::to_string(train.num_classes) + " classes");
     }
+    check(!(c.trades && (c.adversarial || teacher)), "TRADES: not together with PGD training or a teacher");
     check(!c.mimic_exits || teacher, "exit mimicry (model stealing) needs a victim model (--teacher)");
     check(!c.mimic_exits || teacher->num_exits() == model.num_exits(),
           "exit mimicry: the victim has " + std::to_string(teacher ? teacher->num_exits() : 0) +
@@ -94,7 +95,8 @@ Trainer::Trainer(Model& model, const Dataset& train, const Dataset* val, TrainCo
         validate(c.schedule);
         const std::string backend_name = c.backend.empty() ? default_backend_name() : c.backend;
         backend_ = make_backend(backend_name, c.threads);
-        plan_ = std::make_unique<Plan>(model, *backend_, batch_, /*keep_all=*/true);
+        // TRADES runs each batch clean and attacked as one batch of twice the size.
+        plan_ = std::make_unique<Plan>(model, *backend_, batch_ * (c.trades ? 2 : 1), /*keep_all=*/true);
         for (int i : params_) {
             Node& n = model.graph.nodes[i];
             refs_.push_back({n.name, n.value.data(), n.value.numel()});
@@ -146,10 +148,11 @@ EpochStats Trainer::train_epoch(const ProgressFn& progress) {
 
     std::mt19937_64 rng = epoch_rng(c.seed, epoch_);
     const std::vector<int> order = shuffled_order(int(train_.size()), rng);
-    std::vector<float> x(size_t(batch_ * per_sample));
+    const int rows = c.trades ? 2 * batch_ : batch_;  // TRADES: clean rows, then their attacked copies
+    std::vector<float> x(size_t(rows) * per_sample);
     std::vector<int> labels(batch_);
     std::vector<std::vector<float>> grads(exits);
-    for (int k = 0; k < exits; ++k) grads[k].resize(size_t(batch_) * classes[k]);
+    for (int k = 0; k < exits; ++k) grads[k].resize(size_t(rows) * classes[k]);
     std::vector<const float*> seeds(exits), param_grads(params_.size());
 
     double loss_sum = 0;
@@ -161,8 +164,12 @@ EpochStats Trainer::train_epoch(const ProgressFn& progress) {
         make_batch(train_, order.data() + b * n, n, c.augment, rng, x.data(), labels.data());
         const std::vector<float> w = exit_weights(step_);
         if (c.adversarial) pgd_attack(*plan_, model_, x.data(), labels.data(), n, w, c.pgd, rng);
+        if (c.trades) {
+            std::copy_n(x.data(), n * per_sample, x.data() + n * per_sample);
+            trades_attack(*plan_, model_, x.data() + n * per_sample, n, w, c.pgd, rng);
+        }
         const uint64_t seed = step_seed(c.seed, step_);
-        plan_->run_all(x.data(), n, bn_training, seed);
+        plan_->run_all(x.data(), rows, bn_training, seed);
         const float* teacher_logits = nullptr;
         MimicTargets mimic;
         if (teacher_plan_) {
@@ -181,7 +188,12 @@ EpochStats Trainer::train_epoch(const ProgressFn& progress) {
             if (w[k] == 0) continue;
             const float* z = plan_->exit_logits(k).data;
             int* hit = &hits;
-            if (c.mimic_exits)  // hits: agreement with the victim's answer, as the attacker has no labels
+            if (c.trades) {
+                float* g = grads[k].data();
+                const int64_t half = int64_t(n) * classes[k];
+                loss += w[k] * trades_loss(z, z + half, labels.data(), n, classes[k], c.trades_beta, g, g + half, w[k],
+                                           hit);
+            } else if (c.mimic_exits)  // hits: agreement with the victim's answer, as the attacker has no labels
                 loss += w[k] * soft_cross_entropy(z, mimic.per_exit[k].data(), n, classes[k], grads[k].data(), w[k], hit);
             else
                 loss += w[k] * (teacher_logits ? distillation_loss(z, teacher_logits, labels.data(), n, classes[k],

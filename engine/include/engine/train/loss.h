@@ -21,6 +21,12 @@ ENGINE_API double distillation_loss(const float* student, const float* teacher, 
                                     float temperature, float alpha, float* grad, float weight = 1.0f,
                                     int* correct = nullptr);
 
+// TRADES (Zhang et al., 2019): CE(clean, labels) + beta * KL(softmax(clean) || softmax(adv)), mean
+// over n rows; clean and adv are the logits of the same n samples, without and with the attack.
+// grad_clean and grad_adv (may be null together) receive weight * the loss's derivatives.
+ENGINE_API double trades_loss(const float* clean, const float* adv, const int* labels, int n, int classes, float beta,
+                              float* grad_clean, float* grad_adv, float weight = 1.0f, int* correct = nullptr);
+
 // SDN joint training (Kaya et al., 2019): loss = sum_i tau_i * CE(IC_i) + CE(final). tau_i grows
 // linearly from 0 to its cap over the run (progress in [0, 1]); the caps are
 // [0.15, 0.3, 0.45, 0.6, 0.75, 0.9], the first k of them for k <= 6 internal classifiers (as the

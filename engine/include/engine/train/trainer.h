@@ -41,6 +41,8 @@ struct ENGINE_API TrainConfig {
                                    // reinit and prune then act on the rescaled weights
     int renormalize_images = 512;  // training images their initial statistics are estimated from
     bool adversarial = false;      // PGD adversarial training
+    bool trades = false;           // adversarial training by TRADES (attack and loss) instead of PGD's
+    float trades_beta = 6.0f;      // weight of TRADES' divergence term
     PgdConfig pgd;
     float kd_temperature = 4.0f;  // knowledge distillation (with a teacher): every trained exit learns
                                   // from the teacher's final exit, run in inference mode on the same batch
