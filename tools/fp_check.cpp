@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
                 ->check(CLI::Range(1e-12, 0.5));
             app.add_option(
                    "--quantile", o.quantile,
-                   "time oracle: an input's latency is this quantile of its repetitions (default 0.25; 0.5: median)")
+                   "time oracle: an input's latency is this quantile of its repetitions (default 0.05; 0.5: median)")
                 ->check(CLI::Range(0.01, 0.99));
             app.add_option("--seed", o.seed);
             app.add_option("--suspect-threshold", threshold, "run a local suspect under another exit policy");

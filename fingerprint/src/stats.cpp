@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -96,8 +97,11 @@ void quantile_and_error(std::vector<double> v, double q, double& value, double& 
     value = v[below] + (pos - below) * (v[above] - v[below]);
     if (n < 2) return;
     const double spread = std::sqrt(n * q * (1 - q));
-    const int lo = std::max(0, int(std::floor(pos - spread))), hi = std::min(n - 1, int(std::ceil(pos + spread)));
-    if (hi > lo) error = (v[hi] - v[lo]) / (hi - lo) * spread;
+    int lo = std::max(0, int(std::floor(pos - spread))), hi = std::min(n - 1, int(std::ceil(pos + spread)));
+    // Tied values (a floor in the timings, a coarse clock) would claim a noise of zero: widen the
+    // window until it spans distinct values; all of them equal leave no estimate of the noise at all.
+    while (v[hi] == v[lo] && (lo > 0 || hi < n - 1)) lo = std::max(0, lo - 1), hi = std::min(n - 1, hi + 1);
+    error = v[hi] > v[lo] ? (v[hi] - v[lo]) / (hi - lo) * spread : std::numeric_limits<double>::infinity();
 }
 
 double mad_sigma(const std::vector<double>& v) {
