@@ -1,14 +1,68 @@
 #!/usr/bin/env bash
-# One row per suspect and oracle: the attack that made it, the test accuracy it keeps relative to
-# the owner (first LIMIT test images, the suspect's own exit policy), the match count, the p-values
-# of fp_check's two tests and its verdict. The time oracle runs the suspect in process on one thread.
-# Pirates and independent models come from elsewhere (bench/fp_variants.sh, engine_train, bench/
-# fp_false_accusation.sh); name each with the attack, e.g. pirate.model:prune30_ft or s3.model:independent.
-# usage: bench/fp_robustness.sh FINGERPRINT OWNER_MODEL SUSPECT:ATTACK ...
+# Issue 15's robustness table. One row per suspect and oracle: the attack that made it, the test
+# accuracy it keeps relative to the owner (first LIMIT test images, the suspect's own exit policy),
+# the match count, the p-values of fp_check's two tests and its verdict. The time oracle runs the
+# suspect in process on one thread; the exit oracle reads its exits (the white-box reference).
+#
+# bench/fp_robustness.sh --build OUT [OWNER]   builds everything, then prints both tables:
+#   the pirates of bench/fp_pirates.sh, independent models (same architecture: small_s3 and SHORT
+#   copies trained here for 2 epochs on 20,000 images, seeds 101..; other architectures: the shared
+#   resnet56_s3 and mobilenet_s1), and two fingerprints of OWNER (default weights/small_s1.model):
+#   "default" (fp_gen with nothing but a same-architecture --reference REFERENCE) and "full" (a
+#   second same-architecture reference, copy seed 100, steering selection; 20 inputs per exit).
+#   env: REFERENCE (default weights/small_s2.model, or resnet56_s3 for a ResNet-56 owner), SHORT (4),
+#        THREADS (1), plus fp_pirates.sh's (SCRATCH_EPOCHS, ...) and the table's below.
+# bench/fp_robustness.sh FINGERPRINT OWNER SUSPECT:ATTACK ...   prints the table for given suspects.
 #   env: DATA (default ../shared/data/cifar10), LIMIT (default 1000), ORACLES (default "exit time"),
 #        CHECK_ARGS (more fp_check arguments)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --build ]; then
+  out=${2:?usage: bench/fp_robustness.sh --build OUT [OWNER]}
+  OWNER=${3:-weights/small_s1.model}
+  DATA=${DATA:-../shared/data/cifar10}
+  THREADS=${THREADS:-1}
+  bin=build/bin
+  mkdir -p "$out/independent"
+  case "$OWNER" in
+    *resnet56*) REFERENCE=${REFERENCE:-../shared/models/resnet56_s3.onnx}; arch=resnet56 ;;
+    *) REFERENCE=${REFERENCE:-weights/small_s2.model}; arch=small ;;
+  esac
+  pirates=$(DATA=$DATA THREADS=$THREADS bench/fp_pirates.sh "$OWNER" "$out/pirates")
+  independents=()
+  for m in weights/small_s3.model ../shared/models/resnet56_s3.onnx ../shared/models/mobilenet_s1.onnx; do
+    [ -e "$m" ] && [ "$m" != "$REFERENCE" ] && [ "$m" != "$OWNER" ] && independents+=("$m:independent")
+  done
+  short() {  # seed: a same-architecture copy trained here (2 epochs, first 20,000 images)
+    local m=$out/independent/${arch}_s$1.model
+    if [ ! -e "$m" ]; then
+      echo "== independent copy seed $1" >&2
+      $bin/engine_train --arch "$arch" --data "$DATA" --epochs 2 --limit 20000 --lr 0.1 --mode sdn --seed "$1" \
+        --threads "$THREADS" --val-limit 0 --out "$m" > "$m.out" 2>&1
+    fi
+    echo "$m"
+  }
+  for ((s = 101; s < 101 + ${SHORT:-4}; ++s)); do independents+=("$(short $s):independent_short"); done
+  steer=$(short 100)
+  if [ ! -e "$out/default.fp" ]; then
+    echo "== crafting the default fingerprint" >&2
+    $bin/fp_gen "$OWNER" --out "$out/default.fp" --reference "$REFERENCE" --data "$DATA" --threads "$THREADS" \
+      > "$out/default.gen" 2>&1
+  fi
+  if [ ! -e "$out/full.fp" ]; then
+    echo "== crafting the full-recipe fingerprint" >&2
+    $bin/fp_gen "$OWNER" --out "$out/full.fp" --reference "$steer" --reference "$REFERENCE" --per-exit 20 \
+      --variant "$out/default.fp.own_ft.model" --variant "$out/default.fp.own_adv.model" --data "$DATA" \
+      --threads "$THREADS" > "$out/full.gen" 2>&1
+  fi
+  for recipe in default full; do
+    echo
+    echo "$recipe fingerprint of $OWNER: $(grep -h 'null match rate' "$out/$recipe.gen")"
+    # shellcheck disable=SC2086
+    "$0" "$out/$recipe.fp" "$OWNER" "$OWNER:owner" $pirates "${independents[@]}"
+  done
+  exit 0
+fi
 fp=$1
 owner=$2
 shift 2
