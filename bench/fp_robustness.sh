@@ -33,19 +33,19 @@ row() {
   shift 5
   $bin/fp_check "$file" --suspect "$model" "$@" --json > "$tmp/c.json" 2> "$tmp/c.err" || rc=$?
   if [ "$rc" = 2 ]; then
-    printf '%-24s %-14s %-18s error: %s\n' "$(basename "$model")" "$attack" "$name" "$(tail -1 "$tmp/c.err")"
+    printf '%-24s %-15s %-20s error: %s\n' "$(basename "$model")" "$attack" "$name" "$(tail -1 "$tmp/c.err")"
     return
   fi
   python3 - "$tmp/c.json" "$(basename "$model")" "$attack" "$name" "$acc" "$owner_acc" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
 acc, owner = float(sys.argv[5]), float(sys.argv[6])
-print('%-24s %-14s %-18s %8.3f %4d/%-3d %6.3f %9.2g %9.2g %-12s %d' % (sys.argv[2], sys.argv[3], sys.argv[4],
+print('%-24s %-15s %-20s %8.3f %4d/%-3d %6.3f %9.2g %9.2g %-12s %d' % (sys.argv[2], sys.argv[3], sys.argv[4],
       acc / owner, j['matches'], j['inputs'], j['null_match_rate'], j['p_value'], j['p_value_pirate'], j['verdict'],
       j['queries']))
 PY
 }
-printf '%-24s %-14s %-18s %8s %8s %6s %9s %9s %-12s %s\n' suspect attack oracle acc_kept matches null p_match \
+printf '%-24s %-15s %-20s %8s %8s %6s %9s %9s %-12s %s\n' suspect attack oracle acc_kept matches null p_match \
   p_nomatch verdict queries
 for spec in "$@"; do
   model=${spec%%:*}

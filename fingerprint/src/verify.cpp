@@ -223,12 +223,7 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
         const int total = std::accumulate(left.begin(), left.end(), 0);
         if (total) r.oracle_agreement_all = double(std::accumulate(agreed.begin(), agreed.end(), 0)) / total;
     }
-    r.null_match_rate = d.p0;
-    r.pirate_match_rate = d.p1;
-    r.p_value = d.p_match;
-    r.p_value_pirate = d.p_pirate;
-    r.verdict = d.verdict;
-    r.reason = d.reason;
+    r.take(d);
     std::vector<double> targets(set.target_exits.begin(), set.target_exits.end());
     r.rank_correlation = spearman(targets, r.latency_ms);
     r.rank_p_value = spearman_permutation_p(targets, r.latency_ms, 2000, opt.seed);

@@ -41,12 +41,7 @@ CheckResult check_labels(const FingerprintSet& set, Suspect& suspect, const Chec
     }
     const Decision d = decide_for_set(set, r.matches, 0, opt.alpha, opt.beta, 1, true);
     r.match_rate = double(r.matches) / M;
-    r.null_match_rate = d.p0;
-    r.pirate_match_rate = d.p1;
-    r.p_value = d.p_match;
-    r.p_value_pirate = d.p_pirate;
-    r.verdict = d.verdict;
-    r.reason = d.reason;
+    r.take(d);
     r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return r;
 }

@@ -101,6 +101,11 @@ struct CheckResult {
     std::string reason;
     std::string oracle;
     double wall_s = 0;
+
+    void take(const Decision& d) {  // the decision's rates, p-values, verdict and reason
+        null_match_rate = d.p0, pirate_match_rate = d.p1, p_value = d.p_match, p_value_pirate = d.p_pirate;
+        verdict = d.verdict, reason = d.reason;
+    }
 };
 
 // Timing fingerprints only (a label set throws): the time or the exit oracle.
