@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../fingerprint/src/craft_parts.h"  // the crafting losses, private to the library
 #include "engine/dataset.h"
 #include "engine/error.h"
 #include "engine/plan.h"
@@ -151,7 +152,7 @@ TEST_CASE("label fingerprint files: round trip, timing files without a kind, one
         {"negative label", [](auto& m) { m["target_labels"] = "[3,1,-1,1,5]"; }},
         {"too few labels", [](auto& m) { m["target_labels"] = "[3,1,4]"; }},
         {"labels not a list", [](auto& m) { m["target_labels"] = "\"x\""; }},
-        {"one class", [](auto& m) { m["num_classes"] = "1"; }},
+        {"one class", [](auto& m) { m["num_classes"] = std::to_string(1); }},
         {"no latency and a timing kind", [](auto& m) { m["kind"] = "timing"; }},
     };
     for (const auto& [what, edit] : broken) {
@@ -297,5 +298,43 @@ TEST_CASE("label fingerprints of weights/small_s1: the owner matches, counts are
         CHECK(set.null_match_rate >= double(held_count) / set.size() + kNullMargin - 1e-9);
         MESSAGE(name << ": null " << set.null_match_rate << ", owner p " << mine.p_value << ", held-out small_s2 "
                      << held_count << "/" << set.size());
+    }
+}
+
+// The crafting losses against finite differences of themselves: each returns a loss and adds its
+// gradient with respect to the logits, which Adam on the pixels follows through backward().
+TEST_CASE("the ipguard and cae losses' gradients are their finite differences") {
+    const int K = 3, classes = 10, i = 2, j = 5, target = 4;
+    const std::vector<float> q{0.3f, 0.3f, 0.9f};
+    std::vector<std::vector<float>> z(K);
+    for (int k = 0; k < K; ++k) z[k] = test::random_tensor(engine::Shape{classes}, 40 + k, -2, 2).values();
+    z[K - 1][i] = 1.0f, z[K - 1][j] = 0.9f;  // every hinge of the ipguard loss active: j behind i
+    using Loss = std::function<double(const std::vector<const float*>&, std::vector<std::vector<float>>&)>;
+    const std::vector<std::pair<std::string, Loss>> losses{
+        {"ipguard", [&](auto& l, auto& g) { return ipguard_loss(l, 0, classes, i, j, 1.0f, q, 0.05f, g); }},
+        {"cae member", [&](auto& l, auto& g) { return cae_member_loss(l, 0, classes, target, 0.95f, q, 0.05f, g); }},
+        {"cae reference", [&](auto& l, auto& g) { return cae_reference_loss(l, 0, classes, target, 0.01f, g); }},
+    };
+    auto evaluate = [&](const Loss& loss, std::vector<std::vector<float>>& grads) {
+        std::vector<const float*> logits;
+        for (auto& row : z) logits.push_back(row.data());
+        grads.assign(K, std::vector<float>(classes, 0.0f));
+        return loss(logits, grads);
+    };
+    for (const auto& [name, loss] : losses) {
+        CAPTURE(name);
+        std::vector<std::vector<float>> grads, unused;
+        CHECK(evaluate(loss, grads) > 0);
+        const float h = 1e-2f;
+        for (int k = 0; k < K; ++k)
+            for (int c = 0; c < classes; ++c) {
+                const float keep = z[k][c];
+                z[k][c] = keep + h;
+                const double up = evaluate(loss, unused);
+                z[k][c] = keep - h;
+                const double down = evaluate(loss, unused);
+                z[k][c] = keep;
+                CHECK(grads[k][c] == doctest::Approx((up - down) / (2 * h)).epsilon(0.02).scale(1e-3));
+            }
     }
 }
