@@ -9,12 +9,17 @@
 #   copies trained here for 2 epochs on 20,000 images, seeds 101..; other architectures: the shared
 #   resnet56_s3 and mobilenet_s1), and two fingerprints of OWNER (default weights/small_s1.model):
 #   "default" (fp_gen with nothing but a same-architecture --reference REFERENCE) and "full" (a
-#   second same-architecture reference, copy seed 100, steering selection; 20 inputs per exit).
+#   second same-architecture reference, copy seed 100, steering selection; 20 inputs per exit),
+#   beside the prediction-based baselines (fp_gen --kind misclassified|ipguard|cae, the same two
+#   references) in the default table.
 #   env: REFERENCE (default weights/small_s2.model, or resnet56_s3 for a ResNet-56 owner), SHORT (4),
 #        THREADS (1), plus fp_pirates.sh's (SCRATCH_EPOCHS, ...) and the table's below.
-# bench/fp_robustness.sh FINGERPRINT OWNER SUSPECT:ATTACK ...   prints the table for given suspects.
+# bench/fp_robustness.sh FINGERPRINT OWNER SUSPECT:ATTACK ...   prints the table for given suspects
+#   (name each with the attack, e.g. pirate.model:prune30_ft); label fingerprints get rows of their own,
+#   oracle "label:KIND", by the same decision rule; FINGERPRINT "-": label fingerprints only.
 #   env: DATA (default ../shared/data/cifar10), LIMIT (default 1000), ORACLES (default "exit time"),
-#        CHECK_ARGS (more fp_check arguments)
+#        LABEL_FPS (label fingerprints, "KIND:PATH ...", e.g. "misclassified:m.fp ipguard:i.fp cae:c.fp"),
+#        CHECK_ARGS (more fp_check arguments, timing rows only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = --build ]; then
@@ -55,11 +60,22 @@ if [ "${1:-}" = --build ]; then
       --variant "$out/default.fp.own_ft.model" --variant "$out/default.fp.own_adv.model" --data "$DATA" \
       --threads "$THREADS" > "$out/full.gen" 2>&1
   fi
+  labels=
+  for kind in misclassified ipguard cae; do
+    if [ ! -e "$out/$kind.fp" ]; then
+      echo "== crafting the $kind label fingerprint" >&2
+      $bin/fp_gen "$OWNER" --kind "$kind" --out "$out/$kind.fp" --reference "$steer" --reference "$REFERENCE" \
+        --variant "$out/default.fp.own_ft.model" --variant "$out/default.fp.own_adv.model" --data "$DATA" \
+        --threads "$THREADS" > "$out/$kind.gen" 2>&1 || { echo "fp_gen --kind $kind failed: see $out/$kind.gen" >&2; continue; }
+    fi
+    labels="$labels $kind:$out/$kind.fp"
+  done
   for recipe in default full; do
     echo
     echo "$recipe fingerprint of $OWNER: $(grep -h 'null match rate' "$out/$recipe.gen")"
+    [ "$recipe" = default ] && label_fps=$labels || label_fps=
     # shellcheck disable=SC2086
-    "$0" "$out/$recipe.fp" "$OWNER" "$OWNER:owner" $pirates "${independents[@]}"
+    LABEL_FPS="$label_fps" "$0" "$out/$recipe.fp" "$OWNER" "$OWNER:owner" $pirates "${independents[@]}"
   done
   exit 0
 fi
@@ -69,32 +85,45 @@ shift 2
 DATA=${DATA:-../shared/data/cifar10}
 LIMIT=${LIMIT:-1000}
 ORACLES=${ORACLES:-exit time}
+LABEL_FPS=${LABEL_FPS:-}
 bin=build/bin
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 accuracy() { $bin/engine_run eval "$1" --data "$DATA" --limit "$LIMIT" --json 2>/dev/null |
   python3 -c "import json,sys; print(json.load(sys.stdin)['accuracy'])"; }
 owner_acc=$(accuracy "$owner")
-printf '%-24s %-14s %-5s %8s %8s %9s %9s %-12s %s\n' suspect attack oracle acc_kept matches p_match p_nomatch verdict queries
+# row MODEL ATTACK ORACLE_NAME ACC FINGERPRINT FP_CHECK_ARGS...: one fp_check and its line of the table
+row() {
+  local model=$1 attack=$2 name=$3 acc=$4 file=$5 rc=0
+  shift 5
+  $bin/fp_check "$file" --suspect "$model" "$@" --json > "$tmp/c.json" 2> "$tmp/c.err" || rc=$?
+  if [ "$rc" = 2 ]; then
+    printf '%-24s %-15s %-20s error: %s\n' "$(basename "$model")" "$attack" "$name" "$(tail -1 "$tmp/c.err")"
+    return
+  fi
+  python3 - "$tmp/c.json" "$(basename "$model")" "$attack" "$name" "$acc" "$owner_acc" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+acc, owner = float(sys.argv[5]), float(sys.argv[6])
+print('%-24s %-15s %-20s %8.3f %4d/%-3d %6.3f %9.2g %9.2g %-12s %d' % (sys.argv[2], sys.argv[3], sys.argv[4],
+      acc / owner, j['matches'], j['inputs'], j['null_match_rate'], j['p_value'], j['p_value_pirate'], j['verdict'],
+      j['queries']))
+PY
+}
+printf '%-24s %-15s %-20s %8s %8s %6s %9s %9s %-12s %s\n' suspect attack oracle acc_kept matches null p_match \
+  p_nomatch verdict queries
 for spec in "$@"; do
   model=${spec%%:*}
   attack=${spec#*:}
   [ "$attack" = "$spec" ] && attack=-
   acc=$(accuracy "$model" || echo nan)
-  for oracle in $ORACLES; do
-    rc=0
-    # shellcheck disable=SC2086
-    $bin/fp_check "$fp" --suspect "$model" --oracle "$oracle" ${CHECK_ARGS:-} --json > "$tmp/c.json" 2> "$tmp/c.err" || rc=$?
-    if [ "$rc" = 2 ]; then
-      printf '%-24s %-14s %-5s error: %s\n' "$(basename "$model")" "$attack" "$oracle" "$(tail -1 "$tmp/c.err")"
-      continue
-    fi
-    python3 - "$tmp/c.json" "$(basename "$model")" "$attack" "$oracle" "$acc" "$owner_acc" <<'PY'
-import json, sys
-j = json.load(open(sys.argv[1]))
-acc, owner = float(sys.argv[5]), float(sys.argv[6])
-print('%-24s %-14s %-5s %8.3f %4d/%-3d %9.2g %9.2g %-12s %d' % (sys.argv[2], sys.argv[3], sys.argv[4], acc / owner,
-      j['matches'], j['inputs'], j['p_value'], j['p_value_pirate'], j['verdict'], j['queries']))
-PY
+  if [ "$fp" != - ]; then
+    for oracle in $ORACLES; do
+      # shellcheck disable=SC2086
+      row "$model" "$attack" "$oracle" "$acc" "$fp" --oracle "$oracle" ${CHECK_ARGS:-}
+    done
+  fi
+  for label in $LABEL_FPS; do
+    row "$model" "$attack" "label:${label%%:*}" "$acc" "${label#*:}" --oracle label
   done
 done

@@ -1,4 +1,5 @@
-// fp_check: verify a suspect model against a fingerprint set, by response time alone.
+// fp_check: verify a suspect model against a fingerprint set, by response time alone (a timing
+// set), or by its answers (a label set from fp_gen --kind, the prediction-based baselines).
 // Exit status: 0 match, 1 no-match, 3 inconclusive (noise or too little evidence: measure again,
 // with more --max-reps or on a quieter machine), 2 error (bad arguments, unreadable files, a suspect
 // that does not answer).
@@ -24,6 +25,14 @@ void print_report(const fp::FingerprintSet& set, const fp::CheckResult& r, const
                 set.model_name.c_str());
     std::printf("oracle       %s; transport overhead %.3f ms; %d repetitions per input; %d queries; %.1f s\n",
                 r.oracle.c_str(), r.overhead_ms, r.reps, r.queries, r.wall_s);
+    if (r.oracle == "label") {  // no exits, levels or ranks: answers only
+        std::printf("match rate   %.3f (%d/%d answers are the expected label), null %.3f [%s], pirate level %.3f\n",
+                    r.match_rate, r.matches, set.size(), r.null_match_rate, set.null_source.c_str(),
+                    r.pirate_match_rate);
+        std::printf("p-value      %.3g (match test); %.3g (no-match test)\n", r.p_value, r.p_value_pirate);
+        std::printf("verdict      %s: %s\n", fp::verdict_name(r.verdict), r.reason.c_str());
+        return;
+    }
     if (r.oracle == "time")
         std::printf("resolution   smallest exit step %.4f ms, resolvable %.4f ms: %s\n", r.smallest_step_ms,
                     r.resolvable_step_ms, r.separable ? "resolved" : "NOT resolved (noise hides the exit steps)");
@@ -67,8 +76,11 @@ int main(int argc, char** argv) {
             auto* remote = app.add_option("--suspect-url", suspect_url,
                                           "suspect served by engine_run serve (http://127.0.0.1:PORT)");
             local->excludes(remote);
-            app.add_option("--oracle", oracle, "time (default) or exit (white-box reference)")
-                ->check(CLI::IsMember({"time", "exit"}));
+            auto* oracle_option =
+                app.add_option("--oracle", oracle,
+                               "time (default for a timing fingerprint), exit (white-box reference) or label (the "
+                               "suspect's answers; default for a label fingerprint)")
+                    ->check(CLI::IsMember({"time", "exit", "label"}));
             app.add_option("--reps", o.reps, "repetitions per input per round")->check(CLI::Range(1, 1000));
             app.add_option("--max-reps", o.max_reps,
                            "time oracle: further rounds while the noise hides the step between exits, up to this "
@@ -97,8 +109,15 @@ int main(int argc, char** argv) {
                 const int status = app.exit(e);
                 return status == 0 ? 0 : kExitError;  // --help: 0
             }
-            o.time_oracle = oracle == "time";
             fp::FingerprintSet set = fp::load_fingerprint(fingerprint);
+            if (set.is_label() && oracle_option->count() == 0) oracle = "label";
+            check(set.is_label() == (oracle == "label"),
+                  fingerprint + ": a " + set.kind + " fingerprint" +
+                      (set.is_label() ? " (" + set.info["label_kind"] + ")" : "") +
+                      " cannot be checked with --oracle " + oracle + "; use --oracle " +
+                      (set.is_label() ? "label" : "time or exit"));
+            check(plot.empty() || !set.is_label(), "--plot: draws latencies, which a label fingerprint does not use");
+            o.time_oracle = oracle == "time";
             // Files from before the null's provenance was recorded have no such entry.
             const auto same_arch = set.info.find("null_same_arch_references");
             const bool null_calibrated = same_arch != set.info.end() && same_arch->second != "0";
@@ -113,7 +132,8 @@ int main(int argc, char** argv) {
             if (!threshold.empty()) q = cli::parse_thresholds(threshold, set.num_exits());
             auto suspect = suspect_url.empty() ? fp::make_local_suspect(suspect_path, q, backend, threads)
                                                : fp::make_remote_suspect(suspect_url);
-            fp::CheckResult r = fp::check_suspect(set, *suspect, o);
+            fp::CheckResult r =
+                set.is_label() ? fp::check_labels(set, *suspect, o) : fp::check_suspect(set, *suspect, o);
             if (!plot.empty())
                 fp::write_latency_plot(
                     set, r,

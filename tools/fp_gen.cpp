@@ -1,4 +1,5 @@
-// fp_gen: craft a timing fingerprint set for a multi-exit model.
+// fp_gen: craft a timing fingerprint set for a multi-exit model, or with --kind one of the
+// prediction-based baselines it is compared with (fingerprint/craft_label.h).
 //
 // Safe defaults (issue 15): the owner's own fine-tuned and adversarially fine-tuned copies join the
 // ensemble (trained here on a few training images of --data, else ../shared/data/cifar10, and kept
@@ -25,6 +26,7 @@
 #include "engine/graph.h"
 #include "engine/train/trainer.h"
 #include "fingerprint/craft.h"
+#include "fingerprint/craft_label.h"
 #include "fingerprint/verify.h"
 
 using namespace engine;
@@ -96,7 +98,24 @@ int main(int argc, char** argv) {
         fp::CraftOptions o;
         bool from_noise = false, from_data = false, allow_uncalibrated = false;
         int own_images = 2000;
+        std::string kind = "timing";
+        fp::LabelOptions lo;
         app.add_option("model", model_path, "native model or .onnx")->required();
+        app.add_option("--kind", kind,
+                       "timing (default: inputs that leave at chosen exits), or a prediction-based baseline checked "
+                       "with fp_check --oracle label: misclassified (the model's misclassified test images), ipguard "
+                       "(boundary points), cae (conferrable adversarial examples)")
+            ->check(CLI::IsMember({"timing", "misclassified", "ipguard", "cae"}));
+        app.add_option("--inputs", lo.inputs, "label kinds: fingerprint inputs (default 40)")
+            ->check(CLI::Range(1, 100000));
+        app.add_option("--gap", lo.gap, "ipguard: the answer's logit lead over the runner-up, at most (default 1)")
+            ->check(CLI::PositiveNumber);
+        app.add_option("--confidence", lo.confidence,
+                       "cae: target probability at the final exit of the model and its copies (default 0.6)")
+            ->check(CLI::Range(0.01, 0.99));
+        app.add_option("--reference-cap", lo.reference_cap,
+                       "cae: target probability kept below this on steering references (default 0.3)")
+            ->check(CLI::Range(0.01, 0.99));
         app.add_option("--out", out, "fingerprint file to write")->required();
         app.add_option("--per-exit", o.per_exit, "inputs per target exit")->check(CLI::Range(1, 10000));
         app.add_option("--exits", exits_text, "target exits, e.g. 0,2,4 (default: all)");
@@ -159,7 +178,10 @@ int main(int argc, char** argv) {
         check(!data.empty() || !from_data,
               "--from-data: no data set: give --data DIR (the default "
               "../shared/data/cifar10 is not there)");
-        o.data_dir = from_data ? data : "";
+        const bool label = kind != "timing";
+        check(kind != "misclassified" || !data.empty(),
+              "--kind misclassified: no data set: give --data DIR (the default ../shared/data/cifar10 is not there)");
+        o.data_dir = from_data || kind == "misclassified" ? data : "";
         if (from_data) std::fprintf(stderr, "fp_gen: starting from the test images of %s\n", data.c_str());
 
         int same_arch_refs = 0;
@@ -174,6 +196,8 @@ int main(int argc, char** argv) {
                   " --data DIR --seed 2 --out ref.model), pass --reference ref.model, or accept a guessed null with "
                   "--allow-uncalibrated-null");
 
+        // The own copies serve the timing ensemble and CAE's; IPGuard and misclassified images use the owner alone.
+        if (label && kind != "cae") own_images = 0;
         if (o.variant_paths.empty() && own_images > 0 && data.empty())
             std::fprintf(stderr,
                          "fp_gen: no data set, so no own fine-tuned copies in the ensemble (give --data DIR or "
@@ -198,11 +222,17 @@ int main(int argc, char** argv) {
                 bar->finish();
         };
         const double start = cli::now_seconds();
-        fp::FingerprintSet set = fp::craft_fingerprint(model, model_path, o);
+        fp::FingerprintSet set = label
+                                     ? fp::craft_label_fingerprint(model, model_path, fp::parse_label_kind(kind), o, lo)
+                                     : fp::craft_fingerprint(model, model_path, o);
         set.info["craft_seconds"] = std::to_string(cli::now_seconds() - start);
         fp::save_fingerprint(set, out);
-        std::printf("wrote %s: %d inputs over %d exits for %s (sha256 %.12s...)\n", out.c_str(), set.size(),
-                    set.num_exits(), set.model_name.c_str(), set.model_hash.c_str());
+        if (label)
+            std::printf("wrote %s: %d %s inputs (label fingerprint) for %s (sha256 %.12s...)\n", out.c_str(),
+                        set.size(), kind.c_str(), set.model_name.c_str(), set.model_hash.c_str());
+        else
+            std::printf("wrote %s: %d inputs over %d exits for %s (sha256 %.12s...)\n", out.c_str(), set.size(),
+                        set.num_exits(), set.model_name.c_str(), set.model_hash.c_str());
         std::printf("ensemble agreement %s; null match rate %.3f from %s\n", set.info["ensemble_agreement"].c_str(),
                     set.null_match_rate, set.null_source.c_str());
         if (set.info["null_same_arch_references"] == "0")
@@ -218,11 +248,10 @@ int main(int argc, char** argv) {
                 set.info["null_references"] == "[]" ? "an assumption" : "a guess from other architectures");
         // What fp_check can decide with this file at its default error rates and rounds.
         const fp::CheckOptions defaults;
-        const int looks = std::max(1, defaults.max_reps / defaults.reps), M = set.size();
+        const int looks = label ? 1 : std::max(1, defaults.max_reps / defaults.reps), M = set.size();
         int need_match = -1, allow_nomatch = -1;
         for (int m = M; m >= 0; --m) {
-            const fp::Decision d = fp::decide_verdict(m, 0, set.target_exits, set.num_exits(), set.null_match_rate,
-                                                      defaults.alpha, defaults.beta, looks, true);
+            const fp::Decision d = fp::decide_for_set(set, m, 0, defaults.alpha, defaults.beta, looks, true);
             if (d.verdict == fp::Verdict::match) need_match = m;
             if (d.verdict == fp::Verdict::no_match && allow_nomatch < 0) allow_nomatch = m;
         }
@@ -237,6 +266,7 @@ int main(int argc, char** argv) {
             std::printf("fp_check at its defaults: match from %d of %d matches, %s\n", need_match, M,
                         allow_nomatch < 0 ? "never no-match (the null is too high)"
                                           : ("no-match at " + std::to_string(allow_nomatch) + " or fewer").c_str());
+        if (label) return 0;  // no latency measured
         std::printf("owner latency per exit (ms):");
         for (double v : set.owner_latency_ms) std::printf(" %.3f", v);
         std::printf("\n");

@@ -29,6 +29,8 @@ Model with_weight_noise(const Model& base, float sigma, uint64_t seed) {
     return m;
 }
 
+}  // namespace
+
 std::vector<Member> build_ensemble(const Model& model, const CraftOptions& o, Backend& backend) {
     std::vector<Member> ensemble;
     ensemble.push_back({"owner", model, nullptr});
@@ -71,7 +73,27 @@ Candidates starting_points(const Model& model, const std::vector<int>& exits, in
     return c;
 }
 
-}  // namespace
+std::vector<Member> load_references(const Model& model, const CraftOptions& o, Backend& backend, bool keep_all) {
+    std::vector<Member> references;
+    for (const auto& path : o.reference_paths) {
+        references.push_back({path, load_model(path), nullptr});
+        check(references.back().model.num_exits() >= 2, path + ": a reference model needs at least two exits");
+        check(references.back().model.input_shape(1) == model.input_shape(1),
+              path + ": a reference model takes inputs of shape " + references.back().model.input_shape(1).str() +
+                  ", the model " + model.input_shape(1).str());
+    }
+    // The last same-architecture reference is held out of selection and measured after it: the
+    // null (null_estimate.cpp). Every other reference steers selection away from inputs that
+    // transfer; one same-architecture model steering and another held out makes the best fingerprint.
+    int last_same = -1;
+    for (size_t r = 0; r < references.size(); ++r)
+        if ((references[r].same_arch = same_architecture(model, references[r].model))) last_same = int(r);
+    for (size_t r = 0; r < references.size(); ++r) {
+        references[r].steers = int(r) != last_same;
+        references[r].plan = std::make_unique<Plan>(references[r].model, backend, o.batch, keep_all);
+    }
+    return references;
+}
 
 bool same_architecture(const Model& a, const Model& b) {
     const auto ma = exit_macs(a.graph), mb = exit_macs(b.graph);
@@ -100,21 +122,7 @@ FingerprintSet craft_fingerprint(const Model& model, const std::string& model_pa
     Candidates c = starting_points(model, exits, per_target, o);
     optimise(c, ensemble, q, classes, o);
 
-    std::vector<Member> references;
-    for (const auto& path : o.reference_paths) {
-        references.push_back({path, load_model(path), nullptr});
-        check(references.back().model.num_exits() >= 2, path + ": a reference model needs at least two exits");
-    }
-    // The last same-architecture reference is held out of selection and measured after it: the
-    // null (null_estimate.cpp). Every other reference steers selection away from inputs that
-    // transfer; one same-architecture model steering and another held out makes the best fingerprint.
-    int last_same = -1;
-    for (size_t r = 0; r < references.size(); ++r)
-        if ((references[r].same_arch = same_architecture(model, references[r].model))) last_same = int(r);
-    for (size_t r = 0; r < references.size(); ++r) {
-        references[r].steers = int(r) != last_same;
-        references[r].plan = std::make_unique<Plan>(references[r].model, *backend, o.batch);
-    }
+    std::vector<Member> references = load_references(model, o, *backend, /*keep_all=*/false);
     const Scores s = score(c, ensemble, references, q, classes, o.batch);
     const std::vector<int> chosen = select(c, s, exits, per_target, o.per_exit);
 
@@ -135,7 +143,7 @@ FingerprintSet craft_fingerprint(const Model& model, const std::string& model_pa
     set.thresholds = q;
     for (auto macs : exit_macs(model.graph)) set.exit_macs.push_back(double(macs));
 
-    estimate_null(c, s, chosen, references, K, set);
+    estimate_null(c, s, chosen, references, 1.0 / K, "exit oracle", set);
 
     // The owner's latency to each exit on this machine, from the fingerprint inputs themselves.
     Dataset probe_data;

@@ -9,26 +9,18 @@ namespace fp {
 using namespace engine;
 
 // Adam on the pixels of every candidate, in batches of the candidates still unsatisfied: a
-// candidate leaves the batch once every ensemble member puts it at its target with the margin
-// (its loss is zero) or after o.steps steps, and the next waiting candidate takes its place.
-void optimise(Candidates& c, std::vector<Member>& ensemble, const std::vector<float>& q, int classes,
-              const CraftOptions& o) {
-    const int total = int(c.target.size()), K = int(q.size());
+// candidate leaves the batch once its loss is zero on every member (each member's loss is a hinge
+// that is zero when satisfied) or after o.steps steps, and the next waiting candidate takes its place.
+void adam_on_pixels(Candidates& c, const std::vector<Member*>& members, int classes, const SampleLoss& sample_loss,
+                    const CraftOptions& o) {
+    const int total = int(c.target.size());
     const int64_t per = c.per;
-    Plan& owner = *ensemble[0].plan;
-    for (int first = 0; first < total; first += o.batch) {  // the class exit t already leans towards
-        const int n = std::min(o.batch, total - first);
-        owner.run_all(c.row(first), n);
-        for (int i = 0; i < n; ++i)
-            c.target_class[first + i] =
-                top_class(owner.exit_logits(c.target[first + i]).data + int64_t(i) * classes, classes).cls;
-    }
     std::vector<float> m1(c.x.numel(), 0.0f), m2(c.x.numel(), 0.0f), xb(size_t(o.batch) * per),
         gx(size_t(o.batch) * per);
     std::vector<int> steps(total, 0), batch;
     std::vector<double> loss(o.batch);
-    std::vector<std::vector<float>> grads(K);
-    std::vector<const float*> logits(K), seeds(K);
+    std::vector<std::vector<float>> grads;
+    std::vector<const float*> logits, seeds;
     int next = 0;
     int64_t work_done = 0;
     const int64_t all_work = int64_t(total) * o.steps;
@@ -39,17 +31,17 @@ void optimise(Candidates& c, std::vector<Member>& ensemble, const std::vector<fl
         for (int i = 0; i < n; ++i) std::copy_n(c.row(batch[i]), per, xb.data() + int64_t(i) * per);
         std::fill(gx.begin(), gx.begin() + int64_t(n) * per, 0.0f);
         std::fill(loss.begin(), loss.end(), 0.0);
-        for (auto& member : ensemble) {
-            Plan& plan = *member.plan;
+        for (size_t v = 0; v < members.size(); ++v) {
+            Plan& plan = *members[v]->plan;
+            const int K = members[v]->model.num_exits();  // a reference may have another number of exits
+            logits.resize(K), seeds.resize(K), grads.resize(K);
             plan.run_all(xb.data(), n);
             for (int k = 0; k < K; ++k) {
                 logits[k] = plan.exit_logits(k).data;
                 grads[k].assign(size_t(n) * classes, 0.0f);
                 seeds[k] = grads[k].data();
             }
-            for (int i = 0; i < n; ++i)
-                loss[i] +=
-                    exit_loss(logits, i, classes, c.target[batch[i]], c.target_class[batch[i]], q, o.margin, grads);
+            for (int i = 0; i < n; ++i) loss[i] += sample_loss(v, logits, i, batch[i], grads);
             plan.backward(seeds.data(), /*need_input_grad=*/true, false, 0, /*need_param_grads=*/false);
             TensorView g = plan.input_grad();
             for (int64_t e = 0; e < g.numel(); ++e) gx[e] += g[e];
@@ -81,6 +73,29 @@ void optimise(Candidates& c, std::vector<Member>& ensemble, const std::vector<fl
         if (o.progress) o.progress(work_done, all_work);
     }
     if (o.progress && work_done < all_work) o.progress(all_work, all_work);  // else the loop's last call said so
+}
+
+// The timing loss: each candidate's target exit on every ensemble member, for the class that exit
+// already leans towards on the owner.
+void optimise(Candidates& c, std::vector<Member>& ensemble, const std::vector<float>& q, int classes,
+              const CraftOptions& o) {
+    const int total = int(c.target.size());
+    Plan& owner = *ensemble[0].plan;
+    for (int first = 0; first < total; first += o.batch) {
+        const int n = std::min(o.batch, total - first);
+        owner.run_all(c.row(first), n);
+        for (int i = 0; i < n; ++i)
+            c.target_class[first + i] =
+                top_class(owner.exit_logits(c.target[first + i]).data + int64_t(i) * classes, classes).cls;
+    }
+    std::vector<Member*> members;
+    for (auto& m : ensemble) members.push_back(&m);
+    adam_on_pixels(
+        c, members, classes,
+        [&](size_t, const std::vector<const float*>& logits, int row, int id, std::vector<std::vector<float>>& grads) {
+            return exit_loss(logits, row, classes, c.target[id], c.target_class[id], q, o.margin, grads);
+        },
+        o);
 }
 
 }  // namespace fp

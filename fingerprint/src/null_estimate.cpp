@@ -20,9 +20,12 @@ namespace fp {
 //   with other architectures only: their largest rate over every candidate that reached its target
 //   on the owner, before selection (after it, biased low) + kCrossArchNullMargin;
 //   with none: kUncalibratedNull.
-// Never below chance (1 / exits). info records every reference, its architecture, role and rate.
+// Never below chance. info records every reference, its architecture, role and rate.
+// Label sets (craft_label.cpp) come through here too: their Candidates::target is the expected
+// class, Scores::owner_exit the owner's answer, transfer_by_ref a reference giving the expected class.
 void estimate_null(const Candidates& c, const Scores& s, const std::vector<int>& chosen,
-                   const std::vector<Member>& references, int num_exits, FingerprintSet& set) {
+                   const std::vector<Member>& references, double chance, const std::string& oracle,
+                   FingerprintSet& set) {
     set.info["null_same_arch_references"] = "0";
     if (references.empty()) {
         set.null_match_rate = kUncalibratedNull;
@@ -70,14 +73,14 @@ void estimate_null(const Candidates& c, const Scores& s, const std::vector<int>&
     if (held_count > 0) {
         null_rate =
             worst_held + kNullMargin + 2 * std::sqrt(std::max(worst_held * (1 - worst_held), 0.01) / std::max(M, 1));
-        set.null_source = "held-out same-architecture references (exit oracle, selected inputs): " + held_names;
+        set.null_source = "held-out same-architecture references (" + oracle + ", selected inputs): " + held_names;
         if (!other_names.empty()) set.null_source += "; steered selection, not used: " + other_names;
     } else {
         null_rate = worst_other + kCrossArchNullMargin;
         set.null_source = "OTHER-ARCHITECTURE references only (+" + std::to_string(kCrossArchNullMargin).substr(0, 4) +
                           " margin, uncalibrated for independent copies of this architecture): " + other_names;
     }
-    set.null_match_rate = std::clamp(std::max(null_rate, 1.0 / num_exits), 0.01, 0.95);
+    set.null_match_rate = std::clamp(std::max(null_rate, chance), 0.01, 0.95);
     set.info["null_references"] = refs.dump();
     set.info["null_same_arch_references"] = std::to_string(held_count + same_steering);
 }

@@ -96,6 +96,9 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     const auto& in = set.inputs.shape();
     engine::check(shape.size() == 4 && shape[1] == in[1] && shape[2] == in[2] && shape[3] == in[3],
                   suspect.describe() + ": takes inputs of another shape than the fingerprint's " + in.str());
+    engine::check(!set.is_label(), "a label fingerprint (crafted on " + set.model_name +
+                                       ") is checked with the label oracle, not the " +
+                                       (opt.time_oracle ? "time" : "exit") + " oracle");
     engine::check(opt.time_oracle || suspect.reveals_exit(),
                   suspect.describe() + ": does not reveal exits; only the time oracle can verify it");
     engine::check(opt.reps >= 1, "fp_check: --reps must be at least 1");
@@ -220,12 +223,7 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
         const int total = std::accumulate(left.begin(), left.end(), 0);
         if (total) r.oracle_agreement_all = double(std::accumulate(agreed.begin(), agreed.end(), 0)) / total;
     }
-    r.null_match_rate = d.p0;
-    r.pirate_match_rate = d.p1;
-    r.p_value = d.p_match;
-    r.p_value_pirate = d.p_pirate;
-    r.verdict = d.verdict;
-    r.reason = d.reason;
+    r.take(d);
     std::vector<double> targets(set.target_exits.begin(), set.target_exits.end());
     r.rank_correlation = spearman(targets, r.latency_ms);
     r.rank_p_value = spearman_permutation_p(targets, r.latency_ms, 2000, opt.seed);

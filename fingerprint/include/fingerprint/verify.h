@@ -24,7 +24,7 @@ enum class Verdict { match, no_match, inconclusive };
 const char* verdict_name(Verdict v);  // "match", "no-match", "inconclusive"
 
 struct CheckOptions {
-    bool time_oracle = true;  // false: read the exit index (white-box reference)
+    bool time_oracle = true;  // false: read the exit index (white-box reference); check_labels ignores it
     int reps = 15;
     // Time oracle: more rounds of `reps` while the noise hides the step between the suspect's
     // adjacent exits or leaves the verdict inconclusive, up to this many repetitions in all
@@ -101,9 +101,25 @@ struct CheckResult {
     std::string reason;
     std::string oracle;
     double wall_s = 0;
+
+    void take(const Decision& d) {  // the decision's rates, p-values, verdict and reason
+        null_match_rate = d.p0, pirate_match_rate = d.p1, p_value = d.p_match, p_value_pirate = d.p_pirate;
+        verdict = d.verdict, reason = d.reason;
+    }
 };
 
+// Timing fingerprints only (a label set throws): the time or the exit oracle.
 CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const CheckOptions& options);
+
+// The label oracle, for label fingerprints only (a timing set throws; craft_label.h): each input is
+// sent once and matches where the suspect answers its expected class. decide_verdict takes the
+// expected labels as the targets, so the null is raised to the largest share of one label, with
+// one look and nothing undetermined. The confusion table is [expected class][answered class].
+CheckResult check_labels(const FingerprintSet& set, Suspect& suspect, const CheckOptions& options);
+
+// decide_verdict on a set's own targets: exits of a timing set, expected labels of a label set.
+Decision decide_for_set(const FingerprintSet& set, int matches, int undetermined, double alpha, double beta, int looks,
+                        bool separable);
 
 // The relative latency of each exit levels are fitted to: the owner's measured latencies when they
 // increase with depth (as they must on a quiet machine), else multiply-adds scaled to the owner's time.
