@@ -19,7 +19,7 @@ namespace engine::native {
 namespace {
 
 constexpr const char* kFormat = "engine-native-kernels";
-constexpr int kVersion = 2;  // 2: timed with cold weights
+constexpr int kVersion = 3;  // 2: timed with cold weights; 3: direct_avx512 among the candidates
 
 // What this process knows: the file's choices once read, and those it timed since.
 struct Cache {
