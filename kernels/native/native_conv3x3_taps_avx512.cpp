@@ -29,40 +29,33 @@ inline __mmask16 first(int64_t count) {
     return count >= kLanes ? __mmask16(0xffff) : __mmask16((uint32_t(1) << std::max<int64_t>(count, 0)) - 1);
 }
 
-// One row of a tap plane: out[ow] = padded input (row of src, column S * ow + kw), for OW outputs.
-// Masked loads read nothing outside the row (no fault, zeros in the lanes of the border).
-template <int S>
-void plane_row(const Geometry& g, const float* src, int kw, float* out) {
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    for (int64_t ow0 = 0; ow0 < g.OW; ow0 += kLanes) {
-        const int64_t base = S * ow0 + kw - 1;  // input column of output ow0's tap
-        __m512 v;
-        if (S == 1) {
-            v = _mm512_maskz_loadu_ps(inside(base, g.W), src + base);
-        } else {
-            const __m512 a = _mm512_maskz_loadu_ps(inside(base, g.W), src + base);
-            const __m512 b = _mm512_maskz_loadu_ps(inside(base + kLanes, g.W), src + base + kLanes);
-            v = _mm512_permutex2var_ps(a, even, b);
-        }
-        _mm512_mask_storeu_ps(out + ow0, first(g.OW - ow0), v);
-    }
-}
-
+// Input channels [c0, c1) into their tap planes: plane (c, kw, ph) row i, column ow = padded input
+// (row S * i + ph, column S * ow + kw). Loops run over 16-column strips, then rows, so that the
+// masks of a strip (the left and right borders, the plane's width) are made once, not per row.
+// Masked loads read nothing outside a row (no fault, zeros in the border lanes).
 template <int S>
 void copy_s(const Geometry& g, const float* x, float* planes, int64_t c0, int64_t c1) {
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512 zero = _mm512_setzero_ps();
     for (int64_t c = c0; c < c1; ++c)
         for (int kw = 0; kw < 3; ++kw)
             for (int ph = 0; ph < S; ++ph) {
                 float* plane = planes + ((c * 3 + kw) * S + ph) * g.slab;
-                for (int64_t i = 0; i < g.rows; ++i) {
-                    const int64_t h = S * i + ph - 1;  // input row of padded row S * i + ph
-                    float* out = plane + i * g.OW;
-                    if (h >= 0 && h < g.H)
-                        plane_row<S>(g, x + (c * g.H + h) * g.W, kw, out);
-                    else
-                        for (int64_t ow0 = 0; ow0 < g.OW; ow0 += kLanes)
-                            _mm512_mask_storeu_ps(out + ow0, first(g.OW - ow0), zero);
+                // Rows [i0, i1) come from input rows S * i + ph - 1; the others are the zero border.
+                const int64_t i0 = ph == 0 ? 1 : 0, i1 = std::min(g.rows, (g.H - ph) / S + 1);
+                const float* in = x + (c * g.H + S * i0 + ph - 1) * g.W;
+                for (int64_t ow0 = 0; ow0 < g.OW; ow0 += kLanes) {
+                    const int64_t base = S * ow0 + kw - 1;  // input column of output ow0's tap
+                    const __mmask16 out = first(g.OW - ow0), a = inside(base, g.W), b = inside(base + kLanes, g.W);
+                    float* row = plane + ow0;
+                    for (int64_t i = 0; i < i0; ++i) _mm512_mask_storeu_ps(row + i * g.OW, out, zero);
+                    const float* src = in + base;
+                    for (int64_t i = i0; i < i1; ++i, src += S * g.W) {
+                        __m512 v = _mm512_maskz_loadu_ps(a, src);
+                        if (S == 2) v = _mm512_permutex2var_ps(v, even, _mm512_maskz_loadu_ps(b, src + kLanes));
+                        _mm512_mask_storeu_ps(row + i * g.OW, out, v);
+                    }
+                    for (int64_t i = std::max(i0, i1); i < g.rows; ++i) _mm512_mask_storeu_ps(row + i * g.OW, out, zero);
                 }
             }
 }
