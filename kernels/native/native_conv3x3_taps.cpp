@@ -11,8 +11,8 @@ using taps::kKb;
 
 namespace taps {
 
-Geometry geometry(const Shape& x, const Shape& w, const Shape& y) {
-    Geometry g{x[1], x[2], x[3], w[0], x[3] > y[3] ? 2 : 1, y[2], y[3], y[2] * y[3], 0, 0, 0};
+Geometry geometry(const Shape& x, int64_t K, const Shape& y) {
+    Geometry g{x[1], x[2], x[3], K, x[3] > y[3] ? 2 : 1, y[2], y[3], y[2] * y[3], 0, 0, 0};
     g.rows = g.OH + 3 - g.S;
     g.slab = g.rows * g.OW;
     g.floats = g.C * 3 * g.S * g.slab + 64;
@@ -41,13 +41,12 @@ void conv3x3_taps_pack(TensorView w, float* u) {
 }
 
 size_t conv3x3_taps_work_floats(const Shape& x, const Shape& y, int threads) {
-    const Shape w{1, x[1], 3, 3};
-    return size_t(std::max(threads, 1)) * size_t(taps::geometry(x, w, y).floats);
+    return size_t(std::max(threads, 1)) * size_t(taps::geometry(x, 1, y).floats);
 }
 
 void conv3x3_taps_forward(TensorView x, const float* u, const Shape& w, const float* bias, const float* residual,
                           bool relu, TensorView y, float* scratch, int threads) {
-    const Geometry g = taps::geometry(x.shape, w, y.shape);
+    const Geometry g = taps::geometry(x.shape, w[0], y.shape);
     const int64_t N = x.shape[0], in_size = g.C * g.H * g.W, out_size = g.K * g.P, kb = (g.K + kKb - 1) / kKb;
     auto res = [&](int64_t n) { return residual ? residual + n * out_size : nullptr; };
     if (threads == 1 || N >= threads) {

@@ -38,8 +38,8 @@ struct Geometry {
     int64_t slab;    // floats of one tap plane
     int64_t floats;  // floats of one sample's copy, with room for the last 16-pixel loads to overrun
 };
-Geometry geometry(const Shape& x, const Shape& w, const Shape& y);
-inline constexpr int kKb = 8;  // output channels per block (packed weights, one tile)
+Geometry geometry(const Shape& x, int64_t K, const Shape& y);  // K output channels
+inline constexpr int kKb = 8;                                  // output channels per block (packed weights, one tile)
 
 // The tap planes of input channels [c0, c1) of one sample (x points at the sample).
 void copy_avx512(const Geometry& g, const float* x, float* planes, int64_t c0, int64_t c1);

@@ -55,7 +55,8 @@ void copy_s(const Geometry& g, const float* x, float* planes, int64_t c0, int64_
                         if (S == 2) v = _mm512_permutex2var_ps(v, even, _mm512_maskz_loadu_ps(b, src + kLanes));
                         _mm512_mask_storeu_ps(row + i * g.OW, out, v);
                     }
-                    for (int64_t i = std::max(i0, i1); i < g.rows; ++i) _mm512_mask_storeu_ps(row + i * g.OW, out, zero);
+                    for (int64_t i = std::max(i0, i1); i < g.rows; ++i)
+                        _mm512_mask_storeu_ps(row + i * g.OW, out, zero);
                 }
             }
 }
