@@ -34,7 +34,8 @@ std::vector<Tensor> inputs_of(const Model& m, uint32_t seed) {
 
 // The ResNet-56 shapes (its first convolution, three stages, the stride-2 and 1x1 convolutions
 // between them), and shapes off the kernels' block sizes: channels off multiples of 6, 8, 16 and 24,
-// eight-wide planes, planes of odd sizes and of fewer pixels than a vector (stride 1 and 2).
+// eight-wide planes, planes of odd sizes and of fewer pixels than a vector (stride 1 and 2), and a
+// plane 64 wide, whose Winograd tile groups read their neighbours' columns.
 std::vector<Case> cases() {
     return {{Shape{1, 16, 32, 32}, Shape{16, 16, 3, 3}},
             {Shape{2, 32, 16, 16}, Shape{32, 32, 3, 3}, 1, true},
@@ -49,7 +50,8 @@ std::vector<Case> cases() {
             {Shape{2, 32, 16, 16}, Shape{64, 32, 3, 3}, 2, true},
             {Shape{2, 13, 15, 9}, Shape{21, 13, 3, 3}, 2, true},
             {Shape{1, 5, 7, 11}, Shape{9, 5, 3, 3}, 1, true},
-            {Shape{1, 3, 32, 32}, Shape{16, 3, 3, 3}}};
+            {Shape{1, 3, 32, 32}, Shape{16, 3, 3, 3}},
+            {Shape{2, 5, 8, 64}, Shape{7, 5, 3, 3}, 1, true}};
 }
 
 // Sets an environment variable for the scope, and puts back what was there.
