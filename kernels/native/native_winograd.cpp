@@ -1,5 +1,6 @@
 // Winograd F(m x m, 3x3), m = 2 or 4 (native_winograd_tiles.h). Per sample, the input is padded once
-// (except for F(4x4) on AVX-512, whose input transform reads the input and makes the border itself);
+// (except on AVX-512 for F(4x4) and for planes of 4 x 4 tiles, whose input transforms read the input
+// and make the border themselves);
 // then, for each block of 16 tiles (so that the block's transformed input and product stay in L2):
 //  1. input transform: every (m + 2)^2 input tile d (stride m) becomes B^T d B, (m + 2)^2 values
 //     (positions xi). Padded rows are stored in m phases (column j at phase j % m), so that the
@@ -169,6 +170,8 @@ void blocks(const Dims& d, const float* xp, const float* u, const float* bias, c
     for (int64_t b = b0; b < b1; ++b) {
         if (d.avx512 && wide)
             input_transform_avx512(d, xp, b, v);
+        else if (d.grid)
+            input_transform_grid_avx512(d, xp, v);
         else if (wide)
             input_transform<M, __m256>(d, xp, b, v);
         else
