@@ -179,6 +179,8 @@ void blocks(const Dims& d, const float* xp, const float* u, const float* bias, c
         product(d, u, v, m, kb0, kb1);
         if (d.avx512 && wide)
             output_transform_avx512(d, m, b, bias, residual, relu, y, k0, k1);
+        else if (d.grid)
+            output_transform_grid_avx512(d, m, bias, residual, relu, y, k0, k1);
         else if (wide)
             output_transform<M, __m256>(d, m, b, bias, residual, relu, y, k0, k1);
         else

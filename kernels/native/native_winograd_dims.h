@@ -82,9 +82,12 @@ void product_over_channels_avx512(const Dims& d, const float* u, const float* v,
 // The tile-vectorised transforms of block b, 16 tiles a zmm (native_winograd.cpp's, on AVX-512), for
 // planes of a multiple of 8 tiles a row. xp is the padded sample, or (d.unpadded) the sample itself.
 void input_transform_avx512(const Dims& d, const float* xp, int64_t b, float* v);
-// The input transform of a plane of 4 x 4 tiles (d.grid, one block), from the unpadded sample x
+// The transforms of a plane of 4 x 4 tiles (d.grid, one block); the input one reads the unpadded sample x
 // (native_winograd_grid_avx512.cpp).
 void input_transform_grid_avx512(const Dims& d, const float* x, float* v);
+// Its output transform: y = relu?(A^T m A + bias? + residual?) for output channels [k0, k1).
+void output_transform_grid_avx512(const Dims& d, const float* m, const float* bias, const float* residual, bool relu,
+                                  float* y, int64_t k0, int64_t k1);
 void output_transform_avx512(const Dims& d, const float* m, int64_t b, const float* bias, const float* residual,
                              bool relu, float* y, int64_t k0, int64_t k1);
 
