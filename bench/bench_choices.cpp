@@ -5,8 +5,6 @@
 // (the p10s are the runs least disturbed by others).
 // A file that lacks a convolution's choice gets it tuned and written, as the engine does.
 // usage: bench_choices A.json B.json [--reps 2000] [--model ../shared/models/resnet56_s1.onnx]
-#include <sched.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +18,7 @@
 #include "engine/model.h"
 #include "engine/plan.h"
 #include "native/native_conv_tuner.h"
+#include "pin_cpu.h"
 
 using namespace engine;
 
@@ -50,15 +49,7 @@ int main(int argc, char** argv) {
             model_path = argv[i + 1];
     }
     try {
-        cpu_set_t set;
-        sched_getaffinity(0, sizeof set, &set);
-        for (int c = 0; c < CPU_SETSIZE; ++c)
-            if (CPU_ISSET(c, &set)) {
-                CPU_ZERO(&set);
-                CPU_SET(c, &set);
-                sched_setaffinity(0, sizeof set, &set);
-                break;
-            }
+        bench::pin_to_first_cpu();
         std::printf("CPU: %s\n", native::cpu_model().c_str());
         const Model model = load_model(model_path);
         const int K = model.num_exits();
