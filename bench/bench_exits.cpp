@@ -11,7 +11,7 @@
 // into per-exit segments.
 // usage: bench_exits [--reps N] [--shared DIR] [--models resnet56,mobilenet,vgg16] [--backends native,onednn]
 //                    [--raw FILE]   (every batch-1 time, as CSV model,backend,threads,exit,ms)
-//                    [--q 0.9 [--images 1000] [--data DIR]]
+//                    [--q 0.9 [--images 1000] [--data DIR]] [--threads 1,2]
 #include <sched.h>
 
 #include <algorithm>
@@ -119,7 +119,8 @@ int early_exit_table(const std::vector<std::string>& archs, const std::vector<st
 
 int main(int argc, char** argv) {
     int reps = 300;
-    std::string shared = "../shared", models = "resnet56,mobilenet,vgg16", backends = "native", raw_path, data_dir;
+    std::string shared = "../shared", models = "resnet56,mobilenet,vgg16", backends = "native", raw_path, data_dir,
+                thread_counts = "1,2";
     double q = -1;
     int images = 1000;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -139,6 +140,8 @@ int main(int argc, char** argv) {
             images = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--data"))
             data_dir = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--threads"))
+            thread_counts = argv[i + 1];
     }
     if (data_dir.empty()) data_dir = shared + "/data/cifar10";
     try {
@@ -162,7 +165,8 @@ int main(int argc, char** argv) {
             Tensor image(Shape{1, 3, 32, 32});
             for (int64_t i = 0; i < image.numel(); ++i) image[i] = float((i * 7919) % 1000) / 1000.0f;
             for (const auto& backend_name : split(backends)) {
-                for (int threads : {1, 2}) {
+                for (const auto& thread_count : split(thread_counts)) {
+                    const int threads = std::atoi(thread_count.c_str());
                     auto backend = make_backend(backend_name, threads);
                     Plan plan(model, *backend, 1);
                     std::vector<Stats> per_exit;

@@ -4,8 +4,6 @@
 // one-core FMA peak (Winograd kernels can pass 100 %). "*" marks what the tuner's rule picks from these
 // times. Shows what AVX-512 and each algorithm gain per layer on this CPU, in one run.
 // usage: bench_kernels [--batch 1] [--threads 1] [--rounds 25]
-#include <sched.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +11,7 @@
 #include <vector>
 
 #include "fma_peak.h"
+#include "pin_cpu.h"
 #include "native/native_conv_tuner.h"
 #include "native/native_threads.h"
 
@@ -49,17 +48,7 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "--rounds"))
             rounds = std::atoi(argv[i + 1]);
     }
-    if (threads == 1) {
-        cpu_set_t set;
-        sched_getaffinity(0, sizeof set, &set);
-        for (int c = 0; c < CPU_SETSIZE; ++c)
-            if (CPU_ISSET(c, &set)) {
-                CPU_ZERO(&set);
-                CPU_SET(c, &set);
-                sched_setaffinity(0, sizeof set, &set);
-                break;
-            }
-    }
+    if (threads == 1) bench::pin_to_first_cpu();
     threads_prepare(threads);
     const Isa isa = isa_of_this_cpu();
     const double peak = bench::fma_peak_gflops();

@@ -32,14 +32,26 @@ std::vector<Tensor> inputs_of(const Model& m, uint32_t seed) {
     return in;
 }
 
-// The ResNet-56 shapes (its three stages, the stride-2 and 1x1 convolutions between them), and
-// shapes off the kernels' block sizes: channels off multiples of 6, 16 and 24, eight-wide planes.
+// The ResNet-56 shapes (its first convolution, three stages, the stride-2 and 1x1 convolutions
+// between them), and shapes off the kernels' block sizes: channels off multiples of 6, 8, 16 and 24,
+// eight-wide planes, planes of odd sizes and of fewer pixels than a vector (stride 1 and 2), and a
+// plane 64 wide, whose Winograd tile groups read their neighbours' columns.
 std::vector<Case> cases() {
-    return {{Shape{1, 16, 32, 32}, Shape{16, 16, 3, 3}},        {Shape{2, 32, 16, 16}, Shape{32, 32, 3, 3}, 1, true},
-            {Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}, 1, true}, {Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}},
-            {Shape{3, 20, 8, 8}, Shape{40, 20, 3, 3}},          {Shape{1, 24, 8, 8}, Shape{48, 24, 3, 3}},
-            {Shape{1, 13, 8, 16}, Shape{13, 13, 3, 3}},         {Shape{1, 7, 16, 16}, Shape{21, 7, 3, 3}},
-            {Shape{1, 16, 32, 32}, Shape{32, 16, 3, 3}, 2},     {Shape{1, 16, 32, 32}, Shape{32, 16, 1, 1}, 1}};
+    return {{Shape{1, 16, 32, 32}, Shape{16, 16, 3, 3}},
+            {Shape{2, 32, 16, 16}, Shape{32, 32, 3, 3}, 1, true},
+            {Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}, 1, true},
+            {Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}},
+            {Shape{3, 20, 8, 8}, Shape{40, 20, 3, 3}},
+            {Shape{1, 24, 8, 8}, Shape{48, 24, 3, 3}},
+            {Shape{1, 13, 8, 16}, Shape{13, 13, 3, 3}},
+            {Shape{1, 7, 16, 16}, Shape{21, 7, 3, 3}},
+            {Shape{1, 16, 32, 32}, Shape{32, 16, 3, 3}, 2},
+            {Shape{1, 16, 32, 32}, Shape{32, 16, 1, 1}, 1},
+            {Shape{2, 32, 16, 16}, Shape{64, 32, 3, 3}, 2, true},
+            {Shape{2, 13, 15, 9}, Shape{21, 13, 3, 3}, 2, true},
+            {Shape{1, 5, 7, 11}, Shape{9, 5, 3, 3}, 1, true},
+            {Shape{1, 3, 32, 32}, Shape{16, 3, 3, 3}},
+            {Shape{2, 5, 8, 64}, Shape{7, 5, 3, 3}, 1, true}};
 }
 
 // Sets an environment variable for the scope, and puts back what was there.
@@ -201,5 +213,43 @@ TEST_CASE("a tuned backend gives a sample the same result, to the bit, alone and
         NativeBackend native(threads);
         const Tensor batch = test::run_inference(m3, native, in3), alone = test::run_inference(m1, native, in1);
         CHECK(std::equal(alone.data(), alone.data() + alone.numel(), batch.data()));
+    }
+}
+
+TEST_CASE("every candidate kernel gives a sample the same result, to the bit, alone and in a batch") {
+    // Stride 1 and 2, planes whose pixels do not fill the last vector, a batch with fewer samples
+    // than threads (channel blocks shared out) and one with more (samples shared out).
+    const std::vector<Case> shapes = {{Shape{3, 32, 16, 16}, Shape{64, 32, 3, 3}, 2, true},
+                                      {Shape{3, 13, 15, 9}, Shape{21, 13, 3, 3}, 2, true},
+                                      {Shape{3, 16, 32, 32}, Shape{16, 16, 3, 3}, 1, true},
+                                      {Shape{3, 5, 7, 11}, Shape{9, 5, 3, 3}, 1, false}};
+    for (const Case& c : shapes) {
+        const Model m3 = test::conv_block_model(c.x, c.w, true, c.residual_relu, c.residual_relu, 41, 1, c.stride);
+        Shape x1 = c.x;
+        x1[0] = 1;
+        const Model m1 = test::conv_block_model(x1, c.w, true, c.residual_relu, c.residual_relu, 41, 1, c.stride);
+        const auto in3 = inputs_of(m3, 12);
+        std::vector<Tensor> in1;
+        for (const Tensor& t : in3) {  // the batch's last sample
+            Shape s = t.shape();
+            s[0] = 1;
+            const size_t size = size_t(s.numel());
+            in1.push_back(Tensor(s, std::vector<float>(t.data() + 2 * size, t.data() + 3 * size)));
+        }
+        const Shape y{c.x[0], c.w[0], (c.x[2] - 1) / c.stride + 1, (c.x[3] - 1) / c.stride + 1};
+        const Attrs a = test::conv_attrs(3, c.stride, 1);
+        for (Isa isa : isas())
+            for (ConvKernel k : native::conv_kernel_candidates(a, c.x, c.w, y, isa))
+                for (int threads : {1, 2}) {
+                    CAPTURE(c.x.str());
+                    CAPTURE(native::conv_kernel_name(k));
+                    CAPTURE(threads);
+                    NativeBackend native(threads, {KernelMode::fixed, isa});
+                    native.force_conv_kernel(k);
+                    const Tensor batch = test::run_inference(m3, native, in3);
+                    const Tensor alone = test::run_inference(m1, native, in1);
+                    REQUIRE(native.last_conv_kernel() == k);
+                    CHECK(std::equal(alone.data(), alone.data() + alone.numel(), batch.data() + 2 * alone.numel()));
+                }
     }
 }

@@ -4,6 +4,7 @@
 
 #include "native_conv.h"
 #include "native_conv3x3.h"
+#include "native_conv3x3_taps.h"
 #include "native_conv_gemm.h"
 #include "native_winograd.h"
 
@@ -18,6 +19,7 @@ constexpr ConvKernel kAll[] = {ConvKernel::winograd4,
                                ConvKernel::winograd4_channels_512,
                                ConvKernel::winograd2_512,
                                ConvKernel::direct,
+                               ConvKernel::direct_512,
                                ConvKernel::gemm,
                                ConvKernel::other};
 
@@ -45,6 +47,7 @@ WinogradPlan plan_of(ConvKernel k, const Attrs& a, const Shape& x, const Shape& 
 bool runs(ConvKernel k, const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
     if (is_winograd(k)) return bool(plan_of(k, a, x, w, y));
     if (k == ConvKernel::direct) return conv3x3_fits(a, x, w, y);
+    if (k == ConvKernel::direct_512) return conv3x3_taps_fits(a, x, w, y);
     if (k == ConvKernel::gemm) return a.groups == 1;
     return false;
 }
@@ -67,6 +70,8 @@ const char* conv_kernel_name(ConvKernel k) {
             return "winograd2_avx512";
         case ConvKernel::direct:
             return "direct";
+        case ConvKernel::direct_512:
+            return "direct_avx512";
         case ConvKernel::gemm:
             return "gemm";
         default:
@@ -81,7 +86,8 @@ bool conv_kernel_from_name(const std::string& name, ConvKernel& k) {
 }
 
 bool conv_kernel_avx512(ConvKernel k) {
-    return k == ConvKernel::winograd4_512 || k == ConvKernel::winograd4_channels_512 || k == ConvKernel::winograd2_512;
+    return k == ConvKernel::winograd4_512 || k == ConvKernel::winograd4_channels_512 ||
+           k == ConvKernel::winograd2_512 || k == ConvKernel::direct_512;
 }
 
 ConvKernel conv_kernel_fixed(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
@@ -107,6 +113,7 @@ std::vector<ConvKernel> conv_kernel_candidates(const Attrs& a, const Shape& x, c
 size_t conv_kernel_weights_floats(ConvKernel k, const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
     if (is_winograd(k)) return winograd_weights_floats(plan_of(k, a, x, w, y), x, w);
     if (k == ConvKernel::gemm) return conv_gemm_packed_floats(w, y);
+    if (k == ConvKernel::direct_512) return conv3x3_taps_weights_floats(w);
     return 0;
 }
 
@@ -114,6 +121,7 @@ size_t conv_kernel_work_floats(ConvKernel k, const Attrs& a, const Shape& x, con
                                int threads) {
     if (is_winograd(k)) return winograd_scratch(plan_of(k, a, x, w, y), x, w, threads);
     if (k == ConvKernel::gemm) return size_t(threads) * conv_gemm_scratch_per_thread(a, x, w, y);
+    if (k == ConvKernel::direct_512) return conv3x3_taps_work_floats(x, y, threads);
     return size_t(threads) * conv_scratch_per_thread(a, x, w, y, false);
 }
 
@@ -122,6 +130,8 @@ void conv_kernel_transform(ConvKernel k, const Attrs& a, const Shape& x, TensorV
         winograd_weights(plan_of(k, a, x, w.shape, y), x, w, u);
     else if (k == ConvKernel::gemm)
         conv_gemm_pack(w, y, u);
+    else if (k == ConvKernel::direct_512)
+        conv3x3_taps_pack(w, u);
 }
 
 void conv_kernel_forward(ConvKernel k, const Attrs& a, TensorView x, TensorView w, const float* u, const float* bias,
@@ -130,6 +140,8 @@ void conv_kernel_forward(ConvKernel k, const Attrs& a, TensorView x, TensorView 
         return winograd_forward(plan_of(k, a, x.shape, w.shape, y.shape), x, u, w.shape, bias, residual, a.fused_relu,
                                 y, scratch, threads);
     if (k == ConvKernel::gemm) return conv_gemm_forward(a, x, u, w.shape, bias, residual, y, scratch, threads);
+    if (k == ConvKernel::direct_512)
+        return conv3x3_taps_forward(x, u, w.shape, bias, residual, a.fused_relu, y, scratch, threads);
     conv_forward(a, x, w, bias, residual, y, scratch, threads);
 }
 

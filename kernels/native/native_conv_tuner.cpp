@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "engine/atomic_file.h"
@@ -19,7 +22,7 @@ namespace engine::native {
 namespace {
 
 constexpr const char* kFormat = "engine-native-kernels";
-constexpr int kVersion = 2;  // 2: timed with cold weights
+constexpr int kVersion = 4;  // 2: cold weights; 3: direct_avx512; 4: weights in L3, 3 ms per measurement
 
 // What this process knows: the file's choices once read, and those it timed since.
 struct Cache {
@@ -98,6 +101,27 @@ void fill(std::vector<float>& v, uint32_t seed) {
     }
 }
 
+// The running CPU's L2 size per core, or 1 MB where the C library cannot tell.
+size_t l2_bytes() {
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return l2 > 0 ? size_t(l2) : size_t(1) << 20;
+}
+
+// A copy of some floats that starts on a 64-byte line.
+class Aligned {
+public:
+    explicit Aligned(const std::vector<float>& v) : store_(v.size() + 16) {
+        const size_t skip = (64 - reinterpret_cast<uintptr_t>(store_.data()) % 64) % 64 / sizeof(float);
+        data_ = store_.data() + skip;
+        std::copy(v.begin(), v.end(), data_);
+    }
+    float* data() { return data_; }
+
+private:
+    std::vector<float> store_;
+    float* data_;
+};
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -152,44 +176,55 @@ std::vector<std::vector<double>> conv_kernel_times(const std::vector<ConvKernel>
     std::vector<float> xs(size_t(x.numel())), ws(size_t(w.numel())), ys(size_t(y.numel())),
         rs(a.fused_residual ? size_t(y.numel()) : 0);
     fill(xs, 1), fill(ws, 2), fill(rs, 3);
+    // The plan's arena starts every buffer on a 64-byte line; a vector's storage may start 16 bytes
+    // into one, which splits every zmm load across two lines and slowed the scratch-heavy Winograd
+    // kernels here more than in the network. So the activations and scratch get the arena's alignment.
+    Aligned xa(xs), ya(ys), ra(rs);
     for (float& v : ws) v *= 0.1f;
     // In a network every convolution reads its own weights, which the layers before have pushed out of
-    // L2: Winograd F(4x4)'s transformed weights are 4x the size of the plain ones (36 values per 3x3
-    // filter), which ResNet-56's last stage (64 channels, 590 KB per layer) pays for in every layer.
-    // So each run reads the next of `copies` copies of the weights, together larger than L2.
-    constexpr size_t kColdBytes = size_t(16) << 20;
+    // L2, though not out of L3: Winograd F(4x4)'s transformed weights are 4x the size of the plain ones
+    // (36 values per 3x3 filter), which ResNet-56's last stage (64 channels, 590 KB per layer) pays for
+    // in every layer. So each run reads the next of `copies` copies of the weights, together twice L2.
+    // (16 MB a candidate, as before, with every candidate's copies and the plain weights' beside them,
+    // put a hundred MB or more in play: weights then came from memory, not L3, which slowed the large
+    // Winograd weights twice as much as in the network and chose the direct kernel for 8x8 planes.)
+    const size_t cold_bytes = 2 * l2_bytes();
     size_t work = 0;
     std::vector<std::vector<float>> us(n), raw(n);
     std::vector<size_t> copies(n), next(n, 0);
     for (size_t i = 0; i < n; ++i) {
         const size_t floats = conv_kernel_weights_floats(candidates[i], a, x, w, y);
-        const size_t bytes = sizeof(float) * std::max<size_t>(floats, ws.size());
-        copies[i] = std::clamp<size_t>((kColdBytes + bytes - 1) / bytes, 1, 256);
+        const size_t bytes = sizeof(float) * (floats ? floats : ws.size());  // what the kernel reads
+        copies[i] = std::clamp<size_t>((cold_bytes + bytes - 1) / bytes, 1, 256);
         work = std::max(work, conv_kernel_work_floats(candidates[i], a, x, w, y, threads));
-        raw[i].resize(ws.size() * copies[i]);
+        raw[i].resize(ws.size() * (floats ? 1 : copies[i]));
         us[i].resize(floats * copies[i]);
         for (size_t c = 0; c < copies[i]; ++c) {
-            std::copy(ws.begin(), ws.end(), raw[i].begin() + c * ws.size());
+            if (!floats) std::copy(ws.begin(), ws.end(), raw[i].begin() + c * ws.size());
             conv_kernel_transform(candidates[i], a, x, TensorView{ws.data(), w}, y, us[i].data() + c * floats);
         }
+        if (floats) std::copy(ws.begin(), ws.end(), raw[i].begin());
     }
-    std::vector<float> scratch(work);
-    const TensorView xv{xs.data(), x}, yv{ys.data(), y};
+    Aligned scratch{std::vector<float>(work)};
+    const TensorView xv{xa.data(), x}, yv{ya.data(), y};
     auto run = [&](size_t i) {
         const size_t c = next[i];
         next[i] = (c + 1) % copies[i];
         const size_t floats = us[i].size() / copies[i];
-        conv_kernel_forward(candidates[i], a, xv, TensorView{raw[i].data() + c * ws.size(), w},
-                            us[i].data() + c * floats, nullptr, rs.empty() ? nullptr : rs.data(), yv, scratch.data(),
-                            threads);
+        conv_kernel_forward(
+            candidates[i], a, xv, TensorView{raw[i].data() + (raw[i].size() > ws.size() ? c * ws.size() : 0), w},
+            us[i].data() + c * floats, nullptr, rs.empty() ? nullptr : ra.data(), yv, scratch.data(), threads);
     };
-    // Repetitions per measurement: enough for about 0.3 ms, so that the clock's resolution does not matter.
+    // Repetitions per measurement: enough for about 3 ms, as long as a network's run, so that each
+    // candidate is timed at the clock the core sustains on it. (With 0.3 ms, an AVX-512 kernel timed
+    // just after an AVX2 one ran at the faster clock that AVX2 code keeps: FMA-heavy kernels gained
+    // most, and the direct kernel was chosen for 8x8 planes where Winograd F(2x2) is faster in the network.)
     std::vector<int> reps(n);
     for (size_t i = 0; i < n; ++i) {
         run(i);
         const auto t0 = std::chrono::steady_clock::now();
         run(i);
-        reps[i] = int(std::clamp(3e-4 / std::max(seconds_since(t0), 1e-7), 1.0, 64.0));
+        reps[i] = int(std::clamp(3e-3 / std::max(seconds_since(t0), 1e-7), 1.0, 512.0));
     }
     // Interleaved rounds: what others running on the machine add is spread over all candidates.
     std::vector<std::vector<double>> times(n);

@@ -26,8 +26,8 @@ ConvKernel conv_kernel_fastest(const std::vector<ConvKernel>& candidates, const 
                                const Shape& w, const Shape& y, int threads);
 
 // Each candidate's time per run (seconds), one entry per round, from `rounds` interleaved rounds of
-// enough repetitions for about 0.3 ms, each run on the next of enough copies of the weights that they
-// come from beyond L2, as in a network: what conv_kernel_fastest decides on, and bench_kernels prints.
+// enough repetitions for about 3 ms, each run on the next of enough copies of the weights that they
+// come from beyond L2 (from L3), as in a network: what conv_kernel_fastest decides on, and bench_kernels prints.
 std::vector<std::vector<double>> conv_kernel_times(const std::vector<ConvKernel>& candidates, const Attrs& a,
                                                    const Shape& x, const Shape& w, const Shape& y, int threads,
                                                    int rounds);

@@ -1,4 +1,6 @@
-// Winograd F(m x m, 3x3), m = 2 or 4 (native_winograd_tiles.h). Per sample, the input is padded once;
+// Winograd F(m x m, 3x3), m = 2 or 4 (native_winograd_tiles.h). Per sample, the input is padded once
+// (except on AVX-512 for F(4x4) and for planes of 4 x 4 tiles, whose input transforms read the input
+// and make the border themselves);
 // then, for each block of 16 tiles (so that the block's transformed input and product stay in L2):
 //  1. input transform: every (m + 2)^2 input tile d (stride m) becomes B^T d B, (m + 2)^2 values
 //     (positions xi). Padded rows are stored in m phases (column j at phase j % m), so that the
@@ -27,8 +29,10 @@ namespace {
 
 using namespace winograd;
 
-// Channels [c0, c1) of one sample, zero-bordered, each padded row in m phases (native_pad.h).
+// Channels [c0, c1) of one sample, zero-bordered, each padded row in m phases (native_pad.h);
+// nothing where the input transform reads the input itself.
 void pad_channels(const Dims& d, const float* x, float* xp, int64_t c0, int64_t c1) {
+    if (d.unpadded) return;
     for (int64_t c = c0; c < c1; ++c) {
         if (d.m == 4)
             pad_plane_deinterleaved4(x + c * d.H * d.W, d.H, d.W, xp + c * d.plane);
@@ -166,6 +170,8 @@ void blocks(const Dims& d, const float* xp, const float* u, const float* bias, c
     for (int64_t b = b0; b < b1; ++b) {
         if (d.avx512 && wide)
             input_transform_avx512(d, xp, b, v);
+        else if (d.grid)
+            input_transform_grid_avx512(d, xp, v);
         else if (wide)
             input_transform<M, __m256>(d, xp, b, v);
         else
@@ -173,6 +179,8 @@ void blocks(const Dims& d, const float* xp, const float* u, const float* bias, c
         product(d, u, v, m, kb0, kb1);
         if (d.avx512 && wide)
             output_transform_avx512(d, m, b, bias, residual, relu, y, k0, k1);
+        else if (d.grid)
+            output_transform_grid_avx512(d, m, bias, residual, relu, y, k0, k1);
         else if (wide)
             output_transform<M, __m256>(d, m, b, bias, residual, relu, y, k0, k1);
         else
@@ -277,9 +285,10 @@ void winograd_forward_sample(WinogradPlan plan, TensorView x, int64_t n, const f
                              const float* bias, const float* residual, bool relu, TensorView y, float* scratch) {
     const Dims d = dims_of(plan, x.shape, w);
     const int64_t out_size = d.K * d.H * d.W;
-    pad_channels(d, x.data + n * d.C * d.H * d.W, scratch, 0, d.C);
-    run_blocks(d, scratch, u, bias, residual ? residual + n * out_size : nullptr, relu, y.data + n * out_size, 0,
-               tile_blocks(d), 0, k_blocks(d), scratch + padded_floats(d));
+    const float* xn = x.data + n * d.C * d.H * d.W;
+    pad_channels(d, xn, scratch, 0, d.C);
+    run_blocks(d, d.unpadded ? xn : scratch, u, bias, residual ? residual + n * out_size : nullptr, relu,
+               y.data + n * out_size, 0, tile_blocks(d), 0, k_blocks(d), scratch + padded_floats(d));
 }
 
 void winograd_forward(WinogradPlan plan, TensorView x, const float* u, const Shape& w, const float* bias,
@@ -312,8 +321,8 @@ void winograd_forward(WinogradPlan plan, TensorView x, const float* u, const Sha
                 share(tile_blocks(d), b0, b1);
             else
                 share(k_blocks(d), kb0, kb1);
-            run_blocks(d, scratch, u, bias, res(n), relu, y.data + n * out_size, b0, b1, kb0, kb1,
-                       scratch + padded_floats(d) + t * block_floats(d));
+            run_blocks(d, d.unpadded ? x.data + n * in_size : scratch, u, bias, res(n), relu, y.data + n * out_size, b0,
+                       b1, kb0, kb1, scratch + padded_floats(d) + t * block_floats(d));
         }
     }
 }

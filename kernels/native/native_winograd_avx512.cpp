@@ -182,6 +182,71 @@ void input_transform_zmm(const Dims& d, const float* xp, int64_t b, float* v) {
     }
 }
 
+// F(4x4) from the unpadded input (d.unpadded): the zero border and the phases made in registers,
+// not in a padded copy. For kernel row r, each group's input row (4 ti + r - 1, zero outside the
+// plane) is read as 32 columns from 4 tj; two permutes split them into the phases (columns 4t + p,
+// p = 0..3), and 128-bit shuffles put group 0's 8 tiles beside group 1's. Tile column j reads
+// column 4t + j - 1: phases 0..3 for j = 1..4, and phase 3 one tile left (j = 0) or phase 0 one tile
+// right (j = 5), with the columns beyond the group's 32 (-1 and 32) taken from the row or the border.
+// It replaces the padded copy's pass over every plane; the values, hence the results, are the same.
+void input_transform_unpadded4(const Dims& d, const float* x, int64_t b, float* v) {
+    constexpr int A = Tile<4>::alpha;
+    const __m512i phases01 = _mm512_set_epi32(29, 25, 21, 17, 13, 9, 5, 1, 28, 24, 20, 16, 12, 8, 4, 0);
+    const __m512i phases23 = _mm512_set_epi32(31, 27, 23, 19, 15, 11, 7, 3, 30, 26, 22, 18, 14, 10, 6, 2);
+    const __m512i left = _mm512_set_epi32(14, 13, 12, 11, 10, 9, 8, 8, 6, 5, 4, 3, 2, 1, 0, 0);     // tile t - 1
+    const __m512i right = _mm512_set_epi32(15, 15, 14, 13, 12, 11, 10, 9, 7, 7, 6, 5, 4, 3, 2, 1);  // tile t + 1
+    int64_t row0[2], col0[2];  // each group's first input row (kernel row 0) and column
+    for (int q = 0; q < 2; ++q) {
+        const Group g = group_of(d, b, q);
+        row0[q] = 4 * g.ti - 1;
+        col0[q] = 4 * g.tj;
+    }
+    const bool inner = col0[0] > 0 || col0[1] > 0 || col0[0] + 32 < d.W || col0[1] + 32 < d.W;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t c = 0; c < d.C; ++c) {
+        const float* xc = x + c * d.H * d.W;
+        float* vc = v + c * kTb;
+        __m512 rows[A][A];
+#pragma GCC unroll 6
+        for (int r = 0; r < A; ++r) {
+            __m512 p01[2], p23[2];
+            float before[2], after[2];  // columns col0 - 1 and col0 + 32 of each group's row
+#pragma GCC unroll 2
+            for (int q = 0; q < 2; ++q) {
+                const int64_t h = row0[q] + r;
+                if (h < 0 || h >= d.H) {
+                    p01[q] = p23[q] = zero;
+                    before[q] = after[q] = 0.0f;
+                    continue;
+                }
+                const float* in = xc + h * d.W + col0[q];
+                const __m512 lo = _mm512_loadu_ps(in), hi = _mm512_loadu_ps(in + 16);
+                p01[q] = _mm512_permutex2var_ps(lo, phases01, hi);  // phase 0 | phase 1, 8 tiles each
+                p23[q] = _mm512_permutex2var_ps(lo, phases23, hi);
+                before[q] = col0[q] > 0 ? in[-1] : 0.0f;
+                after[q] = col0[q] + 32 < d.W ? in[32] : 0.0f;
+            }
+            __m512 in[A];
+            in[1] = _mm512_maskz_shuffle_f32x4(0xffff, p01[0], p01[1], 0x44);  // phase 0: group 0's tiles | group 1's
+            in[2] = _mm512_maskz_shuffle_f32x4(0xffff, p01[0], p01[1], 0xee);
+            in[3] = _mm512_maskz_shuffle_f32x4(0xffff, p23[0], p23[1], 0x44);
+            in[4] = _mm512_maskz_shuffle_f32x4(0xffff, p23[0], p23[1], 0xee);
+            in[0] = _mm512_maskz_permutexvar_ps(0xfefe, left, in[4]);
+            in[5] = _mm512_maskz_permutexvar_ps(0x7f7f, right, in[1]);
+            if (inner) {  // a group away from the plane's left or right edge: its neighbours' columns
+                const __m512 edge =
+                    _mm512_set_ps(after[1], 0, 0, 0, 0, 0, 0, before[1], after[0], 0, 0, 0, 0, 0, 0, before[0]);
+                in[0] = _mm512_mask_mov_ps(in[0], 0x0101, edge);
+                in[5] = _mm512_mask_mov_ps(in[5], 0x8080, edge);
+            }
+            Tile<4>::input(in, rows[r]);
+        }
+        transform_columns<A, A, A>(rows, Tile<4>::input<__m512>, [&](int i, int s, __m512 value) {
+            _mm512_storeu_ps(vc + (i * A + s) * d.vstride, value);
+        });
+    }
+}
+
 template <int M>
 void output_transform_zmm(const Dims& d, const float* m, int64_t b, const float* bias, const float* residual, bool relu,
                           float* y, int64_t k0, int64_t k1) {
@@ -232,7 +297,9 @@ void output_transform_zmm(const Dims& d, const float* m, int64_t b, const float*
 }  // namespace
 
 void input_transform_avx512(const Dims& d, const float* xp, int64_t b, float* v) {
-    if (d.m == 4)
+    if (d.unpadded)
+        input_transform_unpadded4(d, xp, b, v);
+    else if (d.m == 4)
         input_transform_zmm<4>(d, xp, b, v);
     else
         input_transform_zmm<2>(d, xp, b, v);

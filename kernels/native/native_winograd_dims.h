@@ -25,6 +25,8 @@ struct Dims {
     int64_t tb, kb;             // tiles, output channels per product block
     int64_t seg, Wp, plane;     // floats per phase of a padded row, per padded row, per padded plane
     int64_t vstride;            // floats per position xi of V
+    bool grid;                  // AVX-512 on a plane of 4 x 4 tiles (input_transform_grid_avx512)
+    bool unpadded;              // the input transform reads the input as it is (F4 on AVX-512, or grid)
 };
 
 inline Dims dims_of(WinogradPlan plan, const Shape& x, const Shape& w) {
@@ -46,8 +48,12 @@ inline Dims dims_of(WinogradPlan plan, const Shape& x, const Shape& w) {
            x[3] / m + 1,
            0,
            0,
-           0};
+           0,
+           false,
+           false};
     d.Wp = m * d.seg;
+    d.grid = plan.avx512 && !plan.over_channels && d.H == 4 * m && d.W == 4 * m;
+    d.unpadded = d.grid || (plan.avx512 && m == 4 && !plan.over_channels && d.TW % 8 == 0);
     d.plane = (d.H + 2) * d.Wp;
     // One cache line more than the C x tiles of a block: with a power-of-two stride, the input
     // transform's stores to every position would fall in the same few L1 sets and evict each other.
@@ -74,8 +80,14 @@ void blocks_over_channels(const Dims& d, const float* xp, const float* u, const 
 void product_avx512(const Dims& d, const float* u, const float* v, float* m, int64_t kb0, int64_t kb1);
 void product_over_channels_avx512(const Dims& d, const float* u, const float* v, float* m, int64_t kb0, int64_t kb1);
 // The tile-vectorised transforms of block b, 16 tiles a zmm (native_winograd.cpp's, on AVX-512), for
-// planes of a multiple of 8 tiles a row.
+// planes of a multiple of 8 tiles a row. xp is the padded sample, or (d.unpadded) the sample itself.
 void input_transform_avx512(const Dims& d, const float* xp, int64_t b, float* v);
+// The transforms of a plane of 4 x 4 tiles (d.grid, one block); the input one reads the unpadded sample x
+// (native_winograd_grid_avx512.cpp).
+void input_transform_grid_avx512(const Dims& d, const float* x, float* v);
+// Its output transform: y = relu?(A^T m A + bias? + residual?) for output channels [k0, k1).
+void output_transform_grid_avx512(const Dims& d, const float* m, const float* bias, const float* residual, bool relu,
+                                  float* y, int64_t k0, int64_t k1);
 void output_transform_avx512(const Dims& d, const float* m, int64_t b, const float* bias, const float* residual,
                              bool relu, float* y, int64_t k0, int64_t k1);
 
