@@ -3,6 +3,8 @@
 // It forwards GET /info and POST /predict unchanged, one request at a time (as the server answers
 // them), and adds the delay after the upstream answer. Bounded: it exits after --max-requests
 // requests or --max-seconds seconds, whichever comes first. Loopback only, both sides.
+#include <sys/prctl.h>
+
 #include <CLI/CLI.hpp>
 #include <httplib.h>
 
@@ -73,6 +75,9 @@ int main(int argc, char** argv) {
             ++served;
         };
 
+        // Linux wakes a sleeping thread up to 50 us late by default (timer slack), which would add
+        // noise of its own to the jitter asked for; the server's threads inherit this setting.
+        prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
         httplib::Server server;
         server.new_task_queue = [] { return new httplib::ThreadPool(1); };
         server.set_tcp_nodelay(true);
