@@ -442,6 +442,28 @@ TEST_CASE("the null comes from same-architecture references, and the file says h
     CHECK(both.null_match_rate >= std::min(same_rate + kNullMargin, 0.95) - 1e-9);
     CHECK(both.null_match_rate >= 1.0 / owner.num_exits() - 1e-9);
 
+    // Several held out (--null-reference): every one measured, the largest rate sets the null; the
+    // --reference ones steer. A network of another architecture cannot be held out.
+    engine::Model same2 = engine::build_model("tiny", 10, 8, 10);
+    same2.set_threshold(0.6f);
+    const std::string same2_path = dir / "fp_null_same2.model";
+    engine::save_model(same2, same2_path);
+    o.reference_paths = {other_path};
+    o.null_reference_paths = {same_path, same2_path};
+    const FingerprintSet two_held = craft_fingerprint(owner, owner_path, o);
+    CHECK(two_held.info.at("null_same_arch_references") == "2");
+    const auto held = refs_of(two_held);
+    REQUIRE(held.size() == 3);
+    CHECK(held[0]["role"] == "steers selection");
+    CHECK(held[1]["role"] == "held out: null");
+    CHECK(held[2]["role"] == "held out: null");
+    const double worst = std::max(double(held[1]["rate_selected"]), double(held[2]["rate_selected"]));
+    CHECK(two_held.null_match_rate >= std::min(worst + kNullMargin, 0.95) - 1e-9);
+    o.null_reference_paths = {other_path};
+    CHECK_THROWS_WITH_AS(craft_fingerprint(owner, owner_path, o),
+                         doctest::Contains("a null reference must share the model's architecture"), engine::Error);
+    o.null_reference_paths = {};
+
     o.reference_paths = {other_path};
     const FingerprintSet other_only = craft_fingerprint(owner, owner_path, o);
     CHECK(other_only.info.at("null_same_arch_references") == "0");
@@ -458,7 +480,7 @@ TEST_CASE("the null comes from same-architecture references, and the file says h
     const std::string fp_path = dir / "fp_null.fp";  // the provenance survives the file
     save_fingerprint(both, fp_path);
     CHECK(load_fingerprint(fp_path).info.at("null_references") == both.info.at("null_references"));
-    for (const auto& p : {owner_path, same_path, other_path, fp_path}) std::filesystem::remove(p);
+    for (const auto& p : {owner_path, same_path, same2_path, other_path, fp_path}) std::filesystem::remove(p);
 }
 
 // End to end on the embedded default: a fingerprint of weights/small_s1 (crafted from noise, so

@@ -146,6 +146,11 @@ int main(int argc, char** argv) {
                        "independent model of the same architecture (another seed; never a suspect later): estimates "
                        "the null, avoids "
                        "transfer (repeatable)");
+        app.add_option("--null-reference", o.null_reference_paths,
+                       "independent model of the same architecture held out of selection to measure the null "
+                       "(repeatable; default: the last same-architecture --reference); the null is the largest "
+                       "rate among them, so several seeds give a safer one")
+            ->check(CLI::ExistingFile);
         app.add_option("--oversample", o.oversample, "candidates crafted per kept input")->check(CLI::Range(1.0, 10.0));
         app.add_option("--batch", o.batch)->check(CLI::Range(1, 1024));
         app.add_option("--backend", o.backend, cli::backend_choices());
@@ -186,6 +191,7 @@ int main(int argc, char** argv) {
 
         int same_arch_refs = 0;
         for (const auto& r : o.reference_paths) same_arch_refs += fp::same_architecture(model, load_model(r));
+        same_arch_refs += int(o.null_reference_paths.size());  // checked to share it when crafting
         check(same_arch_refs > 0 || allow_uncalibrated,
               std::string(o.reference_paths.empty() ? "no --reference given"
                                                     : "no --reference shares the model's architecture") +

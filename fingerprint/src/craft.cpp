@@ -75,21 +75,29 @@ Candidates starting_points(const Model& model, const std::vector<int>& exits, in
 
 std::vector<Member> load_references(const Model& model, const CraftOptions& o, Backend& backend, bool keep_all) {
     std::vector<Member> references;
-    for (const auto& path : o.reference_paths) {
+    std::vector<std::string> paths = o.reference_paths;
+    paths.insert(paths.end(), o.null_reference_paths.begin(), o.null_reference_paths.end());
+    for (const auto& path : paths) {
         references.push_back({path, load_model(path), nullptr});
         check(references.back().model.num_exits() >= 2, path + ": a reference model needs at least two exits");
         check(references.back().model.input_shape(1) == model.input_shape(1),
               path + ": a reference model takes inputs of shape " + references.back().model.input_shape(1).str() +
                   ", the model " + model.input_shape(1).str());
     }
-    // The last same-architecture reference is held out of selection and measured after it: the
-    // null (null_estimate.cpp). Every other reference steers selection away from inputs that
-    // transfer; one same-architecture model steering and another held out makes the best fingerprint.
+    // Held out of selection and measured after it, for the null (null_estimate.cpp): every
+    // null_reference_paths model, else the last same-architecture reference. Every other reference
+    // steers selection away from inputs that transfer; same-architecture models steering and others
+    // held out make the best fingerprint.
+    const size_t first_null = o.reference_paths.size();
     int last_same = -1;
     for (size_t r = 0; r < references.size(); ++r)
-        if ((references[r].same_arch = same_architecture(model, references[r].model))) last_same = int(r);
+        if ((references[r].same_arch = same_architecture(model, references[r].model)) && r < first_null)
+            last_same = int(r);
     for (size_t r = 0; r < references.size(); ++r) {
-        references[r].steers = int(r) != last_same;
+        check(r < first_null || references[r].same_arch,
+              references[r].name + ": a null reference must share the model's architecture (exits and their "
+                                   "multiply-adds); give other networks with --reference");
+        references[r].steers = first_null < references.size() ? r < first_null : int(r) != last_same;
         references[r].plan = std::make_unique<Plan>(references[r].model, backend, o.batch, keep_all);
     }
     return references;
