@@ -6,6 +6,8 @@
 #include <cmath>
 
 #include "engine/error.h"
+#include "engine/evaluate.h"
+#include "engine/exit_calibration.h"
 #include "engine/plan.h"
 #include "engine/model_zoo.h"
 #include "test_util.h"
@@ -124,4 +126,32 @@ TEST_CASE("a plan refuses batches above its maximum") {
     Plan plan(model, *backend, 2);
     Tensor x(Shape{3, 3, 8, 8});
     CHECK_THROWS_AS(plan.run_all(x.data(), 3), Error);
+}
+
+// Thresholds for a chosen exit histogram (the owner's speed target, or a pirate winning back the
+// victim's): evaluating under them gives the asked counts; an exit given no share never fires.
+TEST_CASE("thresholds for exit shares give those shares back") {
+    Model model = build_model("small", 10, 32, 4);
+    const int n = 120, K = model.num_exits();
+    REQUIRE(K == 4);
+    Dataset data;
+    data.images = test::random_tensor(Shape{n, 3, 32, 32}, 6, 0, 1);
+    data.labels.assign(n, 0);
+    data.num_classes = 10;
+    auto backend = make_backend("native", 1);
+    for (const std::vector<double>& shares : {std::vector<double>{0.25, 0.25, 0.25, 0.25},
+                                              std::vector<double>{0.1, 0.0, 0.6, 0.3},
+                                              std::vector<double>{0.0, 0.0, 0.0, 1.0}}) {
+        const auto q = thresholds_for_exit_shares(model, *backend, data, shares, 32);
+        const EvalResult r = evaluate(model, *backend, data, q, 32);
+        for (int k = 0; k < K; ++k) {
+            CAPTURE(k);
+            CHECK(r.exit_histogram[k] == std::llround(shares[k] * n));
+            if (k + 1 < K && shares[k] == 0) CHECK(q[k] > 1.0f);
+        }
+    }
+    CHECK_THROWS_WITH_AS(thresholds_for_exit_shares(model, *backend, data, {0.5, 0.5}), doctest::Contains("2 given"),
+                         Error);
+    CHECK_THROWS_WITH_AS(thresholds_for_exit_shares(model, *backend, data, {0.5, 0.5, 0.5, 0.0}),
+                         doctest::Contains("sum to"), Error);
 }

@@ -15,6 +15,8 @@
 
 #include "cli_common.h"
 #include "engine/error.h"
+#include "engine/evaluate.h"
+#include "engine/exit_calibration.h"
 #include "engine/hash.h"
 #include "engine/train/trainer.h"
 #include "engine/model_zoo.h"
@@ -81,7 +83,7 @@ int main(int argc, char** argv) {
         CLI::App app{"engine_train: train or fine-tune a multi-exit CNN on the engine"};
         std::string arch, data, out, from, mode = "plain", optimizer = "sgd", schedule = "onecycle", train_only, reinit,
                                            teacher_path, log_path, checkpoint_path, backend = default_backend_name(),
-                                           threshold, adv_eps = "8/255", adv_step = "2/255", test_data;
+                                           threshold, adv_eps = "8/255", adv_step = "2/255", test_data, match_exits;
         std::optional<float> lr;
         int epochs = 0, quantize_bits = 0, stop_after = -1, batch = 128, threads = 0, limit = -1, val_limit = 1000, adv_steps = 7;
         uint64_t seed = 0;
@@ -157,6 +159,10 @@ int main(int argc, char** argv) {
         cli::add_kernels_option(app);
         app.add_option("--threshold,--thresholds", threshold,
                        "exit policy stored in the output: q, or q0,q1,... (default: --from's, else 0.9)");
+        app.add_option("--match-exits", match_exits,
+                       "after training, set the output's thresholds so that on --data it leaves at each exit as "
+                       "often as this model does under its own policy (a pirate getting back the victim's speed)")
+            ->check(CLI::ExistingFile);
         app.add_flag("--no-augment", no_augment, "no random crop and flip");
         try {
             app.parse(argc, argv);
@@ -293,6 +299,21 @@ int main(int argc, char** argv) {
             acc.clear();  // measured before rounding: no longer the output's (engine_run eval measures it)
         }
         model.thresholds = thresholds;
+        if (!match_exits.empty()) {
+            const Model victim = load_model(match_exits);
+            check(victim.num_exits() == model.num_exits(),
+                  match_exits + ": has " + std::to_string(victim.num_exits()) + " exits, the model " +
+                      std::to_string(model.num_exits()));
+            auto be = make_backend(backend, threads);
+            const EvalResult seen = evaluate(victim, *be, train, victim.thresholds, 128);
+            std::vector<double> shares;
+            for (auto count : seen.exit_histogram) shares.push_back(double(count) / double(seen.count));
+            model.thresholds = thresholds_for_exit_shares(model, *be, train, shares);
+            std::printf("thresholds matched to %s's exits on %lld images:", match_exits.c_str(),
+                        (long long)seen.count);
+            for (float q : model.thresholds) std::printf(" %.4f", q);
+            std::printf("\n");
+        }
         if (from.empty()) model.metadata["arch"] = arch;
         model.metadata["seed"] = std::to_string(seed);
         model.metadata["command"] = command_line(argc, argv);
@@ -309,6 +330,7 @@ int main(int argc, char** argv) {
         if (!reinit.empty()) summary["reinit"] = reinit;
         if (prune > 0) summary["prune"] = prune;
         if (quantize_bits > 0) summary["quantize_bits"] = quantize_bits;
+        if (!match_exits.empty()) summary["exits_matched_to"] = match_exits;
         if (renormalize) summary["renormalize"] = true;
         if (adversarial || trades)
             summary["adversarial"] = {{"eps", dec(c.pgd.eps)}, {"step", dec(c.pgd.step)}, {"steps", c.pgd.steps}};

@@ -128,7 +128,7 @@ FingerprintSet craft_fingerprint(const Model& model, const std::string& model_pa
     std::vector<Member> ensemble = build_ensemble(model, o, *backend);
     const int per_target = int(std::ceil(o.per_exit * o.oversample));
     Candidates c = starting_points(model, exits, per_target, o);
-    optimise(c, ensemble, q, classes, o);
+    optimise(c, ensemble, classes, o);
 
     std::vector<Member> references = load_references(model, o, *backend, /*keep_all=*/false);
     const Scores s = score(c, ensemble, references, q, classes, o.batch);

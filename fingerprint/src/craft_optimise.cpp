@@ -75,10 +75,10 @@ void adam_on_pixels(Candidates& c, const std::vector<Member*>& members, int clas
     if (o.progress && work_done < all_work) o.progress(all_work, all_work);  // else the loop's last call said so
 }
 
-// The timing loss: each candidate's target exit on every ensemble member, for the class that exit
-// already leans towards on the owner.
-void optimise(Candidates& c, std::vector<Member>& ensemble, const std::vector<float>& q, int classes,
-              const CraftOptions& o) {
+// The timing loss: each candidate's target exit on every ensemble member under that member's own
+// exit policy (a copy whose thresholds were re-set to win back its speed decides by them), for the
+// class that exit already leans towards on the owner.
+void optimise(Candidates& c, std::vector<Member>& ensemble, int classes, const CraftOptions& o) {
     const int total = int(c.target.size());
     Plan& owner = *ensemble[0].plan;
     for (int first = 0; first < total; first += o.batch) {
@@ -92,8 +92,9 @@ void optimise(Candidates& c, std::vector<Member>& ensemble, const std::vector<fl
     for (auto& m : ensemble) members.push_back(&m);
     adam_on_pixels(
         c, members, classes,
-        [&](size_t, const std::vector<const float*>& logits, int row, int id, std::vector<std::vector<float>>& grads) {
-            return exit_loss(logits, row, classes, c.target[id], c.target_class[id], q, o.margin, grads);
+        [&](size_t m, const std::vector<const float*>& logits, int row, int id, std::vector<std::vector<float>>& grads) {
+            return exit_loss(logits, row, classes, c.target[id], c.target_class[id], members[m]->model.thresholds,
+                             o.margin, grads);
         },
         o);
 }

@@ -69,11 +69,11 @@ using SampleLoss = std::function<double(size_t member, const std::vector<const f
                                         std::vector<std::vector<float>>& grads)>;
 void adam_on_pixels(Candidates& c, const std::vector<Member*>& members, int classes, const SampleLoss& sample_loss,
                     const CraftOptions& o);
-// The timing fingerprint's loss (exit_loss) on every ensemble member.
-void optimise(Candidates& c, std::vector<Member>& ensemble, const std::vector<float>& q, int classes,
-              const CraftOptions& o);
+// The timing fingerprint's loss (exit_loss) on every ensemble member, under its own thresholds.
+void optimise(Candidates& c, std::vector<Member>& ensemble, int classes, const CraftOptions& o);
 
-// craft_select.cpp: where each candidate leaves on every model, and the best per target exit.
+// craft_select.cpp: where each candidate leaves on every model (each under its own thresholds; the
+// margin is the owner's, under q), and the best per target exit.
 Scores score(Candidates& c, std::vector<Member>& ensemble, std::vector<Member>& references, const std::vector<float>& q,
              int classes, int batch);
 std::vector<int> select(const Candidates& c, const Scores& s, const std::vector<int>& exits, int per_target,

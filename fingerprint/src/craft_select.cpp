@@ -25,7 +25,7 @@ Scores score(Candidates& c, std::vector<Member>& ensemble, std::vector<Member>& 
         const int n = std::min(batch, total - first);
         for (size_t v = 0; v < ensemble.size(); ++v) {
             run(ensemble[v], first, n);
-            auto ex = exits_under_policy(logits, n, classes, q);
+            auto ex = exits_under_policy(logits, n, classes, v == 0 ? q : ensemble[v].model.thresholds);
             for (int i = 0; i < n; ++i) {
                 s.agree[first + i] += ex[i] == c.target[first + i];
                 if (v == 0) {
