@@ -14,6 +14,9 @@
 #                 (no labels), SCRATCH_EPOCHS on all 50,000 training images
 #   steal         the multi-exit stealing attack (Pan et al.): from scratch, learns the owner's answers
 #                 and exits (engine_train --mimic-exits), SCRATCH_EPOCHS on all 50,000
+#   *_recal       reinit_heads, adv_pgd4 and trades with their thresholds re-set so that they leave at
+#                 each exit as often as the owner does on data_batch_2 (--match-exits): their retrained
+#                 heads are timid and would otherwise give up most of the early-exit speed
 # A model without BatchNorm (an ONNX export) fine-tunes with --renormalize and plain SGD (README).
 # usage: bench/fp_pirates.sh OWNER OUTDIR
 #   env: DATA (default ../shared/data/cifar10), THREADS (1), SCRATCH_EPOCHS (5), ARCH (the owner's
@@ -70,3 +73,8 @@ pirate trades "${ft[@]}" --epochs 2 --limit 5000 --trades --adv-eps 8/255 --adv-
 scratch=(--arch "$ARCH" --teacher "$owner" --data "$DATA" --epochs "$SCRATCH_EPOCHS" --lr 0.1 --mode sdn --seed 41)
 pirate distill "${scratch[@]}" --kd-alpha 1
 pirate steal "${scratch[@]}" --mimic-exits
+for base in reinit_heads adv_pgd4 trades; do
+  if [ -e "$out/$base.model" ]; then
+    pirate "${base}_recal" --from "$out/$base.model" --data "$batch2" --epochs 0 --match-exits "$owner"
+  fi
+done
