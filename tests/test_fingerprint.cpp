@@ -403,6 +403,33 @@ TEST_CASE("crafted inputs leave the owner's model at their target exits") {
     std::filesystem::remove(model_path);
 }
 
+// An ensemble copy decides by its own thresholds (a pirate that re-set them to win back speed does):
+// a copy of the owner whose early exits never fire agrees only on the inputs aimed at the last exit.
+TEST_CASE("crafting scores each ensemble copy under its own thresholds") {
+    engine::Model model = engine::build_model("tiny", 10, 8, 7);
+    model.set_threshold(0.6f);
+    engine::Model never_early = model;
+    never_early.set_threshold(2.0f);  // no probability reaches 2
+    const auto dir = std::filesystem::temp_directory_path();
+    const std::string model_path = dir / "fp_own_q.model", copy_path = dir / "fp_own_q_copy.model";
+    engine::save_model(model, model_path);
+    engine::save_model(never_early, copy_path);
+    CraftOptions o;
+    o.per_exit = 3;
+    o.steps = 60;
+    o.lr = 0.05f;
+    o.prune_variants = {};
+    o.variant_paths = {copy_path};
+    o.latency_reps = 3;
+    o.threads = 1;
+    const FingerprintSet set = craft_fingerprint(model, model_path, o);
+    const int K = model.num_exits();
+    REQUIRE(set.size() == 3 * K);
+    // The owner agrees on every selected input, the copy on the last exit's share of them.
+    CHECK(std::stod(set.info.at("ensemble_agreement")) == doctest::Approx((1.0 + 1.0 / K) / 2).epsilon(1e-6));
+    for (const auto& p : {model_path, copy_path}) std::filesystem::remove(p);
+}
+
 // The file records how its null was made: from references of the owner's architecture when any is
 // given (others are listed, unused), else from other architectures with a wide margin, else an
 // assumed rate; fp_gen warns on the last two.
