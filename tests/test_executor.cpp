@@ -139,9 +139,9 @@ TEST_CASE("thresholds for exit shares give those shares back") {
     data.labels.assign(n, 0);
     data.num_classes = 10;
     auto backend = make_backend("native", 1);
-    for (const std::vector<double>& shares : {std::vector<double>{0.25, 0.25, 0.25, 0.25},
-                                              std::vector<double>{0.1, 0.0, 0.6, 0.3},
-                                              std::vector<double>{0.0, 0.0, 0.0, 1.0}}) {
+    for (const std::vector<double>& shares :
+         {std::vector<double>{0.25, 0.25, 0.25, 0.25}, std::vector<double>{0.1, 0.0, 0.6, 0.3},
+          std::vector<double>{0.0, 0.0, 0.0, 1.0}}) {
         const auto q = thresholds_for_exit_shares(model, *backend, data, shares, 32);
         const EvalResult r = evaluate(model, *backend, data, q, 32);
         for (int k = 0; k < K; ++k) {

@@ -467,6 +467,13 @@ TEST_CASE("the null comes from same-architecture references, and the file says h
     CHECK(refs[1]["role"] == "steers selection");
     const double same_rate = refs[0]["rate_selected"];
     CHECK(both.null_match_rate >= std::min(same_rate + kNullMargin, 0.95) - 1e-9);
+    // One seed cannot show the spread between seeds: the assumed one widens the bound by sqrt(2).
+    const double one_sigma =
+        std::sqrt(std::max(same_rate * (1 - same_rate), 0.01) / both.size() + kSeedSpread * kSeedSpread);
+    CHECK(
+        both.null_match_rate ==
+        doctest::Approx(std::clamp(
+            std::max(same_rate + 2 * one_sigma * std::sqrt(2.0) + kNullMargin, 1.0 / owner.num_exits()), 0.01, 0.95)));
     CHECK(both.null_match_rate >= 1.0 / owner.num_exits() - 1e-9);
 
     // Several held out (--null-reference): every one measured, the largest rate sets the null; the
@@ -486,6 +493,15 @@ TEST_CASE("the null comes from same-architecture references, and the file says h
     CHECK(held[2]["role"] == "held out: null");
     const double worst = std::max(double(held[1]["rate_selected"]), double(held[2]["rate_selected"]));
     CHECK(two_held.null_match_rate >= std::min(worst + kNullMargin, 0.95) - 1e-9);
+    // The two-sigma prediction bound for one more seed, sigma at least the assumed seed spread.
+    const double M = two_held.size(), a = held[1]["rate_selected"], b = held[2]["rate_selected"], m = (a + b) / 2;
+    const double var =
+        std::max((a - m) * (a - m) + (b - m) * (b - m), std::max(m * (1 - m), 0.01) / M + kSeedSpread * kSeedSpread);
+    const double bound =
+        std::max(m + 2 * std::sqrt(var * 1.5), worst + 2 * std::sqrt(std::max(worst * (1 - worst), 0.01) / M));
+    CHECK(two_held.null_match_rate ==
+          doctest::Approx(std::clamp(std::max(bound + kNullMargin, 1.0 / owner.num_exits()), 0.01, 0.95)));
+    CHECK(std::stod(two_held.info.at("null_held_out_mean")) == doctest::Approx(m).epsilon(1e-5));
     o.null_reference_paths = {other_path};
     CHECK_THROWS_WITH_AS(craft_fingerprint(owner, owner_path, o),
                          doctest::Contains("a null reference must share the model's architecture"), engine::Error);

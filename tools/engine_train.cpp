@@ -85,10 +85,13 @@ int main(int argc, char** argv) {
                                            teacher_path, log_path, checkpoint_path, backend = default_backend_name(),
                                            threshold, adv_eps = "8/255", adv_step = "2/255", test_data, match_exits;
         std::optional<float> lr;
-        int epochs = 0, quantize_bits = 0, stop_after = -1, batch = 128, threads = 0, limit = -1, val_limit = 1000, adv_steps = 7;
+        int epochs = 0, quantize_bits = 0, stop_after = -1, batch = 128, threads = 0, limit = -1, val_limit = 1000,
+            adv_steps = 7;
         uint64_t seed = 0;
-        float wd = 5e-4f, momentum = 0.9f, prune = 0, kd_temp = 4.0f, kd_alpha = 0.5f, mimic_margin = 0.1f, trades_beta = 6.0f;
-        bool mimic_exits = false, trades = false, resume = false, adversarial = false, no_augment = false, no_nesterov = false, renormalize = false;
+        float wd = 5e-4f, momentum = 0.9f, prune = 0, kd_temp = 4.0f, kd_alpha = 0.5f, mimic_margin = 0.1f,
+              trades_beta = 6.0f;
+        bool mimic_exits = false, trades = false, resume = false, adversarial = false, no_augment = false,
+             no_nesterov = false, renormalize = false;
 
         app.add_option(
             "--arch", arch, "architecture to build: " + [] {
@@ -135,12 +138,15 @@ int main(int argc, char** argv) {
         app.add_option("--mimic-margin", mimic_margin, "--mimic-exits: earlier exits held this far below threshold")
             ->check(CLI::Range(0.0, 0.5));
         app.add_flag("--adv", adversarial, "PGD adversarial training (L-inf, eps 8/255, step 2/255, 7 steps)");
-        app.add_flag("--trades", trades,
-                     "TRADES adversarial training (KL attack, clean CE + beta KL); --adv-eps/step/steps set its attack");
+        app.add_flag(
+            "--trades", trades,
+            "TRADES adversarial training (KL attack, clean CE + beta KL); --adv-eps/step/steps set its attack");
         app.add_option("--trades-beta", trades_beta, "TRADES: weight of the divergence term")
             ->check(CLI::Range(0.0, 100.0));
-        auto* o_eps = app.add_option("--adv-eps", adv_eps, "attack radius, e.g. 8/255 (implies --adv without --trades)");
-        auto* o_step = app.add_option("--adv-step", adv_step, "attack step, e.g. 2/255 (implies --adv without --trades)");
+        auto* o_eps =
+            app.add_option("--adv-eps", adv_eps, "attack radius, e.g. 8/255 (implies --adv without --trades)");
+        auto* o_step =
+            app.add_option("--adv-step", adv_step, "attack step, e.g. 2/255 (implies --adv without --trades)");
         auto* o_steps = app.add_option("--adv-steps", adv_steps, "attack iterations (implies --adv without --trades)")
                             ->check(CLI::Range(1, 1000));
         app.add_option("--stop-after", stop_after, "stop after this many epochs of this run (resume later)")
@@ -301,16 +307,15 @@ int main(int argc, char** argv) {
         model.thresholds = thresholds;
         if (!match_exits.empty()) {
             const Model victim = load_model(match_exits);
-            check(victim.num_exits() == model.num_exits(),
-                  match_exits + ": has " + std::to_string(victim.num_exits()) + " exits, the model " +
-                      std::to_string(model.num_exits()));
+            check(victim.num_exits() == model.num_exits(), match_exits + ": has " + std::to_string(victim.num_exits()) +
+                                                               " exits, the model " +
+                                                               std::to_string(model.num_exits()));
             auto be = make_backend(backend, threads);
             const EvalResult seen = evaluate(victim, *be, train, victim.thresholds, 128);
             std::vector<double> shares;
             for (auto count : seen.exit_histogram) shares.push_back(double(count) / double(seen.count));
             model.thresholds = thresholds_for_exit_shares(model, *be, train, shares);
-            std::printf("thresholds matched to %s's exits on %lld images:", match_exits.c_str(),
-                        (long long)seen.count);
+            std::printf("thresholds matched to %s's exits on %lld images:", match_exits.c_str(), (long long)seen.count);
             for (float q : model.thresholds) std::printf(" %.4f", q);
             std::printf("\n");
         }

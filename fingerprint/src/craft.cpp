@@ -95,8 +95,9 @@ std::vector<Member> load_references(const Model& model, const CraftOptions& o, B
             last_same = int(r);
     for (size_t r = 0; r < references.size(); ++r) {
         check(r < first_null || references[r].same_arch,
-              references[r].name + ": a null reference must share the model's architecture (exits and their "
-                                   "multiply-adds); give other networks with --reference");
+              references[r].name +
+                  ": a null reference must share the model's architecture (exits and their "
+                  "multiply-adds); give other networks with --reference");
         references[r].steers = first_null < references.size() ? r < first_null : int(r) != last_same;
         references[r].plan = std::make_unique<Plan>(references[r].model, backend, o.batch, keep_all);
     }

@@ -92,7 +92,8 @@ void optimise(Candidates& c, std::vector<Member>& ensemble, int classes, const C
     for (auto& m : ensemble) members.push_back(&m);
     adam_on_pixels(
         c, members, classes,
-        [&](size_t m, const std::vector<const float*>& logits, int row, int id, std::vector<std::vector<float>>& grads) {
+        [&](size_t m, const std::vector<const float*>& logits, int row, int id,
+            std::vector<std::vector<float>>& grads) {
             return exit_loss(logits, row, classes, c.target[id], c.target_class[id], members[m]->model.thresholds,
                              o.margin, grads);
         },

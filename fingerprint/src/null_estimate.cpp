@@ -14,8 +14,13 @@ namespace fp {
 // architectures gave 0.285 with the margin, independent ResNet-56 reached 0.41-0.43), and selection
 // overfits to the references that steer it (weights/small_s1 crafted from test images: the steering
 // small_s2 matched 11 of 40 selected inputs, the unseen small_s3 21), so:
-//   the last same-architecture reference is held out of selection (craft.cpp) and measured on the
-//   selected inputs: null = its rate + kNullMargin + 2 standard errors of that rate (M inputs);
+//   held-out same-architecture references (--null-reference, else the last same-architecture
+//   --reference; craft.cpp) are measured on the selected inputs, rates r_1..r_R; an independent
+//   model's rate is one more draw, so null = mean(r) + 2 sigma sqrt(1 + 1/R) + kNullMargin, a
+//   two-sigma prediction bound, with sigma^2 the larger of the rates' sample variance and the least
+//   spread assumed, r (1 - r) / M + kSeedSpread^2 (one reference at 0.350 gives 0.754 on 40 inputs,
+//   where the old rate + 2 standard errors gave 0.551 and small_s6 then matched 0.700); never below
+//   the largest held-out rate + kNullMargin + 2 standard errors;
 //   the others steer selection and are listed with their rates, unused (biased low);
 //   with other architectures only: their largest rate over every candidate that reached its target
 //   on the owner, before selection (after it, biased low) + kCrossArchNullMargin;
@@ -45,6 +50,7 @@ void estimate_null(const Candidates& c, const Scores& s, const std::vector<int>&
         for (size_t r = 0; r < references.size(); ++r) after[r] += s.transfer_by_ref[r][i];
     const int M = int(chosen.size());
     double worst_held = -1, worst_other = -1;
+    std::vector<double> held_rates;
     int held_count = 0, same_steering = 0;
     std::string held_names, other_names;  // held out; steering (any architecture)
     nlohmann::json refs = nlohmann::json::array();
@@ -58,7 +64,7 @@ void estimate_null(const Candidates& c, const Scores& s, const std::vector<int>&
         std::snprintf(item, sizeof item, "%s=%.3f", name.c_str(), held ? rate_after : rate_before);
         add_name(held ? held_names : other_names, item);
         if (held)
-            worst_held = std::max(worst_held, rate_after), ++held_count;
+            worst_held = std::max(worst_held, rate_after), ++held_count, held_rates.push_back(rate_after);
         else
             worst_other = std::max(worst_other, rate_before);
         refs.push_back({{"name", name},
@@ -71,8 +77,16 @@ void estimate_null(const Candidates& c, const Scores& s, const std::vector<int>&
     }
     double null_rate;
     if (held_count > 0) {
-        null_rate =
-            worst_held + kNullMargin + 2 * std::sqrt(std::max(worst_held * (1 - worst_held), 0.01) / std::max(M, 1));
+        const double R = held_count, inputs = std::max(M, 1);
+        double mean = 0, variance = 0;
+        for (double r : held_rates) mean += r / R;
+        for (double r : held_rates) variance += R > 1 ? (r - mean) * (r - mean) / (R - 1) : 0.0;
+        const double least = std::max(mean * (1 - mean), 0.01) / inputs + kSeedSpread * kSeedSpread;
+        const double sigma = std::sqrt(std::max(variance, least));
+        const double worst = worst_held + 2 * std::sqrt(std::max(worst_held * (1 - worst_held), 0.01) / inputs);
+        null_rate = std::max(mean + 2 * sigma * std::sqrt(1 + 1 / R), worst) + kNullMargin;
+        set.info["null_held_out_mean"] = std::to_string(mean);
+        set.info["null_held_out_sigma"] = std::to_string(sigma);
         set.null_source = "held-out same-architecture references (" + oracle + ", selected inputs): " + held_names;
         if (!other_names.empty()) set.null_source += "; steered selection, not used: " + other_names;
     } else {
