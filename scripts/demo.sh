@@ -24,7 +24,7 @@ $bin/engine_run eval "$OWNER" --data "$DATA" --limit 2000 --latency-samples 100
 echo "== crafting the fingerprint (owner side)"
 # Crafted from noise (the default); DATA trains the owner's own fine-tuned and adversarial copies
 # that join the ensemble (about a minute); REFERENCE is held out and calibrates the null.
-$bin/fp_gen "$OWNER" --out "$OUT/owner.fp" --per-exit 10 --data "$DATA" --reference "$REFERENCE" --steps 100
+$bin/fp_gen "$OWNER" --out "$OUT/owner.fp" --data "$DATA" --reference "$REFERENCE"
 
 echo "== a pirate prunes 30 % of the stolen weights and fine-tunes them"
 $bin/engine_train --from "$OWNER" --data "$DATA" --epochs 1 --limit 5000 --lr 0.01 --schedule constant \
