@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
                        "cae: target probability kept below this on steering references (default 0.3)")
             ->check(CLI::Range(0.01, 0.99));
         app.add_option("--out", out, "fingerprint file to write")->required();
-        app.add_option("--per-exit", o.per_exit, "inputs per target exit (default 20)")->check(CLI::Range(1, 10000));
+        app.add_option("--per-exit", o.per_exit, "inputs per target exit (default: 80 inputs over the target exits)")->check(CLI::Range(1, 10000));
         app.add_option("--exits", exits_text, "target exits, e.g. 0,2,4 (default: all)");
         app.add_option("--data", o.data_dir,
                        "data set: trains the own copies, and gives the starting images with --from-data "

@@ -121,19 +121,20 @@ FingerprintSet craft_fingerprint(const Model& model, const std::string& model_pa
     }
     for (int t : exits)
         check(t >= 0 && t < K, "exit " + std::to_string(t) + " out of range (model has " + std::to_string(K) + ")");
-    check(o.per_exit >= 1 && o.steps >= 0 && o.batch >= 1, "--per-exit, --steps and --batch must be positive");
+    check(o.per_exit >= 0 && o.steps >= 0 && o.batch >= 1, "--per-exit, --steps and --batch must be positive");
+    const int per_exit = o.per_exit > 0 ? o.per_exit : (kDefaultInputs + int(exits.size()) - 1) / int(exits.size());
     const auto& q = model.thresholds;
     const int classes = int(model.graph.infer_shapes(1)[model.graph.outputs[0]].numel());
     auto backend = make_backend(o.backend, o.threads);
 
     std::vector<Member> ensemble = build_ensemble(model, o, *backend);
-    const int per_target = int(std::ceil(o.per_exit * o.oversample));
+    const int per_target = int(std::ceil(per_exit * o.oversample));
     Candidates c = starting_points(model, exits, per_target, o);
     optimise(c, ensemble, classes, o);
 
     std::vector<Member> references = load_references(model, o, *backend, /*keep_all=*/false);
     const Scores s = score(c, ensemble, references, q, classes, o.batch);
-    const std::vector<int> chosen = select(c, s, exits, per_target, o.per_exit);
+    const std::vector<int> chosen = select(c, s, exits, per_target, per_exit);
 
     FingerprintSet set;
     const int M = int(chosen.size());

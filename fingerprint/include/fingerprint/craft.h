@@ -14,10 +14,11 @@
 namespace fp {
 
 struct CraftOptions {
-    // 20: on weights/small_s1 (4 exits, small_s2 held out) 10 gave a null of 0.754 that only 40 of 40
-    // could beat and no count could call no-match; 20 gave 0.641, derived copies at 80 of 80 (p 4e-16)
-    // and every independent model no-match, at about 1,500 queries per suspect.
-    int per_exit = 20;
+    // 0: kDefaultInputs spread over the target exits. On weights/small_s1 (4 exits, small_s2 held
+    // out) 40 inputs gave a null of 0.754 that only 40 of 40 could beat and no count could call
+    // no-match; 80 gave 0.641, derived copies at 80 of 80 (p 4e-16) and every independent model
+    // no-match, at about 1,500 queries per suspect.
+    int per_exit = 0;
     std::vector<int> exits;  // empty: every exit
     std::string data_dir;    // start from real test images; empty: from uniform noise
     // Probability margin below / above each threshold. 0.1: on weights/small_s1 (from noise, own
@@ -60,6 +61,7 @@ bool same_architecture(const engine::Model& a, const engine::Model& b);
 // held-out references' rates on the selected inputs; the margin over other architectures' rates when
 // no same-architecture reference is given (they transfer less than an independent copy of the
 // owner's architecture does); and the rate assumed with none.
+constexpr int kDefaultInputs = 80;
 constexpr double kNullMargin = 0.05, kCrossArchNullMargin = 0.20, kUncalibratedNull = 0.5;
 // The spread of that rate between independently trained seeds of one recipe, beyond the sampling of
 // M inputs: on weights/small_s1's default fingerprint (40 inputs) seeds 2 to 6 matched 0.350, 0.525,
