@@ -403,6 +403,18 @@ TEST_CASE("crafted inputs leave the owner's model at their target exits") {
     std::filesystem::remove(model_path);
 }
 
+// Crafting on a tiny model in well under a second: three inputs per exit, no pruned copies.
+static CraftOptions quick_craft_options() {
+    CraftOptions o;
+    o.per_exit = 3;
+    o.steps = 60;
+    o.lr = 0.05f;
+    o.prune_variants = {};
+    o.latency_reps = 3;
+    o.threads = 1;
+    return o;
+}
+
 // An ensemble copy decides by its own thresholds (a pirate that re-set them to win back speed does):
 // a copy of the owner whose early exits never fire agrees only on the inputs aimed at the last exit.
 TEST_CASE("crafting scores each ensemble copy under its own thresholds") {
@@ -414,14 +426,8 @@ TEST_CASE("crafting scores each ensemble copy under its own thresholds") {
     const std::string model_path = dir / "fp_own_q.model", copy_path = dir / "fp_own_q_copy.model";
     engine::save_model(model, model_path);
     engine::save_model(never_early, copy_path);
-    CraftOptions o;
-    o.per_exit = 3;
-    o.steps = 60;
-    o.lr = 0.05f;
-    o.prune_variants = {};
+    CraftOptions o = quick_craft_options();
     o.variant_paths = {copy_path};
-    o.latency_reps = 3;
-    o.threads = 1;
     const FingerprintSet set = craft_fingerprint(model, model_path, o);
     const int K = model.num_exits();
     REQUIRE(set.size() == 3 * K);
@@ -446,13 +452,7 @@ TEST_CASE("the null comes from same-architecture references, and the file says h
     engine::Model other = engine::build_model("small", 10, 8, 9);
     other.set_threshold(0.6f);
     engine::save_model(other, other_path);
-    CraftOptions o;
-    o.per_exit = 3;
-    o.steps = 60;
-    o.lr = 0.05f;
-    o.prune_variants = {};
-    o.latency_reps = 3;
-    o.threads = 1;
+    CraftOptions o = quick_craft_options();
     auto refs_of = [](const FingerprintSet& set) { return nlohmann::json::parse(set.info.at("null_references")); };
 
     o.reference_paths = {same_path, other_path};

@@ -117,7 +117,8 @@ int main(int argc, char** argv) {
                        "cae: target probability kept below this on steering references (default 0.3)")
             ->check(CLI::Range(0.01, 0.99));
         app.add_option("--out", out, "fingerprint file to write")->required();
-        app.add_option("--per-exit", o.per_exit, "inputs per target exit (default: 80 inputs over the target exits)")->check(CLI::Range(1, 10000));
+        app.add_option("--per-exit", o.per_exit, "inputs per target exit (default: 80 inputs over the target exits)")
+            ->check(CLI::Range(1, 10000));
         app.add_option("--exits", exits_text, "target exits, e.g. 0,2,4 (default: all)");
         app.add_option("--data", o.data_dir,
                        "data set: trains the own copies, and gives the starting images with --from-data "
@@ -148,8 +149,8 @@ int main(int argc, char** argv) {
                        "transfer (repeatable)");
         app.add_option("--null-reference", o.null_reference_paths,
                        "independent model of the same architecture held out of selection to measure the null "
-                       "(repeatable; default: the last same-architecture --reference); the null is the largest "
-                       "rate among them, so several seeds give a safer one")
+                       "(repeatable; default: the last same-architecture --reference); the null is a prediction "
+                       "bound for one more seed from their rates; several seeds measure the spread between seeds")
             ->check(CLI::ExistingFile);
         app.add_option("--oversample", o.oversample, "candidates crafted per kept input")->check(CLI::Range(1.0, 10.0));
         app.add_option("--batch", o.batch)->check(CLI::Range(1, 1024));

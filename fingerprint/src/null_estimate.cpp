@@ -49,9 +49,9 @@ void estimate_null(const Candidates& c, const Scores& s, const std::vector<int>&
     for (int i : chosen)
         for (size_t r = 0; r < references.size(); ++r) after[r] += s.transfer_by_ref[r][i];
     const int M = int(chosen.size());
-    double worst_held = -1, worst_other = -1;
+    double worst_other = -1;
     std::vector<double> held_rates;
-    int held_count = 0, same_steering = 0;
+    int same_steering = 0;
     std::string held_names, other_names;  // held out; steering (any architecture)
     nlohmann::json refs = nlohmann::json::array();
     auto add_name = [](std::string& list, const std::string& item) { list += (list.empty() ? "" : ", ") + item; };
@@ -64,7 +64,7 @@ void estimate_null(const Candidates& c, const Scores& s, const std::vector<int>&
         std::snprintf(item, sizeof item, "%s=%.3f", name.c_str(), held ? rate_after : rate_before);
         add_name(held ? held_names : other_names, item);
         if (held)
-            worst_held = std::max(worst_held, rate_after), ++held_count, held_rates.push_back(rate_after);
+            held_rates.push_back(rate_after);
         else
             worst_other = std::max(worst_other, rate_before);
         refs.push_back({{"name", name},
@@ -76,8 +76,10 @@ void estimate_null(const Candidates& c, const Scores& s, const std::vector<int>&
                         {"selected", M}});
     }
     double null_rate;
+    const int held_count = int(held_rates.size());
     if (held_count > 0) {
         const double R = held_count, inputs = std::max(M, 1);
+        const double worst_held = *std::max_element(held_rates.begin(), held_rates.end());
         double mean = 0, variance = 0;
         for (double r : held_rates) mean += r / R;
         for (double r : held_rates) variance += R > 1 ? (r - mean) * (r - mean) / (R - 1) : 0.0;

@@ -39,9 +39,9 @@ struct CraftOptions {
     // Independent models. Those of the owner's architecture are held out of selection and give the
     // null on the selected inputs; others steer selection away from inputs that transfer.
     std::vector<std::string> reference_paths;
-    // Independent same-architecture models held out of selection: the null is their largest rate on
-    // the selected inputs (null_estimate.cpp). Empty: the last same-architecture reference_paths entry.
-    // Several seeds catch more of the spread between independent copies than one does.
+    // Independent same-architecture models held out of selection: the null is a prediction bound from
+    // their rates on the selected inputs (null_estimate.cpp). Empty: the last same-architecture
+    // reference_paths entry. Several seeds catch more of the spread between independent copies.
     std::vector<std::string> null_reference_paths;
     double oversample = 2.0;  // candidates crafted per kept input
     int batch = 64;
