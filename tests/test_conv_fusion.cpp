@@ -133,6 +133,11 @@ TEST_CASE("conv backward adds to gradients already there, on the direct 3x3 inpu
     for (Shape x :
          {Shape{2, 3, 8, 8}, Shape{3, 13, 16, 16}, Shape{1, 16, 32, 32}, Shape{2, 16, 3, 8}, Shape{2, 16, 8, 8}})
         for (int64_t k : {3, 13, 16}) cases.push_back({x, k, 1});
+    // Winograd weight gradient: 8 channels (one vector), 24 (16 + 8) and 24 output channels (rows of
+    // 6); chunks of 4 samples on 16x16 planes and of 16 on 8x8 ones, with a remainder per thread.
+    cases.push_back({Shape{5, 8, 16, 16}, 24, 1});
+    cases.push_back({Shape{18, 24, 8, 8}, 8, 1});
+    cases.push_back({Shape{3, 32, 32, 32}, 16, 1});
     cases.push_back({Shape{2, 6, 16, 16}, 7, 2});  // stride 2: the GEMM input gradient
     cases.push_back({Shape{2, 4, 12, 12}, 5, 1});  // width 12: the GEMM path throughout
     auto ref = make_backend("ref");

@@ -12,6 +12,7 @@
 #include "native_im2col.h"
 #include "native_pointwise_backward.h"
 #include "native_winograd.h"
+#include "native_winograd_wgrad.h"
 
 namespace engine::native {
 
@@ -63,7 +64,8 @@ BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w,
     if (conv3x3_fits(a, x, w, y)) col = std::max(col, conv3x3_scratch_per_thread(x));
     BackwardScratch s{col, col, gradients, 0, 0, 0};
     if (direct_input_grad(a, x, w, y)) {
-        s.col = std::max(s.col, conv3x3_wgrad_scratch_per_thread(x));
+        s.col = std::max(s.col, winograd_wgrad_fits(x, w, y) ? winograd_wgrad_scratch_per_thread(x, w)
+                                                              : conv3x3_wgrad_scratch_per_thread(x));
         s.gcol = std::max(s.gcol, conv3x3_scratch_per_thread(y));
         s.wt = size_t(w.numel());
         if (const WinogradPlan plan = winograd_input_grad(x, w, y)) {
@@ -94,6 +96,7 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
     const bool pointwise_samples = pointwise && a.groups == 1;  // a whole range of samples at once
     const bool direct = direct_input_grad(a, x.shape, w.shape, gy.shape);
     const bool direct_gx = gx.data && direct, direct_gw = gw.data && direct;
+    const bool winograd_gw = direct_gw && winograd_wgrad_fits(x.shape, w.shape, gy.shape);
     const WinogradPlan winograd_gx = direct_gx ? winograd_input_grad(x.shape, w.shape, gy.shape) : WinogradPlan{};
     const BackwardScratch layout = depthwise ? BackwardScratch{} : backward_scratch(a, x.shape, w.shape, gy.shape);
     const int64_t wsize = w.numel();
@@ -165,7 +168,10 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
         // This thread's share of the samples, as a contiguous range.
         const int nt = omp_get_num_threads();
         const int64_t n_begin = d.N * t / nt, n_end = d.N * (t + 1) / nt;
-        if (direct_gw) conv3x3_weight_grad(x, gy, gw_t, n_begin, n_end, mine);
+        if (direct_gw && winograd_gw)
+            winograd_weight_grad(x, gy, gw_t, n_begin, n_end, mine);
+        else if (direct_gw)
+            conv3x3_weight_grad(x, gy, gw_t, n_begin, n_end, mine);
         if (pointwise_samples)
             pointwise_backward(x, w, gy, gx, gw.data ? gw_t : nullptr, gbias ? gb_t : nullptr, n_begin, n_end, mine);
     }
