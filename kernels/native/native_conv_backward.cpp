@@ -10,6 +10,7 @@
 #include "native_depthwise.h"
 #include "native_gemm.h"
 #include "native_im2col.h"
+#include "native_isa.h"
 #include "native_pointwise_backward.h"
 #include "native_winograd.h"
 #include "native_winograd_wgrad.h"
@@ -41,9 +42,15 @@ Attrs input_grad_attrs() {
     return a;
 }
 
-// The Winograd plan for the input gradient, a stride-1 convolution of the output gradient.
+// The Winograd plan for the input gradient, a stride-1 convolution of the output gradient: the
+// fixed rule's tiles, with AVX-512 products where the CPU has them.
 WinogradPlan winograd_input_grad(const Shape& x, const Shape& w, const Shape& y) {
-    return winograd_plan(input_grad_attrs(), y, Shape{w[1], w[0], 3, 3}, x);
+    const Attrs a = input_grad_attrs();
+    const Shape wt{w[1], w[0], 3, 3};
+    const WinogradPlan plan = winograd_plan(a, y, wt, x);
+    if (plan && isa_of_this_cpu() == Isa::avx512)
+        if (const WinogradPlan wide = winograd_plan_for(plan.m, plan.over_channels, true, a, y, wt, x)) return wide;
+    return plan;
 }
 
 // One thread's backward scratch, in this order: im2col of x (or padded samples of the direct weight
