@@ -121,6 +121,10 @@ inline OpResult run_op_case(const OpCase& c, engine::Backend& backend, uint32_t 
     plan.run_all(x.data(), n, c.training, 7);
     OpResult res;
     res.out = copy_of(plan.exit_logits(0));
+    // A backward from another seed first: the second must rewrite every gradient, not add to or keep it.
+    engine::Tensor other = random_tensor(r.shape(), seed + 98);
+    const float* other_seeds[] = {other.data()};
+    plan.backward(other_seeds, true, c.training, 7);
     const float* seeds[] = {r.data()};
     plan.backward(seeds, true, c.training, 7);
     res.input_grad = copy_of(plan.input_grad());

@@ -30,13 +30,27 @@ void parallel_ranges(int64_t n, int threads, const F& f) {
     }
 }
 
-// g += gy over n elements.
-void accumulate(float* g, const float* gy, int64_t n, int threads) {
-    parallel_ranges(n, threads, [g, gy](int64_t i0, int64_t i1) {
+// g += gy over n elements, or g = gy where g holds no gradient yet.
+void accumulate(float* g, const float* gy, int64_t n, bool fresh, int threads) {
+    parallel_ranges(n, threads, [g, gy, fresh](int64_t i0, int64_t i1) {
         float* __restrict out = g;
         const float* __restrict in = gy;
-        for (int64_t i = i0; i < i1; ++i) out[i] += in[i];
+        if (fresh)
+            std::copy(in + i0, in + i1, out + i0);
+        else
+            for (int64_t i = i0; i < i1; ++i) out[i] += in[i];
     });
+}
+
+bool is_fresh(const GradArgs& g, int k) { return (g.fresh >> k) & 1u; }
+
+// Zeroes the gradients of inputs first_input.. that hold nothing yet, for code that only adds to them.
+void zero_fresh(const GradArgs& g, int threads, int first_input) {
+    for (int k = first_input; k < g.fwd.n_in; ++k)
+        if (is_fresh(g, k) && g.grad_in[k].data)
+            parallel_ranges(g.grad_in[k].numel(), threads, [p = g.grad_in[k].data](int64_t i0, int64_t i1) {
+                std::fill(p + i0, p + i1, 0.0f);
+            });
 }
 
 void binary_span(Op op, const float* __restrict x, const float* __restrict z, int64_t step, float* __restrict out,
@@ -275,24 +289,47 @@ void NativeBackend::backward(const GradArgs& g) {
     TensorView* gin = g.grad_in;
     const float* __restrict gy = g.grad_out.data;
     const int64_t count = g.grad_out.numel();
+    const bool fresh0 = is_fresh(g, 0);
+    // The data gradient (input 0) of the paths below is written where fresh; other inputs (weights,
+    // usually zeroed up front by the plan) are zeroed here if fresh, and added to.
     switch (a.node.op) {
         case Op::Conv:
             if (a.node.attrs.fused_residual || a.node.attrs.fused_relu) break;  // the reference code says why not
-            conv_backward(a.node.attrs, a.in[0], a.in[1], g.grad_out, gin[0], gin[1],
+            zero_fresh(g, threads_, 1);
+            conv_backward(a.node.attrs, a.in[0], a.in[1], g.grad_out, gin[0], fresh0, gin[1],
                           a.n_in > 2 ? gin[2].data : nullptr, a.scratch, threads_);
             return;
         case Op::BatchNorm:
-            batchnorm_backward(a.node.attrs, a.in, g.grad_out, gin, a.training, threads_);
+            zero_fresh(g, threads_, 1);
+            batchnorm_backward(a.node.attrs, a.in, g.grad_out, gin, fresh0, a.training, threads_);
             return;
         case Op::Relu:
             if (gin[0].data)
-                parallel_ranges(count, threads_, [y = a.out.data, gx = gin[0].data, gy](int64_t i0, int64_t i1) {
+                parallel_ranges(count, threads_, [y = a.out.data, gx = gin[0].data, gy, fresh0](int64_t i0, int64_t i1) {
                     const float* __restrict in = y;
                     const float* __restrict g = gy;
                     float* __restrict out = gx;
-                    for (int64_t i = i0; i < i1; ++i) out[i] += in[i] > 0.0f ? g[i] : 0.0f;
+                    if (fresh0)
+                        for (int64_t i = i0; i < i1; ++i) out[i] = in[i] > 0.0f ? g[i] : 0.0f;
+                    else
+                        for (int64_t i = i0; i < i1; ++i) out[i] += in[i] > 0.0f ? g[i] : 0.0f;
                 });
             return;
+        case Op::Flatten:
+            if (gin[0].data) accumulate(gin[0].data, gy, count, fresh0, threads_);
+            return;
+        case Op::Add:
+            if (a.in[0].shape == a.out.shape && a.in[1].shape == a.out.shape) {  // residual connections
+                for (int k = 0; k < 2; ++k)
+                    if (gin[k].data) accumulate(gin[k].data, gy, count, is_fresh(g, k), threads_);
+                return;
+            }
+            break;
+        default:
+            break;
+    }
+    zero_fresh(g, threads_, 0);  // everything below adds
+    switch (a.node.op) {
         case Op::MixedPool:
             if (pool_tiled_backward(a.node.attrs, a.in[0], PoolKind::Mixed, a.in[1][0], g.grad_out, gin[0], gin[1].data,
                                     threads_))
@@ -307,16 +344,6 @@ void NativeBackend::backward(const GradArgs& g) {
         case Op::Gemm:
             if (!plain_gemm(a.node.attrs, a)) break;
             return gemm_backward(g);
-        case Op::Flatten:
-            if (gin[0].data) accumulate(gin[0].data, gy, count, threads_);
-            return;
-        case Op::Add:
-            if (a.in[0].shape == a.out.shape && a.in[1].shape == a.out.shape) {  // residual connections
-                for (int k = 0; k < 2; ++k)
-                    if (gin[k].data) accumulate(gin[k].data, gy, count, threads_);
-                return;
-            }
-            break;
         default:
             break;
     }

@@ -33,6 +33,7 @@ public:
     void prepare(const Node& node, const Shape* in, int n_in, const Shape& out) override;
     void forward(const OpArgs& a) override;
     void backward(const GradArgs& a) override;
+    bool writes_fresh_grads() const override { return true; }
 
     // For tests and benchmarks: every convolution of the plans prepared from now on runs on the first
     // of `ks` that can run it, else on the fixed rule's kernel; {} goes back to tuning (or the fixed rule).

@@ -64,8 +64,8 @@ void batchnorm_train_forward(const Attrs& a, const TensorView* in, TensorView y,
     }
 }
 
-void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView gy, TensorView* gin, bool training,
-                        int threads) {
+void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView gy, TensorView* gin, bool gx_fresh,
+                        bool training, int threads) {
     const TensorView &x = in[0], &scale = in[1];
     const Layout L = layout(x.shape);
     const double count = double(L.n * L.inner);
@@ -96,7 +96,10 @@ void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView gy, Ten
             const float* __restrict g = gy.data + (n * L.c + c) * L.inner;
             const float* __restrict p = x.data + (n * L.c + c) * L.inner;
             float* __restrict q = gin[0].data + (n * L.c + c) * L.inner;
-            for (int64_t i = 0; i < L.inner; ++i) q[i] += k * (g[i] - a_g - (p[i] - m) * b_x);
+            if (gx_fresh)
+                for (int64_t i = 0; i < L.inner; ++i) q[i] = k * (g[i] - a_g - (p[i] - m) * b_x);
+            else
+                for (int64_t i = 0; i < L.inner; ++i) q[i] += k * (g[i] - a_g - (p[i] - m) * b_x);
         }
     }
 }

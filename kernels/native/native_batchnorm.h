@@ -8,7 +8,8 @@
 namespace engine::native {
 
 void batchnorm_train_forward(const Attrs& a, const TensorView* in, TensorView y, int threads);
-void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView gy, TensorView* gin, bool training,
-                        int threads);
+// gin[0] += d loss / d x (gin[0] = where gx_fresh); scale and bias gradients gin[1], gin[2] are added to.
+void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView gy, TensorView* gin, bool gx_fresh,
+                        bool training, int threads);
 
 }  // namespace engine::native

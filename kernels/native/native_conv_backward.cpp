@@ -94,8 +94,8 @@ size_t conv_backward_scratch_per_thread(const Attrs& a, const Shape& x, const Sh
     return size_t(d.K * d.KH * d.KW + d.K) + depthwise_backward_scratch(depthwise_plane_of(a, d));
 }
 
-void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, TensorView gw,
-                   float* gbias, float* scratch, int threads) {
+void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, bool gx_fresh,
+                   TensorView gw, float* gbias, float* scratch, int threads) {
     const ConvDims d = conv_dims(a, x.shape, w.shape, gy.shape);
     const size_t per_thread = conv_scratch_per_thread(a, x.shape, w.shape, gy.shape, true);
     const bool depthwise = conv_is_depthwise(a, w.shape);
@@ -125,6 +125,10 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
         if (winograd_gx) winograd_weights(winograd_gx, gy.shape, TensorView{wt, wt_shape}, u);
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < d.N; ++n) {
+            // The Winograd and direct input gradients write a fresh gx; every other path adds to it.
+            const bool writes_gx = winograd_gx || direct_gx;
+            if (gx.data && gx_fresh && !writes_gx)
+                std::fill(gx.data + n * d.C * d.H * d.W, gx.data + (n + 1) * d.C * d.H * d.W, 0.0f);
             if (depthwise) {
                 const DepthwisePlane plane = depthwise_plane_of(a, d);
                 for (int64_t k = 0; k < d.K; ++k) {
@@ -141,10 +145,11 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
             float* col = mine;
             float* gcol = mine + layout.col;
             // gx[n] += conv(gy[n], wt): the kernels' residual epilogue reads gx[n], then writes it.
+            const float* gx_before = gx_fresh ? nullptr : gx.data;
             if (winograd_gx)
-                winograd_forward_sample(winograd_gx, gy, n, u, wt_shape, nullptr, gx.data, false, gx, gcol);
+                winograd_forward_sample(winograd_gx, gy, n, u, wt_shape, nullptr, gx_before, false, gx, gcol);
             else if (direct_gx)
-                conv3x3_forward_sample(gy, TensorView{wt, wt_shape}, nullptr, gx.data, false, gx, n, gcol);
+                conv3x3_forward_sample(gy, TensorView{wt, wt_shape}, nullptr, gx_before, false, gx, n, gcol);
             for (int64_t g = 0; g < a.groups; ++g) {
                 const float* xg = x.data + (n * d.C + g * d.Cg) * d.H * d.W;
                 const float* gyg = gy.data + (n * d.K + g * d.Kg) * d.P;

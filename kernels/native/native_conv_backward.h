@@ -8,9 +8,9 @@ namespace engine::native {
 
 // Floats of scratch one thread of conv_backward needs.
 size_t conv_backward_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
-// gx += d loss / d x, gw += d loss / d w, gbias += d loss / d bias (any may be null) from gy; scratch
-// holds threads * conv_scratch_per_thread(..., backward = true) floats (native_conv.h).
-void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, TensorView gw,
-                   float* gbias, float* scratch, int threads);
+// gx += d loss / d x (gx = where gx_fresh), gw += d loss / d w, gbias += d loss / d bias (any may be
+// null) from gy; scratch holds threads * conv_scratch_per_thread(..., backward = true) floats (native_conv.h).
+void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, bool gx_fresh,
+                   TensorView gw, float* gbias, float* scratch, int threads);
 
 }  // namespace engine::native

@@ -39,7 +39,10 @@ struct ENGINE_API GradArgs {
     const OpArgs& fwd;    // the forward call's inputs and output (output already computed)
     TensorView grad_out;  // dLoss/dOutput
     TensorView* grad_in;  // one per input; data == nullptr where no gradient is needed.
-                          // Backward ACCUMULATES into grad_in (a value may feed several nodes).
+                          // Backward ACCUMULATES into grad_in (a value may feed several nodes),
+    unsigned fresh = 0;   // except where bit k is set: grad_in[k] holds no gradient yet (its contents
+                          // are undefined) and backward WRITES it. Set only for backends whose
+                          // writes_fresh_grads() is true; saves zeroing every gradient first.
 };
 
 class ENGINE_API Backend {
@@ -55,6 +58,9 @@ public:
     virtual bool fuses_conv_epilogue() const { return false; }
     virtual void forward(const OpArgs& a) = 0;
     virtual void backward(const GradArgs& a) = 0;
+    // True when backward() honours GradArgs::fresh; otherwise a Plan zeroes each gradient before
+    // the first backward call that adds to it.
+    virtual bool writes_fresh_grads() const { return false; }
 
     // Device memory (the cuda backend). A backend whose kernels read their own memory returns true
     // here; a Plan then keeps its arena, scratch, gradients and a copy of every constant in memory

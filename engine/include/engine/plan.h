@@ -126,6 +126,7 @@ private:
     std::vector<TensorView> in_views_;  // reused per node, never reallocated
     std::vector<TensorView> grad_views_;
     std::vector<char> requires_grad_;
+    std::vector<char> grad_written_;  // backward: the value's gradient holds a sum already
 };
 
 }  // namespace engine
