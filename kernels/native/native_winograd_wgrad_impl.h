@@ -1,0 +1,281 @@
+// The Winograd weight gradient's implementation (native_winograd_wgrad.h), written once for both
+// vector widths and included by native_winograd_wgrad.cpp (AVX2) and native_winograd_wgrad_avx512.cpp.
+// Everything here has internal linkage, so the two files' copies, compiled for different
+// instruction sets, never stand in for each other at link time.
+//
+// Layout: each sample is first copied channels-last (the input with its zero border), so that a
+// tile's 36 points of one vector of consecutive channels are one load each and the transforms run
+// on 8 or 16 channels at once. The transforms of a chunk of samples (about kTilesPerChunk tiles) are
+// stored point-major, V[point][tile][c] and M[point][tile][k]; then for every point the chunk's tiles
+// are summed into the thread's transformed gradient gU[point][k][c] by rank-1 updates (a broadcast
+// of M, a vector of V). G^T gU G is taken once, at the end of the thread's samples.
+#pragma once
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "native_winograd_wgrad.h"
+
+namespace engine::native {
+namespace {
+
+
+constexpr int kPoints = 36;            // 6 x 6 transformed points per F(4x4, 3x3) tile
+constexpr int64_t kTilesPerChunk = 64;  // enough rank-1 updates per point to hide gU's loads and stores
+
+struct Dims {
+    int64_t C, K, H, W, tiles_h, tiles_w;
+    int64_t tiles() const { return tiles_h * tiles_w; }
+    int64_t chunk() const { return std::max<int64_t>(1, kTilesPerChunk / tiles()); }  // samples per chunk
+    int64_t max_tiles() const { return chunk() * tiles(); }
+    int64_t padded() const { return (H + 2) * (W + 2) * C; }
+};
+
+// Floats between two points' blocks of a chunk's transforms, for `channels` per tile: one cache line
+// more than the block, so that the 36 blocks a tile writes do not all fall in one L1 set (their
+// sizes are multiples of 4 KB).
+int64_t point_stride(const Dims& d, int64_t channels) { return d.max_tiles() * channels + 16; }
+
+// x [N, C, H, W] and the output channel count K.
+Dims dims_of(const Shape& x, int64_t K) { return {x[1], K, x[2], x[3], x[2] / 4, x[3] / 4}; }
+
+// The vector type's width and operations: __m256 in the AVX2 file, __m512 in the AVX-512 one.
+template <class V>
+constexpr int kLanes = int(sizeof(V) / sizeof(float));
+inline __m256 load(const float* p, __m256) { return _mm256_loadu_ps(p); }
+inline void store(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+inline __m256 broadcast(const float* p, __m256) { return _mm256_broadcast_ss(p); }
+inline __m256 fmadd(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
+#ifdef __AVX512F__
+inline __m512 load(const float* p, __m512) { return _mm512_loadu_ps(p); }
+inline void store(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+inline __m512 broadcast(const float* p, __m512) { return _mm512_set1_ps(*p); }
+inline __m512 fmadd(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
+#endif
+template <class V>
+inline V splat(float x) {
+    return broadcast(&x, V{});
+}
+
+// B^T applied to 6 points: rows of the input transform.
+template <class V>
+inline void input_rows(const V d[6], V r[6]) {
+    const V four = splat<V>(4.0f), five = splat<V>(5.0f), two = splat<V>(2.0f);
+    const V d4_d2 = d[4] - d[2];
+    r[0] = fmadd(four, d[0], d[4]) - five * d[2];
+    r[1] = (d[3] + d[4]) - four * (d[1] + d[2]);
+    r[2] = fmadd(four, d[1] - d[2], d[4] - d[3]);
+    r[3] = fmadd(two, d[3] - d[1], d4_d2);
+    r[4] = fmadd(two, d[1] - d[3], d4_d2);
+    r[5] = fmadd(four, d[1], d[5]) - five * d[3];
+}
+
+// A applied to 4 output-gradient points, giving 6: the transpose of the forward output transform.
+template <class V>
+inline void gradient_rows(const V g[4], V m[6]) {
+    const V two = splat<V>(2.0f), four = splat<V>(4.0f), eight = splat<V>(8.0f);
+    const V even = g[0] + g[2], odd = g[1] + g[3];
+    const V even4 = fmadd(four, g[2], g[0]), odd8 = fmadd(eight, g[3], two * g[1]);
+    m[0] = g[0];
+    m[1] = even + odd;
+    m[2] = even - odd;
+    m[3] = even4 + odd8;
+    m[4] = even4 - odd8;
+    m[5] = g[3];
+}
+
+// out[j * ldo + i] = in[i * ldi + j] for an 8 x 8 block.
+inline void transpose8x8(const float* in, int64_t ldi, float* out, int64_t ldo) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(in + i * ldi);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int h = 0; h < 2; ++h) {
+            r[i + h] = _mm256_shuffle_ps(t[i + h], t[i + h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+            r[i + h + 2] = _mm256_shuffle_ps(t[i + h], t[i + h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        }
+    // r[0..3]: columns {0, 4}, {2, 6}, {1, 5}, {3, 7} of rows 0-3 (low and high lanes); r[4..7]: of rows 4-7.
+    static constexpr int kColumn[4] = {0, 2, 1, 3};
+    for (int i = 0; i < 4; ++i) {
+        _mm256_storeu_ps(out + kColumn[i] * ldo, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+        _mm256_storeu_ps(out + (kColumn[i] + 4) * ldo, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+}
+
+// rows x cols (both multiples of 8) of in, row stride ldi, into out[j * ldo + i].
+void transpose(const float* in, int64_t rows, int64_t cols, int64_t ldi, float* out, int64_t ldo) {
+    for (int64_t i = 0; i < rows; i += 8)
+        for (int64_t j = 0; j < cols; j += 8) transpose8x8(in + i * ldi + j, ldi, out + j * ldo + i, ldo);
+}
+
+// Sample n channels-last with its zero border: xt[(y * (W + 2) + x) * C + c], y and x padded.
+void input_channels_last(const Dims& d, const float* x, float* xt) {
+    const int64_t Wp = d.W + 2, row = Wp * d.C;
+    std::fill(xt, xt + row, 0.0f);
+    std::fill(xt + (d.H + 1) * row, xt + (d.H + 2) * row, 0.0f);
+    for (int64_t y = 0; y < d.H; ++y) {
+        float* out = xt + (y + 1) * row;
+        std::fill(out, out + d.C, 0.0f);
+        std::fill(out + (Wp - 1) * d.C, out + Wp * d.C, 0.0f);
+        transpose(x + y * d.W, d.C, d.W, d.H * d.W, out + d.C, d.C);
+    }
+}
+
+// Sample n of gy channels-last: gt[(y * W + x) * K + k].
+void gradient_channels_last(const Dims& d, const float* gy, float* gt) {
+    transpose(gy, d.K, d.H * d.W, d.H * d.W, gt, d.K);
+}
+
+// V[point][tile0 + t][c] = (B^T x B)[point] for every tile t of one channels-last sample.
+template <class V>
+void transform_input(const Dims& d, const float* xt, int64_t tile0, int64_t point_stride, float* v) {
+    const int64_t Wp = d.W + 2;
+    for (int64_t ti = 0; ti < d.tiles_h; ++ti)
+        for (int64_t tj = 0; tj < d.tiles_w; ++tj) {
+            const int64_t t = tile0 + ti * d.tiles_w + tj;
+            const float* corner = xt + (4 * ti * Wp + 4 * tj) * d.C;
+            for (int64_t c = 0; c < d.C; c += kLanes<V>) {
+                V cols[6][6];  // cols[b][a']: B^T applied down column b
+                for (int b = 0; b < 6; ++b) {
+                    V col[6];
+                    for (int a = 0; a < 6; ++a) col[a] = load(corner + (a * Wp + b) * d.C + c, V{});
+                    input_rows(col, cols[b]);
+                }
+                for (int a = 0; a < 6; ++a) {
+                    const V row[6] = {cols[0][a], cols[1][a], cols[2][a], cols[3][a], cols[4][a], cols[5][a]};
+                    V out[6];
+                    input_rows(row, out);
+                    for (int b = 0; b < 6; ++b) store(v + (a * 6 + b) * point_stride + t * d.C + c, out[b]);
+                }
+            }
+        }
+}
+
+// M[point][tile0 + t][k] = (A gy A^T)[point] for every tile t of one channels-last sample.
+template <class V>
+void transform_gradient(const Dims& d, const float* gt, int64_t tile0, int64_t point_stride, float* m) {
+    for (int64_t ti = 0; ti < d.tiles_h; ++ti)
+        for (int64_t tj = 0; tj < d.tiles_w; ++tj) {
+            const int64_t t = tile0 + ti * d.tiles_w + tj;
+            const float* corner = gt + (4 * ti * d.W + 4 * tj) * d.K;
+            for (int64_t k = 0; k < d.K; k += kLanes<V>) {
+                V cols[4][6];  // cols[b][a']: A applied down column b
+                for (int b = 0; b < 4; ++b) {
+                    V col[4];
+                    for (int a = 0; a < 4; ++a) col[a] = load(corner + (a * d.W + b) * d.K + k, V{});
+                    gradient_rows(col, cols[b]);
+                }
+                for (int a = 0; a < 6; ++a) {
+                    const V row[4] = {cols[0][a], cols[1][a], cols[2][a], cols[3][a]};
+                    V out[6];
+                    gradient_rows(row, out);
+                    for (int b = 0; b < 6; ++b) store(m + (a * 6 + b) * point_stride + t * d.K + k, out[b]);
+                }
+            }
+        }
+}
+
+// gu[r][0 .. NV vectors) += sum over t of m[t][r] * v[t][0 .. NV vectors), for R output channels.
+template <class V, int R, int NV>
+void rank1_block(int64_t tiles, const float* m, int64_t ldm, const float* v, int64_t ldv, float* gu, int64_t ldu) {
+    constexpr int L = kLanes<V>;
+    V acc[R][NV];
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < NV; ++j) acc[r][j] = load(gu + r * ldu + L * j, V{});
+    for (int64_t t = 0; t < tiles; ++t) {
+        V vv[NV];
+        for (int j = 0; j < NV; ++j) vv[j] = load(v + t * ldv + L * j, V{});
+        for (int r = 0; r < R; ++r) {
+            const V b = broadcast(m + t * ldm + r, V{});
+            for (int j = 0; j < NV; ++j) acc[r][j] = fmadd(b, vv[j], acc[r][j]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < NV; ++j) store(gu + r * ldu + L * j, acc[r][j]);
+}
+
+// rank1_block for `rows` (1..R) output channels.
+template <class V, int NV, int R>
+void rank1_rows(int rows, int64_t tiles, const float* m, int64_t ldm, const float* v, int64_t ldv, float* gu,
+                int64_t ldu) {
+    if constexpr (R > 1)
+        if (rows < R) return rank1_rows<V, NV, R - 1>(rows, tiles, m, ldm, v, ldv, gu, ldu);
+    rank1_block<V, R, NV>(tiles, m, ldm, v, ldv, gu, ldu);
+}
+
+// gu [K, C] += m[tiles, K]^T v[tiles, C] for one point, in blocks of kRows output channels by two
+// vectors of input channels (one for a last odd vector): 12 or 24 accumulators.
+template <class V>
+void accumulate_point(const Dims& d, int64_t tiles, const float* m, const float* v, float* gu) {
+    constexpr int L = kLanes<V>, kRows = L == 16 ? 12 : 6;
+    for (int64_t k0 = 0; k0 < d.K; k0 += kRows) {
+        const int rows = int(std::min<int64_t>(kRows, d.K - k0));
+        int64_t c0 = 0;
+        for (; c0 + 2 * L <= d.C; c0 += 2 * L)
+            rank1_rows<V, 2, kRows>(rows, tiles, m + k0, d.K, v + c0, d.C, gu + k0 * d.C + c0, d.C);
+        if (c0 < d.C) rank1_rows<V, 1, kRows>(rows, tiles, m + k0, d.K, v + c0, d.C, gu + k0 * d.C + c0, d.C);
+    }
+}
+
+// gw[k][c] += G^T gu[.][k][c] G, with G the F(4x4, 3x3) weight transform (6 x 3).
+void gradient_to_weights(const Dims& d, const float* gu, float* gw) {
+    static const double G[6][3] = {{1.0 / 4, 0, 0},
+                                   {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                   {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                   {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                   {0, 0, 1}};
+    const int64_t pair_stride = d.K * d.C;
+    for (int64_t k = 0; k < d.K; ++k)
+        for (int64_t c = 0; c < d.C; ++c) {
+            const float* u = gu + k * d.C + c;
+            double left[3][6] = {};  // G^T gu
+            for (int p = 0; p < 3; ++p)
+                for (int a = 0; a < 6; ++a)
+                    for (int b = 0; b < 6; ++b) left[p][b] += G[a][p] * u[(a * 6 + b) * pair_stride];
+            float* out = gw + (k * d.C + c) * 9;
+            for (int p = 0; p < 3; ++p)
+                for (int q = 0; q < 3; ++q) {
+                    double s = 0;
+                    for (int b = 0; b < 6; ++b) s += left[p][b] * G[b][q];
+                    out[p * 3 + q] += float(s);
+                }
+        }
+}
+
+// gw += the weight gradient of samples [n0, n1) (native_winograd_wgrad.h), on vectors V.
+template <class V>
+void weight_grad(TensorView x, TensorView gy, float* gw, int64_t n0, int64_t n1, float* scratch) {
+    const Dims d = dims_of(x.shape, gy.shape[1]);
+    const int64_t v_stride = point_stride(d, d.C), m_stride = point_stride(d, d.K), pair = d.K * d.C;
+    float* xt = scratch;
+    float* gt = xt + d.padded();
+    float* v = gt + d.H * d.W * d.K;
+    float* m = v + kPoints * v_stride;
+    float* gu = m + kPoints * m_stride;
+    std::fill(gu, gu + kPoints * pair, 0.0f);
+    for (int64_t first = n0; first < n1; first += d.chunk()) {
+        const int64_t samples = std::min(d.chunk(), n1 - first);
+        for (int64_t s = 0; s < samples; ++s) {
+            input_channels_last(d, x.data + (first + s) * d.C * d.H * d.W, xt);
+            transform_input<V>(d, xt, s * d.tiles(), v_stride, v);
+            gradient_channels_last(d, gy.data + (first + s) * d.K * d.H * d.W, gt);
+            transform_gradient<V>(d, gt, s * d.tiles(), m_stride, m);
+        }
+        for (int p = 0; p < kPoints; ++p)
+            accumulate_point<V>(d, samples * d.tiles(), m + p * m_stride, v + p * v_stride, gu + p * pair);
+    }
+    gradient_to_weights(d, gu, gw);
+}
+
+// Floats of scratch weight_grad needs, for either vector type.
+inline size_t scratch_floats(const Dims& d) {
+    return size_t(d.padded() + d.H * d.W * d.K + kPoints * (point_stride(d, d.C) + point_stride(d, d.K)) +
+                  kPoints * d.K * d.C);
+}
+
+}  // namespace
+}  // namespace engine::native
