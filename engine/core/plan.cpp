@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "engine/error.h"
+#include "fuse_batchnorm_relu.h"
 #include "fuse_conv.h"
 
 namespace engine {
@@ -53,6 +54,7 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
     const int count = static_cast<int>(g.nodes.size());
     for (const Node& n : g.nodes) nodes_.push_back(&n);
     if (!keep_all_ && backend_.fuses_conv_epilogue()) fuse_conv_epilogues(g, shapes_, nodes_, fused_);
+    if (keep_all_ && backend_.fuses_batchnorm_relu()) fuse_batchnorm_relu(g, nodes_, fused_);
 
     // Which values carry the batch in dim 0: shapes at batch 1 and 2 differ exactly there.
     auto s1 = g.infer_shapes(1), s2 = g.infer_shapes(2);
@@ -224,7 +226,11 @@ TensorView Plan::to_host(TensorView v, int node, bool grad) const {
     return {copy.data(), v.shape};
 }
 
-TensorView Plan::value(int node) const { return to_host(view_of(node, n_current_), node, false); }
+TensorView Plan::value(int node) const {
+    if (offset_.at(node) < 0 && nodes_[node]->op != Op::Constant)
+        fail("plan: node '" + model_.graph.nodes[node].name + "' was fused into the node after it; its value is not kept");
+    return to_host(view_of(node, n_current_), node, false);
+}
 
 TensorView Plan::exit_logits(int exit) const {
     const int node = model_.graph.outputs.at(exit);
@@ -272,7 +278,7 @@ void Plan::run_node(int node, int n, bool training, uint64_t seed) {
 }
 
 void Plan::run_all(const float* const* inputs, int n, bool training, uint64_t step_seed) {
-    if (training && !fused_.empty())
+    if (training && !keep_all_ && !fused_.empty())
         fail("plan: training needs a plan made with keep_all (this one fused convolution epilogues)");
     const Graph& g = model_.graph;
     if (device_ && keep_all_) upload_constants();  // the host's are the truth: an optimiser may have moved them
@@ -383,7 +389,7 @@ void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool tr
     // A value needs a gradient when a trainable parameter (or the input, if asked) lies behind it.
     requires_grad_.assign(count, 0);
     for (int i = 0; i < count; ++i) {
-        const Node& nd = g.nodes[i];
+        const Node& nd = *nodes_[i];
         if (nd.op == Op::Constant)
             requires_grad_[i] = nd.trainable && need_param_grads;
         else if (nd.op == Op::Input)
@@ -433,7 +439,7 @@ void Plan::backward(const float* const* grad_exit, bool need_input_grad, bool tr
             const int i = *it;
             if (!requires_grad_[i] || !grad_written_[i]) continue;  // no gradient reached it: it passes on none
             OpArgs fwd = args_for(i, n, training, step_seed);
-            const Node& nd = g.nodes[i];
+            const Node& nd = *nodes_[i];
             unsigned fresh = 0;
             for (size_t k = 0; k < nd.inputs.size(); ++k) {
                 const int j = nd.inputs[k];

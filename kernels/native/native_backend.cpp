@@ -105,7 +105,10 @@ void batchnorm_inference(const Attrs& a, const TensorView* in, TensorView y) {
             const float shift = in[2][c] - in[3][c] * scale;
             const float* __restrict x = in[0].data + (n * C + c) * inner;
             float* __restrict out = y.data + (n * C + c) * inner;
-            for (int64_t i = 0; i < inner; ++i) out[i] = x[i] * scale + shift;
+            if (a.fused_relu)
+                for (int64_t i = 0; i < inner; ++i) out[i] = std::max(x[i] * scale + shift, 0.0f);
+            else
+                for (int64_t i = 0; i < inner; ++i) out[i] = x[i] * scale + shift;
         }
 }
 
@@ -301,7 +304,7 @@ void NativeBackend::backward(const GradArgs& g) {
             return;
         case Op::BatchNorm:
             zero_fresh(g, threads_, 1);
-            batchnorm_backward(a.node.attrs, a.in, g.grad_out, gin, fresh0, a.training, threads_);
+            batchnorm_backward(a.node.attrs, a.in, a.out, g.grad_out, gin, fresh0, a.training, threads_);
             return;
         case Op::Relu:
             if (gin[0].data)

@@ -7,9 +7,11 @@
 
 namespace engine::native {
 
+// Batch statistics; a.fused_relu: y = relu(batchnorm(x)).
 void batchnorm_train_forward(const Attrs& a, const TensorView* in, TensorView y, int threads);
 // gin[0] += d loss / d x (gin[0] = where gx_fresh); scale and bias gradients gin[1], gin[2] are added to.
-void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView gy, TensorView* gin, bool gx_fresh,
-                        bool training, int threads);
+// a.fused_relu: y is the forward's output, and gy passes only where y > 0.
+void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView y, TensorView gy, TensorView* gin,
+                        bool gx_fresh, bool training, int threads);
 
 }  // namespace engine::native

@@ -22,6 +22,7 @@ void RefBackend::forward(const OpArgs& a) {
             return;
         }
         case Op::BatchNorm:
+            if (n.attrs.fused_relu) fail("ref backend: node '" + n.name + "' is a BatchNorm with a fused ReLU");
             batchnorm_forward(n.attrs, in[0], in[1], in[2], in[3], in[4], y, a.training);
             return;
         case Op::Relu:
@@ -76,6 +77,7 @@ void RefBackend::backward(const GradArgs& g) {
             conv_backward(n.attrs, in[0], in[1], gy, gin[0], gin[1], a.n_in > 2 ? gin[2].data : nullptr);
             return;
         case Op::BatchNorm:
+            if (n.attrs.fused_relu) fail("ref backend: node '" + n.name + "' is a BatchNorm with a fused ReLU");
             batchnorm_backward(n.attrs, in[0], in[1], in[3], in[4], gy, gin[0], gin[1], gin[2], a.training);
             return;
         case Op::Relu:

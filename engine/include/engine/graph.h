@@ -52,9 +52,9 @@ struct ENGINE_API Attrs {
     std::vector<int64_t> pads;  // Pad
     float pad_value = 0.0f;
     float ratio = 0.0f;  // Dropout
-    // Conv epilogue, set only by the inference fusion pass inside a Plan (never in model files):
-    bool fused_residual = false;  // the last input is added to the convolution's output
-    bool fused_relu = false;      // ReLU after bias and residual
+    // Epilogues, set only by the fusion passes inside a Plan (never in model files):
+    bool fused_residual = false;  // Conv: the last input is added to the convolution's output
+    bool fused_relu = false;      // Conv: ReLU after bias and residual; BatchNorm: ReLU after it
 };
 
 struct ENGINE_API Node {
