@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
             c.mode = "sdn";
             c.batch = batch;
             c.backend = backend;
+            c.threads = threads;  // the backend's kernels: 0 is one per core
             c.val_limit = 0;
             train::Trainer trainer(model, data, nullptr, c);
             std::vector<double> stamps;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/error.h"
 #include "native_batchnorm.h"
 #include "native_conv.h"
 #include "native_conv_backward.h"
@@ -43,6 +44,19 @@ void accumulate(float* g, const float* gy, int64_t n, bool fresh, int threads) {
 }
 
 bool is_fresh(const GradArgs& g, int k) { return (g.fresh >> k) & 1u; }
+
+// The gradient through a ReLU whose output is y: gx += (y > 0 ? gy : 0), or gx = where fresh.
+void relu_backward(float* gx, const float* y, const float* gy, int64_t n, bool fresh, int threads) {
+    parallel_ranges(n, threads, [y, gx, gy, fresh](int64_t i0, int64_t i1) {
+        const float* __restrict out = y;
+        const float* __restrict g = gy;
+        float* __restrict d = gx;
+        if (fresh)
+            for (int64_t i = i0; i < i1; ++i) d[i] = out[i] > 0.0f ? g[i] : 0.0f;
+        else
+            for (int64_t i = i0; i < i1; ++i) d[i] += out[i] > 0.0f ? g[i] : 0.0f;
+    });
+}
 
 // Zeroes the gradients of inputs first_input.. that hold nothing yet, for code that only adds to them.
 void zero_fresh(const GradArgs& g, int threads, int first_input) {
@@ -265,6 +279,16 @@ void NativeBackend::forward(const OpArgs& a) {
             });
             return;
         case Op::Add:
+            if (n.attrs.fused_relu) {  // training plans fuse only same-shape Adds (fuse_training_relu.h)
+                check(a.in[0].shape == a.out.shape && a.in[1].shape == a.out.shape,
+                      "native backend: node '" + n.name + "' adds with broadcast and a fused ReLU");
+                parallel_ranges(a.out.numel(), threads_, [x = a.in[0].data, z = a.in[1].data, y = a.out.data](
+                                                              int64_t i0, int64_t i1) {
+                    for (int64_t i = i0; i < i1; ++i) y[i] = std::max(x[i] + z[i], 0.0f);
+                });
+                return;
+            }
+            [[fallthrough]];
         case Op::Sub:
         case Op::Mul:
         case Op::Div:
@@ -307,24 +331,20 @@ void NativeBackend::backward(const GradArgs& g) {
             batchnorm_backward(a.node.attrs, a.in, a.out, g.grad_out, gin, fresh0, a.training, threads_);
             return;
         case Op::Relu:
-            if (gin[0].data)
-                parallel_ranges(count, threads_, [y = a.out.data, gx = gin[0].data, gy, fresh0](int64_t i0, int64_t i1) {
-                    const float* __restrict in = y;
-                    const float* __restrict g = gy;
-                    float* __restrict out = gx;
-                    if (fresh0)
-                        for (int64_t i = i0; i < i1; ++i) out[i] = in[i] > 0.0f ? g[i] : 0.0f;
-                    else
-                        for (int64_t i = i0; i < i1; ++i) out[i] += in[i] > 0.0f ? g[i] : 0.0f;
-                });
+            if (gin[0].data) relu_backward(gin[0].data, a.out.data, gy, count, fresh0, threads_);
             return;
         case Op::Flatten:
             if (gin[0].data) accumulate(gin[0].data, gy, count, fresh0, threads_);
             return;
         case Op::Add:
             if (a.in[0].shape == a.out.shape && a.in[1].shape == a.out.shape) {  // residual connections
-                for (int k = 0; k < 2; ++k)
-                    if (gin[k].data) accumulate(gin[k].data, gy, count, is_fresh(g, k), threads_);
+                for (int k = 0; k < 2; ++k) {
+                    if (!gin[k].data) continue;
+                    if (a.node.attrs.fused_relu)
+                        relu_backward(gin[k].data, a.out.data, gy, count, is_fresh(g, k), threads_);
+                    else
+                        accumulate(gin[k].data, gy, count, is_fresh(g, k), threads_);
+                }
                 return;
             }
             break;

@@ -32,6 +32,7 @@ void RefBackend::forward(const OpArgs& a) {
         case Op::Sub:
         case Op::Mul:
         case Op::Div:
+            if (n.attrs.fused_relu) fail("ref backend: node '" + n.name + "' has a fused ReLU");
             binary_forward(n.op, in[0], in[1], y);
             return;
         case Op::Pad:
@@ -88,6 +89,7 @@ void RefBackend::backward(const GradArgs& g) {
         case Op::Sub:
         case Op::Mul:
         case Op::Div:
+            if (n.attrs.fused_relu) fail("ref backend: node '" + n.name + "' has a fused ReLU");
             binary_backward(n.op, in[0], in[1], gy, gin[0], gin[1]);
             return;
         case Op::Pad:

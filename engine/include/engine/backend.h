@@ -56,9 +56,9 @@ public:
     // True when forward() implements Conv's fused epilogue (Attrs::fused_residual, fused_relu):
     // inference plans then fold BatchNorm, residual Add and ReLU into the convolution before them.
     virtual bool fuses_conv_epilogue() const { return false; }
-    // True when forward() and backward() implement BatchNorm with Attrs::fused_relu (ReLU after it):
-    // training plans then fold each ReLU that follows a BatchNorm into it.
-    virtual bool fuses_batchnorm_relu() const { return false; }
+    // True when forward() and backward() implement BatchNorm and same-shape Add with Attrs::fused_relu
+    // (ReLU after them): training plans then fold each ReLU that follows one into it.
+    virtual bool fuses_training_relu() const { return false; }
     virtual void forward(const OpArgs& a) = 0;
     virtual void backward(const GradArgs& a) = 0;
     // True when backward() honours GradArgs::fresh; otherwise a Plan zeroes each gradient before

@@ -54,7 +54,7 @@ struct ENGINE_API Attrs {
     float ratio = 0.0f;  // Dropout
     // Epilogues, set only by the fusion passes inside a Plan (never in model files):
     bool fused_residual = false;  // Conv: the last input is added to the convolution's output
-    bool fused_relu = false;      // Conv: ReLU after bias and residual; BatchNorm: ReLU after it
+    bool fused_relu = false;      // Conv: ReLU after bias and residual; BatchNorm, Add: ReLU after it
 };
 
 struct ENGINE_API Node {
