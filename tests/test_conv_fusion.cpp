@@ -140,6 +140,10 @@ TEST_CASE("conv backward adds to gradients already there, on the direct 3x3 inpu
     cases.push_back({Shape{5, 8, 16, 16}, 24, 1});
     cases.push_back({Shape{18, 24, 8, 8}, 8, 1});
     cases.push_back({Shape{3, 32, 32, 32}, 16, 1});
+    // On AVX-512 (channel counts multiples of 16): 48 channels in (two vectors, then one), 48 out
+    // (three 16-row blocks beside one vector).
+    cases.push_back({Shape{2, 48, 8, 8}, 32, 1});
+    cases.push_back({Shape{2, 16, 16, 16}, 48, 1});
     cases.push_back({Shape{2, 6, 16, 16}, 7, 2});  // stride 2: the GEMM input gradient
     cases.push_back({Shape{2, 4, 12, 12}, 5, 1});  // width 12: the GEMM path throughout
     auto ref = make_backend("ref");

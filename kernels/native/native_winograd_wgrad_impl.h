@@ -206,18 +206,22 @@ void rank1_rows(int rows, int64_t tiles, const float* m, int64_t ldm, const floa
     rank1_block<V, R, NV>(tiles, m, ldm, v, ldv, gu, ldu);
 }
 
-// gu [K, C] += m[tiles, K]^T v[tiles, C] for one point, in blocks of kRows output channels by two
-// vectors of input channels (one for a last odd vector): 12 or 24 accumulators.
+// gu [K, C] += m[tiles, K]^T v[tiles, C] for one point, in blocks of output channels by two vectors
+// of input channels (one for a last odd vector). AVX2: 6 rows, 12 or 6 accumulators. AVX-512: 12
+// rows by two vectors, 16 by one (16-channel layers: K = 16 in one block).
 template <class V>
 void accumulate_point(const Dims& d, int64_t tiles, const float* m, const float* v, float* gu) {
-    constexpr int L = kLanes<V>, kRows = L == 16 ? 12 : 6;
-    for (int64_t k0 = 0; k0 < d.K; k0 += kRows) {
-        const int rows = int(std::min<int64_t>(kRows, d.K - k0));
-        int64_t c0 = 0;
-        for (; c0 + 2 * L <= d.C; c0 += 2 * L)
-            rank1_rows<V, 2, kRows>(rows, tiles, m + k0, d.K, v + c0, d.C, gu + k0 * d.C + c0, d.C);
-        if (c0 < d.C) rank1_rows<V, 1, kRows>(rows, tiles, m + k0, d.K, v + c0, d.C, gu + k0 * d.C + c0, d.C);
-    }
+    constexpr int L = kLanes<V>;
+    constexpr int kRowsWide = L == 16 ? 12 : 6, kRowsNarrow = L == 16 ? 16 : 6;
+    int64_t c0 = 0;
+    for (; c0 + 2 * L <= d.C; c0 += 2 * L)
+        for (int64_t k0 = 0; k0 < d.K; k0 += kRowsWide)
+            rank1_rows<V, 2, kRowsWide>(int(std::min<int64_t>(kRowsWide, d.K - k0)), tiles, m + k0, d.K, v + c0, d.C,
+                                        gu + k0 * d.C + c0, d.C);
+    if (c0 < d.C)
+        for (int64_t k0 = 0; k0 < d.K; k0 += kRowsNarrow)
+            rank1_rows<V, 1, kRowsNarrow>(int(std::min<int64_t>(kRowsNarrow, d.K - k0)), tiles, m + k0, d.K, v + c0,
+                                          d.C, gu + k0 * d.C + c0, d.C);
 }
 
 // gw[k][c] += G^T gu[.][k][c] G, with G the F(4x4, 3x3) weight transform (6 x 3).
