@@ -19,36 +19,47 @@ Layout layout(const Shape& s) { return {s[0], s[1], s.numel() / (s[0] * s[1])}; 
 
 // Row sums in 8-lane float accumulators, two per sum to hide the add latency: GCC keeps a float
 // reduction scalar unless it may reassociate (no -ffast-math here), which made these loops slow.
-// sums[0] += sum a, sums[1] += sum a*a (b null) or sum a*b, where a is the row itself or, given
-// relu_out, the row where relu_out > 0 and 0 elsewhere (the gradient through a fused ReLU: the same
-// sums, in the same order, as on the ReLU backward's output).
-void row_sums(const float* __restrict row, const float* __restrict relu_out, const float* __restrict b, int64_t n,
-              double* sums) {
+// sums[0] += sum a, sums[1] += sum a*a.
+void row_sums(const float* __restrict a, int64_t n, double* sums) {
     __m256 s0 = _mm256_setzero_ps(), s1 = s0, t0 = s0, t1 = s0;
-    const __m256 zero = _mm256_setzero_ps();
-    auto at = [&](int64_t i) {
-        const __m256 v = _mm256_loadu_ps(row + i);
-        return relu_out ? _mm256_and_ps(v, _mm256_cmp_ps(_mm256_loadu_ps(relu_out + i), zero, _CMP_GT_OQ)) : v;
-    };
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        const __m256 a0 = at(i), a1 = at(i + 8);
-        const __m256 b0 = b ? _mm256_loadu_ps(b + i) : a0, b1 = b ? _mm256_loadu_ps(b + i + 8) : a1;
+        const __m256 a0 = _mm256_loadu_ps(a + i), a1 = _mm256_loadu_ps(a + i + 8);
         s0 = _mm256_add_ps(s0, a0), s1 = _mm256_add_ps(s1, a1);
-        t0 = _mm256_fmadd_ps(a0, b0, t0), t1 = _mm256_fmadd_ps(a1, b1, t1);
+        t0 = _mm256_fmadd_ps(a0, a0, t0), t1 = _mm256_fmadd_ps(a1, a1, t1);
     }
     float s = horizontal_sum(_mm256_add_ps(s0, s1)), t = horizontal_sum(_mm256_add_ps(t0, t1));
-    for (; i < n; ++i) {
-        const float a = relu_out && !(relu_out[i] > 0.0f) ? 0.0f : row[i];
-        s += a, t += a * (b ? b[i] : a);
-    }
+    for (; i < n; ++i) s += a[i], t += a[i] * a[i];
     sums[0] += s, sums[1] += t;
+}
+
+// The backward's sums over a row in one pass: sums[0..3] += sum g, sum g*x, sum x, sum x*x, where g
+// is gy, or gy where relu_out > 0 and 0 elsewhere (the gradient through a fused ReLU: the same
+// values, summed in the same order, as on the ReLU backward's output).
+void backward_row_sums(const float* __restrict gy, const float* __restrict relu_out, const float* __restrict x,
+                       int64_t n, double* sums) {
+    __m256 sg = _mm256_setzero_ps(), sgx = sg, sx = sg, sxx = sg;
+    const __m256 zero = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gy + i);
+        if (relu_out) g = _mm256_and_ps(g, _mm256_cmp_ps(_mm256_loadu_ps(relu_out + i), zero, _CMP_GT_OQ));
+        const __m256 v = _mm256_loadu_ps(x + i);
+        sg = _mm256_add_ps(sg, g), sgx = _mm256_fmadd_ps(g, v, sgx);
+        sx = _mm256_add_ps(sx, v), sxx = _mm256_fmadd_ps(v, v, sxx);
+    }
+    float t[4] = {horizontal_sum(sg), horizontal_sum(sgx), horizontal_sum(sx), horizontal_sum(sxx)};
+    for (; i < n; ++i) {
+        const float g = relu_out && !(relu_out[i] > 0.0f) ? 0.0f : gy[i];
+        t[0] += g, t[1] += g * x[i], t[2] += x[i], t[3] += x[i] * x[i];
+    }
+    for (int k = 0; k < 4; ++k) sums[k] += t[k];
 }
 
 // Mean and biased variance of channel c.
 void channel_stats(const TensorView& x, const Layout& L, int64_t c, double& mean, double& var) {
     double sums[2] = {0, 0};
-    for (int64_t n = 0; n < L.n; ++n) row_sums(x.data + (n * L.c + c) * L.inner, nullptr, nullptr, L.inner, sums);
+    for (int64_t n = 0; n < L.n; ++n) row_sums(x.data + (n * L.c + c) * L.inner, L.inner, sums);
     const double count = double(L.n * L.inner);
     mean = sums[0] / count;
     var = std::max(0.0, sums[1] / count - mean * mean);
@@ -86,17 +97,18 @@ void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView y, Tens
     const double count = double(L.n * L.inner);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t c = 0; c < L.c; ++c) {
-        double mean, var;
-        if (training)
-            channel_stats(x, L, c, mean, var);
-        else
-            mean = in[3][c], var = in[4][c];
-        const double inv = 1.0 / std::sqrt(var + a.epsilon);
-        double sums[2] = {0, 0};  // sum g, sum g * x
+        // One pass for the gradient's sums and, in training, the batch statistics the forward used.
+        double sums[4] = {0, 0, 0, 0};  // sum g, sum g * x, sum x, sum x * x
         for (int64_t n = 0; n < L.n; ++n) {
             const int64_t row = (n * L.c + c) * L.inner;
-            row_sums(gy.data + row, a.fused_relu ? y.data + row : nullptr, x.data + row, L.inner, sums);
+            backward_row_sums(gy.data + row, a.fused_relu ? y.data + row : nullptr, x.data + row, L.inner, sums);
         }
+        double mean = in[3][c], var = in[4][c];
+        if (training) {
+            mean = sums[2] / count;
+            var = std::max(0.0, sums[3] / count - mean * mean);
+        }
+        const double inv = 1.0 / std::sqrt(var + a.epsilon);
         const double sum_g = sums[0], sum_gx = sums[1];
         const double sum_g_xhat = (sum_gx - mean * sum_g) * inv;
         if (gin[1].data) gin[1][c] += float(sum_g_xhat);
