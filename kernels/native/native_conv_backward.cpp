@@ -55,7 +55,8 @@ WinogradPlan winograd_input_grad(const Shape& x, const Shape& w, const Shape& y)
 
 // One thread's backward scratch, in this order: im2col of x (or padded samples of the direct weight
 // gradient), the column gradient (or the direct or Winograd input gradient's working space),
-// private weight and bias gradients, flipped weights, their Winograd transform.
+// private weight and bias gradients, flipped weights, their Winograd transform (only thread 0's are
+// used: one copy serves every thread).
 struct BackwardScratch {
     size_t col, gcol, gw, wt, u, total;
 };
@@ -117,12 +118,17 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
         float* mine = scratch + t * per_thread;
         float* gw_t = mine + layout.col + layout.gcol;
         float* gb_t = gw_t + wsize;
-        float* wt = gb_t + d.K;     // flipped weights, one copy per thread; depthwise: the plane kernel's scratch
-        float* u = wt + layout.wt;  // their Winograd transform
+        float* plane_scratch = gb_t + d.K;  // depthwise: the plane kernel's
         std::fill(gw_t, gw_t + wsize + d.K, 0.0f);
+        // The flipped weights and their Winograd transform, made once in thread 0's scratch for all.
+        float* const wt = scratch + layout.col + layout.gcol + wsize + d.K;
+        float* const u = wt + layout.wt;
         const Shape wt_shape{d.C, d.K, 3, 3};
-        if (direct_gx) flip_transpose_3x3(w, wt);
-        if (winograd_gx) winograd_weights(winograd_gx, gy.shape, TensorView{wt, wt_shape}, u);
+#pragma omp single
+        {
+            if (direct_gx) flip_transpose_3x3(w, wt);
+            if (winograd_gx) winograd_weights(winograd_gx, gy.shape, TensorView{wt, wt_shape}, u);
+        }
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < d.N; ++n) {
             // The Winograd and direct input gradients write a fresh gx; every other path adds to it.
@@ -135,7 +141,7 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
                     const float* gyk = gy.data + (n * d.K + k) * d.P;
                     depthwise_plane_backward(plane, x.data + (n * d.C + k) * d.H * d.W, w.data + k * d.KH * d.KW, gyk,
                                              gx.data ? gx.data + (n * d.C + k) * d.H * d.W : nullptr,
-                                             gw.data ? gw_t + k * d.KH * d.KW : nullptr, wt);
+                                             gw.data ? gw_t + k * d.KH * d.KW : nullptr, plane_scratch);
                     if (gbias)
                         for (int64_t p = 0; p < d.P; ++p) gb_t[k] += gyk[p];
                 }
