@@ -38,7 +38,8 @@ int main(int argc, char** argv) {
         std::vector<float> xs(x.numel()), gys(x.numel());
         for (auto& v : xs) v = std::max(0.0f, normal(rng));  // post-ReLU activations
         for (auto& v : gys) v = normal(rng) * 1e-3f;
-        std::vector<float> scratch(std::max(conv3x3_wgrad_scratch_per_thread(x), winograd_wgrad_scratch_per_thread(x, w)));
+        std::vector<float> scratch(
+            std::max(conv3x3_wgrad_scratch_per_thread(x), winograd_wgrad_scratch_per_thread(x, w)));
         std::vector<float> direct(w.numel()), wino(w.numel());
         const TensorView xv{xs.data(), x}, gv{gys.data(), x};
         std::vector<double> td, tw;

@@ -247,7 +247,9 @@ TEST_CASE("an inference plan fuses conv epilogues and gives the unfused plan's l
     CHECK_THROWS_AS(fused.run_all(x.data(), n, /*training=*/true), Error);
 }
 
-TEST_CASE("a training step with ReLUs fused into BatchNorm and Add gives the unfused plan's values and gradients, to the bit") {
+TEST_CASE(
+    "a training step with ReLUs fused into BatchNorm and Add gives the unfused plan's values and gradients, to the "
+    "bit") {
     const int n = 6;
     Tensor x = test::random_tensor(Shape{n, 3, 32, 32}, 9, 0, 1);
     for (int threads : {1, 2}) {

@@ -6,8 +6,8 @@
 #include <limits>
 
 #include "engine/error.h"
-#include "fuse_training_relu.h"
 #include "fuse_conv.h"
+#include "fuse_training_relu.h"
 
 namespace engine {
 
@@ -228,7 +228,8 @@ TensorView Plan::to_host(TensorView v, int node, bool grad) const {
 
 TensorView Plan::value(int node) const {
     if (offset_.at(node) < 0 && nodes_[node]->op != Op::Constant)
-        fail("plan: node '" + model_.graph.nodes[node].name + "' was fused into the node after it; its value is not kept");
+        fail("plan: node '" + model_.graph.nodes[node].name +
+             "' was fused into the node after it; its value is not kept");
     return to_host(view_of(node, n_current_), node, false);
 }
 

@@ -58,13 +58,29 @@ void relu_backward(float* gx, const float* y, const float* gy, int64_t n, bool f
     });
 }
 
+// Both input gradients of a same-shape Add from one pass over gy (and, with a fused ReLU, its output
+// y): g0, g1 += (y > 0 ? gy : 0) or gy, each written instead where fresh.
+void residual_add_backward(float* g0, bool fresh0, float* g1, bool fresh1, const float* y, const float* gy, int64_t n,
+                           int threads) {
+    parallel_ranges(n, threads, [=](int64_t i0, int64_t i1) {
+        float* __restrict a = g0;
+        float* __restrict b = g1;
+        const float* __restrict out = y;
+        const float* __restrict g = gy;
+        for (int64_t i = i0; i < i1; ++i) {  // the flags are loop-invariant: GCC unswitches them
+            const float v = out && !(out[i] > 0.0f) ? 0.0f : g[i];
+            a[i] = fresh0 ? v : a[i] + v;
+            b[i] = fresh1 ? v : b[i] + v;
+        }
+    });
+}
+
 // Zeroes the gradients of inputs first_input.. that hold nothing yet, for code that only adds to them.
 void zero_fresh(const GradArgs& g, int threads, int first_input) {
     for (int k = first_input; k < g.fwd.n_in; ++k)
         if (is_fresh(g, k) && g.grad_in[k].data)
-            parallel_ranges(g.grad_in[k].numel(), threads, [p = g.grad_in[k].data](int64_t i0, int64_t i1) {
-                std::fill(p + i0, p + i1, 0.0f);
-            });
+            parallel_ranges(g.grad_in[k].numel(), threads,
+                            [p = g.grad_in[k].data](int64_t i0, int64_t i1) { std::fill(p + i0, p + i1, 0.0f); });
 }
 
 void binary_span(Op op, const float* __restrict x, const float* __restrict z, int64_t step, float* __restrict out,
@@ -282,10 +298,10 @@ void NativeBackend::forward(const OpArgs& a) {
             if (n.attrs.fused_relu) {  // training plans fuse only same-shape Adds (fuse_training_relu.h)
                 check(a.in[0].shape == a.out.shape && a.in[1].shape == a.out.shape,
                       "native backend: node '" + n.name + "' adds with broadcast and a fused ReLU");
-                parallel_ranges(a.out.numel(), threads_, [x = a.in[0].data, z = a.in[1].data, y = a.out.data](
-                                                              int64_t i0, int64_t i1) {
-                    for (int64_t i = i0; i < i1; ++i) y[i] = std::max(x[i] + z[i], 0.0f);
-                });
+                parallel_ranges(a.out.numel(), threads_,
+                                [x = a.in[0].data, z = a.in[1].data, y = a.out.data](int64_t i0, int64_t i1) {
+                                    for (int64_t i = i0; i < i1; ++i) y[i] = std::max(x[i] + z[i], 0.0f);
+                                });
                 return;
             }
             [[fallthrough]];
@@ -338,6 +354,11 @@ void NativeBackend::backward(const GradArgs& g) {
             return;
         case Op::Add:
             if (a.in[0].shape == a.out.shape && a.in[1].shape == a.out.shape) {  // residual connections
+                if (gin[0].data && gin[1].data && gin[0].data != gin[1].data) {
+                    residual_add_backward(gin[0].data, is_fresh(g, 0), gin[1].data, is_fresh(g, 1),
+                                          a.node.attrs.fused_relu ? a.out.data : nullptr, gy, count, threads_);
+                    return;
+                }
                 for (int k = 0; k < 2; ++k) {
                     if (!gin[k].data) continue;
                     if (a.node.attrs.fused_relu)

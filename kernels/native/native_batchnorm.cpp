@@ -128,9 +128,11 @@ void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView y, Tens
             const bool relu = a.fused_relu;
             // (r[i] > 0 ? g[i] : 0) as a blend, so that the loops stay vectorised
             if (gx_fresh)
-                for (int64_t i = 0; i < L.inner; ++i) q[i] = k * ((relu && !(r[i] > 0.0f) ? 0.0f : g[i]) - a_g - (p[i] - m) * b_x);
+                for (int64_t i = 0; i < L.inner; ++i)
+                    q[i] = k * ((relu && !(r[i] > 0.0f) ? 0.0f : g[i]) - a_g - (p[i] - m) * b_x);
             else
-                for (int64_t i = 0; i < L.inner; ++i) q[i] += k * ((relu && !(r[i] > 0.0f) ? 0.0f : g[i]) - a_g - (p[i] - m) * b_x);
+                for (int64_t i = 0; i < L.inner; ++i)
+                    q[i] += k * ((relu && !(r[i] > 0.0f) ? 0.0f : g[i]) - a_g - (p[i] - m) * b_x);
         }
     }
 }

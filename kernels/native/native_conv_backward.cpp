@@ -73,7 +73,7 @@ BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w,
     BackwardScratch s{col, col, gradients, 0, 0, 0};
     if (direct_input_grad(a, x, w, y)) {
         s.col = std::max(s.col, winograd_wgrad_fits(x, w, y) ? winograd_wgrad_scratch_per_thread(x, w)
-                                                              : conv3x3_wgrad_scratch_per_thread(x));
+                                                             : conv3x3_wgrad_scratch_per_thread(x));
         s.gcol = std::max(s.gcol, conv3x3_scratch_per_thread(y));
         s.wt = size_t(w.numel());
         if (const WinogradPlan plan = winograd_input_grad(x, w, y)) {

@@ -19,8 +19,7 @@
 namespace engine::native {
 namespace {
 
-
-constexpr int kPoints = 36;            // 6 x 6 transformed points per F(4x4, 3x3) tile
+constexpr int kPoints = 36;             // 6 x 6 transformed points per F(4x4, 3x3) tile
 constexpr int64_t kTilesPerChunk = 64;  // enough rank-1 updates per point to hide gU's loads and stores
 
 struct Dims {
