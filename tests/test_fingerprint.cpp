@@ -245,6 +245,24 @@ std::vector<int> independent_exits(const FingerprintSet& set, double rate, uint6
 
 }  // namespace
 
+TEST_CASE("levels the noise may have merged are never read as a suspect leaving at the wrong exit") {
+    // Seen on a loaded machine: the pirate's four exits timed as two levels, mapped to exits 1 and 3,
+    // so that every input aimed at exit 0 or 2 read as a miss: 40 of 80, called no-match.
+    std::vector<int> targets, observed;
+    for (int i = 0; i < 80; ++i) {
+        targets.push_back(i % 4);
+        observed.push_back(i % 4 < 2 ? 1 : 3);
+    }
+    CHECK(inputs_in_merged_levels(observed, targets, {1, 3}, 4) == 40);
+    CHECK(decide_verdict(40, 40, targets, 4, 0.64, 1e-3, 1e-2, 8, true).verdict != Verdict::no_match);
+    // Exit 2 may hide in either neighbour; exit 0 only in the level of exit 1, not in that of 3.
+    CHECK(inputs_in_merged_levels({1, 3, 3, 1}, {2, 2, 0, 0}, {1, 3}, 4) == 3);
+    // All four exits claimed by levels: a miss is a miss.
+    CHECK(inputs_in_merged_levels({1, 3, 0, 2}, {0, 2, 1, 3}, {0, 1, 2, 3}, 4) == 0);
+    // Undetermined inputs (-1) are counted elsewhere.
+    CHECK(inputs_in_merged_levels({-1, 1}, {0, 0}, {1, 3}, 4) == 1);
+}
+
 TEST_CASE("a clean suspect is decided correctly: the owner matches, an independent model does not") {
     const FingerprintSet set = simulated_set(4, 15, 0.3);
     CheckOptions c;

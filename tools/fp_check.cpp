@@ -41,8 +41,10 @@ void print_report(const fp::FingerprintSet& set, const fp::CheckResult& r, const
         for (size_t l = 0; l < r.level_ms.size(); ++l) std::printf("%.3f->exit%d  ", r.level_ms[l], r.level_exit[l]);
         std::printf("\n");
     }
-    std::printf("match rate   %.3f (%d/%d, %d undetermined), null %.3f [%s], pirate level %.3f\n", r.match_rate,
-                r.matches, set.size(), r.undetermined, r.null_match_rate, set.null_source.c_str(), r.pirate_match_rate);
+    std::printf("match rate   %.3f (%d/%d, %d undetermined, %d in levels that may be merged), null %.3f [%s], "
+                "pirate level %.3f\n",
+                r.match_rate, r.matches, set.size(), r.undetermined, r.merged, r.null_match_rate,
+                set.null_source.c_str(), r.pirate_match_rate);
     std::printf("p-value      %.3g (match test); %.3g (no-match test); %d looks\n", r.p_value, r.p_value_pirate,
                 r.looks);
     std::printf("rank corr.   %.3f (permutation p %.3g)\n", r.rank_correlation, r.rank_p_value);
@@ -147,6 +149,7 @@ int main(int argc, char** argv) {
                                  {"p_value_pirate", r.p_value_pirate},
                                  {"matches", r.matches},
                                  {"undetermined", r.undetermined},
+                                 {"merged", r.merged},
                                  {"inputs", set.size()},
                                  {"null_match_rate", r.null_match_rate},
                                  {"pirate_match_rate", r.pirate_match_rate},

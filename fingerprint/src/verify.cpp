@@ -35,6 +35,24 @@ const char* verdict_name(Verdict v) {
     return "inconclusive";
 }
 
+int inputs_in_merged_levels(const std::vector<int>& observed_exit, const std::vector<int>& target_exits,
+                            const std::vector<int>& level_exit, int num_exits) {
+    std::vector<char> claimed(std::max(num_exits, 0), 0);
+    for (int e : level_exit)
+        if (e >= 0 && e < num_exits) claimed[e] = 1;
+    int merged = 0;
+    for (size_t i = 0; i < observed_exit.size() && i < target_exits.size(); ++i) {
+        const int e = observed_exit[i], t = target_exits[i];
+        if (e < 0 || e >= num_exits || t < 0 || t >= num_exits || t == e || claimed[t]) continue;
+        // The unclaimed exits between e's claimed neighbours.
+        int lo = e, hi = e;
+        while (lo > 0 && !claimed[lo - 1]) --lo;
+        while (hi + 1 < num_exits && !claimed[hi + 1]) ++hi;
+        merged += t >= lo && t <= hi;
+    }
+    return merged;
+}
+
 Decision decide_verdict(int matches, int undetermined, const std::vector<int>& target_exits, int num_exits,
                         double null_rate, double alpha, double beta, int looks, bool separable) {
     const int M = int(target_exits.size());
@@ -200,11 +218,13 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
             r.matches += r.observed_exit[i] == set.target_exits[i];
             r.undetermined += r.observed_exit[i] < 0;
         }
-        d = decide_verdict(r.matches, r.undetermined, set.target_exits, K, set.null_match_rate, opt.alpha, opt.beta,
-                           r.looks, r.separable);
+        r.merged = opt.time_oracle ? inputs_in_merged_levels(r.observed_exit, set.target_exits, r.level_exit, K) : 0;
+        d = decide_verdict(r.matches, r.undetermined + r.merged, set.target_exits, K, set.null_match_rate, opt.alpha,
+                           opt.beta, r.looks, r.separable);
         // Stop once decided (noise cannot make a match: decide_verdict), or once the steps are
-        // resolved and every input placed: more repetitions would add no evidence.
-        if (last || d.verdict != Verdict::inconclusive || (r.separable && r.undetermined == 0)) break;
+        // resolved and every input placed at a level of its own: more repetitions would add no evidence.
+        if (last || d.verdict != Verdict::inconclusive || (r.separable && r.undetermined == 0 && r.merged == 0))
+            break;
         measure_round();
     }
 

@@ -85,11 +85,12 @@ struct CheckResult {
     double smallest_step_ms = 0;     // smallest step between the suspect's exits expected (profile, scaled)
     int matches = 0;
     int undetermined = 0;
+    int merged = 0;  // time oracle: inputs off target only where levels may have merged (inputs_in_merged_levels)
     double match_rate = 0;
     double null_match_rate = 0;               // p0 of the decision
     double pirate_match_rate = 0;             // p1 of the decision
     double p_value = 1;                       // P(matches >= observed | independent model)
-    double p_value_pirate = 1;                // P(matches + undetermined <= observed | copy at p1)
+    double p_value_pirate = 1;                // P(matches + undetermined + merged <= observed | copy at p1)
     double rank_correlation = 0;              // Spearman(target exit, measured latency)
     double rank_p_value = 1;                  // permutation p-value of that correlation
     std::vector<std::vector<int>> confusion;  // [target][observed]; -1 and exits the owner lacks dropped
@@ -133,6 +134,14 @@ constexpr double kLevelGapWidths = 6.0, kLevelSpreadWidths = 3.0;
 constexpr double kSeparableWidths = kLevelGapWidths + 2 * kLevelSpreadWidths;
 // Fewer repetitions per input than this give no estimate of a median's noise: never separable.
 constexpr int kMinTimedReps = 4;
+
+// Inputs observed off their target exit where the time oracle may have merged levels: no level
+// was mapped to the target, and the target lies between the exits of the levels on either side of
+// the observed one (e.g. levels at exits 1 and 3 of 0..3: exit 0 may hide in the level of 1, exit
+// 2 in either). Noise that merges two exits' levels must not read as a suspect that leaves at the
+// wrong exit: these inputs count as matches for the no-match test, like undetermined ones.
+int inputs_in_merged_levels(const std::vector<int>& observed_exit, const std::vector<int>& target_exits,
+                            const std::vector<int>& level_exit, int num_exits);
 
 // The level grouping and mapping on its own (exposed for tests): medians and jitters per input,
 // the per-exit latency profile (exit_profile) and the overhead; returns the exit per input.
