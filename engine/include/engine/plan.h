@@ -31,7 +31,7 @@ public:
     // backend fuses them (Backend::fuses_training_relu), a ReLU after a BatchNorm or residual Add
     // runs inside that node, whose own value is then not kept (value() of it throws). Without
     // keep_all, and where the backend fuses conv epilogues, BatchNorm, residual Add and ReLU after a
-    // convolution run inside it (the absorbed nodes are not run; value() of them is undefined),
+    // convolution run inside it (the absorbed nodes are not run; value() of them throws too),
     // and the plan runs once on a sample of zeros before returning, so that the backend packs
     // its weights at load rather than on the first real run.
     Plan(const Model& model, Backend& backend, int max_batch, bool keep_all = false);
