@@ -13,6 +13,7 @@
 
 #include "fma_peak.h"
 #include "native/native_conv3x3.h"
+#include "native/native_isa.h"
 #include "native/native_winograd_wgrad.h"
 
 using namespace engine;
@@ -28,7 +29,9 @@ int main(int argc, char** argv) {
             rounds = std::atoi(argv[i + 1]);
     }
     const double peak = bench::fma_peak_gflops();
-    std::printf("weight gradient, batch %lld, one thread, FMA peak %.1f GFLOP/s\n", (long long)batch, peak);
+    const Isa isa = isa_of_this_cpu();
+    std::printf("weight gradient, batch %lld, one thread, %s, FMA peak %.1f GFLOP/s\n", (long long)batch, isa_name(isa),
+                peak);
     std::printf("%-14s %12s %12s %10s %10s %10s\n", "shape", "direct ms", "winograd ms", "ratio", "% peak", "max diff");
     for (int64_t side : {32, 16, 8}) {
         const int64_t C = 16 * 32 / side;
@@ -50,7 +53,7 @@ int main(int argc, char** argv) {
             conv3x3_weight_grad(xv, gv, direct.data(), 0, batch, scratch.data());
             td.push_back(bench::seconds_since(t0));
             t0 = std::chrono::steady_clock::now();
-            winograd_weight_grad(xv, gv, wino.data(), 0, batch, scratch.data());
+            winograd_weight_grad(xv, gv, wino.data(), 0, batch, scratch.data(), isa);
             tw.push_back(bench::seconds_since(t0));
         }
         double scale = 0, diff = 0;

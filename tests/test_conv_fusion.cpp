@@ -147,39 +147,45 @@ TEST_CASE("conv backward adds to gradients already there, on the direct 3x3 inpu
     cases.push_back({Shape{2, 6, 16, 16}, 7, 2});  // stride 2: the GEMM input gradient
     cases.push_back({Shape{2, 4, 12, 12}, 5, 1});  // width 12: the GEMM path throughout
     auto ref = make_backend("ref");
-    for (int threads : {1, 2}) {
-        auto cpu = make_backend("native", threads);
-        for (const Case& c : cases) {
-            CAPTURE(c.x.str());
-            CAPTURE(c.k);
-            CAPTURE(threads);
-            Node node;
-            node.op = Op::Conv;
-            node.attrs = test::conv_attrs(3, c.stride, 1);
-            const int64_t oh = (c.x[2] - 1) / c.stride + 1, ow = (c.x[3] - 1) / c.stride + 1;
-            const Shape shapes[] = {c.x, Shape{c.k, c.x[1], 3, 3}, Shape{c.k}}, out{c.x[0], c.k, oh, ow};
-            Tensor x = test::random_tensor(shapes[0], 1), w = test::random_tensor(shapes[1], 2),
-                   b = test::random_tensor(shapes[2], 3), gy = test::random_tensor(out, 4), y(out);
-            auto run = [&](Backend& backend) {
-                std::vector<Tensor> grads;
-                for (int i = 0; i < 3; ++i) grads.push_back(test::random_tensor(shapes[i], 10 + i));  // nonzero
-                constexpr size_t kSentinels = 64;
-                std::vector<float> scratch(backend.scratch_floats(node, shapes, 3, out) + kSentinels, 12345.0f);
-                TensorView in[] = {{x.data(), shapes[0]}, {w.data(), shapes[1]}, {b.data(), shapes[2]}};
-                TensorView gin[] = {
-                    {grads[0].data(), shapes[0]}, {grads[1].data(), shapes[1]}, {grads[2].data(), shapes[2]}};
-                OpArgs fwd{node, in, 3, {y.data(), out}, scratch.data(), true, 7};
-                backend.backward(GradArgs{fwd, {gy.data(), out}, gin});
-                for (size_t i = scratch.size() - kSentinels; i < scratch.size(); ++i) REQUIRE(scratch[i] == 12345.0f);
-                return grads;
-            };
-            std::vector<Tensor> want = run(*ref), got = run(*cpu);
-            for (int i = 0; i < 3; ++i) {
-                CAPTURE(i);
-                CHECK(relative_error(got[i].data(), want[i].data(), want[i].numel()) <= 1e-5);
+    // The backend's instruction set, not the environment's, picks the backward kernels and sizes their scratch.
+    std::vector<native::Isa> isas{native::Isa::avx2};
+    if (native::cpu_has_avx512()) isas.push_back(native::Isa::avx512);
+    for (native::Isa isa : isas)
+        for (int threads : {1, 2}) {
+            native::NativeBackend cpu(threads, {native::KernelMode::tuned, isa});
+            for (const Case& c : cases) {
+                CAPTURE(c.x.str());
+                CAPTURE(c.k);
+                CAPTURE(threads);
+                CAPTURE(native::isa_name(isa));
+                Node node;
+                node.op = Op::Conv;
+                node.attrs = test::conv_attrs(3, c.stride, 1);
+                const int64_t oh = (c.x[2] - 1) / c.stride + 1, ow = (c.x[3] - 1) / c.stride + 1;
+                const Shape shapes[] = {c.x, Shape{c.k, c.x[1], 3, 3}, Shape{c.k}}, out{c.x[0], c.k, oh, ow};
+                Tensor x = test::random_tensor(shapes[0], 1), w = test::random_tensor(shapes[1], 2),
+                       b = test::random_tensor(shapes[2], 3), gy = test::random_tensor(out, 4), y(out);
+                auto run = [&](Backend& backend) {
+                    std::vector<Tensor> grads;
+                    for (int i = 0; i < 3; ++i) grads.push_back(test::random_tensor(shapes[i], 10 + i));  // nonzero
+                    constexpr size_t kSentinels = 64;
+                    std::vector<float> scratch(backend.scratch_floats(node, shapes, 3, out) + kSentinels, 12345.0f);
+                    TensorView in[] = {{x.data(), shapes[0]}, {w.data(), shapes[1]}, {b.data(), shapes[2]}};
+                    TensorView gin[] = {
+                        {grads[0].data(), shapes[0]}, {grads[1].data(), shapes[1]}, {grads[2].data(), shapes[2]}};
+                    OpArgs fwd{node, in, 3, {y.data(), out}, scratch.data(), true, 7};
+                    backend.backward(GradArgs{fwd, {gy.data(), out}, gin});
+                    for (size_t i = scratch.size() - kSentinels; i < scratch.size(); ++i)
+                        REQUIRE(scratch[i] == 12345.0f);
+                    return grads;
+                };
+                std::vector<Tensor> want = run(*ref), got = run(cpu);
+                for (int i = 0; i < 3; ++i) {
+                    CAPTURE(i);
+                    CHECK(relative_error(got[i].data(), want[i].data(), want[i].numel()) <= 1e-5);
+                }
             }
         }
-    }
 }
 
 TEST_CASE("fused conv epilogues (bias, residual, ReLU) match the unfused reference") {

@@ -219,7 +219,7 @@ NativeBackend::NativeBackend(int threads, NativeOptions options)
 
 size_t NativeBackend::scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const {
     if (node.op != Op::Conv) return 0;
-    size_t floats = size_t(threads_) * conv_scratch_per_thread(node.attrs, in[0], in[1], out, /*backward=*/true);
+    size_t floats = size_t(threads_) * conv_backward_scratch_per_thread(node.attrs, in[0], in[1], out, options_.isa);
     // Whichever kernel prepare() picks: its working space + room to transform weights that may change.
     for (ConvKernel k : conv_kernel_candidates(node.attrs, in[0], in[1], out, options_.isa))
         floats = std::max(floats, conv_kernel_work_floats(k, node.attrs, in[0], in[1], out, threads_) +
@@ -340,7 +340,7 @@ void NativeBackend::backward(const GradArgs& g) {
             if (a.node.attrs.fused_residual || a.node.attrs.fused_relu) break;  // the reference code says why not
             zero_fresh(g, threads_, 1);
             conv_backward(a.node.attrs, a.in[0], a.in[1], g.grad_out, gin[0], fresh0, gin[1],
-                          a.n_in > 2 ? gin[2].data : nullptr, a.scratch, threads_);
+                          a.n_in > 2 ? gin[2].data : nullptr, a.scratch, options_.isa, threads_);
             return;
         case Op::BatchNorm:
             zero_fresh(g, threads_, 1);

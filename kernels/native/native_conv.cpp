@@ -3,14 +3,13 @@
 #include <algorithm>
 
 #include "native_conv3x3.h"
-#include "native_conv_backward.h"
 #include "native_conv_dims.h"
 #include "native_conv_gemm.h"
 #include "native_depthwise.h"
 
 namespace engine::native {
 
-size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, bool backward) {
+size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
     const ConvDims d = conv_dims(a, x, w, y);
     size_t forward = 0;
     if (conv_is_depthwise(a, w))
@@ -19,7 +18,7 @@ size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, c
         forward = size_t(d.CKK * d.P);
         if (conv3x3_fits(a, x, w, y)) forward = std::max(forward, conv3x3_scratch_per_thread(x));
     }
-    return backward ? std::max(forward, conv_backward_scratch_per_thread(a, x, w, y)) : forward;
+    return forward;
 }
 
 void conv_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual, TensorView y,

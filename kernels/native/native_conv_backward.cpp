@@ -10,7 +10,6 @@
 #include "native_depthwise.h"
 #include "native_gemm.h"
 #include "native_im2col.h"
-#include "native_isa.h"
 #include "native_pointwise_backward.h"
 #include "native_winograd.h"
 #include "native_winograd_wgrad.h"
@@ -43,12 +42,12 @@ Attrs input_grad_attrs() {
 }
 
 // The Winograd plan for the input gradient, a stride-1 convolution of the output gradient: the
-// fixed rule's tiles, with AVX-512 products where the CPU has them.
-WinogradPlan winograd_input_grad(const Shape& x, const Shape& w, const Shape& y) {
+// fixed rule's tiles, with AVX-512 products where isa allows them.
+WinogradPlan winograd_input_grad(const Shape& x, const Shape& w, const Shape& y, Isa isa) {
     const Attrs a = input_grad_attrs();
     const Shape wt{w[1], w[0], 3, 3};
     const WinogradPlan plan = winograd_plan(a, y, wt, x);
-    if (plan && isa_of_this_cpu() == Isa::avx512)
+    if (plan && isa == Isa::avx512)
         if (const WinogradPlan wide = winograd_plan_for(plan.m, plan.over_channels, true, a, y, wt, x)) return wide;
     return plan;
 }
@@ -61,7 +60,7 @@ struct BackwardScratch {
     size_t col, gcol, gw, wt, u, total;
 };
 
-BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
+BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, Isa isa) {
     const ConvDims d = conv_dims(a, x, w, y);
     const size_t gradients = size_t(d.K * d.CKK + d.K);
     if (a.groups == 1 && conv_is_pointwise(a, d)) {
@@ -76,7 +75,7 @@ BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w,
                                                              : conv3x3_wgrad_scratch_per_thread(x));
         s.gcol = std::max(s.gcol, conv3x3_scratch_per_thread(y));
         s.wt = size_t(w.numel());
-        if (const WinogradPlan plan = winograd_input_grad(x, w, y)) {
+        if (const WinogradPlan plan = winograd_input_grad(x, w, y, isa)) {
             const Shape wt{w[1], w[0], 3, 3};
             s.gcol = std::max(s.gcol, winograd_scratch(plan, y, wt, 1));
             s.u = winograd_weights_floats(plan, y, wt);
@@ -88,25 +87,27 @@ BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w,
 
 }  // namespace
 
-size_t conv_backward_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
-    if (!conv_is_depthwise(a, w)) return backward_scratch(a, x, w, y).total;
+size_t conv_backward_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, Isa isa) {
+    const size_t forward = conv_scratch_per_thread(a, x, w, y);
+    if (!conv_is_depthwise(a, w)) return std::max(forward, backward_scratch(a, x, w, y, isa).total);
     // Private weight and bias gradients, then the planes of the plane kernel.
     const ConvDims d = conv_dims(a, x, w, y);
-    return size_t(d.K * d.KH * d.KW + d.K) + depthwise_backward_scratch(depthwise_plane_of(a, d));
+    return std::max(forward, size_t(d.K * d.KH * d.KW + d.K) + depthwise_backward_scratch(depthwise_plane_of(a, d)));
 }
 
 void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, bool gx_fresh,
-                   TensorView gw, float* gbias, float* scratch, int threads) {
+                   TensorView gw, float* gbias, float* scratch, Isa isa, int threads) {
     const ConvDims d = conv_dims(a, x.shape, w.shape, gy.shape);
-    const size_t per_thread = conv_scratch_per_thread(a, x.shape, w.shape, gy.shape, true);
+    const size_t per_thread = conv_backward_scratch_per_thread(a, x.shape, w.shape, gy.shape, isa);
     const bool depthwise = conv_is_depthwise(a, w.shape);
     const bool pointwise = conv_is_pointwise(a, d);
     const bool pointwise_samples = pointwise && a.groups == 1;  // a whole range of samples at once
     const bool direct = direct_input_grad(a, x.shape, w.shape, gy.shape);
     const bool direct_gx = gx.data && direct, direct_gw = gw.data && direct;
     const bool winograd_gw = direct_gw && winograd_wgrad_fits(x.shape, w.shape, gy.shape);
-    const WinogradPlan winograd_gx = direct_gx ? winograd_input_grad(x.shape, w.shape, gy.shape) : WinogradPlan{};
-    const BackwardScratch layout = depthwise ? BackwardScratch{} : backward_scratch(a, x.shape, w.shape, gy.shape);
+    const WinogradPlan winograd_gx = direct_gx ? winograd_input_grad(x.shape, w.shape, gy.shape, isa) : WinogradPlan{};
+    const BackwardScratch layout =
+        depthwise ? BackwardScratch{} : backward_scratch(a, x.shape, w.shape, gy.shape, isa);
     const int64_t wsize = w.numel();
     int used = 1;
     // Each thread accumulates weight gradients privately; they are summed in thread order at
@@ -131,9 +132,8 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
         }
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < d.N; ++n) {
-            // The Winograd and direct input gradients write a fresh gx; every other path adds to it.
-            const bool writes_gx = winograd_gx || direct_gx;
-            if (gx.data && gx_fresh && !writes_gx)
+            // The direct input gradient (Winograd or not) writes a fresh gx; every other path adds to it.
+            if (gx.data && gx_fresh && !direct_gx)
                 std::fill(gx.data + n * d.C * d.H * d.W, gx.data + (n + 1) * d.C * d.H * d.W, 0.0f);
             if (depthwise) {
                 const DepthwisePlane plane = depthwise_plane_of(a, d);
@@ -186,8 +186,8 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
         // This thread's share of the samples, as a contiguous range.
         const int nt = omp_get_num_threads();
         const int64_t n_begin = d.N * t / nt, n_end = d.N * (t + 1) / nt;
-        if (direct_gw && winograd_gw)
-            winograd_weight_grad(x, gy, gw_t, n_begin, n_end, mine);
+        if (winograd_gw)
+            winograd_weight_grad(x, gy, gw_t, n_begin, n_end, mine, isa);
         else if (direct_gw)
             conv3x3_weight_grad(x, gy, gw_t, n_begin, n_end, mine);
         if (pointwise_samples)

@@ -3,14 +3,17 @@
 // kernels, the pointwise kernels for 1x1 ones, im2col GEMMs for the rest.
 #pragma once
 #include "engine/backend.h"
+#include "native_isa.h"
 
 namespace engine::native {
 
-// Floats of scratch one thread of conv_backward needs.
-size_t conv_backward_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
+// Floats of scratch one thread of conv_backward needs on this instruction set (at least the
+// forward's, conv_scratch_per_thread: the same buffer serves both).
+size_t conv_backward_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, Isa isa);
 // gx += d loss / d x (gx = where gx_fresh), gw += d loss / d w, gbias += d loss / d bias (any may be
-// null) from gy; scratch holds threads * conv_scratch_per_thread(..., backward = true) floats (native_conv.h).
+// null) from gy, with AVX-512 kernels where isa says so; scratch holds threads *
+// conv_backward_scratch_per_thread floats.
 void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, bool gx_fresh,
-                   TensorView gw, float* gbias, float* scratch, int threads);
+                   TensorView gw, float* gbias, float* scratch, Isa isa, int threads);
 
 }  // namespace engine::native

@@ -122,7 +122,7 @@ size_t conv_kernel_work_floats(ConvKernel k, const Attrs& a, const Shape& x, con
     if (is_winograd(k)) return winograd_scratch(plan_of(k, a, x, w, y), x, w, threads);
     if (k == ConvKernel::gemm) return size_t(threads) * conv_gemm_scratch_per_thread(a, x, w, y);
     if (k == ConvKernel::direct_512) return conv3x3_taps_work_floats(x, y, threads);
-    return size_t(threads) * conv_scratch_per_thread(a, x, w, y, false);
+    return size_t(threads) * conv_scratch_per_thread(a, x, w, y);
 }
 
 void conv_kernel_transform(ConvKernel k, const Attrs& a, const Shape& x, TensorView w, const Shape& y, float* u) {

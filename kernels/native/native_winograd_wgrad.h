@@ -7,6 +7,7 @@
 // of 4 and W of 8.
 #pragma once
 #include "engine/backend.h"
+#include "native_isa.h"
 
 namespace engine::native {
 
@@ -14,8 +15,8 @@ bool winograd_wgrad_fits(const Shape& x, const Shape& w, const Shape& y);
 // Floats of scratch one thread needs.
 size_t winograd_wgrad_scratch_per_thread(const Shape& x, const Shape& w);
 // gw [K, C, 3, 3] += the weight gradient from samples [n0, n1) of x and gy, in a fixed order: on
-// AVX-512 where the CPU has it and both channel counts are multiples of 16.
-void winograd_weight_grad(TensorView x, TensorView gy, float* gw, int64_t n0, int64_t n1, float* scratch);
+// AVX-512 where isa allows it and both channel counts are multiples of 16.
+void winograd_weight_grad(TensorView x, TensorView gy, float* gw, int64_t n0, int64_t n1, float* scratch, Isa isa);
 // The AVX-512 variant, called by winograd_weight_grad only.
 void winograd_weight_grad_avx512(TensorView x, TensorView gy, float* gw, int64_t n0, int64_t n1, float* scratch);
 
