@@ -533,6 +533,16 @@ TEST_CASE("same seed and thread count give bit-identical weights; training chang
     CHECK(!same_bytes(all_values(a), all_values(c)));
 }
 
+TEST_CASE("a diverging run stops with an error naming the step instead of training on NaN") {
+    Dataset data = synthetic(256, 16, 1);
+    Model m = build_model("tiny", 10, 16, 7);
+    TrainConfig config = quick_config();
+    config.schedule.kind = "constant";
+    config.schedule.lr = 1e30f;
+    CHECK_THROWS_WITH_AS(Trainer(m, data, nullptr, config).fit(), doctest::Contains("loss is not finite at step"),
+                         engine::Error);
+}
+
 TEST_CASE("resume: 2 epochs straight equal 1 epoch, checkpoint, a new trainer, 1 more epoch") {
     Dataset data = synthetic(192, 16, 2);
     TrainConfig c = quick_config(2);

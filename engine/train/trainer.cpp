@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -204,6 +205,10 @@ EpochStats Trainer::train_epoch(const ProgressFn& progress) {
             deepest = k;
         }
         check(deepest >= 0, "training: no exit has a loss weight");
+        // A diverged step would write NaN into every weight it reaches and train on silently.
+        if (!std::isfinite(loss))
+            fail("training diverged: the loss is not finite at step " + std::to_string(step_ + 1) + " (epoch " +
+                 std::to_string(epoch_ + 1) + "); lower --lr");
         plan_->backward(seeds.data(), false, bn_training, seed);
         for (size_t i = 0; i < params_.size(); ++i) {
             float* g = plan_->param_grad(params_[i]).data;
