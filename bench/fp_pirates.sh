@@ -2,11 +2,12 @@
 # Builds issue 15's pirate set from an owner model and prints one MODEL:ATTACK line per pirate on
 # stdout (progress on stderr; a pirate already in OUTDIR is reused). Every pirate trains on
 # data_batch_2 (10,000 images the owner's own copies in fp_gen never see; fp_gen uses the first
-# 2,000 of data_batch_1), one thread, SDN loss unless said otherwise:
+# 10,000, data_batch_1), one thread, SDN loss, unless said otherwise:
 #   finetune      all layers, 1 epoch, lr 0.01
 #   reinit_heads  every exit head re-initialised, then all layers 1 epoch
 #   prune50_ft    50 % global magnitude pruning, then 1 epoch
 #   ic_only       internal classifiers re-initialised and retrained on the frozen backbone, 1 epoch
+#   ic_long       the same done well: 4 epochs, cosine from lr 0.01, all 50,000 training images
 #   int8          Conv/Gemm weights rounded to int8 (per output channel), no training
 #   adv_pgd4      PGD-10 at 4/255 (another recipe than fp_gen's own PGD-7 at 8/255), 2 epochs on 5,000
 #   trades        TRADES, beta 6, 8/255, 5 steps, 2 epochs on 5,000
@@ -14,9 +15,9 @@
 #                 (no labels), SCRATCH_EPOCHS on all 50,000 training images
 #   steal         the multi-exit stealing attack (Pan et al.): from scratch, learns the owner's answers
 #                 and exits (engine_train --mimic-exits), SCRATCH_EPOCHS on all 50,000
-#   *_recal       reinit_heads, adv_pgd4 and trades with their thresholds re-set so that they leave at
-#                 each exit as often as the owner does on data_batch_2 (--match-exits): their retrained
-#                 heads are timid and would otherwise give up most of the early-exit speed
+#   *_recal       reinit_heads, ic_only, ic_long, adv_pgd4 and trades with their thresholds re-set so
+#                 that they leave at each exit as often as the owner does on data_batch_2 (--match-exits):
+#                 their retrained heads are timid and would otherwise give up most of the early-exit speed
 # A model without BatchNorm (an ONNX export) fine-tunes with --renormalize and plain SGD (README).
 # usage: bench/fp_pirates.sh OWNER OUTDIR
 #   env: DATA (default ../shared/data/cifar10), THREADS (1), SCRATCH_EPOCHS (5), ARCH (the owner's
@@ -67,13 +68,14 @@ pirate finetune "${ft[@]}" --epochs 1
 pirate reinit_heads "${ft[@]}" --epochs 1 --reinit "$HEADS"
 pirate prune50_ft "${ft[@]}" --epochs 1 --prune 0.5
 pirate ic_only "${tune[@]}" --data "$batch2" --lr 0.01 --schedule constant --mode ic-only --reinit '\.ic\.' --epochs 1
+pirate ic_long "${tune[@]}" --data "$DATA" --lr 0.01 --schedule cosine --mode ic-only --reinit '\.ic\.' --epochs 4
 pirate int8 --from "$owner" --data "$batch2" --epochs 0 --quantize 8
 pirate adv_pgd4 "${ft[@]}" --epochs 2 --limit 5000 --adv-eps 4/255 --adv-step 1/255 --adv-steps 10
 pirate trades "${ft[@]}" --epochs 2 --limit 5000 --trades --adv-eps 8/255 --adv-step 2/255 --adv-steps 5
 scratch=(--arch "$ARCH" --teacher "$owner" --data "$DATA" --epochs "$SCRATCH_EPOCHS" --lr 0.1 --mode sdn --seed 41)
 pirate distill "${scratch[@]}" --kd-alpha 1
 pirate steal "${scratch[@]}" --mimic-exits
-for base in reinit_heads adv_pgd4 trades; do
+for base in reinit_heads ic_only ic_long adv_pgd4 trades; do
   if [ -e "$out/$base.model" ]; then
     pirate "${base}_recal" --from "$out/$base.model" --data "$batch2" --epochs 0 --match-exits "$owner"
   fi

@@ -54,10 +54,12 @@ if [ "${1:-}" = --build ]; then
     $bin/fp_gen "$OWNER" --out "$out/default.fp" --reference "$REFERENCE" --data "$DATA" --threads "$THREADS" \
       > "$out/default.gen" 2>&1
   fi
+  own=()  # the default's own copies (fine-tuned, adversarial, head-retrained) join the other recipes too
+  for m in "$out"/default.fp.own_*.model; do own+=(--variant "$m"); done
   if [ ! -e "$out/full.fp" ]; then
     echo "== crafting the full-recipe fingerprint" >&2
     $bin/fp_gen "$OWNER" --out "$out/full.fp" --reference "$steer" --reference "$REFERENCE" --per-exit 20 \
-      --variant "$out/default.fp.own_ft.model" --variant "$out/default.fp.own_adv.model" --data "$DATA" \
+      "${own[@]}" --data "$DATA" \
       --threads "$THREADS" > "$out/full.gen" 2>&1
   fi
   labels=
@@ -65,7 +67,7 @@ if [ "${1:-}" = --build ]; then
     if [ ! -e "$out/$kind.fp" ]; then
       echo "== crafting the $kind label fingerprint" >&2
       $bin/fp_gen "$OWNER" --kind "$kind" --out "$out/$kind.fp" --reference "$steer" --reference "$REFERENCE" \
-        --variant "$out/default.fp.own_ft.model" --variant "$out/default.fp.own_adv.model" --data "$DATA" \
+        "${own[@]}" --data "$DATA" \
         --threads "$THREADS" > "$out/$kind.gen" 2>&1 || { echo "fp_gen --kind $kind failed: see $out/$kind.gen" >&2; continue; }
     fi
     labels="$labels $kind:$out/$kind.fp"
