@@ -1,0 +1,77 @@
+// BatchNorm in training mode (fused ReLU) on the three ResNet-56 stage shapes at batch 128: the
+// native forward and backward kernels, median and p99 over interleaved rounds, and the bytes each
+// moves at least (forward: read x, write y; backward: read gy, y, x, write gx) over the time.
+// usage: bench_batchnorm [--batch 128] [--threads 2] [--rounds 30]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "native/native_batchnorm.h"
+
+using namespace engine;
+using namespace engine::native;
+
+namespace {
+
+double now_ms() {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double quantile(std::vector<double> v, double q) {
+    std::sort(v.begin(), v.end());
+    return v[std::min(v.size() - 1, size_t(q * double(v.size())))];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int64_t batch = 128;
+    int threads = 2, rounds = 30;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!std::strcmp(argv[i], "--batch"))
+            batch = std::atoll(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--threads"))
+            threads = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--rounds"))
+            rounds = std::atoi(argv[i + 1]);
+    }
+    std::printf("BatchNorm + ReLU, training, batch %lld, %d threads, %d rounds\n", (long long)batch, threads, rounds);
+    std::printf("%-14s %10s %10s %8s %10s %10s %8s\n", "shape", "fwd ms", "fwd p99", "GB/s", "bwd ms", "bwd p99", "GB/s");
+    for (int64_t side : {32, 16, 8}) {
+        const int64_t C = 16 * 32 / side;
+        const Shape xs{batch, C, side, side}, cs{C};
+        const int64_t n = xs.numel();
+        std::vector<float> x(n), y(n), gy(n), gx(n), scale(C, 1.0f), bias(C, 0.1f), mean(C, 0.0f), var(C, 1.0f),
+            gscale(C), gbias(C);
+        std::mt19937 rng(1);
+        std::normal_distribution<float> normal;
+        for (auto* v : {&x, &gy})
+            for (auto& e : *v) e = normal(rng);
+        const TensorView in[5] = {{x.data(), xs}, {scale.data(), cs}, {bias.data(), cs}, {mean.data(), cs},
+                                  {var.data(), cs}};
+        TensorView gin[3] = {{gx.data(), xs}, {gscale.data(), cs}, {gbias.data(), cs}};
+        Attrs a;
+        a.fused_relu = true;
+        std::vector<double> fwd, bwd;
+        for (int r = 0; r < rounds; ++r) {
+            double t = now_ms();
+            batchnorm_train_forward(a, in, {y.data(), xs}, threads);
+            fwd.push_back(now_ms() - t);
+            t = now_ms();
+            batchnorm_backward(a, in, {y.data(), xs}, {gy.data(), xs}, gin, /*gx_fresh=*/true, /*training=*/true,
+                               threads);
+            bwd.push_back(now_ms() - t);
+        }
+        const double mb = double(n) * 4 / 1e6;
+        char name[32];
+        std::snprintf(name, sizeof name, "%lldx%lldx%lld", (long long)C, (long long)side, (long long)side);
+        const double f = quantile(fwd, 0.5), b = quantile(bwd, 0.5);
+        std::printf("%-14s %10.3f %10.3f %8.1f %10.3f %10.3f %8.1f\n", name, f, quantile(fwd, 0.99), 2 * mb / f, b,
+                    quantile(bwd, 0.99), 4 * mb / b);
+    }
+    return 0;
+}
