@@ -70,9 +70,9 @@ bool has_batchnorm(const Model& m) {
 //                back the victim's speed; engine_train --match-exits).
 enum class CopyKind { fine_tuned, adversarial, heads };
 
-void make_own_copy(const std::string& model_path, const std::string& data_dir, int images, CopyKind kind, int epochs,
-                   uint64_t seed, const std::string& backend_name, int threads, const std::string& path) {
-    const Model owner = load_model(model_path);
+void make_own_copy(const Model& owner, const std::string& model_path, const std::string& data_dir, int images,
+                   CopyKind kind, int epochs, uint64_t seed, const std::string& backend_name, int threads,
+                   const std::string& path) {
     Model copy = owner;
     const Dataset train = load_dataset_dir(data_dir, true, images);
     train::TrainConfig c;
@@ -255,7 +255,7 @@ int main(int argc, char** argv) {
                 if (std::filesystem::exists(path))
                     std::fprintf(stderr, "fp_gen: reusing %s\n", path.c_str());
                 else
-                    make_own_copy(model_path, data, images, kind, epochs, seed, o.backend, o.threads, path);
+                    make_own_copy(model, model_path, data, images, kind, epochs, seed, o.backend, o.threads, path);
                 o.variant_paths.push_back(path);
             };
             own_copy(out + ".own_ft.model", own_images, CopyKind::fine_tuned, 1, 7);
