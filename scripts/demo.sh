@@ -22,8 +22,9 @@ $bin/engine_run info "$OWNER"
 $bin/engine_run eval "$OWNER" --data "$DATA" --limit 2000 --latency-samples 100
 
 echo "== crafting the fingerprint (owner side)"
-# Crafted from noise (the default); DATA trains the owner's own fine-tuned and adversarial copies
-# that join the ensemble (about a minute); REFERENCE is held out and calibrates the null.
+# Crafted from noise (the default); DATA trains the owner's own fine-tuned, adversarial and
+# head-retrained copies that join the ensemble (about a minute); REFERENCE is held out and
+# calibrates the null.
 $bin/fp_gen "$OWNER" --out "$OUT/owner.fp" --data "$DATA" --reference "$REFERENCE"
 
 echo "== a pirate prunes 30 % of the stolen weights and fine-tunes them"
