@@ -55,7 +55,7 @@ if [ "${1:-}" = --build ]; then
       > "$out/default.gen" 2>&1
   fi
   own=()  # the default's own copies (fine-tuned, adversarial, head-retrained) join the other recipes too
-  for m in "$out"/default.fp.own_*.model; do own+=(--variant "$m"); done
+  for m in "$out"/default.fp.own_*.model; do [ -e "$m" ] && own+=(--variant "$m"); done
   if [ ! -e "$out/full.fp" ]; then
     echo "== crafting the full-recipe fingerprint" >&2
     $bin/fp_gen "$OWNER" --out "$out/full.fp" --reference "$steer" --reference "$REFERENCE" --per-exit 20 \
