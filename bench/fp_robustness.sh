@@ -59,16 +59,14 @@ if [ "${1:-}" = --build ]; then
   if [ ! -e "$out/full.fp" ]; then
     echo "== crafting the full-recipe fingerprint" >&2
     $bin/fp_gen "$OWNER" --out "$out/full.fp" --reference "$steer" --reference "$REFERENCE" --per-exit 20 \
-      "${own[@]}" --data "$DATA" \
-      --threads "$THREADS" > "$out/full.gen" 2>&1
+      "${own[@]}" --data "$DATA" --threads "$THREADS" > "$out/full.gen" 2>&1
   fi
   labels=
   for kind in misclassified ipguard cae; do
     if [ ! -e "$out/$kind.fp" ]; then
       echo "== crafting the $kind label fingerprint" >&2
       $bin/fp_gen "$OWNER" --kind "$kind" --out "$out/$kind.fp" --reference "$steer" --reference "$REFERENCE" \
-        "${own[@]}" --data "$DATA" \
-        --threads "$THREADS" > "$out/$kind.gen" 2>&1 || { echo "fp_gen --kind $kind failed: see $out/$kind.gen" >&2; continue; }
+        "${own[@]}" --data "$DATA" --threads "$THREADS" > "$out/$kind.gen" 2>&1 || { echo "fp_gen --kind $kind failed: see $out/$kind.gen" >&2; continue; }
     fi
     labels="$labels $kind:$out/$kind.fp"
   done
