@@ -163,8 +163,8 @@ int main(int argc, char** argv) {
         app.add_flag("--noise", from_noise, "start from uniform noise (the default)");
         app.add_option("--own-copy-images", own_images,
                        "train the owner's own fine-tuned and adversarially fine-tuned copies on this many training "
-                       "images when no --variant is given (default 2000; 0: none); kept as OUT.own_ft.model and "
-                       "OUT.own_adv.model and reused")
+                       "images when no --variant is given (default 2000; 0: no own copies at all, head-retrained "
+                       "ones included); kept as OUT.own_ft.model and OUT.own_adv.model and reused")
             ->check(CLI::Range(0, 1000000));
         app.add_option("--own-head-copies", own_head_copies,
                        "with the own copies: this many more whose internal classifiers ('.ic.' parameters) are "
