@@ -15,7 +15,6 @@
 
 #include "cli_common.h"
 #include "engine/error.h"
-#include "engine/evaluate.h"
 #include "engine/exit_calibration.h"
 #include "engine/hash.h"
 #include "engine/train/trainer.h"
@@ -311,11 +310,9 @@ int main(int argc, char** argv) {
                                                                " exits, the model " +
                                                                std::to_string(model.num_exits()));
             auto be = make_backend(backend, threads);
-            const EvalResult seen = evaluate(victim, *be, train, victim.thresholds, 128);
-            std::vector<double> shares;
-            for (auto count : seen.exit_histogram) shares.push_back(double(count) / double(seen.count));
-            model.thresholds = thresholds_for_exit_shares(model, *be, train, shares);
-            std::printf("thresholds matched to %s's exits on %lld images:", match_exits.c_str(), (long long)seen.count);
+            model.thresholds = thresholds_for_exit_shares(model, *be, train, exit_shares(victim, *be, train));
+            std::printf("thresholds matched to %s's exits on %lld images:", match_exits.c_str(),
+                        (long long)train.size());
             for (float q : model.thresholds) std::printf(" %.4f", q);
             std::printf("\n");
         }

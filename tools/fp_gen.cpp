@@ -21,13 +21,13 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <sstream>
 
 #include "cli_common.h"
 #include "engine/dataset.h"
 #include "engine/error.h"
-#include "engine/evaluate.h"
 #include "engine/exit_calibration.h"
 #include "engine/graph.h"
 #include "engine/train/trainer.h"
@@ -59,22 +59,21 @@ bool has_batchnorm(const Model& m) {
     return false;
 }
 
-// The owner's own copies of what a pirate does, trained on `images` training images of data_dir and
-// written atomically to `path` (a model without BatchNorm, folded as ONNX exports are, trains with
-// them re-inserted and plain SGD: README):
+// The owner's own copies of what a pirate does, trained on `train` (the first images of data_dir)
+// and written atomically to `path` (a model without BatchNorm, folded as ONNX exports are, trains
+// with them re-inserted and plain SGD: README):
 //   fine-tuned   one epoch of the SDN loss, lr 0.01;
 //   adversarial  the same under PGD-7 at 8/255;
 //   heads        internal classifiers ('.ic.' parameters) re-initialised and retrained on the frozen
 //                backbone, `epochs` epochs at lr 0.01, seed `seed`, then thresholds set so that it
-//                leaves at each exit as often as the owner does on those images (a pirate getting
+//                leaves at each exit in owner_shares, the owner's shares on `train` (a pirate getting
 //                back the victim's speed; engine_train --match-exits).
 enum class CopyKind { fine_tuned, adversarial, heads };
 
-void make_own_copy(const Model& owner, const std::string& model_path, const std::string& data_dir, int images,
-                   CopyKind kind, int epochs, uint64_t seed, const std::string& backend_name, int threads,
-                   const std::string& path) {
+void make_own_copy(const Model& owner, const std::string& model_path, const std::string& data_dir, const Dataset& train,
+                   CopyKind kind, int epochs, uint64_t seed, const std::vector<double>& owner_shares,
+                   const std::string& backend_name, int threads, const std::string& path) {
     Model copy = owner;
-    const Dataset train = load_dataset_dir(data_dir, true, images);
     train::TrainConfig c;
     c.mode = kind == CopyKind::heads ? "ic-only" : "sdn";
     c.reinit = kind == CopyKind::heads ? "\\.ic\\." : "";
@@ -108,13 +107,10 @@ void make_own_copy(const Model& owner, const std::string& model_path, const std:
     }
     if (kind == CopyKind::heads) {
         auto backend = make_backend(backend_name, threads);
-        const EvalResult seen = evaluate(owner, *backend, train, owner.thresholds, 128);
-        std::vector<double> shares;
-        for (auto count : seen.exit_histogram) shares.push_back(double(count) / double(seen.count));
-        copy.thresholds = thresholds_for_exit_shares(copy, *backend, train, shares);
+        copy.thresholds = thresholds_for_exit_shares(copy, *backend, train, owner_shares);
     }
-    copy.metadata["made_by"] =
-        "fp_gen own copy: " + label + " of " + model_path + " on " + std::to_string(images) + " images of " + data_dir;
+    copy.metadata["made_by"] = "fp_gen own copy: " + label + " of " + model_path + " on " +
+                               std::to_string(train.size()) + " images of " + data_dir;
     save_model(copy, path);
 }
 
@@ -251,12 +247,20 @@ int main(int argc, char** argv) {
                          "fp_gen: no data set, so no own fine-tuned copies in the ensemble (give --data DIR or "
                          "--variant): an adversarially fine-tuned pirate is then likely to escape\n");
         if (o.variant_paths.empty() && own_images > 0 && !data.empty()) {
+            std::map<int, Dataset> loaded;     // training images by count: the head copies share theirs
+            std::vector<double> owner_shares;  // the owner's exit shares on the head copies' images
             auto own_copy = [&](const std::string& path, int images, CopyKind kind, int epochs, uint64_t seed) {
-                if (std::filesystem::exists(path))
-                    std::fprintf(stderr, "fp_gen: reusing %s\n", path.c_str());
-                else
-                    make_own_copy(model, model_path, data, images, kind, epochs, seed, o.backend, o.threads, path);
                 o.variant_paths.push_back(path);
+                if (std::filesystem::exists(path))
+                    return (void)std::fprintf(stderr, "fp_gen: reusing %s\n", path.c_str());
+                auto it = loaded.find(images);
+                if (it == loaded.end()) it = loaded.emplace(images, load_dataset_dir(data, true, images)).first;
+                if (kind == CopyKind::heads && owner_shares.empty()) {
+                    auto backend = make_backend(o.backend, o.threads);
+                    owner_shares = exit_shares(model, *backend, it->second);
+                }
+                make_own_copy(model, model_path, data, it->second, kind, epochs, seed, owner_shares, o.backend,
+                              o.threads, path);
             };
             own_copy(out + ".own_ft.model", own_images, CopyKind::fine_tuned, 1, 7);
             own_copy(out + ".own_adv.model", std::max(own_images / 2, 1), CopyKind::adversarial, 1, 8);

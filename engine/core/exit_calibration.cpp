@@ -6,6 +6,7 @@
 #include <string>
 
 #include "engine/error.h"
+#include "engine/evaluate.h"
 #include "engine/exit_policy.h"
 #include "engine/plan.h"
 
@@ -57,6 +58,13 @@ std::vector<float> thresholds_for_exit_shares(const Model& model, Backend& backe
             if (running[i] && exit_fires(k, exits, prob[size_t(i) * exits + k], q.data())) running[i] = 0;
     }
     return q;
+}
+
+std::vector<double> exit_shares(const Model& reference, Backend& backend, const Dataset& data, int batch) {
+    const EvalResult seen = evaluate(reference, backend, data, reference.thresholds, batch);
+    std::vector<double> shares;
+    for (auto count : seen.exit_histogram) shares.push_back(double(count) / double(seen.count));
+    return shares;
 }
 
 }  // namespace engine

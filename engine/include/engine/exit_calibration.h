@@ -18,4 +18,9 @@ namespace engine {
 ENGINE_API std::vector<float> thresholds_for_exit_shares(const Model& model, Backend& backend, const Dataset& data,
                                                          const std::vector<double>& shares, int batch = 128);
 
+// The share of `data` that leaves `reference` at each exit under its own thresholds: with
+// thresholds_for_exit_shares, what gives another model the reference's speed.
+ENGINE_API std::vector<double> exit_shares(const Model& reference, Backend& backend, const Dataset& data,
+                                           int batch = 128);
+
 }  // namespace engine
