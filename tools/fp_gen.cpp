@@ -251,8 +251,10 @@ int main(int argc, char** argv) {
             std::vector<double> owner_shares;  // the owner's exit shares on the head copies' images
             auto own_copy = [&](const std::string& path, int images, CopyKind kind, int epochs, uint64_t seed) {
                 o.variant_paths.push_back(path);
-                if (std::filesystem::exists(path))
-                    return (void)std::fprintf(stderr, "fp_gen: reusing %s\n", path.c_str());
+                if (std::filesystem::exists(path)) {
+                    std::fprintf(stderr, "fp_gen: reusing %s\n", path.c_str());
+                    return;
+                }
                 auto it = loaded.find(images);
                 if (it == loaded.end()) it = loaded.emplace(images, load_dataset_dir(data, true, images)).first;
                 if (kind == CopyKind::heads && owner_shares.empty()) {
