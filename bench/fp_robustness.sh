@@ -9,10 +9,13 @@
 #   copies trained here for 2 epochs on 20,000 images, seeds 101..; other architectures: the shared
 #   resnet56_s3 and mobilenet_s1), and two fingerprints of OWNER (default weights/small_s1.model):
 #   "default" (fp_gen with nothing but a same-architecture --reference REFERENCE) and "full" (a
-#   second same-architecture reference, copy seed 100, steering selection; 20 inputs per exit),
+#   second same-architecture reference, copy seed 100, steering selection; 20 inputs per exit) and, where
+#   the STEER models exist, "steered" (scripts/demo.sh's recipe: they steer selection, REFERENCE is held
+#   out; its table leaves them out of the independents, since they took part in crafting),
 #   beside the prediction-based baselines (fp_gen --kind misclassified|ipguard|cae, the same two
 #   references) in the default table.
-#   env: REFERENCE (default weights/small_s2.model, or resnet56_s3 for a ResNet-56 owner), SHORT (4),
+#   env: REFERENCE (default weights/small_s2.model, or resnet56_s3 for a ResNet-56 owner), STEER (default
+#        weights/small_s4.model weights/small_s5.model for a small owner, none for others), SHORT (4),
 #        THREADS (1), plus fp_pirates.sh's (SCRATCH_EPOCHS, ...) and the table's below.
 # bench/fp_robustness.sh FINGERPRINT OWNER SUSPECT:ATTACK ...   prints the table for given suspects
 #   (name each with the attack, e.g. pirate.model:prune30_ft); label fingerprints get rows of their own,
@@ -31,8 +34,11 @@ if [ "${1:-}" = --build ]; then
   mkdir -p "$out/independent"
   case "$OWNER" in
     *resnet56*) REFERENCE=${REFERENCE:-../shared/models/resnet56_s3.onnx}; arch=resnet56 ;;
-    *) REFERENCE=${REFERENCE:-weights/small_s2.model}; arch=small ;;
+    *) REFERENCE=${REFERENCE:-weights/small_s2.model}; arch=small
+       STEER=${STEER-weights/small_s4.model weights/small_s5.model} ;;
   esac
+  steering=()
+  for m in ${STEER:-}; do [ -e "$m" ] && steering+=("$m"); done
   pirates=$(DATA=$DATA THREADS=$THREADS bench/fp_pirates.sh "$OWNER" "$out/pirates")
   independents=()
   for m in weights/small_s[3-9].model ../shared/models/resnet56_s3.onnx ../shared/models/mobilenet_s1.onnx; do
@@ -61,6 +67,17 @@ if [ "${1:-}" = --build ]; then
     $bin/fp_gen "$OWNER" --out "$out/full.fp" --reference "$steer" --reference "$REFERENCE" --per-exit 20 \
       "${own[@]}" --data "$DATA" --threads "$THREADS" > "$out/full.gen" 2>&1
   fi
+  recipes="default full"
+  if [ ${#steering[@]} -gt 0 ]; then
+    recipes="$recipes steered"
+    if [ ! -e "$out/steered.fp" ]; then
+      echo "== crafting the steered fingerprint" >&2
+      steer_args=()
+      for m in "${steering[@]}"; do steer_args+=(--reference "$m"); done
+      $bin/fp_gen "$OWNER" --out "$out/steered.fp" "${steer_args[@]}" --null-reference "$REFERENCE" "${own[@]}" \
+        --data "$DATA" --threads "$THREADS" > "$out/steered.gen" 2>&1
+    fi
+  fi
   labels=
   for kind in misclassified ipguard cae; do
     if [ ! -e "$out/$kind.fp" ]; then
@@ -70,12 +87,17 @@ if [ "${1:-}" = --build ]; then
     fi
     labels="$labels $kind:$out/$kind.fp"
   done
-  for recipe in default full; do
+  for recipe in $recipes; do
     echo
     echo "$recipe fingerprint of $OWNER: $(grep -h 'null match rate' "$out/$recipe.gen")"
     [ "$recipe" = default ] && label_fps=$labels || label_fps=
+    suspects=()
+    for spec in "${independents[@]}"; do
+      [ "$recipe" = steered ] && [[ " ${steering[*]} " == *" ${spec%%:*} "* ]] && continue
+      suspects+=("$spec")
+    done
     # shellcheck disable=SC2086
-    LABEL_FPS="$label_fps" "$0" "$out/$recipe.fp" "$OWNER" "$OWNER:owner" $pirates "${independents[@]}"
+    LABEL_FPS="$label_fps" "$0" "$out/$recipe.fp" "$OWNER" "$OWNER:owner" $pirates "${suspects[@]}"
   done
   exit 0
 fi

@@ -8,6 +8,7 @@ DATA=${DATA:-../shared/data/cifar10}
 OUT=${OUT:-demo-output}
 OWNER=${OWNER:-weights/small_s1.model}              # the model we protect
 REFERENCE=${REFERENCE:-weights/small_s2.model}      # an independent model the owner trained: calibrates the null
+STEER=${STEER:-weights/small_s4.model weights/small_s5.model}  # more such models: steer selection away from them
 INDEPENDENT=${INDEPENDENT:-weights/small_s3.model}  # another independent model: must be rejected
 
 scripts/install-deps.sh
@@ -24,8 +25,11 @@ $bin/engine_run eval "$OWNER" --data "$DATA" --limit 2000 --latency-samples 100
 echo "== crafting the fingerprint (owner side)"
 # Crafted from noise (the default); DATA trains the owner's own fine-tuned, adversarial and
 # head-retrained copies that join the ensemble (about a minute); REFERENCE is held out and
-# calibrates the null.
-$bin/fp_gen "$OWNER" --out "$OUT/owner.fp" --data "$DATA" --reference "$REFERENCE"
+# calibrates the null; selection keeps the inputs that do not transfer to the STEER models
+# (fp_gen crafts more candidates for each: about a minute and a half).
+steer=()
+for m in $STEER; do steer+=(--reference "$m"); done
+$bin/fp_gen "$OWNER" --out "$OUT/owner.fp" --data "$DATA" "${steer[@]}" --null-reference "$REFERENCE"
 
 echo "== a pirate prunes 30 % of the stolen weights and fine-tunes them"
 $bin/engine_train --from "$OWNER" --data "$DATA" --epochs 1 --limit 5000 --lr 0.01 --schedule constant \

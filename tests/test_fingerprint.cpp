@@ -520,6 +520,19 @@ TEST_CASE("the null comes from same-architecture references, and the file says h
     CHECK(two_held.null_match_rate ==
           doctest::Approx(std::clamp(std::max(bound + kNullMargin, 1.0 / owner.num_exits()), 0.01, 0.95)));
     CHECK(std::stod(two_held.info.at("null_held_out_mean")) == doctest::Approx(m).epsilon(1e-5));
+    // A same-architecture seed steering selection: more candidates, so that selection can drop the
+    // ones that transfer to it (kOversamplePerSteeringSeed). Without one, the base rate.
+    const auto candidates_of = [&](const FingerprintSet& set) { return int(refs_of(set)[0]["candidates"]); };
+    const int K = owner.num_exits(), per_exit = o.per_exit;
+    CHECK(std::stod(two_held.info.at("oversample")) == kBaseOversample);
+    CHECK(candidates_of(two_held) <= per_exit * kBaseOversample * K);
+    o.reference_paths = {same_path};
+    o.null_reference_paths = {same2_path};
+    const FingerprintSet steered = craft_fingerprint(owner, owner_path, o);
+    CHECK(refs_of(steered)[0]["role"] == "steers selection");
+    CHECK(std::stod(steered.info.at("oversample")) == kBaseOversample + kOversamplePerSteeringSeed);
+    CHECK(candidates_of(steered) > per_exit * kBaseOversample * K);
+    CHECK(oversample_for(100) == kMaxOversample);
     o.null_reference_paths = {other_path};
     CHECK_THROWS_WITH_AS(craft_fingerprint(owner, owner_path, o),
                          doctest::Contains("a null reference must share the model's architecture"), engine::Error);

@@ -112,6 +112,10 @@ bool same_architecture(const Model& a, const Model& b) {
     return true;
 }
 
+double oversample_for(int steering_same_arch_references) {
+    return std::min(kBaseOversample + kOversamplePerSteeringSeed * steering_same_arch_references, kMaxOversample);
+}
+
 FingerprintSet craft_fingerprint(const Model& model, const std::string& model_path, const CraftOptions& o) {
     const int K = model.num_exits();
     std::vector<int> exits = o.exits;
@@ -128,11 +132,14 @@ FingerprintSet craft_fingerprint(const Model& model, const std::string& model_pa
     auto backend = make_backend(o.backend, o.threads);
 
     std::vector<Member> ensemble = build_ensemble(model, o, *backend);
-    const int per_target = int(std::ceil(per_exit * o.oversample));
+    std::vector<Member> references = load_references(model, o, *backend, /*keep_all=*/false);
+    const int steering_same = int(
+        std::count_if(references.begin(), references.end(), [](const Member& r) { return r.same_arch && r.steers; }));
+    const double oversample = o.oversample > 0 ? o.oversample : oversample_for(steering_same);
+    const int per_target = int(std::ceil(per_exit * oversample));
     Candidates c = starting_points(model, exits, per_target, o);
     optimise(c, ensemble, classes, o);
 
-    std::vector<Member> references = load_references(model, o, *backend, /*keep_all=*/false);
     const Scores s = score(c, ensemble, references, q, classes, o.batch);
     const std::vector<int> chosen = select(c, s, exits, per_target, per_exit);
 
@@ -167,6 +174,7 @@ FingerprintSet craft_fingerprint(const Model& model, const std::string& model_pa
     set.info["margin"] = std::to_string(o.margin);
     set.info["eps"] = std::to_string(o.eps);
     set.info["seed"] = std::to_string(o.seed);
+    set.info["oversample"] = std::to_string(oversample);
     set.info["start"] = o.data_dir.empty() ? "noise" : "data:" + o.data_dir;
     std::string names;
     for (auto& m : ensemble) names += (names.empty() ? "" : ",") + m.name;

@@ -155,7 +155,7 @@ FingerprintSet craft_label_fingerprint(const Model& model, const std::string& mo
                                                   std::to_string(classes_of(r.model)) + " classes, the model " +
                                                   std::to_string(classes));
 
-    const int want = int(std::ceil(lo.inputs * o.oversample));
+    const int want = int(std::ceil(lo.inputs * (o.oversample > 0 ? o.oversample : kBaseOversample)));
     std::mt19937_64 rng(o.seed + 17);
     std::vector<int> true_label, source, runner_up;
     Candidates c;
