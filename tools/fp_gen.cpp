@@ -191,7 +191,8 @@ int main(int argc, char** argv) {
             ->check(CLI::ExistingFile);
         app.add_option("--oversample", o.oversample,
                        "candidates crafted per kept input (default 2, and 2 more for each same-architecture "
-                       "--reference that steers selection, at most 8)")->check(CLI::Range(1.0, 10.0));
+                       "--reference that steers selection, at most 8)")
+            ->check(CLI::Range(1.0, 10.0));
         app.add_option("--batch", o.batch)->check(CLI::Range(1, 1024));
         app.add_option("--backend", o.backend, cli::backend_choices());
         cli::add_kernels_option(app);
