@@ -176,7 +176,8 @@ TEST_CASE("the verdict rule: error rates, undetermined inputs, unresolved steps"
     // A null so high that the capped pirate rate sits within kMinPirateGap of it never gives a
     // no-match: a copy keeping 0.6 of such a fingerprint is not told from an independent model.
     for (int m = 0; m <= 60; ++m)
-        CHECK(decide_verdict(m, 0, targets, 4, 0.75, 1e-3, 1e-2, 1, true).verdict != Verdict::no_match);
+        CHECK(decide_verdict(m, 0, targets, 4, kMaxPirateRate - kMinPirateGap + 0.05, 1e-3, 1e-2, 1, true).verdict !=
+              Verdict::no_match);
     // The null is never below the largest share of targets at one exit: all targets at exit 0
     // are matched by any suspect that answers at one speed, so no count can be a match.
     const std::vector<int> one_exit(30, 0);

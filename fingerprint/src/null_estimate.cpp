@@ -18,7 +18,7 @@ namespace fp {
 //   --reference; craft.cpp) are measured on the selected inputs, rates r_1..r_R; an independent
 //   model's rate is one more draw, so null = mean(r) + 2 sigma sqrt(1 + 1/R) + kNullMargin, a
 //   two-sigma prediction bound, with sigma^2 the larger of the rates' sample variance and the least
-//   spread assumed, r (1 - r) / M + kSeedSpread^2 (one reference at 0.350 gives 0.754 on 40 inputs,
+//   spread assumed, r (1 - r) / M + kSeedSpread^2 (one reference at 0.350 gives 0.825 on 40 inputs,
 //   where the old rate + 2 standard errors gave 0.551 and small_s6 then matched 0.700); never below
 //   the largest held-out rate + kNullMargin + 2 standard errors;
 //   the others steer selection and are listed with their rates, unused (biased low);
