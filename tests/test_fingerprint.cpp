@@ -174,7 +174,7 @@ TEST_CASE("the verdict rule: error rates, undetermined inputs, unresolved steps"
     while (decide_verdict(m_eight, 0, targets, 4, 0.3, 1e-3, 1e-2, 8, true).verdict != Verdict::match) ++m_eight;
     CHECK(m_eight > m_one);
     // A null so high that the capped pirate rate sits within kMinPirateGap of it never gives a
-    // no-match: a copy keeping 0.6 of such a fingerprint is not told from an independent model.
+    // no-match: a copy keeping little of such a fingerprint is not told from an independent model.
     for (int m = 0; m <= 60; ++m)
         CHECK(decide_verdict(m, 0, targets, 4, kMaxPirateRate - kMinPirateGap + 0.05, 1e-3, 1e-2, 1, true).verdict !=
               Verdict::no_match);
