@@ -5,11 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <random>
 #include <vector>
 
+#include "bench_args.h"
 #include "native/native_batchnorm.h"
 
 using namespace engine;
@@ -29,16 +28,12 @@ double quantile(std::vector<double> v, double q) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    int64_t batch = 128;
-    int threads = 2, rounds = 30;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--batch"))
-            batch = std::atoll(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--threads"))
-            threads = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--rounds"))
-            rounds = std::atoi(argv[i + 1]);
-    }
+    bench::BenchArgs args{128, 2, 30};
+    if (const int status = bench::parse_bench_args(argc, argv, "bench_batchnorm: BatchNorm training kernels", args);
+        status >= 0)
+        return status;
+    const int64_t batch = args.batch;
+    const int threads = args.threads, rounds = args.rounds;
     std::printf("BatchNorm + ReLU, training, batch %lld, %d threads, %d rounds\n", (long long)batch, threads, rounds);
     std::printf("%-14s %10s %10s %8s %10s %10s %8s\n", "shape", "fwd ms", "fwd p99", "GB/s", "bwd ms", "bwd p99", "GB/s");
     for (int64_t side : {32, 16, 8}) {

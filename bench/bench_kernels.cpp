@@ -6,10 +6,10 @@
 // usage: bench_kernels [--batch 1] [--threads 1] [--rounds 25]
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <string>
 #include <vector>
 
+#include "bench_args.h"
 #include "fma_peak.h"
 #include "pin_cpu.h"
 #include "native/native_conv_tuner.h"
@@ -39,15 +39,11 @@ Attrs conv3x3(int64_t stride, bool residual) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    int batch = 1, threads = 1, rounds = 25;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--batch"))
-            batch = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--threads"))
-            threads = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--rounds"))
-            rounds = std::atoi(argv[i + 1]);
-    }
+    bench::BenchArgs args{1, 1, 25};
+    if (const int status = bench::parse_bench_args(argc, argv, "bench_kernels: each layer's kernel candidates", args);
+        status >= 0)
+        return status;
+    const int batch = int(args.batch), threads = args.threads, rounds = args.rounds;
     if (threads == 1) bench::pin_to_first_cpu();
     threads_prepare(threads);
     const Isa isa = isa_of_this_cpu();

@@ -6,11 +6,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <random>
 #include <vector>
 
+#include "bench_args.h"
 #include "fma_peak.h"
 #include "native/native_conv3x3.h"
 #include "native/native_isa.h"
@@ -20,14 +19,13 @@ using namespace engine;
 using namespace engine::native;
 
 int main(int argc, char** argv) {
-    int64_t batch = 32;
-    int rounds = 15;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--batch"))
-            batch = std::atoll(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--rounds"))
-            rounds = std::atoi(argv[i + 1]);
-    }
+    bench::BenchArgs args{32, 1, 15};
+    if (const int status = bench::parse_bench_args(argc, argv, "bench_wgrad: direct and Winograd weight gradients",
+                                                   args, /*with_threads=*/false);
+        status >= 0)
+        return status;
+    const int64_t batch = args.batch;
+    const int rounds = args.rounds;
     const double peak = bench::fma_peak_gflops();
     const Isa isa = isa_of_this_cpu();
     std::printf("weight gradient, batch %lld, one thread, %s, FMA peak %.1f GFLOP/s\n", (long long)batch, isa_name(isa),
