@@ -219,7 +219,7 @@ NativeBackend::NativeBackend(int threads, NativeOptions options)
 
 size_t NativeBackend::scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const {
     if (node.op != Op::Conv) return 0;
-    size_t floats = size_t(threads_) * conv_backward_scratch_per_thread(node.attrs, in[0], in[1], out, options_.isa);
+    size_t floats = conv_backward_scratch(node.attrs, in[0], in[1], out, options_.isa, threads_);
     // Whichever kernel prepare() picks: its working space + room to transform weights that may change.
     for (ConvKernel k : conv_kernel_candidates(node.attrs, in[0], in[1], out, options_.isa))
         floats = std::max(floats, conv_kernel_work_floats(k, node.attrs, in[0], in[1], out, threads_) +

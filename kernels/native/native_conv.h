@@ -7,7 +7,7 @@
 namespace engine::native {
 
 // Floats of scratch one thread needs for a convolution of these shapes (conv_backward needs
-// conv_backward_scratch_per_thread, native_conv_backward.h).
+// conv_backward_scratch, native_conv_backward.h).
 size_t conv_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
 
 // y = conv(x, w) + bias?, then, as the inference fusion asks (Attrs::fused_*), + residual and ReLU.

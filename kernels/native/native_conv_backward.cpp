@@ -52,24 +52,25 @@ WinogradPlan winograd_input_grad(const Shape& x, const Shape& w, const Shape& y,
     return plan;
 }
 
-// One thread's backward scratch, in this order: im2col of x (or padded samples of the direct weight
-// gradient), the column gradient (or the direct or Winograd input gradient's working space),
-// private weight and bias gradients, flipped weights, their Winograd transform (only thread 0's are
-// used: one copy serves every thread).
+// The backward's scratch: first what all threads share, the flipped weights and their Winograd
+// transform (wt, u: made once); then each thread's, in this order: im2col of x (or padded samples of
+// the direct weight gradient), the column gradient (or the direct or Winograd input gradient's
+// working space), private weight and bias gradients.
 struct BackwardScratch {
-    size_t col, gcol, gw, wt, u, total;
+    size_t col, gcol, gw, wt, u;
+    size_t per_thread() const { return col + gcol + gw; }
+    size_t shared() const { return wt + u; }
 };
 
 BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, Isa isa) {
     const ConvDims d = conv_dims(a, x, w, y);
     const size_t gradients = size_t(d.K * d.CKK + d.K);
     if (a.groups == 1 && conv_is_pointwise(a, d)) {
-        const size_t col = pointwise_backward_scratch(x, w);
-        return {col, 0, gradients, 0, 0, col + gradients};
+        return {pointwise_backward_scratch(x, w), 0, gradients, 0, 0};
     }
     size_t col = size_t(d.CKK * d.P);
     if (conv3x3_fits(a, x, w, y)) col = std::max(col, conv3x3_scratch_per_thread(x));
-    BackwardScratch s{col, col, gradients, 0, 0, 0};
+    BackwardScratch s{col, col, gradients, 0, 0};
     if (direct_input_grad(a, x, w, y)) {
         s.col = std::max(s.col, winograd_wgrad_fits(x, w, y) ? winograd_wgrad_scratch_per_thread(x, w)
                                                              : conv3x3_wgrad_scratch_per_thread(x));
@@ -81,24 +82,28 @@ BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w,
             s.u = winograd_weights_floats(plan, y, wt);
         }
     }
-    s.total = s.col + s.gcol + s.gw + s.wt + s.u;
     return s;
 }
 
-}  // namespace
-
-size_t conv_backward_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, Isa isa) {
+// One thread's part of the scratch, at least the forward's (the same buffer serves both).
+size_t per_thread_floats(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, const BackwardScratch& s) {
     const size_t forward = conv_scratch_per_thread(a, x, w, y);
-    if (!conv_is_depthwise(a, w)) return std::max(forward, backward_scratch(a, x, w, y, isa).total);
+    if (!conv_is_depthwise(a, w)) return std::max(forward, s.per_thread());
     // Private weight and bias gradients, then the planes of the plane kernel.
     const ConvDims d = conv_dims(a, x, w, y);
     return std::max(forward, size_t(d.K * d.KH * d.KW + d.K) + depthwise_backward_scratch(depthwise_plane_of(a, d)));
 }
 
+}  // namespace
+
+size_t conv_backward_scratch(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, Isa isa, int threads) {
+    const BackwardScratch s = conv_is_depthwise(a, w) ? BackwardScratch{} : backward_scratch(a, x, w, y, isa);
+    return s.shared() + size_t(std::max(threads, 1)) * per_thread_floats(a, x, w, y, s);
+}
+
 void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, bool gx_fresh,
                    TensorView gw, float* gbias, float* scratch, Isa isa, int threads) {
     const ConvDims d = conv_dims(a, x.shape, w.shape, gy.shape);
-    const size_t per_thread = conv_backward_scratch_per_thread(a, x.shape, w.shape, gy.shape, isa);
     const bool depthwise = conv_is_depthwise(a, w.shape);
     const bool pointwise = conv_is_pointwise(a, d);
     const bool pointwise_samples = pointwise && a.groups == 1;  // a whole range of samples at once
@@ -108,6 +113,10 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
     const WinogradPlan winograd_gx = direct_gx ? winograd_input_grad(x.shape, w.shape, gy.shape, isa) : WinogradPlan{};
     const BackwardScratch layout =
         depthwise ? BackwardScratch{} : backward_scratch(a, x.shape, w.shape, gy.shape, isa);
+    const size_t per_thread = per_thread_floats(a, x.shape, w.shape, gy.shape, layout);
+    float* const wt = scratch;  // the flipped weights and their Winograd transform, shared
+    float* const u = wt + layout.wt;
+    float* const threads_scratch = scratch + layout.shared();
     const int64_t wsize = w.numel();
     int used = 1;
     // Each thread accumulates weight gradients privately; they are summed in thread order at
@@ -116,14 +125,11 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
     {
         const int t = omp_get_thread_num();
         if (t == 0) used = omp_get_num_threads();
-        float* mine = scratch + t * per_thread;
+        float* mine = threads_scratch + t * per_thread;
         float* gw_t = mine + layout.col + layout.gcol;
         float* gb_t = gw_t + wsize;
         float* plane_scratch = gb_t + d.K;  // depthwise: the plane kernel's
         std::fill(gw_t, gw_t + wsize + d.K, 0.0f);
-        // The flipped weights and their Winograd transform, made once in thread 0's scratch for all.
-        float* const wt = scratch + layout.col + layout.gcol + wsize + d.K;
-        float* const u = wt + layout.wt;
         const Shape wt_shape{d.C, d.K, 3, 3};
 #pragma omp single
         {
@@ -194,7 +200,7 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
             pointwise_backward(x, w, gy, gx, gw.data ? gw_t : nullptr, gbias ? gb_t : nullptr, n_begin, n_end, mine);
     }
     for (int t = 0; t < used; ++t) {
-        const float* gw_t = scratch + t * per_thread + layout.col + layout.gcol;
+        const float* gw_t = threads_scratch + t * per_thread + layout.col + layout.gcol;
         if (gw.data)
             for (int64_t i = 0; i < wsize; ++i) gw[i] += gw_t[i];
         if (gbias)

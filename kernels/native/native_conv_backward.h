@@ -7,12 +7,13 @@
 
 namespace engine::native {
 
-// Floats of scratch one thread of conv_backward needs on this instruction set (at least the
-// forward's, conv_scratch_per_thread: the same buffer serves both).
-size_t conv_backward_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, Isa isa);
+// Floats of scratch conv_backward needs with `threads` threads on this instruction set: what they
+// share, then a part per thread at least the forward's conv_scratch_per_thread (the same buffer
+// serves both).
+size_t conv_backward_scratch(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, Isa isa, int threads);
 // gx += d loss / d x (gx = where gx_fresh), gw += d loss / d w, gbias += d loss / d bias (any may be
-// null) from gy, with AVX-512 kernels where isa says so; scratch holds threads *
-// conv_backward_scratch_per_thread floats.
+// null) from gy, with AVX-512 kernels where isa says so; scratch holds conv_backward_scratch floats
+// for these threads.
 void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, TensorView gx, bool gx_fresh,
                    TensorView gw, float* gbias, float* scratch, Isa isa, int threads);
 
