@@ -203,15 +203,34 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
             }
     };
 
+    // Adjacent levels of one copy stand the owner's step between their exits apart, at the suspect's
+    // speed. Levels much closer are one exit split in two: the suspect's speed moved during the check
+    // (inputs timed in a fast stretch read fast) or it is another network. No no-match is read from
+    // them (verify.h, kMinLevelGapSteps). Where the owner's own timing shows no step between two exits
+    // (ResNet-56's last two), their levels cannot be judged.
+    auto levels_apart = [&] {
+        const auto& owner = set.owner_latency_ms;
+        std::vector<double> ratios;  // the suspect's speed against the owner's, level by level
+        for (size_t l = 0; l < r.level_ms.size(); ++l)
+            ratios.push_back((r.level_ms[l] - r.overhead_ms) / owner[r.level_exit[l]]);
+        const double speed = median(ratios);
+        for (size_t l = 1; l < r.level_ms.size(); ++l) {
+            const double step = owner[r.level_exit[l]] - owner[r.level_exit[l - 1]];
+            if (step > 0 && r.level_ms[l] - r.level_ms[l - 1] < kMinLevelGapSteps * step * speed) return false;
+        }
+        return true;
+    };
+
     r.looks = opt.time_oracle ? std::max(1, opt.max_reps / opt.reps) : 1;
     Decision d;
     measure_round();
     for (;;) {
         const bool last = !opt.time_oracle || r.reps + opt.reps > opt.max_reps;
         r.separable = !opt.time_oracle || separable();
-        if (opt.time_oracle)
+        if (opt.time_oracle) {
             place_by_time();
-        else
+            r.separable = r.separable && levels_apart();
+        } else
             r.observed_exit = revealed;
         r.matches = r.undetermined = 0;
         for (int i = 0; i < M; ++i) {

@@ -136,6 +136,12 @@ constexpr double kLevelGapWidths = 6.0, kLevelSpreadWidths = 3.0;
 constexpr double kSeparableWidths = kLevelGapWidths + 2 * kLevelSpreadWidths;
 // Fewer repetitions per input than this give no estimate of a median's noise: never separable.
 constexpr int kMinTimedReps = 4;
+// Adjacent levels closer than this share of the owner's step between their exits (at the suspect's
+// speed) are not two exits of one copy: the steps count as unresolved (no no-match) and rounds go
+// on. On the demo's fingerprint the closest levels stood 0.94-1.64 of the smallest step apart for
+// the pirate, independent seeds and other networks; in a check where the machine ran faster for a
+// stretch, 0.53, and the pirate read as no-match.
+constexpr double kMinLevelGapSteps = 0.7;
 
 // Inputs observed off their target exit where the time oracle may have merged levels: no level
 // was mapped to the target, and the target lies between the exits of the levels on either side of
