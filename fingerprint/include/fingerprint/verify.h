@@ -82,7 +82,7 @@ struct CheckResult {
     int reps = 0;                    // repetitions per input actually made
     int queries = 0;                 // requests sent in all (warm-up, fingerprint, overhead probes)
     int looks = 1;                   // decisions the time oracle could take (error rates divided by it)
-    bool separable = true;           // the noise of a median left the exit steps resolvable
+    bool separable = true;           // the noise left the exit steps resolvable, and no levels too close
     double resolvable_step_ms = 0;   // smallest exit step the final noise resolves (kSeparableWidths widths)
     double smallest_step_ms = 0;     // smallest step between the suspect's exits expected (profile, scaled)
     int matches = 0;
