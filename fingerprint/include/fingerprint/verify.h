@@ -138,9 +138,10 @@ constexpr double kSeparableWidths = kLevelGapWidths + 2 * kLevelSpreadWidths;
 constexpr int kMinTimedReps = 4;
 // Adjacent levels closer than this share of the owner's step between their exits (at the suspect's
 // speed) are not two exits of one copy: the steps count as unresolved (no no-match) and rounds go
-// on. On the demo's fingerprint the closest levels stood 0.94-1.64 of the smallest step apart for
-// the pirate, independent seeds and other networks; in a check where the machine ran faster for a
-// stretch, 0.53, and the pirate read as no-match.
+// on. On the demo's fingerprint the closest levels stood 0.94-1.64 of the smallest step between
+// exits apart for the pirate, independent seeds and other networks; in a check where the machine ran
+// faster for a stretch, 0.53, and the pirate read as no-match (against the owner's steps between the
+// exits those levels were mapped to, at the median level's speed: 0.64 and 0.35).
 constexpr double kMinLevelGapSteps = 0.7;
 
 // Inputs observed off their target exit where the time oracle may have merged levels: no level
