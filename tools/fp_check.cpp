@@ -169,6 +169,10 @@ int main(int argc, char** argv) {
                                  {"level_ms", r.level_ms},
                                  {"level_exit", r.level_exit},
                                  {"overhead_ms", r.overhead_ms},
+                                 {"target_exit", set.target_exits},
+                                 {"observed_exit", r.observed_exit},
+                                 {"latency_ms", r.latency_ms},
+                                 {"latency_noise_ms", r.jitter_ms},
                                  {"reps", r.reps},
                                  {"suspect", suspect->describe()},
                                  {"wall_s", r.wall_s}};

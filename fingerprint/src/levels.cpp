@@ -100,4 +100,61 @@ std::vector<int> exits_from_latencies(const std::vector<double>& latency_ms, con
     return exit_of;
 }
 
+std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, const std::vector<double>& jitter_ms,
+                                        const std::vector<double>& exit_profile, double overhead_ms,
+                                        std::vector<double>* level_ms_out, std::vector<int>* level_exit_out) {
+    const int n = int(latency_ms.size()), exits = int(exit_profile.size());
+    auto nearest = [&](double ms, double speed) {
+        int best = 0;
+        for (int k = 1; k < exits; ++k)
+            if (std::fabs(ms - overhead_ms - speed * exit_profile[k]) <
+                std::fabs(ms - overhead_ms - speed * exit_profile[best]))
+                best = k;
+        return best;
+    };
+    // Alternate nearest-level placement and the least-squares speed for that placement, from
+    // starting speeds 0.1x-20x the owner's; keep the fit with the smallest squared residual.
+    double best_speed = 1, best_sse = std::numeric_limits<double>::infinity();
+    constexpr int kStarts = 200;
+    for (int g = 0; g < kStarts; ++g) {
+        double speed = 0.1 * std::pow(200.0, double(g) / (kStarts - 1));
+        for (int it = 0; it < 50; ++it) {
+            double num = 0, den = 0;
+            for (int i = 0; i < n; ++i) {
+                const double p = exit_profile[nearest(latency_ms[i], speed)];
+                num += (latency_ms[i] - overhead_ms) * p, den += p * p;
+            }
+            const double next = den > 0 ? num / den : speed;
+            if (std::fabs(next - speed) <= 1e-12 * speed) break;
+            speed = next;
+        }
+        double sse = 0;
+        for (int i = 0; i < n; ++i) {
+            const double r = latency_ms[i] - overhead_ms - speed * exit_profile[nearest(latency_ms[i], speed)];
+            sse += r * r;
+        }
+        if (speed > 0 && sse < best_sse) best_sse = sse, best_speed = speed;
+    }
+    std::vector<double> level(exits), residual_widths;
+    for (int k = 0; k < exits; ++k) level[k] = overhead_ms + best_speed * exit_profile[k];
+    for (int i = 0; i < n; ++i)
+        residual_widths.push_back(std::fabs(latency_ms[i] - level[nearest(latency_ms[i], best_speed)]) /
+                                  std::max(jitter_ms[i], 1e-12));
+    if (n == 0 || median(residual_widths) > kProfileFitWidths) return {};
+    std::vector<int> exit_of(n);
+    for (int i = 0; i < n; ++i) {
+        const int e = nearest(latency_ms[i], best_speed);
+        double to_next = std::numeric_limits<double>::infinity();  // distance to the midpoint with a neighbour
+        if (e > 0) to_next = std::min(to_next, latency_ms[i] - (level[e - 1] + level[e]) / 2);
+        if (e + 1 < exits) to_next = std::min(to_next, (level[e] + level[e + 1]) / 2 - latency_ms[i]);
+        exit_of[i] = to_next >= kProfileMarginWidths * jitter_ms[i] ? e : -1;
+    }
+    if (level_ms_out) *level_ms_out = level;
+    if (level_exit_out) {
+        level_exit_out->resize(exits);
+        std::iota(level_exit_out->begin(), level_exit_out->end(), 0);
+    }
+    return exit_of;
+}
+
 }  // namespace fp

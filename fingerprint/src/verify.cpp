@@ -181,13 +181,21 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
         r.resolvable_step_ms = kSeparableWidths * median(r.jitter_ms);
         return r.reps >= kMinTimedReps && r.resolvable_step_ms < r.smallest_step_ms;
     };
-    // Time oracle: each input's exit from the quantiles of all its repetitions; then each half of its
-    // repetitions (alternate ones, so both halves span the same time) must fall nearest to the same
-    // level, else the input is undetermined: the noise moves it between levels. (Regrouping each
-    // half on its own would merge levels that the whole resolves, at twice the noise of the whole.)
-    auto place_by_time = [&] {
-        r.observed_exit =
-            exits_from_latencies(r.latency_ms, r.jitter_ms, profile, r.overhead_ms, &r.level_ms, &r.level_exit);
+    // Time oracle: each input's exit from the quantiles of all its repetitions, grouped at the gaps
+    // between levels where the noise resolves the steps, else placed on the owner's profile fitted to
+    // the suspect's speed (measured with bench/fp_jitter.sh: under 0.1 ms of network jitter the gaps
+    // merged exits 0-1 and 2-3 of the demo's pirate, 40 of 80, where the fit placed all 80). Then each
+    // half of its repetitions (alternate ones, so both halves span the same time) must fall nearest to
+    // the same level, else the input is undetermined: the noise moves it between levels. (Regrouping
+    // each half on its own would merge levels that the whole resolves, at twice the noise of the whole.)
+    auto place_by_time = [&](bool steps_resolved) {
+        r.observed_exit.clear();
+        if (!steps_resolved)
+            r.observed_exit =
+                exits_from_profile_fit(r.latency_ms, r.jitter_ms, profile, r.overhead_ms, &r.level_ms, &r.level_exit);
+        if (r.observed_exit.empty())
+            r.observed_exit =
+                exits_from_latencies(r.latency_ms, r.jitter_ms, profile, r.overhead_ms, &r.level_ms, &r.level_exit);
         auto nearest_level_exit = [&](double ms) {
             size_t best = 0;
             for (size_t l = 1; l < r.level_ms.size(); ++l)
@@ -228,7 +236,7 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
         const bool last = !opt.time_oracle || r.reps + opt.reps > opt.max_reps;
         r.separable = !opt.time_oracle || separable();
         if (opt.time_oracle) {
-            place_by_time();
+            place_by_time(r.separable);
             r.separable = r.separable && levels_apart();
         } else
             r.observed_exit = revealed;

@@ -158,6 +158,20 @@ std::vector<int> exits_from_latencies(const std::vector<double>& latency_ms, con
                                       const std::vector<double>& exit_profile, double overhead_ms,
                                       std::vector<double>* level_ms = nullptr, std::vector<int>* level_exit = nullptr);
 
+// Where noise hides the gaps between levels (network jitter), the levels still stand where the
+// owner's profile puts them at the suspect's speed: overhead_ms + speed * exit_profile[k]. The speed
+// is fitted to the latencies alone (never the targets), and each input is placed at the nearest
+// level, or left undetermined (-1) where it lies within kProfileMarginWidths of its noise
+// (jitter_ms) of the midpoint to the next level. level_ms receives every exit's fitted level.
+// Returns nothing where the profile does not fit: the median input lies more than kProfileFitWidths
+// of its noise from its level (measured under 0-1 ms of jitter on the demo's fingerprint: 0.5-1.3
+// for copies and same-architecture models, 4.5-18 for mobilenet_s1, whose levels stand elsewhere).
+std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, const std::vector<double>& jitter_ms,
+                                        const std::vector<double>& exit_profile, double overhead_ms,
+                                        std::vector<double>* level_ms = nullptr,
+                                        std::vector<int>* level_exit = nullptr);
+constexpr double kProfileMarginWidths = 1.5, kProfileFitWidths = 2.0;
+
 // Writes an SVG plot of each input's latency grouped by target exit (atomically).
 void write_latency_plot(const FingerprintSet& set, const CheckResult& result, const std::string& title,
                         const std::string& path);
