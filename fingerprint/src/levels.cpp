@@ -141,9 +141,26 @@ std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, c
         residual_widths.push_back(std::fabs(latency_ms[i] - level[nearest(latency_ms[i], best_speed)]) /
                                   std::max(jitter_ms[i], 1e-12));
     if (n == 0 || median(residual_widths) > kProfileFitWidths) return {};
+    // The profile is only as exact as the owner's timing (or multiply-adds, exit_profile): move each
+    // level to the median of the inputs nearest to it, as in k-means, still blind to the targets.
+    auto nearest_level = [&](double ms) {
+        int best = 0;
+        for (int k = 1; k < exits; ++k)
+            if (std::fabs(ms - level[k]) < std::fabs(ms - level[best])) best = k;
+        return best;
+    };
+    for (int it = 0; it < 10; ++it) {
+        std::vector<std::vector<double>> members(exits);
+        for (int i = 0; i < n; ++i) members[nearest_level(latency_ms[i])].push_back(latency_ms[i]);
+        std::vector<double> moved = level;
+        for (int k = 0; k < exits; ++k)
+            if (!members[k].empty()) moved[k] = median(members[k]);
+        if (moved == level || !std::is_sorted(moved.begin(), moved.end())) break;
+        level = moved;
+    }
     std::vector<int> exit_of(n);
     for (int i = 0; i < n; ++i) {
-        const int e = nearest(latency_ms[i], best_speed);
+        const int e = nearest_level(latency_ms[i]);
         double to_next = std::numeric_limits<double>::infinity();  // distance to the midpoint with a neighbour
         if (e > 0) to_next = std::min(to_next, latency_ms[i] - (level[e - 1] + level[e]) / 2);
         if (e + 1 < exits) to_next = std::min(to_next, (level[e] + level[e + 1]) / 2 - latency_ms[i]);

@@ -120,7 +120,8 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     engine::check(opt.time_oracle || suspect.reveals_exit(),
                   suspect.describe() + ": does not reveal exits; only the time oracle can verify it");
     engine::check(opt.reps >= 1, "fp_check: --reps must be at least 1");
-    engine::check(opt.quantile > 0 && opt.quantile < 1, "fp_check: --quantile must lie in (0, 1)");
+    engine::check(opt.quantile == 0 || (opt.quantile > 0 && opt.quantile < 1),
+                  "fp_check: --quantile must lie in (0, 1), or be 0 for the least noisy of the candidates");
     engine::check(opt.alpha > 0 && opt.alpha < 1 && opt.beta > 0 && opt.beta < 1,
                   "fp_check: --alpha and --beta must lie in (0, 1)");
     const int64_t per = in.numel() / M;
@@ -142,10 +143,8 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     std::vector<std::vector<double>> samples(M);
     std::vector<int> revealed(M, -1);
     std::vector<double> overhead;
-    // An input's latency: the --quantile of its repetitions, and the noise of that estimate.
-    auto latency_and_jitter = [&](const std::vector<double>& v, double& lat, double& jit) {
-        quantile_and_error(v, opt.quantile, lat, jit);
-    };
+    std::vector<double> candidates(std::begin(kCandidateQuantiles), std::end(kCandidateQuantiles));
+    if (opt.quantile > 0) candidates = {opt.quantile};
     auto measure_round = [&] {
         std::vector<int> schedule;  // input i, opt.reps times
         for (int i = 0; i < M; ++i) schedule.insert(schedule.end(), opt.reps, i);
@@ -161,9 +160,16 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
             }
         }
         r.reps += opt.reps;
-        r.overhead_ms = quantile(overhead, opt.quantile);
-        r.latency_ms.assign(M, 0), r.jitter_ms.assign(M, 0);
-        for (int i = 0; i < M; ++i) latency_and_jitter(samples[i], r.latency_ms[i], r.jitter_ms[i]);
+        // Each input's latency: a quantile of its repetitions, and the noise of that estimate.
+        double least_noise = 0;
+        std::vector<double> latency(M), jitter(M);
+        for (size_t c = 0; c < candidates.size(); ++c) {
+            for (int i = 0; i < M; ++i) quantile_and_error(samples[i], candidates[c], latency[i], jitter[i]);
+            const double noise = median(jitter);
+            if (c == 0 || noise < least_noise)
+                least_noise = noise, r.quantile = candidates[c], r.latency_ms = latency, r.jitter_ms = jitter;
+        }
+        r.overhead_ms = quantile(overhead, r.quantile);
     };
     const std::vector<double> profile = exit_profile(set);
     // Rounds continue until adjacent exits stay apart as levels (kSeparableWidths, verify.h; at 9
@@ -206,7 +212,7 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
             for (size_t half = 0; half < 2; ++half) {
                 std::vector<double> v;
                 for (size_t s = half; s < samples[i].size(); s += 2) v.push_back(samples[i][s]);
-                if (v.empty() || nearest_level_exit(quantile(v, opt.quantile)) != r.observed_exit[i])
+                if (v.empty() || nearest_level_exit(quantile(v, r.quantile)) != r.observed_exit[i])
                     r.observed_exit[i] = -1;
             }
     };
