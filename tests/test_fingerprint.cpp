@@ -383,10 +383,10 @@ TEST_CASE("levels split by a change of speed are not read as a suspect leaving a
     }
 }
 
-// Network jitter only ever adds time, so the low quantile an input's latency is read at (0.05) sees
-// through it: with an exponential delay of mean 0.3 ms on every answer, three times the largest step
-// between exits, the owner is still matched within fp_check's default repetitions (at the old 0.25
-// quantile it never was: 0 of 20 in bench simulation), and nothing is ever decided wrongly.
+// Network jitter only ever adds time, so a low quantile of an input's repetitions (0.05, one of the
+// candidates fp_check chooses from by their noise) sees through it: with an exponential delay of mean 0.3 ms on every
+// answer, three times the largest step between exits, the owner is still matched within fp_check's default repetitions
+// (at the old 0.25 quantile it never was: 0 of 20 in bench simulation), and nothing is ever decided wrongly.
 TEST_CASE("one-sided network jitter larger than the exit steps is seen through, never turned into a verdict") {
     const FingerprintSet set = simulated_set(4, 10, 0.3);
     CheckOptions c;
