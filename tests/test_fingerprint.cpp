@@ -326,12 +326,16 @@ TEST_CASE("a contended suspect is inconclusive or decided correctly, never wrong
     struct Case {
         const char* name;
         ContendedSuspect::Noise noise;
+        int owner_must_match = 0;  // of the 12 seeds
     };
+    // Noise as large as the smallest step hides the gaps between levels; the owner is still matched
+    // by placing inputs on its profile (exits_from_profile_fit) and, with spikes and bursts as well, by
+    // reading them at the least noisy quantile (before both: 0 of 12 in either case, inconclusive).
     const Case cases[] = {
-        {"normal noise as large as the smallest step", {0.05, 0, 0, 1, 0}},
+        {"normal noise as large as the smallest step", {0.05, 0, 0, 1, 0}, 10},
         {"30 % spikes of 0.5 ms", {0.01, 0.3, 0.5, 1, 0}},
         {"slowdown bursts x2.5", {0.01, 0.05, 0.3, 2.5, 0.02}},
-        {"everything at once", {0.04, 0.4, 1.0, 3.0, 0.05}},
+        {"everything at once", {0.04, 0.4, 1.0, 3.0, 0.05}, 10},
         {"noise ten times the whole latency", {3.0, 0.5, 5.0, 4.0, 0.1}},
         // A machine that runs 25 % faster for short stretches, as one did in a real check (next
         // test case): fast stretches of about 30 answers, slow ones of about 500.
@@ -357,6 +361,7 @@ TEST_CASE("a contended suspect is inconclusive or decided correctly, never wrong
         }
         MESSAGE(std::string(k.name) << ": owner matched " << owner_decided << "/" << seeds << ", independent rejected "
                                     << independent_decided << "/" << seeds << " (the rest inconclusive)");
+        CHECK_MESSAGE(owner_decided >= k.owner_must_match, k.name);
     }
 }
 
