@@ -340,11 +340,15 @@ TEST_CASE("a contended suspect is inconclusive or decided correctly, never wrong
         // A machine that runs 25 % faster for short stretches, as one did in a real check (next
         // test case): fast stretches of about 30 answers, slow ones of about 500.
         {"short stretches 25 % faster", {0.002, 0, 0, 1.25, 0.03, 0.002}},
+        // The same under noise that hides the gaps, so that inputs are placed on the profile.
+        {"short stretches 25 % faster, noise half the smallest step", {0.03, 0, 0, 1.25, 0.03, 0.002}},
+        {"long stretches 25 % faster, noise half the smallest step", {0.03, 0, 0, 1.25, 0.003, 0.003}},
+        {"stretches 40 % faster, noise a third of the smallest step", {0.02, 0, 0, 1.4, 0.01, 0.01}},
     };
     CheckOptions c;
     c.max_reps = 120;
     for (const Case& k : cases) {
-        int owner_decided = 0, independent_decided = 0;
+        int owner_decided = 0, independent_decided = 0, on_profile = 0;
         const int seeds = 12;
         for (uint64_t seed = 1; seed <= seeds; ++seed) {
             c.seed = seed;
@@ -356,11 +360,13 @@ TEST_CASE("a contended suspect is inconclusive or decided correctly, never wrong
             const CheckResult q = check_suspect(set, independent, c);
             CHECK_MESSAGE(q.verdict != Verdict::match, k.name << ", seed " << seed << ": independent " << q.reason);
             independent_decided += q.verdict == Verdict::no_match;
+            on_profile += r.on_profile + q.on_profile;
             CHECK(r.reps <= c.max_reps);
             CHECK(q.reps <= c.max_reps);
         }
         MESSAGE(std::string(k.name) << ": owner matched " << owner_decided << "/" << seeds << ", independent rejected "
-                                    << independent_decided << "/" << seeds << " (the rest inconclusive)");
+                                    << independent_decided << "/" << seeds << " (the rest inconclusive); " << on_profile
+                                    << " of " << 2 * seeds << " placed on the profile");
         CHECK_MESSAGE(owner_decided >= k.owner_must_match, k.name);
     }
 }
@@ -386,6 +392,25 @@ TEST_CASE("levels split by a change of speed are not read as a suspect leaving a
         CHECK_MESSAGE(r.verdict != Verdict::no_match, "seed " << seed << ": " << r.reason);
         CHECK(!r.separable);
     }
+    // The same split under noise that hides the gaps, so that inputs are placed on the profile; with
+    // exit 3 also read close to the midpoint between the levels of exits 2 and 3, where noise puts
+    // some of its inputs on either side.
+    c.max_reps = 120;
+    int on_profile = 0;
+    for (double exit3 : {0.31, 0.315}) {
+        std::vector<double> split = latency;
+        split.back() = exit3;
+        for (double sigma : {0.02, 0.05, 0.07, 0.1})
+            for (uint64_t seed = 1; seed <= 6; ++seed) {
+                c.seed = seed;
+                ContendedSuspect copy(split, timed_as, {sigma, 0, 0, 1, 0}, seed);
+                const CheckResult r = check_suspect(set, copy, c);
+                CHECK_MESSAGE(r.verdict != Verdict::no_match,
+                              "exit 3 at " << exit3 << ", sigma " << sigma << ", seed " << seed << ": " << r.reason);
+                on_profile += r.on_profile;
+            }
+    }
+    CHECK(on_profile >= 24);
 }
 
 // Network jitter only ever adds time, so a low quantile of an input's repetitions (0.05, one of the

@@ -41,7 +41,8 @@ void print_report(const fp::FingerprintSet& set, const fp::CheckResult& r, const
     if (!r.level_ms.empty()) {
         std::printf("levels (ms)  ");
         for (size_t l = 0; l < r.level_ms.size(); ++l) std::printf("%.3f->exit%d  ", r.level_ms[l], r.level_exit[l]);
-        std::printf("\n");
+        std::printf(r.on_profile ? "(the owner's profile at the suspect's speed; the noise hides the gaps)\n"
+                                 : "(grouped at gaps)\n");
     }
     std::printf("match rate   %.3f (%d/%d, %d undetermined, %d in levels that may be merged), null %.3f [%s], "
                 "pirate level %.3f\n",
@@ -172,6 +173,7 @@ int main(int argc, char** argv) {
                                  {"level_exit", r.level_exit},
                                  {"overhead_ms", r.overhead_ms},
                                  {"quantile", r.quantile},
+                                 {"levels_from", r.on_profile ? "profile" : "gaps"},
                                  {"target_exit", set.target_exits},
                                  {"observed_exit", r.observed_exit},
                                  {"latency_ms", r.latency_ms},

@@ -166,10 +166,19 @@ std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, c
         if (e + 1 < exits) to_next = std::min(to_next, (level[e] + level[e + 1]) / 2 - latency_ms[i]);
         exit_of[i] = to_next >= kProfileMarginWidths * jitter_ms[i] ? e : -1;
     }
-    if (level_ms_out) *level_ms_out = level;
-    if (level_exit_out) {
-        level_exit_out->resize(exits);
-        std::iota(level_exit_out->begin(), level_exit_out->end(), 0);
+    // Only the levels at least kMinProfileLevelInputs inputs were placed at: an exit that no input,
+    // or only a stray one, reached may be hidden in a neighbour (inputs_in_merged_levels), as where
+    // grouping at gaps finds fewer levels than exits.
+    if (level_ms_out) level_ms_out->clear();
+    if (level_exit_out) level_exit_out->clear();
+    std::vector<int> placed(exits, 0);
+    for (int e : exit_of)
+        if (e >= 0) placed[e]++;
+    if (*std::max_element(placed.begin(), placed.end()) < kMinProfileLevelInputs) return {};  // nothing placed
+    for (int k = 0; k < exits; ++k) {
+        if (placed[k] < kMinProfileLevelInputs) continue;
+        if (level_ms_out) level_ms_out->push_back(level[k]);
+        if (level_exit_out) level_exit_out->push_back(k);
     }
     return exit_of;
 }

@@ -181,10 +181,11 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     std::vector<double> expected;  // the owner's latency for each input's target exit
     for (int i = 0; i < M; ++i) expected.push_back(profile[set.target_exits[i]]);
     const double expected_median = median(expected);
-    auto separable = [&] {
+    // widths: kSeparableWidths for grouping at gaps, kProfileSeparableWidths for the profile fit.
+    auto separable = [&](double widths) {
         const double scale = std::max(median(r.latency_ms) - r.overhead_ms, 0.0) / expected_median;
         r.smallest_step_ms = smallest_step * scale;
-        r.resolvable_step_ms = kSeparableWidths * median(r.jitter_ms);
+        r.resolvable_step_ms = widths * median(r.jitter_ms);
         return r.reps >= kMinTimedReps && r.resolvable_step_ms < r.smallest_step_ms;
     };
     // Time oracle: each input's exit from the quantiles of all its repetitions, grouped at the gaps
@@ -195,12 +196,14 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     // half of its repetitions (alternate ones, so both halves span the same time) must fall nearest to
     // the same level, else the input is undetermined: the noise moves it between levels. (Regrouping
     // each half on its own would merge levels that the whole resolves, at twice the noise of the whole.)
+    // Returns whether the profile placed them.
     auto place_by_time = [&](bool steps_resolved) {
         r.observed_exit.clear();
         if (!steps_resolved)
             r.observed_exit =
                 exits_from_profile_fit(r.latency_ms, r.jitter_ms, profile, r.overhead_ms, &r.level_ms, &r.level_exit);
-        if (r.observed_exit.empty())
+        const bool on_profile = !r.observed_exit.empty();
+        if (!on_profile)
             r.observed_exit =
                 exits_from_latencies(r.latency_ms, r.jitter_ms, profile, r.overhead_ms, &r.level_ms, &r.level_exit);
         auto nearest_level_exit = [&](double ms) {
@@ -216,6 +219,7 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
                 if (v.empty() || nearest_level_exit(quantile(v, r.quantile)) != r.observed_exit[i])
                     r.observed_exit[i] = -1;
             }
+        return on_profile;
     };
 
     // Adjacent levels of one copy stand the owner's step between their exits apart, at the suspect's
@@ -241,9 +245,10 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     measure_round();
     for (;;) {
         const bool last = !opt.time_oracle || r.reps + opt.reps > opt.max_reps;
-        r.separable = !opt.time_oracle || separable();
+        r.separable = !opt.time_oracle || separable(kSeparableWidths);
         if (opt.time_oracle) {
-            place_by_time(r.separable);
+            r.on_profile = place_by_time(r.separable);
+            if (r.on_profile) r.separable = separable(kProfileSeparableWidths);
             r.separable = r.separable && levels_apart();
         } else
             r.observed_exit = revealed;

@@ -90,6 +90,7 @@ struct CheckResult {
     std::vector<int> level_exit;     // the exit each level was mapped to
     double overhead_ms = 0;          // transport/call overhead removed before the fit
     double quantile = 0;             // the quantile of its repetitions each input's latency was read at
+    bool on_profile = false;         // inputs placed on the owner's profile (exits_from_profile_fit), not at gaps
     int reps = 0;                    // repetitions per input actually made
     int queries = 0;                 // requests sent in all (warm-up, fingerprint, overhead probes)
     int looks = 1;                   // decisions the time oracle could take (error rates divided by it)
@@ -173,7 +174,8 @@ std::vector<int> exits_from_latencies(const std::vector<double>& latency_ms, con
 // owner's profile puts them at the suspect's speed: overhead_ms + speed * exit_profile[k]. The speed
 // is fitted to the latencies alone (never the targets), and each input is placed at the nearest
 // level, or left undetermined (-1) where it lies within kProfileMarginWidths of its noise
-// (jitter_ms) of the midpoint to the next level. level_ms receives every exit's fitted level.
+// (jitter_ms) of the midpoint to the next level. level_ms receives the levels at least
+// kMinProfileLevelInputs inputs were placed at, and level_exit their exits.
 // Returns nothing where the profile does not fit: the median input lies more than kProfileFitWidths
 // of its noise from its level (measured under 0-1 ms of jitter on the demo's fingerprint: 0.5-1.3
 // for copies and same-architecture models, 4.5-18 for mobilenet_s1, whose levels stand elsewhere).
@@ -184,6 +186,11 @@ std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, c
                                         std::vector<double>* level_ms = nullptr,
                                         std::vector<int>* level_exit = nullptr);
 constexpr double kProfileMarginWidths = 1.5, kProfileFitWidths = 2.0;
+constexpr int kMinProfileLevelInputs = 3;
+// Placed on the profile, the steps count as resolved (a no-match may be read) where the smallest
+// step exceeds this many widths of the noise: a margin on either side of the midpoint and a width
+// to spare, so that most inputs of a copy are placed, not left undetermined.
+constexpr double kProfileSeparableWidths = 2 * kProfileMarginWidths + 3.0;
 
 // Writes an SVG plot of each input's latency grouped by target exit (atomically).
 void write_latency_plot(const FingerprintSet& set, const CheckResult& result, const std::string& title,
