@@ -3,7 +3,8 @@
 # a delay and uniform (or exponential) jitter to every answer. Per jitter level, prints the verdict,
 # the match count, the repetitions and queries fp_check needed, and the smallest exit step the
 # suspect has against the smallest step the final noise resolves (fp_check resolves a step once it
-# exceeds kSeparableWidths = 12 widths of a median's noise). Level 0 is plain loopback, no proxy.
+# exceeds 12 widths of a latency's noise where it groups inputs at gaps, 6 where it places them on the
+# owner's profile: verify.h). Level 0 is plain loopback, no proxy.
 # Everything listens on 127.0.0.1 only; the proxy stops itself after a bounded time and number of requests.
 # usage: bench/fp_jitter.sh FINGERPRINT SUSPECT_MODEL [OUT]
 #   env: LEVELS (ms, default "0 0.1 0.5 1 5"), JITTER (uniform|exponential), DELAY_MS (default 1),
