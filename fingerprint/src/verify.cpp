@@ -192,11 +192,10 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     // between levels where the noise resolves the steps, else placed on the owner's profile fitted to
     // the suspect's speed (measured with bench/fp_jitter.sh: under 0.1 ms of network jitter the gaps
     // merged exits 0-1 and 2-3 of the demo's pirate, 40 of 80; the fit put all 80 at their exits on
-    // the same latencies, none misplaced). Then each
-    // half of its repetitions (alternate ones, so both halves span the same time) must fall nearest to
-    // the same level, else the input is undetermined: the noise moves it between levels. (Regrouping
-    // each half on its own would merge levels that the whole resolves, at twice the noise of the whole.)
-    // Returns whether the profile placed them.
+    // the same latencies, none misplaced). Then each half of its repetitions (alternate ones, so both
+    // halves span the same time) must fall nearest to the same level, else the input is undetermined:
+    // the noise moves it between levels. (Regrouping each half on its own would merge levels that the
+    // whole resolves, at twice the noise of the whole.) Returns whether the profile placed them.
     auto place_by_time = [&](bool steps_resolved) {
         r.observed_exit.clear();
         if (!steps_resolved)
