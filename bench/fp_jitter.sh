@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # fp_check over a realistic network: the suspect is `engine_run serve` behind fp_proxy, which adds
 # a delay and uniform (or exponential) jitter to every answer. Per jitter level, prints the verdict,
-# the match count, the repetitions and queries fp_check needed, and the smallest exit step the
+# the match count, the repetitions and queries fp_check needed, the smallest exit step the
 # suspect has against the smallest step the final noise resolves (fp_check resolves a step once it
 # exceeds 12 widths of a latency's noise where it groups inputs at gaps, 6 where it places them on the
-# owner's profile: verify.h). Level 0 is plain loopback, no proxy.
+# owner's profile: verify.h), the quantile latencies were read at and where the levels came from
+# (gaps or profile). Level 0 is plain loopback, no proxy.
 # Everything listens on 127.0.0.1 only; the proxy stops itself after a bounded time and number of requests.
 # usage: bench/fp_jitter.sh FINGERPRINT SUSPECT_MODEL [OUT]
 #   env: LEVELS (ms, default "0 0.1 0.5 1 5"), JITTER (uniform|exponential), DELAY_MS (default 1),
@@ -33,8 +34,8 @@ wait_port() {
 $bin/engine_run serve "$model" --listen "127.0.0.1:$PORT" 2> "$out/serve.log" &
 pids+=($!)
 wait_port "$PORT"
-printf '%-9s %-11s %-12s %8s %6s %6s %5s %8s %10s %12s %7s\n' jitter_ms kind verdict matches undet merged reps queries step_ms \
-  resolvable_ms wall_s
+printf '%-9s %-11s %-12s %8s %6s %6s %5s %8s %10s %12s %5s %-7s %7s\n' jitter_ms kind verdict matches undet merged reps queries \
+  step_ms resolvable_ms q levels wall_s
 for level in $LEVELS; do
   url=http://127.0.0.1:$PORT
   proxy=
@@ -56,9 +57,9 @@ for level in $LEVELS; do
     python3 - "$out/check_$level.json" "$level" "$JITTER" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
-print('%-9s %-11s %-12s %4d/%-3d %6d %6d %5d %8d %10.4f %12.4f %7.1f' % (sys.argv[2], sys.argv[3], j['verdict'],
-      j['matches'], j['inputs'], j['undetermined'], j['merged'], j['reps'], j['queries'], j['smallest_step_ms'],
-      j['resolvable_step_ms'], j['wall_s']))
+print('%-9s %-11s %-12s %4d/%-3d %6d %6d %5d %8d %10.4f %12.4f %5.2f %-7s %7.1f' % (sys.argv[2], sys.argv[3],
+      j['verdict'], j['matches'], j['inputs'], j['undetermined'], j['merged'], j['reps'], j['queries'],
+      j['smallest_step_ms'], j['resolvable_step_ms'], j['quantile'], j['levels_from'], j['wall_s']))
 PY
   fi
   if [ -n "$proxy" ]; then
