@@ -25,14 +25,6 @@ void for_each_increasing_map(int levels, int exits, std::vector<int>& map, int a
     }
 }
 
-// The index of the level nearest to ms.
-int nearest_level(const std::vector<double>& level, double ms) {
-    int best = 0;
-    for (int k = 1; k < int(level.size()); ++k)
-        if (std::fabs(ms - level[k]) < std::fabs(ms - level[best])) best = k;
-    return best;
-}
-
 }  // namespace
 
 std::vector<int> exits_from_latencies(const std::vector<double>& latency_ms, const std::vector<double>& jitter_ms,
@@ -127,7 +119,7 @@ std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, c
             const std::vector<double> level = levels_at(speed);
             double num = 0, den = 0;
             for (int i = 0; i < n; ++i) {
-                const double p = exit_profile[nearest_level(level, latency_ms[i])];
+                const double p = exit_profile[nearest_index(level, latency_ms[i])];
                 num += (latency_ms[i] - overhead_ms) * p, den += p * p;
             }
             const double next = den > 0 ? num / den : speed;
@@ -137,21 +129,21 @@ std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, c
         const std::vector<double> level = levels_at(speed);
         double sse = 0;
         for (int i = 0; i < n; ++i) {
-            const double r = latency_ms[i] - level[nearest_level(level, latency_ms[i])];
+            const double r = latency_ms[i] - level[nearest_index(level, latency_ms[i])];
             sse += r * r;
         }
         if (speed > 0 && sse < best_sse) best_sse = sse, best_speed = speed;
     }
     std::vector<double> level = levels_at(best_speed), residual_widths;
     for (int i = 0; i < n; ++i)
-        residual_widths.push_back(std::fabs(latency_ms[i] - level[nearest_level(level, latency_ms[i])]) /
+        residual_widths.push_back(std::fabs(latency_ms[i] - level[nearest_index(level, latency_ms[i])]) /
                                   std::max(jitter_ms[i], 1e-12));
     if (n == 0 || median(residual_widths) > kProfileFitWidths) return {};
     // The profile is only as exact as the owner's timing (or multiply-adds, exit_profile): move each
     // level to the median of the inputs nearest to it, as in k-means, still blind to the targets.
     for (int it = 0; it < 10; ++it) {
         std::vector<std::vector<double>> members(exits);
-        for (int i = 0; i < n; ++i) members[nearest_level(level, latency_ms[i])].push_back(latency_ms[i]);
+        for (int i = 0; i < n; ++i) members[nearest_index(level, latency_ms[i])].push_back(latency_ms[i]);
         std::vector<double> moved = level;
         for (int k = 0; k < exits; ++k)
             if (!members[k].empty()) moved[k] = median(members[k]);
@@ -160,7 +152,7 @@ std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, c
     }
     std::vector<int> exit_of(n);
     for (int i = 0; i < n; ++i) {
-        const int e = nearest_level(level, latency_ms[i]);
+        const int e = nearest_index(level, latency_ms[i]);
         double to_next = std::numeric_limits<double>::infinity();  // distance to the midpoint with a neighbour
         if (e > 0) to_next = std::min(to_next, latency_ms[i] - (level[e - 1] + level[e]) / 2);
         if (e + 1 < exits) to_next = std::min(to_next, (level[e] + level[e + 1]) / 2 - latency_ms[i]);

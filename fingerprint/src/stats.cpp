@@ -104,6 +104,13 @@ void quantile_and_error(std::vector<double> v, double q, double& value, double& 
     error = v[hi] > v[lo] ? (v[hi] - v[lo]) / (hi - lo) * spread : std::numeric_limits<double>::infinity();
 }
 
+int nearest_index(const std::vector<double>& v, double x) {
+    int best = 0;
+    for (int k = 1; k < int(v.size()); ++k)
+        if (std::fabs(x - v[k]) < std::fabs(x - v[best])) best = k;
+    return best;
+}
+
 double mad_sigma(const std::vector<double>& v) {
     double m = median(v);
     std::vector<double> dev;

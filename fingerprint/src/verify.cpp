@@ -205,12 +205,7 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
         if (!on_profile)
             r.observed_exit =
                 exits_from_latencies(r.latency_ms, r.jitter_ms, profile, r.overhead_ms, &r.level_ms, &r.level_exit);
-        auto nearest_level_exit = [&](double ms) {
-            size_t best = 0;
-            for (size_t l = 1; l < r.level_ms.size(); ++l)
-                if (std::fabs(ms - r.level_ms[l]) < std::fabs(ms - r.level_ms[best])) best = l;
-            return r.level_exit[best];
-        };
+        auto nearest_level_exit = [&](double ms) { return r.level_exit[nearest_index(r.level_ms, ms)]; };
         for (int i = 0; i < M; ++i)
             for (size_t half = 0; half < 2; ++half) {
                 std::vector<double> v;

@@ -17,6 +17,8 @@ double spearman(const std::vector<double>& a, const std::vector<double>& b);
 double spearman_permutation_p(const std::vector<double>& a, const std::vector<double>& b, int rounds, uint64_t seed);
 
 double median(std::vector<double> v);
+// The index of the entry of v nearest to x (the first of equals; 0 for an empty v).
+int nearest_index(const std::vector<double>& v, double x);
 // The q-quantile of v (linear interpolation between order statistics; 0 for an empty v).
 double quantile(std::vector<double> v, double q);
 // The same, with the standard error of that estimate, distribution-free: the slope of the sorted
