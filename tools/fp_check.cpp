@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <sstream>
 
 #include "cli_common.h"
 #include "remote_suspect.h"
@@ -95,9 +96,12 @@ int main(int argc, char** argv) {
                 ->check(CLI::Range(1e-12, 0.5));
             app.add_option("--beta", o.beta, "bound on P(no-match | copy keeping the pirate-level match rate)")
                 ->check(CLI::Range(1e-12, 0.5));
+            std::ostringstream candidates;
+            for (double q : fp::kCandidateQuantiles) candidates << ' ' << q;
             app.add_option("--quantile", o.quantile,
                            "time oracle: an input's latency is this quantile of its repetitions (0.5: median; default: "
-                           "whichever of 0.05 0.15 0.3 0.5 leaves the least noise)")
+                           "whichever of" +
+                               candidates.str() + " leaves the least noise)")
                 ->check(CLI::Range(0.0, 0.99));
             app.add_option("--seed", o.seed);
             app.add_option("--suspect-threshold", threshold, "run a local suspect under another exit policy");

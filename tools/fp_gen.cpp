@@ -189,10 +189,12 @@ int main(int argc, char** argv) {
                        "(repeatable; default: the last same-architecture --reference); the null is a prediction "
                        "bound for one more seed from their rates; several seeds measure the spread between seeds")
             ->check(CLI::ExistingFile);
-        app.add_option("--oversample", o.oversample,
-                       "candidates crafted per kept input (default 2, and 2 more for each same-architecture "
-                       "--reference that steers selection, at most 8)")
-            ->check(CLI::Range(1.0, 10.0));
+        std::ostringstream oversample_default;
+        oversample_default << "candidates crafted per kept input (default " << fp::kBaseOversample << ", and "
+                           << fp::kOversamplePerSteeringSeed
+                           << " more for each same-architecture --reference that steers selection, at most "
+                           << fp::kMaxOversample << ")";
+        app.add_option("--oversample", o.oversample, oversample_default.str())->check(CLI::Range(1.0, 10.0));
         app.add_option("--batch", o.batch)->check(CLI::Range(1, 1024));
         app.add_option("--backend", o.backend, cli::backend_choices());
         cli::add_kernels_option(app);
