@@ -34,8 +34,8 @@ wait_port() {
 $bin/engine_run serve "$model" --listen "127.0.0.1:$PORT" 2> "$out/serve.log" &
 pids+=($!)
 wait_port "$PORT"
-printf '%-9s %-11s %-12s %8s %6s %6s %5s %8s %10s %12s %5s %-7s %7s\n' jitter_ms kind verdict matches undet merged reps queries \
-  step_ms resolvable_ms q levels wall_s
+printf '%-9s %-11s %-12s %8s %6s %6s %5s %8s %6s %10s %12s %5s %-7s %7s\n' jitter_ms kind verdict matches undet merged reps queries \
+  copies step_ms resolvable_ms q levels wall_s
 for level in $LEVELS; do
   url=http://127.0.0.1:$PORT
   proxy=
@@ -57,8 +57,8 @@ for level in $LEVELS; do
     python3 - "$out/check_$level.json" "$level" "$JITTER" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
-print('%-9s %-11s %-12s %4d/%-3d %6d %6d %5d %8d %10.4f %12.4f %5.2f %-7s %7.1f' % (sys.argv[2], sys.argv[3],
-      j['verdict'], j['matches'], j['inputs'], j['undetermined'], j['merged'], j['reps'], j['queries'],
+print('%-9s %-11s %-12s %4d/%-3d %6d %6d %5d %8d %6d %10.4f %12.4f %5.2f %-7s %7.1f' % (sys.argv[2], sys.argv[3],
+      j['verdict'], j['matches'], j['inputs'], j['undetermined'], j['merged'], j['reps'], j['queries'], j['copies'],
       j['smallest_step_ms'], j['resolvable_step_ms'], j['quantile'], j['levels_from'], j['wall_s']))
 PY
   fi

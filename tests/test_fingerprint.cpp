@@ -134,15 +134,16 @@ TEST_CASE("levels the noise leaves without gaps are placed on the owner's profil
 }
 
 // A black-box suspect whose answer time is its exit's latency plus normal noise: input i
-// leaves at exit i % exits; the pixels' first value carries i.
+// leaves at exit i % exits; the pixels' first value carries i. A request of several copies runs
+// the exit that many times under the noise of one request, as a network's jitter gives.
 class NoisySuspect : public Suspect {
 public:
     NoisySuspect(std::vector<double> exit_ms, double sigma_ms) : exit_ms_(std::move(exit_ms)), noise_(0.0, sigma_ms) {}
-    Answer query(const float* image) override {
+    Answer query(const float* image, int copies) override {
         const int exit = int(image[0]) % int(exit_ms_.size());
-        return {0, -1, int64_t((exit_ms_[exit] + noise_(rng_)) * 1e6)};
+        return {0, -1, int64_t((copies * exit_ms_[exit] + noise_(rng_)) * 1e6)};
     }
-    int64_t null_query_ns() override { return 0; }
+    int64_t null_query_ns(int) override { return 0; }
     bool reveals_exit() const override { return false; }
     std::string describe() const override { return "simulated suspect"; }
     std::vector<int64_t> input_shape() const override { return {1, 1, 1, 1}; }
@@ -175,6 +176,44 @@ TEST_CASE("the time oracle measures more rounds while noise hides the step betwe
     CHECK_MESSAGE(r.verdict == Verdict::match, r.reason);
     CHECK(r.matches + r.undetermined == M);  // noise leaves inputs undetermined, never misplaced
     CHECK(check_suspect(set, noisy, one_round).reps == 15);
+}
+
+TEST_CASE("under network jitter, copies per request stretch the steps until they resolve") {
+    FingerprintSet set;
+    const int exits = 4, per_exit = 10, M = exits * per_exit;
+    set.inputs = engine::Tensor(engine::Shape{M, 1, 1, 1});
+    for (int i = 0; i < M; ++i) set.inputs[i] = float(i), set.target_exits.push_back(i % exits);
+    set.thresholds.assign(exits, 0.9f);
+    set.owner_latency_ms = {0.12, 0.18, 0.29, 0.34};
+    set.exit_macs = {1, 2, 3, 4};
+    set.null_match_rate = 0.5;
+    CheckOptions one_copy;
+    one_copy.copies = 1;
+    CheckOptions automatic;  // copies = 0
+    // Jitter of 0.5 ms (sd) against steps of 50-110 us: 120 repetitions at one copy never resolve them.
+    NoisySuspect copy(set.owner_latency_ms, 0.5);
+    const CheckResult alone = check_suspect(set, copy, one_copy);
+    CHECK(alone.copies == 1);
+    CHECK(alone.verdict == Verdict::inconclusive);
+    const CheckResult stretched = check_suspect(set, copy, automatic);
+    CHECK(stretched.copies > 1);
+    CHECK(stretched.copies <= kMaxCopies);
+    CHECK_MESSAGE(stretched.verdict == Verdict::match, stretched.reason);
+    CHECK(stretched.images > stretched.queries);
+    // The same network, a suspect whose inputs leave one exit later than the targets: no-match.
+    std::vector<double> shifted{0.18, 0.29, 0.34, 0.12};
+    NoisySuspect other(shifted, 0.5);
+    const CheckResult rejected = check_suspect(set, other, automatic);
+    CHECK(rejected.copies > 1);
+    CHECK_MESSAGE(rejected.verdict != Verdict::match, rejected.reason);
+    // A quiet suspect keeps one copy: the first round resolves its steps.
+    NoisySuspect quiet(set.owner_latency_ms, 0.002);
+    CHECK(check_suspect(set, quiet, automatic).copies == 1);
+    // The rule itself: one copy while max_reps suffice, else c with reps * (ratio / c)^2 <= max_reps / 2.
+    CHECK(copies_for_noise(0.05, 0.06, 15, 120) == 1);
+    CHECK(copies_for_noise(0.6, 0.06, 15, 120) == 5);  // needs 1500 repetitions at one copy: 1500 / 25 <= 60
+    CHECK(copies_for_noise(100, 0.06, 15, 120) == kMaxCopies);
+    CHECK(copies_for_noise(0.1, 0, 15, 120) == kMaxCopies);
 }
 
 TEST_CASE("binomial lower tail complements the upper tail") {
@@ -233,14 +272,14 @@ public:
     };
     ContendedSuspect(std::vector<double> exit_ms, std::vector<int> exit_of, Noise noise, uint64_t seed)
         : exit_ms_(std::move(exit_ms)), exit_of_(std::move(exit_of)), n_(noise), rng_(seed) {}
-    Answer query(const float* image) override {
+    Answer query(const float* image, int) override {
         if (u_(rng_) < (slow_ && n_.burst_leave >= 0 ? n_.burst_leave : n_.burst_switch)) slow_ = !slow_;
         double ms = exit_ms_[exit_of_.at(size_t(image[0]))] * (slow_ ? n_.burst : 1.0);
         ms += std::normal_distribution<double>(0.0, n_.sigma_ms)(rng_);
         if (u_(rng_) < n_.spike) ms += std::exponential_distribution<double>(1.0 / n_.spike_ms)(rng_);
         return {0, -1, int64_t(std::max(ms, 0.001) * 1e6)};
     }
-    int64_t null_query_ns() override { return 0; }
+    int64_t null_query_ns(int) override { return 0; }
     bool reveals_exit() const override { return false; }
     std::string describe() const override { return "simulated contended suspect"; }
     std::vector<int64_t> input_shape() const override { return {1, 1, 1, 1}; }
@@ -283,6 +322,26 @@ std::vector<int> independent_exits(const FingerprintSet& set, double rate, uint6
 }
 
 }  // namespace
+
+TEST_CASE("a level of fewer than kMinLevelInputs inputs is not an exit of its own") {
+    // Seen in a simulated contended check (slowdown bursts x2.5, 1 seed in 300): the machine was slow
+    // for nearly all of it, every exit read 2.5x the owner's latency, and one input timed in a fast
+    // stretch made a level of its own at exit 0's owner latency. Mapped in order, the four levels put
+    // every other input one exit late, and the owner read as no-match.
+    const std::vector<double> owner{0.12, 0.18, 0.29, 0.34};
+    std::vector<double> latency{0.128}, jitter{0.004};
+    std::vector<int> truth{-1};
+    for (int k = 0; k < 4; ++k)
+        for (int i = 0; i < 14; ++i) latency.push_back(2.5 * owner[k] + 0.001 * (i % 3)), truth.push_back(k);
+    jitter.resize(latency.size(), 0.004);
+    std::vector<double> levels;
+    std::vector<int> level_exit;
+    CHECK(exits_from_latencies(latency, jitter, owner, 0.0, &levels, &level_exit) == truth);
+    CHECK(level_exit == std::vector<int>{0, 1, 2, 3});
+    // Inputs spread so that every level is small: they are all kept (nothing to tell apart).
+    const std::vector<double> few{0.12, 0.18, 0.29, 0.34};
+    CHECK(exits_from_latencies(few, std::vector<double>(4, 0.002), owner, 0.0) == std::vector<int>{0, 1, 2, 3});
+}
 
 TEST_CASE("levels the noise may have merged are never read as a suspect leaving at the wrong exit") {
     // Seen on a loaded machine: the pirate's four exits timed as two levels, mapped to exits 1 and 3,
@@ -445,8 +504,8 @@ TEST_CASE("one-sided network jitter larger than the exit steps is seen through, 
 // on the shared resnet56_s3, 7 exits, against a fingerprint of weights/small_s1, 4 exits).
 class DeepSuspect : public Suspect {
 public:
-    Answer query(const float* image) override { return {0, 6 - int(image[0]) % 2, 1000}; }
-    int64_t null_query_ns() override { return 0; }
+    Answer query(const float* image, int) override { return {0, 6 - int(image[0]) % 2, 1000}; }
+    int64_t null_query_ns(int) override { return 0; }
     bool reveals_exit() const override { return true; }
     std::string describe() const override { return "simulated 7-exit suspect"; }
     std::vector<int64_t> input_shape() const override { return {1, 1, 1, 1}; }

@@ -76,13 +76,13 @@ class ScriptedSuspect : public Suspect {
 public:
     ScriptedSuspect(const FingerprintSet& set, int right, int constant = -1)
         : set_(set), right_(right), constant_(constant) {}
-    Answer query(const float* image) override {
+    Answer query(const float* image, int) override {
         const int i = int(image[0] * set_.size() + 0.5f);
         if (constant_ >= 0) return {constant_, -1, 1000};
         const int c = set_.target_labels[i];
         return {i < right_ ? c : (c + 1) % set_.num_classes, -1, 1000};
     }
-    int64_t null_query_ns() override { return 0; }
+    int64_t null_query_ns(int) override { return 0; }
     bool reveals_exit() const override { return false; }
     std::string describe() const override { return "scripted suspect"; }
     std::vector<int64_t> input_shape() const override { return {1, 1, 1, 1}; }

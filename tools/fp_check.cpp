@@ -27,7 +27,8 @@ void print_report(const fp::FingerprintSet& set, const fp::CheckResult& r, const
     std::printf("oracle       %s; transport overhead %.3f ms; %d repetitions per input", r.oracle.c_str(),
                 r.overhead_ms, r.reps);
     if (r.oracle == "time") std::printf(" read at their %.2f quantile", r.quantile);
-    std::printf("; %d queries; %.1f s\n", r.queries, r.wall_s);
+    if (r.copies > 1) std::printf(", %d copies per request", r.copies);
+    std::printf("; %d queries (%lld images); %.1f s\n", r.queries, (long long)r.images, r.wall_s);
     if (r.oracle == "label") {  // no exits, levels or ranks: answers only
         std::printf("match rate   %.3f (%d/%d answers are the expected label), null %.3f [%s], pirate level %.3f\n",
                     r.match_rate, r.matches, set.size(), r.null_match_rate, set.null_source.c_str(),
@@ -92,6 +93,11 @@ int main(int argc, char** argv) {
                            "time oracle: further rounds while the noise hides the step between exits, up to this "
                            "many repetitions per input (default 120; --reps or less: one round)")
                 ->check(CLI::Range(1, 100000));
+            std::string copies_help =
+                "time oracle: copies of an input per request, which stretch the steps between exits against network "
+                "jitter (default 0: one, or as many as the first round's noise asks, at most ";
+            copies_help.append(std::to_string(fp::kMaxCopies)).append(")");
+            app.add_option("--copies", o.copies, copies_help)->check(CLI::Range(0, fp::kMaxCopies));
             app.add_option("--alpha", o.alpha, "bound on the false-accusation rate: P(match | independent model)")
                 ->check(CLI::Range(1e-12, 0.5));
             app.add_option("--beta", o.beta, "bound on P(no-match | copy keeping the pirate-level match rate)")
@@ -166,6 +172,8 @@ int main(int argc, char** argv) {
                                  {"beta", o.beta},
                                  {"looks", r.looks},
                                  {"queries", r.queries},
+                                 {"copies", r.copies},
+                                 {"images", r.images},
                                  {"separable", r.separable},
                                  {"smallest_step_ms", r.smallest_step_ms},
                                  {"resolvable_step_ms", r.resolvable_step_ms},

@@ -85,6 +85,9 @@ int main(int argc, char** argv) {
         server.Post("/predict", [&](const httplib::Request& req, httplib::Response& out) {
             finish(client.Post("/predict", req.body, "application/octet-stream"), out);
         });
+        server.Post("/echo", [&](const httplib::Request& req, httplib::Response& out) {
+            finish(client.Post("/echo", req.body, "application/octet-stream"), out);
+        });
         check(server.bind_to_port(host.c_str(), port), "address '" + listen + "': cannot listen (port in use?)");
         std::atomic<bool> done{false};
         std::thread watchdog([&] {  // the bounds: stop() from outside the handlers

@@ -48,6 +48,13 @@ std::vector<int> exits_from_latencies(const std::vector<double>& latency_ms, con
         if (latency_ms[order[i]] - latency_ms[order[i - 1]] > gap) levels.emplace_back();
         levels.back().push_back(order[i]);
     }
+    // A level of fewer than kMinLevelInputs inputs is not an exit of its own but inputs timed apart
+    // from the rest (in a simulated check with the machine slow most of the time, one input read
+    // fast made a level that pushed the mapping one exit down: the owner read as no-match). Its
+    // inputs stay undetermined, unless no level is that large.
+    const auto small = [](const std::vector<int>& l) { return int(l.size()) < kMinLevelInputs; };
+    if (!std::all_of(levels.begin(), levels.end(), small))
+        levels.erase(std::remove_if(levels.begin(), levels.end(), small), levels.end());
     auto center = [&](const std::vector<int>& members) {
         std::vector<double> v;
         for (int m : members) v.push_back(latency_ms[m]);
@@ -158,7 +165,7 @@ std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, c
         if (e + 1 < exits) to_next = std::min(to_next, (level[e] + level[e + 1]) / 2 - latency_ms[i]);
         exit_of[i] = to_next >= kProfileMarginWidths * jitter_ms[i] ? e : -1;
     }
-    // Only the levels at least kMinProfileLevelInputs inputs were placed at: an exit that no input,
+    // Only the levels at least kMinLevelInputs inputs were placed at: an exit that no input,
     // or only a stray one, reached may be hidden in a neighbour (inputs_in_merged_levels), as where
     // grouping at gaps finds fewer levels than exits.
     if (level_ms_out) level_ms_out->clear();
@@ -166,9 +173,9 @@ std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, c
     std::vector<int> placed(exits, 0);
     for (int e : exit_of)
         if (e >= 0) placed[e]++;
-    if (*std::max_element(placed.begin(), placed.end()) < kMinProfileLevelInputs) return {};  // nothing placed
+    if (*std::max_element(placed.begin(), placed.end()) < kMinLevelInputs) return {};  // nothing placed
     for (int k = 0; k < exits; ++k) {
-        if (placed[k] < kMinProfileLevelInputs) continue;
+        if (placed[k] < kMinLevelInputs) continue;
         if (level_ms_out) level_ms_out->push_back(level[k]);
         if (level_exit_out) level_exit_out->push_back(k);
     }

@@ -47,27 +47,50 @@ int serve_model(const std::string& model_path, const std::string& listen, const 
         nlohmann::json j{{"input", input_shape.vec()}, {"exits", model.num_exits()}};
         res.set_content(j.dump(), "application/json");
     });
+    const size_t image_bytes = size_t(image.numel()) * sizeof(float);
+    const size_t max_bytes = image_bytes * kMaxRequestImages;
     server.Post("/predict", [&](const httplib::Request& req, httplib::Response& res) {
         std::lock_guard<std::mutex> lock(one_at_a_time);
-        if (req.body.size() != size_t(image.numel()) * sizeof(float)) {
+        const size_t bytes = req.body.size();
+        if (bytes == 0 || bytes % image_bytes != 0 || bytes > max_bytes) {
             res.status = 400;
-            res.set_content("body must be " + std::to_string(image.numel()) + " float32 values", "text/plain");
+            res.set_content("body must be N * " + std::to_string(image.numel()) +
+                                " float32 values, 1 <= N <= " + std::to_string(kMaxRequestImages),
+                            "text/plain");
             return;
         }
-        std::memcpy(image.data(), req.body.data(), req.body.size());
-        for (float v : image.values())
+        for (size_t at = 0; at < bytes; at += sizeof(float)) {
+            float v;
+            std::memcpy(&v, req.body.data() + at, sizeof v);
             if (!std::isfinite(v)) {
                 res.status = 400;
                 res.set_content("input contains NaN or infinite values", "text/plain");
                 return;
             }
-        SampleResult r;
-        plan.run_early(image.data(), 1, thresholds.data(), &r);
-        res.set_content(nlohmann::json{{"class", r.cls}, {"probability", r.prob}}.dump(), "application/json");
+        }
+        nlohmann::json classes = nlohmann::json::array();
+        SampleResult first;
+        for (size_t n = 0; n < bytes / image_bytes; ++n) {
+            std::memcpy(image.data(), req.body.data() + n * image_bytes, image_bytes);
+            SampleResult r;
+            plan.run_early(image.data(), 1, thresholds.data(), &r);
+            if (n == 0) first = r;
+            classes.push_back(r.cls);
+        }
+        res.set_content(nlohmann::json{{"class", first.cls}, {"probability", first.prob}, {"classes", classes}}.dump(),
+                        "application/json");
+    });
+    server.Post("/echo", [&](const httplib::Request& req, httplib::Response& res) {
+        if (req.body.size() > max_bytes) {
+            res.status = 400;
+            res.set_content("body larger than " + std::to_string(kMaxRequestImages) + " images", "text/plain");
+            return;
+        }
+        res.set_content(nlohmann::json{{"bytes", req.body.size()}}.dump(), "application/json");
     });
     check(server.bind_to_port(host.c_str(), port), "address '" + listen + "': cannot listen (port in use?)");
-    std::fprintf(stderr, "serving %s on http://%s:%d (POST /predict, GET /info)\n", model_path.c_str(), host.c_str(),
-                 port);
+    std::fprintf(stderr, "serving %s on http://%s:%d (POST /predict, POST /echo, GET /info)\n", model_path.c_str(),
+                 host.c_str(), port);
     server.listen_after_bind();
     return 0;
 }

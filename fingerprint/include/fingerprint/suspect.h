@@ -1,4 +1,4 @@
-// A suspect model as the verifier sees it: send one image, get a class back, and time it.
+// A suspect model as the verifier sees it: send an image, get a class back, and time it.
 // The local suspect runs in this process (the white-box exit oracle can read its exit index);
 // the remote one (tools/common/remote_suspect.h) is `engine_run serve` behind a loopback HTTP port.
 #pragma once
@@ -18,9 +18,12 @@ struct Answer {
 class Suspect {
 public:
     virtual ~Suspect() = default;
-    virtual Answer query(const float* image) = 0;
-    // A request that does no inference (transport and call overhead only), timed the same way.
-    virtual int64_t null_query_ns() = 0;
+    // `copies` copies of the image in one request, answered one after another: the request's time
+    // grows `copies` times the exit's latency while a network's jitter stays that of one request.
+    virtual Answer query(const float* image, int copies = 1) = 0;
+    // A request of the same size that does no inference (transport and call overhead only), timed
+    // the same way.
+    virtual int64_t null_query_ns(int copies = 1) = 0;
     virtual bool reveals_exit() const = 0;
     virtual std::string describe() const = 0;
     virtual std::vector<int64_t> input_shape() const = 0;  // [1, C, H, W]

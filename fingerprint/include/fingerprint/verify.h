@@ -42,6 +42,9 @@ struct CheckOptions {
     // An input's latency: this quantile of its repetitions (0.5: the median); 0: whichever of
     // kCandidateQuantiles leaves the least noise (the median width of the estimates).
     double quantile = 0;
+    // Time oracle: copies of an input per request (copies_for_noise), up to kMaxCopies; 0: one, or
+    // more where the first round's noise would need more than max_reps to resolve the exit steps.
+    int copies = 0;
     double alpha = 1e-3;     // bound on P(match | independent model): the false-accusation rate
     double beta = 1e-2;      // bound on P(no-match | copy that keeps the pirate-level match rate)
     uint64_t seed = 1;
@@ -93,6 +96,8 @@ struct CheckResult {
     bool on_profile = false;         // inputs placed on the owner's profile (exits_from_profile_fit), not at gaps
     int reps = 0;                    // repetitions per input actually made
     int queries = 0;                 // requests sent in all (warm-up, fingerprint, overhead probes)
+    int copies = 1;                  // copies of the input per request in the rounds decided on
+    int64_t images = 0;              // images the suspect ran in all (a request of c copies runs c)
     int looks = 1;                   // decisions the time oracle could take (error rates divided by it)
     bool separable = true;           // the noise left the exit steps resolvable, and no levels too close
     double resolvable_step_ms = 0;   // smallest exit step the final noise resolves (kSeparableWidths widths)
@@ -165,7 +170,9 @@ int inputs_in_merged_levels(const std::vector<int>& observed_exit, const std::ve
                             const std::vector<int>& level_exit, int num_exits);
 
 // The level grouping and mapping on its own (exposed for tests): medians and jitters per input,
-// the per-exit latency profile (exit_profile) and the overhead; returns the exit per input.
+// the per-exit latency profile (exit_profile) and the overhead; returns the exit per input, -1 for
+// the inputs of a level smaller than kMinLevelInputs (inputs timed apart from the rest, not an exit).
+constexpr int kMinLevelInputs = 3;
 std::vector<int> exits_from_latencies(const std::vector<double>& latency_ms, const std::vector<double>& jitter_ms,
                                       const std::vector<double>& exit_profile, double overhead_ms,
                                       std::vector<double>* level_ms = nullptr, std::vector<int>* level_exit = nullptr);
@@ -175,7 +182,7 @@ std::vector<int> exits_from_latencies(const std::vector<double>& latency_ms, con
 // is fitted to the latencies alone (never the targets), and each input is placed at the nearest
 // level, or left undetermined (-1) where it lies within kProfileMarginWidths of its noise
 // (jitter_ms) of the midpoint to the next level. level_ms receives the levels at least
-// kMinProfileLevelInputs inputs were placed at, and level_exit their exits.
+// kMinLevelInputs inputs were placed at, and level_exit their exits.
 // Returns nothing where the profile does not fit: the median input lies more than kProfileFitWidths
 // of its noise from its level (measured under 0-1 ms of jitter on the demo's fingerprint: 0.5-1.3
 // for copies and same-architecture models, 4.5-18 for mobilenet_s1, whose levels stand elsewhere).
@@ -186,11 +193,19 @@ std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, c
                                         std::vector<double>* level_ms = nullptr,
                                         std::vector<int>* level_exit = nullptr);
 constexpr double kProfileMarginWidths = 1.5, kProfileFitWidths = 2.0;
-constexpr int kMinProfileLevelInputs = 3;
 // Placed on the profile, the steps count as resolved (a no-match may be read) where the smallest
 // step exceeds this many widths of the noise: a margin on either side of the midpoint and a width
 // to spare, so that most inputs of a copy are placed, not left undetermined.
 constexpr double kProfileSeparableWidths = 2 * kProfileMarginWidths + 3.0;
+
+// Network jitter stays the same per request however long the request runs, so a request carrying
+// c copies of an input (answered one after another) stretches the steps between exits c times
+// against it, and the repetitions needed fall by up to c^2. From one round of `reps` at one copy,
+// whose noise resolves steps of `resolvable_step_ms` at kProfileSeparableWidths: 1 where at most
+// max_reps repetitions resolve the suspect's `smallest_step_ms`, else the least c that lets half of
+// max_reps do it were the noise unchanged, at most kMaxCopies.
+int copies_for_noise(double resolvable_step_ms, double smallest_step_ms, int reps, int max_reps);
+constexpr int kMaxCopies = 64;
 
 // Writes an SVG plot of each input's latency grouped by target exit (atomically).
 void write_latency_plot(const FingerprintSet& set, const CheckResult& result, const std::string& title,
