@@ -26,14 +26,23 @@ bin=build/bin
 mkdir -p "$out"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
-wait_port() {
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Another run's server on these ports would answer for the suspect: refuse rather than check it.
+for p in "$PORT" $((PORT + 1)); do
+  if listening "$p"; then echo "fp_jitter: 127.0.0.1:$p is in use (another run?); set PORT=" >&2; exit 2; fi
+done
+wait_port() {  # $1: port, $2: the process that should listen there
+  for _ in $(seq 100); do
+    kill -0 "$2" 2>/dev/null || { echo "fp_jitter: the process for 127.0.0.1:$1 exited (see $out/*.log)" >&2; exit 2; }
+    listening "$1" && return 0
+    sleep 0.1
+  done
   echo "fp_jitter: nothing listens on 127.0.0.1:$1 (see $out/*.log)" >&2
   exit 2
 }
 $bin/engine_run serve "$model" --listen "127.0.0.1:$PORT" 2> "$out/serve.log" &
 pids+=($!)
-wait_port "$PORT"
+wait_port "$PORT" $!
 printf '%-9s %-11s %-12s %8s %6s %6s %5s %8s %6s %10s %12s %5s %-7s %7s\n' jitter_ms kind verdict matches undet merged reps queries \
   copies step_ms resolvable_ms q levels wall_s
 for level in $LEVELS; do
@@ -44,7 +53,7 @@ for level in $LEVELS; do
       --jitter-ms "$level" --jitter "$JITTER" --max-seconds 900 --max-requests 1000000 2> "$out/proxy_$level.log" &
     proxy=$!
     pids+=($proxy)
-    wait_port $((PORT + 1))
+    wait_port $((PORT + 1)) "$proxy"
     url=http://127.0.0.1:$((PORT + 1))
   fi
   rc=0

@@ -107,10 +107,12 @@ Decision decide_verdict(int matches, int undetermined, const std::vector<int>& t
     return d;
 }
 
-int copies_for_noise(double resolvable_step_ms, double smallest_step_ms, int reps, int max_reps) {
+int copies_for_noise(double request_noise_ms, double smallest_step_ms, int max_reps) {
     if (!(smallest_step_ms > 0)) return kMaxCopies;  // the noise hides even the suspect's speed
-    const double ratio = resolvable_step_ms / smallest_step_ms;
-    const double needed_reps = reps * ratio * ratio;  // a quantile's noise falls as 1 / sqrt(reps)
+    // A median of n repetitions has noise 1.25 sigma / sqrt(n); the profile resolves steps of
+    // kProfileSeparableWidths of it.
+    const double ratio = kProfileSeparableWidths * 1.25 * request_noise_ms / smallest_step_ms;
+    const double needed_reps = ratio * ratio;
     if (needed_reps <= max_reps) return 1;
     return std::min(kMaxCopies, int(std::ceil(std::sqrt(needed_reps / (0.5 * max_reps)))));
 }
@@ -157,7 +159,6 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     std::vector<double> overhead;
     std::vector<double> candidates(std::begin(kCandidateQuantiles), std::end(kCandidateQuantiles));
     if (opt.quantile > 0) candidates = {opt.quantile};
-    double most_noise = 0;  // the noisiest candidate quantile's median noise in the last round
     auto measure_round = [&] {
         std::vector<int> schedule;  // input i, opt.reps times
         for (int i = 0; i < M; ++i) schedule.insert(schedule.end(), opt.reps, i);
@@ -181,7 +182,6 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
             const double noise = median(jitter);
             if (c == 0 || noise < least_noise)
                 least_noise = noise, r.quantile = candidates[c], r.latency_ms = latency, r.jitter_ms = jitter;
-            most_noise = c == 0 ? noise : std::max(most_noise, noise);
         }
         r.overhead_ms = quantile(overhead, r.quantile);
     };
@@ -251,21 +251,21 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     r.looks = opt.time_oracle ? std::max(1, opt.max_reps / opt.reps) : 1;
     Decision d;
     measure_round();
-    if (opt.time_oracle && opt.copies == 0) {
-        // From the noisiest quantile: with few repetitions a low quantile's noise can look small under
-        // jitter that later rounds show spread on both sides (the demo's pirate at 0.5 ms through
-        // fp_proxy: from the least noisy quantile one copy stayed, and was inconclusive after 120
-        // repetitions; from the noisiest, 3 copies matched at 90).
+    // Copies per request: after the first round at each number of copies, from the noise of one
+    // request, at most kCopyEscalations times (the rounds that chose are not looks: no decision is
+    // read from them unless their number of copies stays).
+    for (int escalation = 0; opt.time_oracle && opt.copies == 0 && escalation < kCopyEscalations; ++escalation) {
+        std::vector<double> spread;
+        for (const auto& v : samples) spread.push_back(mad_sigma(v));
         separable(kProfileSeparableWidths);
-        const int c = copies_for_noise(kProfileSeparableWidths * most_noise, r.smallest_step_ms, r.reps, opt.max_reps);
-        if (c > 1) {  // start again at c copies: times of another scale do not mix
-            copies = c;
-            for (auto& v : samples) v.clear();
-            overhead.clear();
-            r.reps = 0;
-            for (int i = 0; i < M; ++i) query(i);  // the server's first batch of this size
-            measure_round();
-        }
+        const int factor = copies_for_noise(median(spread), r.smallest_step_ms, opt.max_reps);
+        if (factor == 1 || copies == kMaxCopies) break;
+        copies = std::min(kMaxCopies, copies * factor);  // start again: times of another scale do not mix
+        for (auto& v : samples) v.clear();
+        overhead.clear();
+        r.reps = 0;
+        for (int i = 0; i < M; ++i) query(i);  // the suspect's first requests of this size
+        measure_round();
     }
     r.copies = copies;
     for (;;) {

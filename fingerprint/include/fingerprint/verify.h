@@ -171,7 +171,8 @@ int inputs_in_merged_levels(const std::vector<int>& observed_exit, const std::ve
 
 // The level grouping and mapping on its own (exposed for tests): medians and jitters per input,
 // the per-exit latency profile (exit_profile) and the overhead; returns the exit per input, -1 for
-// the inputs of a level smaller than kMinLevelInputs (inputs timed apart from the rest, not an exit).
+// the inputs of a level smaller than kMinLevelInputs where the levels outnumber the exits (inputs
+// timed apart from the rest, not an exit).
 constexpr int kMinLevelInputs = 3;
 std::vector<int> exits_from_latencies(const std::vector<double>& latency_ms, const std::vector<double>& jitter_ms,
                                       const std::vector<double>& exit_profile, double overhead_ms,
@@ -200,11 +201,14 @@ constexpr double kProfileSeparableWidths = 2 * kProfileMarginWidths + 3.0;
 
 // Network jitter stays the same per request however long the request runs, so a request carrying
 // c copies of an input (answered one after another) stretches the steps between exits c times
-// against it, and the repetitions needed fall by up to c^2. From one round of `reps` at one copy,
-// whose noise resolves steps of `resolvable_step_ms` at kProfileSeparableWidths: 1 where at most
-// max_reps repetitions resolve the suspect's `smallest_step_ms`, else the least c that lets half of
-// max_reps do it were the noise unchanged, at most kMaxCopies.
-int copies_for_noise(double resolvable_step_ms, double smallest_step_ms, int reps, int max_reps);
+// against it, and the repetitions needed fall by up to c^2. From the noise of one request
+// (request_noise_ms, a robust sigma of an input's repetitions) and the suspect's smallest step at
+// the current number of copies: 1 where at most max_reps repetitions resolve the step on the
+// profile, else the least factor that lets half of max_reps do it were the noise unchanged. The
+// noise of the computation grows with the copies, so check_suspect asks again after a round at the
+// new number, up to kCopyEscalations times in all.
+int copies_for_noise(double request_noise_ms, double smallest_step_ms, int max_reps);
+constexpr int kCopyEscalations = 3;
 constexpr int kMaxCopies = 64;
 
 // Writes an SVG plot of each input's latency grouped by target exit (atomically).
