@@ -121,9 +121,17 @@ std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, c
         for (int k = 0; k < exits; ++k) level[k] = overhead_ms + speed * exit_profile[k];
         return level;
     };
+    auto placement_at = [&](double speed) {
+        const std::vector<double> level = levels_at(speed);
+        std::vector<int> exit_of(n);
+        for (int i = 0; i < n; ++i) exit_of[i] = nearest_index(level, latency_ms[i]);
+        return exit_of;
+    };
     // Alternate nearest-level placement and the least-squares speed for that placement, from
-    // starting speeds 0.1x-20x the owner's; keep the fit with the smallest squared residual.
+    // starting speeds 0.1x-20x the owner's; keep the fit with the smallest squared residual, and
+    // every other fit's placement with its residual.
     double best_speed = 1, best_sse = std::numeric_limits<double>::infinity();
+    std::vector<std::pair<double, std::vector<int>>> fits;  // (sse, placement)
     constexpr int kStarts = 200;
     for (int g = 0; g < kStarts; ++g) {
         double speed = 0.1 * std::pow(200.0, double(g) / (kStarts - 1));
@@ -138,14 +146,23 @@ std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, c
             if (std::fabs(next - speed) <= 1e-12 * speed) break;
             speed = next;
         }
+        if (!(speed > 0)) continue;
         const std::vector<double> level = levels_at(speed);
         double sse = 0;
         for (int i = 0; i < n; ++i) {
             const double r = latency_ms[i] - level[nearest_index(level, latency_ms[i])];
             sse += r * r;
         }
-        if (speed > 0 && sse < best_sse) best_sse = sse, best_speed = speed;
+        fits.emplace_back(sse, placement_at(speed));
+        if (sse < best_sse) best_sse = sse, best_speed = speed;
     }
+    // Inputs that another fit nearly as good places at another exit are undetermined: with steps
+    // nearly alike, the profile can slip by an exit where one exit holds few inputs.
+    std::vector<char> ambiguous(n, 0);
+    const std::vector<int> best_placement = placement_at(best_speed);
+    for (const auto& [sse, placement] : fits)
+        if (sse <= kProfileAmbiguity * best_sse)
+            for (int i = 0; i < n; ++i) ambiguous[i] |= placement[i] != best_placement[i];
     std::vector<double> level = levels_at(best_speed), residual_widths;
     for (int i = 0; i < n; ++i)
         residual_widths.push_back(std::fabs(latency_ms[i] - level[nearest_index(level, latency_ms[i])]) /
@@ -168,7 +185,7 @@ std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, c
         double to_next = std::numeric_limits<double>::infinity();  // distance to the midpoint with a neighbour
         if (e > 0) to_next = std::min(to_next, latency_ms[i] - (level[e - 1] + level[e]) / 2);
         if (e + 1 < exits) to_next = std::min(to_next, (level[e] + level[e + 1]) / 2 - latency_ms[i]);
-        exit_of[i] = to_next >= kProfileMarginWidths * jitter_ms[i] ? e : -1;
+        exit_of[i] = to_next >= kProfileMarginWidths * jitter_ms[i] && !ambiguous[i] ? e : -1;
     }
     // Only the levels at least kMinLevelInputs inputs were placed at: an exit that no input,
     // or only a stray one, reached may be hidden in a neighbour (inputs_in_merged_levels), as where

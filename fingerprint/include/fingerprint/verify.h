@@ -193,7 +193,12 @@ std::vector<int> exits_from_profile_fit(const std::vector<double>& latency_ms, c
                                         const std::vector<double>& exit_profile, double overhead_ms,
                                         std::vector<double>* level_ms = nullptr,
                                         std::vector<int>* level_exit = nullptr);
-constexpr double kProfileMarginWidths = 1.5, kProfileFitWidths = 2.0;
+// An input is also undetermined where another fit of the speed, with a squared residual within
+// kProfileAmbiguity times the best, places it at another exit: ResNet-56's steps are nearly alike,
+// and where a copy sent few inputs to one exit a fit slipped by an exit beat the right one by 3 %
+// (through fp_proxy at 0.1 ms; the copy read as no-match). Fits slipped so stood 1.4-1.9 times the
+// best on other ResNet-56 checks, and 8 or more on the small model's.
+constexpr double kProfileMarginWidths = 1.5, kProfileFitWidths = 2.0, kProfileAmbiguity = 2.0;
 // Placed on the profile, the steps count as resolved (a no-match may be read) where the smallest
 // step exceeds this many widths of the noise: a margin on either side of the midpoint and a width
 // to spare, so that most inputs of a copy are placed, not left undetermined.
