@@ -57,8 +57,8 @@ int main(int argc, char** argv) {
             batchnorm_train_forward(a, in, {y.data(), xs}, threads);
             fwd.push_back(now_ms() - t);
             t = now_ms();
-            batchnorm_backward(a, in, {y.data(), xs}, {gy.data(), xs}, gin, /*gx_fresh=*/true, /*training=*/true,
-                               threads);
+            batchnorm_backward(a, in, {y.data(), xs}, {gy.data(), xs}, gin, /*gx_fresh=*/true, /*residual_fresh=*/false,
+                               /*training=*/true, threads);
             bwd.push_back(now_ms() - t);
         }
         const double mb = double(n) * 4 / 1e6;

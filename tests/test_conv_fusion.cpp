@@ -254,8 +254,8 @@ TEST_CASE("an inference plan fuses conv epilogues and gives the unfused plan's l
 }
 
 TEST_CASE(
-    "a training step with ReLUs fused into BatchNorm and Add gives the unfused plan's values and gradients, to the "
-    "bit") {
+    "a training step with ReLUs and residual Adds fused into BatchNorm and Add gives the unfused plan's values and "
+    "gradients, to the bit") {
     const int n = 6;
     Tensor x = test::random_tensor(Shape{n, 3, 32, 32}, 9, 0, 1);
     for (int threads : {1, 2}) {
@@ -279,7 +279,7 @@ TEST_CASE(
         unfused.backward(seed_ptrs.data(), true, true, 3);
         TensorView gx = fused.input_grad(), want_gx = unfused.input_grad();
         CHECK(relative_error(gx.data, want_gx.data, gx.numel()) == 0.0);
-        int params = 0, into_batchnorm = 0, into_add = 0;
+        int params = 0, into_batchnorm = 0, into_add = 0, adds_into_batchnorm = 0;
         for (size_t i = 0; i < a.graph.nodes.size(); ++i) {
             const Node& node = a.graph.nodes[i];
             if (node.op == Op::Relu) {
@@ -287,6 +287,21 @@ TEST_CASE(
                 into_batchnorm += before == Op::BatchNorm;
                 into_add += before == Op::Add;
                 CHECK_THROWS_AS(fused.value(node.inputs[0]), Error);  // the absorbed node's value is not kept
+            }
+            if (node.op == Op::Add) {  // one BatchNorm before it absorbs it (a shortcut may have another)
+                int batchnorms = 0, absorbed = 0;
+                for (int j : node.inputs) {
+                    if (a.graph.nodes[j].op != Op::BatchNorm) continue;
+                    ++batchnorms;
+                    try {
+                        fused.value(j);
+                    } catch (const Error&) {
+                        ++absorbed;
+                    }
+                }
+                if (batchnorms == 0) continue;
+                CHECK(absorbed == 1);
+                ++adds_into_batchnorm;
             }
             if (node.op != Op::Constant) continue;
             CAPTURE(node.name);
@@ -299,6 +314,14 @@ TEST_CASE(
         CHECK(params > 20);
         CHECK(into_batchnorm > 5);
         CHECK(into_add > 3);
+        CHECK(adds_into_batchnorm > 3);
+        // The same keep-all plans in evaluation (running statistics), as fp_gen's crafting runs them.
+        fused.run_all(x.data(), n, /*training=*/false);
+        unfused.run_all(x.data(), n, false);
+        for (int k = 0; k < a.num_exits(); ++k) {
+            TensorView p = fused.exit_logits(k), q = unfused.exit_logits(k);
+            CHECK(relative_error(p.data, q.data, p.numel()) == 0.0);
+        }
     }
 }
 

@@ -9,7 +9,7 @@ class UnfusedNative : public engine::native::NativeBackend {
 public:
     explicit UnfusedNative(int threads = 0) : NativeBackend(threads) {}
     bool fuses_conv_epilogue() const override { return false; }
-    bool fuses_training_relu() const override { return false; }
+    bool fuses_training_elementwise() const override { return false; }
 };
 
 }  // namespace test

@@ -7,7 +7,7 @@
 
 #include "engine/error.h"
 #include "fuse_conv.h"
-#include "fuse_training_relu.h"
+#include "fuse_training.h"
 
 namespace engine {
 
@@ -54,7 +54,7 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
     const int count = static_cast<int>(g.nodes.size());
     for (const Node& n : g.nodes) nodes_.push_back(&n);
     if (!keep_all_ && backend_.fuses_conv_epilogue()) fuse_conv_epilogues(g, shapes_, nodes_, fused_);
-    if (keep_all_ && backend_.fuses_training_relu()) fuse_training_relu(g, shapes_, nodes_, fused_);
+    if (keep_all_ && backend_.fuses_training_elementwise()) fuse_training_elementwise(g, shapes_, nodes_, fused_);
 
     // Which values carry the batch in dim 0: shapes at batch 1 and 2 differ exactly there.
     auto s1 = g.infer_shapes(1), s2 = g.infer_shapes(2);

@@ -75,9 +75,10 @@ void residual_add_backward(float* g0, bool fresh0, float* g1, bool fresh1, const
     });
 }
 
-// Zeroes the gradients of inputs first_input.. that hold nothing yet, for code that only adds to them.
-void zero_fresh(const GradArgs& g, int threads, int first_input) {
-    for (int k = first_input; k < g.fwd.n_in; ++k)
+// Zeroes the gradients of inputs first_input..end_input (all after first_input by default) that hold
+// nothing yet, for code that only adds to them.
+void zero_fresh(const GradArgs& g, int threads, int first_input, int end_input = 32) {
+    for (int k = first_input; k < std::min(end_input, g.fwd.n_in); ++k)
         if (is_fresh(g, k) && g.grad_in[k].data)
             parallel_ranges(g.grad_in[k].numel(), threads,
                             [p = g.grad_in[k].data](int64_t i0, int64_t i1) { std::fill(p + i0, p + i1, 0.0f); });
@@ -125,21 +126,6 @@ bool binary_fast(Op op, TensorView a, TensorView b, TensorView y, int threads) {
     for (int64_t p = 0; p < a.shape[0] * C; ++p)
         binary_span(op, a.data + p * inner, b.data + p % C, 0, y.data + p * inner, inner);
     return true;
-}
-
-void batchnorm_inference(const Attrs& a, const TensorView* in, TensorView y) {
-    const int64_t N = in[0].shape[0], C = in[0].shape[1], inner = in[0].numel() / (N * C);
-    for (int64_t n = 0; n < N; ++n)
-        for (int64_t c = 0; c < C; ++c) {
-            const float scale = in[1][c] / std::sqrt(in[4][c] + a.epsilon);
-            const float shift = in[2][c] - in[3][c] * scale;
-            const float* __restrict x = in[0].data + (n * C + c) * inner;
-            float* __restrict out = y.data + (n * C + c) * inner;
-            if (a.fused_relu)
-                for (int64_t i = 0; i < inner; ++i) out[i] = std::max(x[i] * scale + shift, 0.0f);
-            else
-                for (int64_t i = 0; i < inner; ++i) out[i] = x[i] * scale + shift;
-        }
 }
 
 // The classifier heads' Gemm: y = A op(B) + c with A [M, K] as stored, alpha 1 and, if c is
@@ -295,7 +281,7 @@ void NativeBackend::forward(const OpArgs& a) {
             });
             return;
         case Op::Add:
-            if (n.attrs.fused_relu) {  // training plans fuse only same-shape Adds (fuse_training_relu.h)
+            if (n.attrs.fused_relu) {  // training plans fuse only same-shape Adds (fuse_training.h)
                 check(a.in[0].shape == a.out.shape && a.in[1].shape == a.out.shape,
                       "native backend: node '" + n.name + "' adds with broadcast and a fused ReLU");
                 parallel_ranges(a.out.numel(), threads_,
@@ -343,8 +329,9 @@ void NativeBackend::backward(const GradArgs& g) {
                           a.n_in > 2 ? gin[2].data : nullptr, a.scratch, options_.isa, threads_);
             return;
         case Op::BatchNorm:
-            zero_fresh(g, threads_, 1);
-            batchnorm_backward(a.node.attrs, a.in, a.out, g.grad_out, gin, fresh0, a.training, threads_);
+            zero_fresh(g, threads_, 1, 3);  // scale and bias; the residual's (input 5) is written where fresh
+            batchnorm_backward(a.node.attrs, a.in, a.out, g.grad_out, gin, fresh0, is_fresh(g, 5), a.training,
+                               threads_);
             return;
         case Op::Relu:
             if (gin[0].data) relu_backward(gin[0].data, a.out.data, gy, count, fresh0, threads_);

@@ -29,7 +29,7 @@ public:
     explicit NativeBackend(int threads = 0, NativeOptions options = NativeOptions::from_env());  // 0: one per core
     std::string name() const override { return "native"; }
     bool fuses_conv_epilogue() const override { return true; }
-    bool fuses_training_relu() const override { return true; }
+    bool fuses_training_elementwise() const override { return true; }
     size_t scratch_floats(const Node& node, const Shape* in, int n_in, const Shape& out) const override;
     void prepare(const Node& node, const Shape* in, int n_in, const Shape& out) override;
     void forward(const OpArgs& a) override;

@@ -56,6 +56,20 @@ void backward_row_sums(const float* __restrict gy, const float* __restrict relu_
     for (int k = 0; k < 4; ++k) sums[k] += t[k];
 }
 
+// q = x * k + shift, plus r where given, then ReLU where relu: as the unfused BatchNorm, Add and
+// ReLU compute it, so that fused plans give the unfused values to the bit.
+void normalise_row(const float* __restrict x, const float* __restrict r, float k, float shift, bool relu,
+                   float* __restrict q, int64_t n) {
+    if (r && relu)
+        for (int64_t i = 0; i < n; ++i) q[i] = std::max(r[i] + (x[i] * k + shift), 0.0f);
+    else if (r)
+        for (int64_t i = 0; i < n; ++i) q[i] = r[i] + (x[i] * k + shift);
+    else if (relu)
+        for (int64_t i = 0; i < n; ++i) q[i] = std::max(x[i] * k + shift, 0.0f);
+    else
+        for (int64_t i = 0; i < n; ++i) q[i] = x[i] * k + shift;
+}
+
 // Mean and biased variance of channel c.
 void channel_stats(const TensorView& x, const Layout& L, int64_t c, double& mean, double& var) {
     double sums[2] = {0, 0};
@@ -80,18 +94,27 @@ void batchnorm_train_forward(const Attrs& a, const TensorView* in, TensorView y,
         run_var[c] = float((1 - a.momentum) * run_var[c] + a.momentum * unbiased);
         const float k = float(scale[c] / std::sqrt(var + a.epsilon)), shift = float(bias[c] - mean * k);
         for (int64_t n = 0; n < L.n; ++n) {
-            const float* __restrict p = x.data + (n * L.c + c) * L.inner;
-            float* __restrict q = y.data + (n * L.c + c) * L.inner;
-            if (a.fused_relu)
-                for (int64_t i = 0; i < L.inner; ++i) q[i] = std::max(p[i] * k + shift, 0.0f);
-            else
-                for (int64_t i = 0; i < L.inner; ++i) q[i] = p[i] * k + shift;
+            const int64_t row = (n * L.c + c) * L.inner;
+            normalise_row(x.data + row, a.fused_residual ? in[5].data + row : nullptr, k, shift, a.fused_relu,
+                          y.data + row, L.inner);
         }
     }
 }
 
+void batchnorm_inference(const Attrs& a, const TensorView* in, TensorView y) {
+    const Layout L = layout(in[0].shape);
+    for (int64_t n = 0; n < L.n; ++n)
+        for (int64_t c = 0; c < L.c; ++c) {
+            const float k = in[1][c] / std::sqrt(in[4][c] + a.epsilon);
+            const float shift = in[2][c] - in[3][c] * k;
+            const int64_t row = (n * L.c + c) * L.inner;
+            normalise_row(in[0].data + row, a.fused_residual ? in[5].data + row : nullptr, k, shift, a.fused_relu,
+                          y.data + row, L.inner);
+        }
+}
+
 void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView y, TensorView gy, TensorView* gin,
-                        bool gx_fresh, bool training, int threads) {
+                        bool gx_fresh, bool residual_fresh, bool training, int threads) {
     const TensorView &x = in[0], &scale = in[1];
     const Layout L = layout(x.shape);
     const double count = double(L.n * L.inner);
@@ -113,26 +136,31 @@ void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView y, Tens
         const double sum_g_xhat = (sum_gx - mean * sum_g) * inv;
         if (gin[1].data) gin[1][c] += float(sum_g_xhat);
         if (gin[2].data) gin[2][c] += float(sum_g);
-        if (!gin[0].data) continue;
+        float* const residual_grad = a.fused_residual ? gin[5].data : nullptr;
+        if (!gin[0].data && !residual_grad) continue;
         // gx = k * (g - [training] (sum_g + xhat * sum_g_xhat) / count), xhat = (x - mean) * inv
         const float k = float(scale[c] * inv);
         const float a_g = training ? float(sum_g / count) : 0.0f;
         const float b_x = training ? float(sum_g_xhat * inv / count) : 0.0f;
         const float m = float(mean);
+        const bool relu = a.fused_relu;
         for (int64_t n = 0; n < L.n; ++n) {
             const int64_t row = (n * L.c + c) * L.inner;
             const float* __restrict g = gy.data + row;
             const float* __restrict p = x.data + row;
             const float* __restrict r = y.data + row;
-            float* __restrict q = gin[0].data + row;
-            const bool relu = a.fused_relu;
             // (r[i] > 0 ? g[i] : 0) as a blend, so that the loops stay vectorised
-            if (gx_fresh)
+            if (float* __restrict q = gin[0].data ? gin[0].data + row : nullptr; q && gx_fresh)
                 for (int64_t i = 0; i < L.inner; ++i)
                     q[i] = k * ((relu && !(r[i] > 0.0f) ? 0.0f : g[i]) - a_g - (p[i] - m) * b_x);
-            else
+            else if (q)
                 for (int64_t i = 0; i < L.inner; ++i)
                     q[i] += k * ((relu && !(r[i] > 0.0f) ? 0.0f : g[i]) - a_g - (p[i] - m) * b_x);
+            // The residual's gradient, as the unfused Add's backward gives it (the row is in L1 now).
+            if (float* __restrict q = residual_grad ? residual_grad + row : nullptr; q && residual_fresh)
+                for (int64_t i = 0; i < L.inner; ++i) q[i] = relu && !(r[i] > 0.0f) ? 0.0f : g[i];
+            else if (q)
+                for (int64_t i = 0; i < L.inner; ++i) q[i] += relu && !(r[i] > 0.0f) ? 0.0f : g[i];
         }
     }
 }

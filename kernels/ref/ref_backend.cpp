@@ -12,18 +12,18 @@ uint64_t node_seed(const Node& node, uint64_t step_seed) {
 
 namespace {
 
-// A ReLU folded into BatchNorm or Add by a training plan (fuse_training_relu.h) is for backends
-// that implement it; the reference loops do not.
-void check_no_training_relu(const Node& n) {
-    if (n.attrs.fused_relu && n.op != Op::Conv)
-        fail("ref backend: node '" + n.name + "' (" + op_name(n.op) + ") has a fused ReLU");
+// A ReLU or residual Add folded into BatchNorm or Add by a training plan (fuse_training.h) is for
+// backends that implement it; the reference loops do not.
+void check_no_training_fusion(const Node& n) {
+    if ((n.attrs.fused_relu || n.attrs.fused_residual) && n.op != Op::Conv)
+        fail("ref backend: node '" + n.name + "' (" + op_name(n.op) + ") has a fused ReLU or residual");
 }
 
 }  // namespace
 
 void RefBackend::forward(const OpArgs& a) {
     const Node& n = a.node;
-    check_no_training_relu(n);
+    check_no_training_fusion(n);
     const TensorView* in = a.in;
     TensorView y = a.out;
     switch (n.op) {
@@ -78,7 +78,7 @@ void RefBackend::forward(const OpArgs& a) {
 void RefBackend::backward(const GradArgs& g) {
     const OpArgs& a = g.fwd;
     const Node& n = a.node;
-    check_no_training_relu(n);
+    check_no_training_fusion(n);
     const TensorView* in = a.in;
     TensorView* gin = g.grad_in;
     TensorView gy = g.grad_out;

@@ -57,8 +57,9 @@ public:
     // inference plans then fold BatchNorm, residual Add and ReLU into the convolution before them.
     virtual bool fuses_conv_epilogue() const { return false; }
     // True when forward() and backward() implement BatchNorm and same-shape Add with Attrs::fused_relu
-    // (ReLU after them): training plans then fold each ReLU that follows one into it.
-    virtual bool fuses_training_relu() const { return false; }
+    // (ReLU after them) and BatchNorm with Attrs::fused_residual (a same-shape Add after it): training
+    // plans then fold those ReLUs and Adds into the node before them (fuse_training.h).
+    virtual bool fuses_training_elementwise() const { return false; }
     virtual void forward(const OpArgs& a) = 0;
     virtual void backward(const GradArgs& a) = 0;
     // True when backward() honours GradArgs::fresh; otherwise a Plan zeroes each gradient before

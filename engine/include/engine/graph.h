@@ -53,7 +53,7 @@ struct ENGINE_API Attrs {
     float pad_value = 0.0f;
     float ratio = 0.0f;  // Dropout
     // Epilogues, set only by the fusion passes inside a Plan (never in model files):
-    bool fused_residual = false;  // Conv: the last input is added to the convolution's output
+    bool fused_residual = false;  // Conv, BatchNorm: the last input is added to the node's output
     bool fused_relu = false;      // Conv: ReLU after bias and residual; BatchNorm, Add: ReLU after it
 };
 

@@ -28,8 +28,9 @@ struct ENGINE_API SampleResult {
 class ENGINE_API Plan {
 public:
     // keep_all: keep every value (no buffer reuse), as training and gradients need; where the
-    // backend fuses them (Backend::fuses_training_relu), a ReLU after a BatchNorm or residual Add
-    // runs inside that node, whose own value is then not kept (value() of it throws). Without
+    // backend fuses them (Backend::fuses_training_elementwise), a ReLU after a BatchNorm or residual Add,
+    // and a residual Add after a BatchNorm, run inside that node, whose own value is then not kept
+    // (value() of it throws). Without
     // keep_all, and where the backend fuses conv epilogues, BatchNorm, residual Add and ReLU after a
     // convolution run inside it (the absorbed nodes are not run; value() of them throws too),
     // and the plan runs once on a sample of zeros before returning, so that the backend packs
