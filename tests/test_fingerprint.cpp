@@ -168,6 +168,7 @@ TEST_CASE("the time oracle measures more rounds while noise hides the step betwe
     one_round.max_reps = 15;
     CheckOptions grown = one_round;
     grown.max_reps = 240;
+    grown.copies = 1;  // rounds alone (copies per request: the next case)
     NoisySuspect quiet(set.owner_latency_ms, 0.002), noisy(set.owner_latency_ms, 0.05);
     CHECK(check_suspect(set, quiet, grown).reps == 15);  // already separable: one round
     const CheckResult r = check_suspect(set, noisy, grown);
@@ -209,10 +210,11 @@ TEST_CASE("under network jitter, copies per request stretch the steps until they
     // A quiet suspect keeps one copy: the first round resolves its steps.
     NoisySuspect quiet(set.owner_latency_ms, 0.002);
     CHECK(check_suspect(set, quiet, automatic).copies == 1);
-    // The rule itself: one copy while 120 repetitions resolve a step of 7.5 sigma / sqrt(120) on the
-    // profile, else the factor c with (7.5 sigma / step / c)^2 <= 60.
-    CHECK(copies_for_noise(0.06, 0.06, 120) == 1);  // needs 56 repetitions
-    CHECK(copies_for_noise(0.2, 0.06, 120) == 4);   // needs 625: 625 / 16 <= 60 < 625 / 9
+    // The rule itself: one copy while 60 repetitions (half of 120) resolve a step of 15 sigma /
+    // sqrt(60) at the gaps, else the least factor c with (15 sigma / step / c)^2 <= 60.
+    CHECK(copies_for_noise(0.02, 0.06, 120) == 1);  // needs 25 repetitions
+    CHECK(copies_for_noise(0.06, 0.06, 120) == 2);  // needs 225: 225 / 4 <= 60 < 225
+    CHECK(copies_for_noise(0.2, 0.06, 120) == 7);   // needs 2,500: 2,500 / 49 <= 60 < 2,500 / 36
     CHECK(copies_for_noise(100, 0.06, 120) == kMaxCopies);
     CHECK(copies_for_noise(0.1, 0, 120) == kMaxCopies);
 }

@@ -109,12 +109,12 @@ Decision decide_verdict(int matches, int undetermined, const std::vector<int>& t
 
 int copies_for_noise(double request_noise_ms, double smallest_step_ms, int max_reps) {
     if (!(smallest_step_ms > 0)) return kMaxCopies;  // the noise hides even the suspect's speed
-    // A median of n repetitions has noise 1.25 sigma / sqrt(n); the profile resolves steps of
-    // kProfileSeparableWidths of it.
-    const double ratio = kProfileSeparableWidths * 1.25 * request_noise_ms / smallest_step_ms;
-    const double needed_reps = ratio * ratio;
-    if (needed_reps <= max_reps) return 1;
-    return std::min(kMaxCopies, int(std::ceil(std::sqrt(needed_reps / (0.5 * max_reps)))));
+    // A median of n repetitions has noise 1.25 sigma / sqrt(n); the gaps resolve steps of
+    // kSeparableWidths of it.
+    const double ratio = kSeparableWidths * 1.25 * request_noise_ms / smallest_step_ms;
+    const double needed_reps = ratio * ratio, budget = 0.5 * max_reps;
+    if (needed_reps <= budget) return 1;
+    return std::min(kMaxCopies, int(std::ceil(std::sqrt(needed_reps / budget))));
 }
 
 CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const CheckOptions& opt) {
