@@ -210,9 +210,10 @@ TEST_CASE("under network jitter, copies per request stretch the steps until they
     // A quiet suspect keeps one copy: the first round resolves its steps.
     NoisySuspect quiet(set.owner_latency_ms, 0.002);
     CHECK(check_suspect(set, quiet, automatic).copies == 1);
-    // The rule itself: one copy while 60 repetitions (half of 120) resolve a step of 15 sigma /
-    // sqrt(60) at the gaps, else the least factor c with (15 sigma / step / c)^2 <= 60.
+    // The rule itself: one copy while 120 repetitions resolve a step of 15 sigma / sqrt(120) at the
+    // gaps, else the least factor c with (15 sigma / step / c)^2 <= 60 (half of 120).
     CHECK(copies_for_noise(0.02, 0.06, 120) == 1);  // needs 25 repetitions
+    CHECK(copies_for_noise(0.04, 0.06, 120) == 1);  // needs 100
     CHECK(copies_for_noise(0.06, 0.06, 120) == 2);  // needs 225: 225 / 4 <= 60 < 225
     CHECK(copies_for_noise(0.2, 0.06, 120) == 7);   // needs 2,500: 2,500 / 49 <= 60 < 2,500 / 36
     CHECK(copies_for_noise(100, 0.06, 120) == kMaxCopies);

@@ -112,9 +112,9 @@ int copies_for_noise(double request_noise_ms, double smallest_step_ms, int max_r
     // A median of n repetitions has noise 1.25 sigma / sqrt(n); the gaps resolve steps of
     // kSeparableWidths of it.
     const double ratio = kSeparableWidths * 1.25 * request_noise_ms / smallest_step_ms;
-    const double needed_reps = ratio * ratio, budget = 0.5 * max_reps;
-    if (needed_reps <= budget) return 1;
-    return std::min(kMaxCopies, int(std::ceil(std::sqrt(needed_reps / budget))));
+    const double needed_reps = ratio * ratio;
+    if (needed_reps <= max_reps) return 1;
+    return std::min(kMaxCopies, int(std::ceil(std::sqrt(needed_reps / (0.5 * max_reps)))));
 }
 
 CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const CheckOptions& opt) {

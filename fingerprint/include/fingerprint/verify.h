@@ -208,10 +208,12 @@ constexpr double kProfileSeparableWidths = 2 * kProfileMarginWidths + 3.0;
 // c copies of an input (answered one after another) stretches the steps between exits c times
 // against it, and the repetitions needed fall by up to c^2. From the noise of one request
 // (request_noise_ms, a robust sigma of an input's repetitions) and the suspect's smallest step at
-// the current number of copies: 1 where half of max_reps repetitions resolve the step at the gaps
-// (kSeparableWidths), else the least factor that lets them do it were the noise unchanged. The gaps'
-// margin, not the profile's: where max_reps only just resolved the step on the profile, a fine-tuned
-// ResNet-56 through fp_proxy at 0.5 ms was left inconclusive with 37 of 84 inputs undetermined. The
+// the current number of copies: 1 where max_reps repetitions resolve the step at the gaps
+// (kSeparableWidths), else the least factor that lets half of max_reps do it were the noise
+// unchanged. The gaps' margin, not the profile's: where max_reps only just resolved the step on the
+// profile, a fine-tuned ResNet-56 through fp_proxy at 0.5 ms was left inconclusive with 37 of 84
+// inputs undetermined; half of max_reps at the gaps also sent a loopback check to 4 copies (4,370
+// queries against 1,510) on a burst of the machine's noise. The
 // noise of the computation grows with the copies, so check_suspect asks again after a round at the
 // new number, up to kCopyEscalations times in all.
 int copies_for_noise(double request_noise_ms, double smallest_step_ms, int max_reps);
