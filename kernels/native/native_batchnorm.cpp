@@ -93,7 +93,7 @@ void batchnorm_train_forward(const Attrs& a, const TensorView* in, TensorView y,
         run_mean[c] = float((1 - a.momentum) * run_mean[c] + a.momentum * mean);
         run_var[c] = float((1 - a.momentum) * run_var[c] + a.momentum * unbiased);
         const float k = float(scale[c] / std::sqrt(var + a.epsilon)), shift = float(bias[c] - mean * k);
-        for (int64_t n = 0; n < L.n; ++n) {
+        for (int64_t n = L.n - 1; n >= 0; --n) {  // last read first: those rows are still in cache
             const int64_t row = (n * L.c + c) * L.inner;
             normalise_row(x.data + row, a.fused_residual ? in[5].data + row : nullptr, k, shift, a.fused_relu,
                           y.data + row, L.inner);
@@ -144,7 +144,7 @@ void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView y, Tens
         const float b_x = training ? float(sum_g_xhat * inv / count) : 0.0f;
         const float m = float(mean);
         const bool relu = a.fused_relu;
-        for (int64_t n = 0; n < L.n; ++n) {
+        for (int64_t n = L.n - 1; n >= 0; --n) {  // last summed first: those rows are still in cache
             const int64_t row = (n * L.c + c) * L.inner;
             const float* __restrict g = gy.data + row;
             const float* __restrict p = x.data + row;
