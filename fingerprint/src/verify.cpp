@@ -248,28 +248,11 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
         return true;
     };
 
-    r.looks = opt.time_oracle ? std::max(1, opt.max_reps / opt.reps) : 1;
+    // One look at the repetitions so far: places the inputs and reads the verdict into d. True once
+    // decided (noise cannot make a match: decide_verdict), or once the steps are resolved and every
+    // input placed at a level of its own: more repetitions would add no evidence.
     Decision d;
-    measure_round();
-    // Copies per request: after the first round at each number of copies, from the noise of one
-    // request, at most kCopyEscalations times (the rounds that chose are not looks: no decision is
-    // read from them unless their number of copies stays).
-    for (int escalation = 0; opt.time_oracle && opt.copies == 0 && escalation < kCopyEscalations; ++escalation) {
-        std::vector<double> spread;
-        for (const auto& v : samples) spread.push_back(mad_sigma(v));
-        separable(kProfileSeparableWidths);
-        const int factor = copies_for_noise(median(spread), r.smallest_step_ms, opt.max_reps);
-        if (factor == 1 || copies == kMaxCopies) break;
-        copies = std::min(kMaxCopies, copies * factor);  // start again: times of another scale do not mix
-        for (auto& v : samples) v.clear();
-        overhead.clear();
-        r.reps = 0;
-        for (int i = 0; i < M; ++i) query(i);  // the suspect's first requests of this size
-        measure_round();
-    }
-    r.copies = copies;
-    for (;;) {
-        const bool last = !opt.time_oracle || r.reps + opt.reps > opt.max_reps;
+    auto look = [&] {
         r.separable = !opt.time_oracle || separable(kSeparableWidths);
         if (opt.time_oracle) {
             r.on_profile = place_by_time(r.separable);
@@ -285,10 +268,35 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
         r.merged = opt.time_oracle ? inputs_in_merged_levels(r.observed_exit, set.target_exits, r.level_exit, K) : 0;
         d = decide_verdict(r.matches, r.undetermined + r.merged, set.target_exits, K, set.null_match_rate, opt.alpha,
                            opt.beta, r.looks, r.separable);
-        // Stop once decided (noise cannot make a match: decide_verdict), or once the steps are
-        // resolved and every input placed at a level of its own: more repetitions would add no evidence.
-        if (last || d.verdict != Verdict::inconclusive || (r.separable && r.undetermined == 0 && r.merged == 0))
-            break;
+        return d.verdict != Verdict::inconclusive || (r.separable && r.undetermined == 0 && r.merged == 0);
+    };
+
+    const bool choose_copies = opt.time_oracle && opt.copies == 0;
+    // Looks: the rounds up to max_reps at the final number of copies, and the first round at each
+    // number before it.
+    r.looks = opt.time_oracle ? std::max(1, opt.max_reps / opt.reps) + (choose_copies ? kCopyEscalations : 0) : 1;
+    measure_round();
+    // Copies per request: where the first round at a number of copies does not decide, from the
+    // noise of one request, at most kCopyEscalations times.
+    bool settled = false;
+    for (int escalation = 0; choose_copies && escalation < kCopyEscalations; ++escalation) {
+        if ((settled = look())) break;
+        std::vector<double> spread;
+        for (const auto& v : samples) spread.push_back(mad_sigma(v));
+        separable(kProfileSeparableWidths);
+        const int factor = copies_for_noise(median(spread), r.smallest_step_ms, opt.max_reps);
+        if (factor == 1 || copies == kMaxCopies) break;
+        copies = std::min(kMaxCopies, copies * factor);  // start again: times of another scale do not mix
+        for (auto& v : samples) v.clear();
+        overhead.clear();
+        r.reps = 0;
+        for (int i = 0; i < M; ++i) query(i);  // the suspect's first requests of this size
+        measure_round();
+    }
+    r.copies = copies;
+    while (!settled) {
+        const bool last = !opt.time_oracle || r.reps + opt.reps > opt.max_reps;
+        if (look() || last) break;
         measure_round();
     }
 
