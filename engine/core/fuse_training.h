@@ -2,9 +2,9 @@
 // into BatchNorm and residual Add (Backend::fuses_training_elementwise). In training these passes are
 // bound by memory traffic; fused, the value in between is neither written nor read back, forward or
 // backward. Two folds, where the value in between has no other consumer and is not an exit:
-//   Relu(BatchNorm(x)), Relu(Add(a, b)) with a, b of one shape -> that node with Attrs::fused_relu;
-//   Add(BatchNorm(x), r), r of the Add's shape (after the first fold, with or without its ReLU)
-//     -> BatchNorm with r as a sixth input, Attrs::fused_residual, and the Add's fused_relu.
+//   Add(BatchNorm(x), r), r of the Add's shape -> BatchNorm with r as a sixth input, Attrs::fused_residual;
+//   Relu(BatchNorm(x)) (with a residual or not), Relu(Add(a, b)) with a, b of one shape -> that node
+//     with Attrs::fused_relu.
 // As in fuse_conv.h, nodes[i] is pointed at a replacement kept in `owned`, the fused node takes the
 // index of the node it replaces, and the absorbed node is left with no consumer (a plan never runs it).
 // Returns the number of nodes absorbed.

@@ -280,10 +280,9 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     // noise of one request, at most kCopyEscalations times.
     bool settled = false;
     for (int escalation = 0; choose_copies && escalation < kCopyEscalations; ++escalation) {
-        if ((settled = look())) break;
+        if ((settled = look())) break;  // which also scaled r.smallest_step_ms to the suspect's speed
         std::vector<double> spread;
         for (const auto& v : samples) spread.push_back(mad_sigma(v));
-        separable(kProfileSeparableWidths);
         const int factor = copies_for_noise(median(spread), r.smallest_step_ms, opt.max_reps);
         if (factor == 1 || copies == kMaxCopies) break;
         copies = std::min(kMaxCopies, copies * factor);  // start again: times of another scale do not mix
