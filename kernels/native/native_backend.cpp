@@ -7,6 +7,7 @@
 
 #include "engine/error.h"
 #include "native_batchnorm.h"
+#include "native_relu_gradient.h"
 #include "native_conv.h"
 #include "native_conv_backward.h"
 #include "native_gemm.h"
@@ -48,13 +49,7 @@ bool is_fresh(const GradArgs& g, int k) { return (g.fresh >> k) & 1u; }
 // The gradient through a ReLU whose output is y: gx += (y > 0 ? gy : 0), or gx = where fresh.
 void relu_backward(float* gx, const float* y, const float* gy, int64_t n, bool fresh, int threads) {
     parallel_ranges(n, threads, [y, gx, gy, fresh](int64_t i0, int64_t i1) {
-        const float* __restrict out = y;
-        const float* __restrict g = gy;
-        float* __restrict d = gx;
-        if (fresh)
-            for (int64_t i = i0; i < i1; ++i) d[i] = out[i] > 0.0f ? g[i] : 0.0f;
-        else
-            for (int64_t i = i0; i < i1; ++i) d[i] += out[i] > 0.0f ? g[i] : 0.0f;
+        relu_gradient_row(gx + i0, y + i0, gy + i0, i1 - i0, fresh);
     });
 }
 

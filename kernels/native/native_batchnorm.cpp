@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "native_relu_gradient.h"
 #include "native_simd.h"
 
 namespace engine::native {
@@ -157,10 +158,7 @@ void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView y, Tens
                 for (int64_t i = 0; i < L.inner; ++i)
                     q[i] += k * ((relu && !(r[i] > 0.0f) ? 0.0f : g[i]) - a_g - (p[i] - m) * b_x);
             // The residual's gradient, as the unfused Add's backward gives it (the row is in L1 now).
-            if (float* __restrict q = residual_grad ? residual_grad + row : nullptr; q && residual_fresh)
-                for (int64_t i = 0; i < L.inner; ++i) q[i] = relu && !(r[i] > 0.0f) ? 0.0f : g[i];
-            else if (q)
-                for (int64_t i = 0; i < L.inner; ++i) q[i] += relu && !(r[i] > 0.0f) ? 0.0f : g[i];
+            if (residual_grad) relu_gradient_row(residual_grad + row, relu ? r : nullptr, g, L.inner, residual_fresh);
         }
     }
 }
