@@ -25,7 +25,7 @@ int fuse_training_elementwise(const Graph& g, const std::vector<Shape>& shapes, 
     // One pass in graph order: an Add becomes BatchNorm-with-residual before the ReLU after it is met.
     for (size_t j = 0; j < nodes.size(); ++j) {
         const Node& n = *nodes[j];
-        if (same_shape_add(n) && !n.attrs.fused_relu) {
+        if (same_shape_add(n)) {  // as in the graph: nothing replaces node j before j is reached
             for (int k = 0; k < 2; ++k) {
                 const int p = n.inputs[k], r = n.inputs[1 - k];
                 const Node& bn = *nodes[p];

@@ -278,9 +278,10 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     measure_round();
     // Copies per request: where the first round at a number of copies does not decide, from the
     // noise of one request, at most kCopyEscalations times.
-    bool settled = false;
+    bool settled = false, looked = false;  // looked: r and d already read the repetitions so far
     for (int escalation = 0; choose_copies && escalation < kCopyEscalations; ++escalation) {
         if ((settled = look())) break;  // which also scaled r.smallest_step_ms to the suspect's speed
+        looked = true;
         std::vector<double> spread;
         for (const auto& v : samples) spread.push_back(mad_sigma(v));
         const int factor = copies_for_noise(median(spread), r.smallest_step_ms, opt.max_reps);
@@ -291,11 +292,14 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
         r.reps = 0;
         for (int i = 0; i < M; ++i) query(i);  // the suspect's first requests of this size
         measure_round();
+        looked = false;
     }
     r.copies = copies;
     while (!settled) {
         const bool last = !opt.time_oracle || r.reps + opt.reps > opt.max_reps;
-        if (look() || last) break;
+        if (!looked) settled = look();
+        looked = false;
+        if (settled || last) break;
         measure_round();
     }
 
