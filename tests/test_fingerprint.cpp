@@ -179,6 +179,15 @@ TEST_CASE("the time oracle measures more rounds while noise hides the step betwe
     CHECK(check_suspect(set, noisy, one_round).reps == 15);
 }
 
+TEST_CASE("the time oracle's rounds: the first, a short one up to kSecondLookReps, then --reps at a time") {
+    CHECK(round_sizes(15, 120) == std::vector<int>{15, 5, 15, 15, 15, 15, 15, 15});  // 8 looks, 110 repetitions
+    CHECK(round_sizes(15, 15) == std::vector<int>{15});
+    CHECK(round_sizes(15, 18) == std::vector<int>{15, 3});
+    CHECK(round_sizes(10, 40) == std::vector<int>{10, 10, 10, 10});
+    CHECK(round_sizes(25, 100) == std::vector<int>{25, 25, 25, 25});
+    CHECK(round_sizes(30, 10) == std::vector<int>{30});  // one round, however small max_reps
+}
+
 TEST_CASE("under network jitter, copies per request stretch the steps until they resolve") {
     FingerprintSet set;
     const int exits = 4, per_exit = 10, M = exits * per_exit;

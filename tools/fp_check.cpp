@@ -88,7 +88,10 @@ int main(int argc, char** argv) {
                                "time (default for a timing fingerprint), exit (white-box reference) or label (the "
                                "suspect's answers; default for a label fingerprint)")
                     ->check(CLI::IsMember({"time", "exit", "label"}));
-            app.add_option("--reps", o.reps, "repetitions per input per round")->check(CLI::Range(1, 1000));
+            app.add_option("--reps", o.reps,
+                           "repetitions per input in the first round and each after the second (default 15; the second "
+                           "tops up to 20)")
+                ->check(CLI::Range(1, 1000));
             app.add_option("--max-reps", o.max_reps,
                            "time oracle: further rounds while the noise hides the step between exits, up to this "
                            "many repetitions per input (default 120; --reps or less: one round)")

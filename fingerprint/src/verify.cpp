@@ -117,6 +117,15 @@ int copies_for_noise(double request_noise_ms, double smallest_step_ms, int max_r
     return std::min(kMaxCopies, int(std::ceil(std::sqrt(needed_reps / (0.5 * max_reps)))));
 }
 
+std::vector<int> round_sizes(int reps, int max_reps) {
+    std::vector<int> sizes{reps};
+    int total = reps;
+    const int second_look = std::min(kSecondLookReps, max_reps);
+    if (second_look > total) sizes.push_back(second_look - total), total = second_look;
+    while (total + reps <= max_reps) sizes.push_back(reps), total += reps;
+    return sizes;
+}
+
 CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const CheckOptions& opt) {
     const auto start = std::chrono::steady_clock::now();
     const int M = set.size(), K = set.num_exits();
@@ -159,9 +168,13 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     std::vector<double> overhead;
     std::vector<double> candidates(std::begin(kCandidateQuantiles), std::end(kCandidateQuantiles));
     if (opt.quantile > 0) candidates = {opt.quantile};
+    // Rounds at each number of copies (round_sizes); `round` counts those made at the current one.
+    const std::vector<int> rounds = opt.time_oracle ? round_sizes(opt.reps, opt.max_reps) : std::vector<int>{opt.reps};
+    size_t round = 0;
     auto measure_round = [&] {
-        std::vector<int> schedule;  // input i, opt.reps times
-        for (int i = 0; i < M; ++i) schedule.insert(schedule.end(), opt.reps, i);
+        const int reps = rounds[round++];
+        std::vector<int> schedule;  // input i, reps times
+        for (int i = 0; i < M; ++i) schedule.insert(schedule.end(), reps, i);
         std::shuffle(schedule.begin(), schedule.end(), rng);
         for (size_t s = 0; s < schedule.size(); ++s) {
             const int i = schedule[s];
@@ -173,7 +186,7 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
                 overhead.push_back(suspect.null_query_ns(copies) * 1e-6);
             }
         }
-        r.reps += opt.reps;
+        r.reps += reps;
         // Each input's latency: a quantile of its repetitions, and the noise of that estimate.
         double least_noise = 0;
         std::vector<double> latency(M), jitter(M);
@@ -272,9 +285,8 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     };
 
     const bool choose_copies = opt.time_oracle && opt.copies == 0;
-    // Looks: the rounds up to max_reps at the final number of copies, and the first round at each
-    // number before it.
-    r.looks = opt.time_oracle ? std::max(1, opt.max_reps / opt.reps) + (choose_copies ? kCopyEscalations : 0) : 1;
+    // Looks: the rounds at the final number of copies, and the first round at each number before it.
+    r.looks = int(rounds.size()) + (choose_copies ? kCopyEscalations : 0);
     measure_round();
     // Copies per request: where the first round at a number of copies does not decide, from the
     // noise of one request, at most kCopyEscalations times.
@@ -290,13 +302,14 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
         for (auto& v : samples) v.clear();
         overhead.clear();
         r.reps = 0;
+        round = 0;
         for (int i = 0; i < M; ++i) query(i);  // the suspect's first requests of this size
         measure_round();
         looked = false;
     }
     r.copies = copies;
     while (!settled) {
-        const bool last = !opt.time_oracle || r.reps + opt.reps > opt.max_reps;
+        const bool last = round == rounds.size();
         if (!looked) settled = look();
         looked = false;
         if (settled || last) break;

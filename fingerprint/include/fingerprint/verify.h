@@ -34,9 +34,9 @@ constexpr double kCandidateQuantiles[] = {0.05, 0.15, 0.3, 0.5};
 struct CheckOptions {
     bool time_oracle = true;  // false: read the exit index (white-box reference); check_labels ignores it
     int reps = 15;
-    // Time oracle: more rounds of `reps` while the noise hides the step between the suspect's
-    // adjacent exits or leaves the verdict inconclusive, up to this many repetitions in all
-    // (at most reps: one round).
+    // Time oracle: more rounds (round_sizes: the second tops up to kSecondLookReps, then `reps` at
+    // a time) while the noise hides the step between the suspect's adjacent exits or leaves the
+    // verdict inconclusive, up to this many repetitions in all (at most reps: one round).
     int max_reps = 120;
     int warmup_rounds = 2;
     // An input's latency: this quantile of its repetitions (0.5: the median); 0: whichever of
@@ -69,8 +69,9 @@ struct CheckOptions {
 //   no-match  when P(X <= matches + undetermined | M, p1) < beta / looks, p1 - p0 >= kMinPirateGap
 //             and the exit steps were resolved (separable)           (missed copy <= beta)
 //   else      inconclusive.
-// `looks` is how many times the time oracle may decide after a round of repetitions (max_reps /
-// reps); dividing both error rates by it (Bonferroni) keeps them valid however early it stops.
+// `looks` is how many times the time oracle may decide after a round of repetitions (round_sizes,
+// plus the first round at each number of copies); dividing both error rates by it (Bonferroni)
+// keeps them valid however early it stops.
 // "no-match" thus means "not a copy that keeps p1 of the fingerprint"; a pirate below p1 is out of
 // what a fingerprint of this size and null can tell apart from an independent model.
 constexpr double kPirateLift = 0.25, kMaxPirateRate = 0.9, kMinPirateGap = 0.15;
@@ -215,10 +216,20 @@ constexpr double kProfileSeparableWidths = 2 * kProfileMarginWidths + 3.0;
 // inputs undetermined; half of max_reps at the gaps also sent a loopback check to 4 copies (4,370
 // queries against 1,510) on a burst of the machine's noise. The
 // noise of the computation grows with the copies, so check_suspect asks again after a round at the
-// new number, up to kCopyEscalations times in all.
+// new number, up to kCopyEscalations times in all. (The noise of the latencies as read, at a low
+// quantile, chose fewer copies through fp_proxy at 0.1-5 ms and needed more rounds: 4,370-7,520
+// queries on the demo's fingerprint, and a check of resnet56_s3 at 0.1 ms ended inconclusive.)
 int copies_for_noise(double request_noise_ms, double smallest_step_ms, int max_reps);
 constexpr int kCopyEscalations = 3;
 constexpr int kMaxCopies = 64;
+
+// The time oracle's rounds at one number of copies: `reps`, then up to kSecondLookReps in all, then
+// `reps` at a time while the total stays within max_reps; each ends in a look. The second, short
+// round lets a check that one round left just short of deciding (a few inputs undetermined, the
+// step not quite resolved) decide within 100 x 20 queries, the budget issue 15 sets, instead of
+// twice the first round's.
+constexpr int kSecondLookReps = 20;
+std::vector<int> round_sizes(int reps, int max_reps);
 
 // Writes an SVG plot of each input's latency grouped by target exit (atomically).
 void write_latency_plot(const FingerprintSet& set, const CheckResult& result, const std::string& title,
