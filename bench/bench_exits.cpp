@@ -2,8 +2,9 @@
 // backend and thread count, on SDN ResNet-56, MobileNet and VGG-16. Prints one table.
 // "% of peak" counts the multiply-adds of direct convolution; the native backend's Winograd layers do
 // 2.25x (F(2x2)) or 4x (F(4x4)) fewer, so its figure can pass 100 %: it says how far the time is
-// below the direct FMA floor. "floor CV" is the CV of a compute-only job of the exit's median length,
-// timed the same way: the part of the spread that the machine, not the engine, contributes.
+// below the direct FMA floor. Exits are timed in turn, round after round. "floor CV" is the CV of a
+// compute-only job of the exit's median length, timed right after each of its runs: the part of the
+// spread that the machine, not the engine, contributes.
 // "step %" is the fraction of peak of the exit's own segment: its multiply-adds over the step in median
 // latency from the exit before (the stages of ResNet-56 should run alike).
 // With --q, batch-1 early exit on one thread over the first --images test images of --data (CIFAR-10):
@@ -169,29 +170,40 @@ int main(int argc, char** argv) {
                     const int threads = std::atoi(thread_count.c_str());
                     auto backend = make_backend(backend_name, threads);
                     Plan plan(model, *backend, 1);
-                    std::vector<Stats> per_exit;
+                    // Exits are timed in turn, each beside a compute-only job of its length on one
+                    // thread, so that a burst of the machine's noise falls on all exits and their
+                    // floor alike instead of on whichever was being timed.
+                    std::vector<std::vector<float>> thresholds(K, std::vector<float>(K, 2.0f));
+                    for (int k = 0; k < K; ++k) thresholds[k][k] = 0.0f;  // exit k fires, none before
+                    SampleResult r;
+                    auto time_exit = [&](int k) {
+                        const auto t0 = std::chrono::steady_clock::now();
+                        plan.run_early(image.data(), 1, thresholds[k].data(), &r);
+                        return bench::seconds_since(t0) * 1e3;
+                    };
+                    std::vector<double> pilot(K);  // warm-up; its medians size the floor jobs
                     for (int k = 0; k < K; ++k) {
-                        std::vector<float> q(K, 2.0f);  // exit k fires, none before
-                        q[k] = 0.0f;
-                        SampleResult r;
                         std::vector<double> ms;
-                        for (int i = -reps / 10; i < reps; ++i) {
-                            const auto t0 = std::chrono::steady_clock::now();
-                            plan.run_early(image.data(), 1, q.data(), &r);
-                            if (i >= 0) ms.push_back(bench::seconds_since(t0) * 1e3);
-                        }
-                        per_exit.push_back(stats_of(ms));
-                        for (double t : ms)
-                            raw << arch << ',' << backend_name << ',' << threads << ',' << k << ',' << t << '\n';
+                        for (int i = 0; i < std::max(reps / 10, 1); ++i) ms.push_back(time_exit(k));
+                        pilot[k] = stats_of(ms).median;
                     }
-                    // One thread: the CV of a compute-only job as long as each exit's median, timed
-                    // the same way (fma_peak.h), is what this machine alone contributes.
-                    std::vector<double> floor_cv(K, NAN);
-                    if (threads == 1)
-                        for (int k = 0; k < K; ++k) {
-                            const Stats f = stats_of(bench::compute_only_ms(per_exit[k].median, reps, peak));
-                            floor_cv[k] = 100 * f.sd / f.mean;
+                    std::vector<std::vector<double>> exit_ms(K), floor_ms(K);
+                    for (int i = 0; i < reps; ++i)
+                        for (int j = 0; j < K; ++j) {
+                            const int k = (i + j) % K;  // each exit follows each other in turn
+                            exit_ms[k].push_back(time_exit(k));
+                            if (threads == 1) floor_ms[k].push_back(bench::compute_only_ms(pilot[k], peak));
                         }
+                    std::vector<Stats> per_exit;
+                    std::vector<double> floor_cv(K, NAN);  // one thread only
+                    for (int k = 0; k < K; ++k) {
+                        per_exit.push_back(stats_of(exit_ms[k]));
+                        for (double t : exit_ms[k])
+                            raw << arch << ',' << backend_name << ',' << threads << ',' << k << ',' << t << '\n';
+                        if (threads != 1) continue;
+                        const Stats f = stats_of(floor_ms[k]);
+                        floor_cv[k] = 100 * f.sd / f.mean;
+                    }
                     for (int k = 0; k < K; ++k) {
                         const Stats& s = per_exit[k];
                         double sep =

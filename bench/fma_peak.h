@@ -5,7 +5,6 @@
 #include <immintrin.h>
 
 #include <chrono>
-#include <vector>
 
 namespace bench {
 
@@ -33,19 +32,16 @@ inline double fma_peak_gflops(long iterations = 20'000'000) {
     return double(iterations) * 12 * 8 * 2 / seconds_since(start) * 1e-9;
 }
 
-// `reps` times (ms) of a compute-only job that lasts about `ms` at `peak_gflops`: what the machine
-// alone (interrupts, the hypervisor, frequency) adds to a job of that length. Its spread is a floor
-// under any kernel's latency spread on this machine.
-inline std::vector<double> compute_only_ms(double ms, int reps, double peak_gflops) {
-    const long iterations = long(ms * 1e-3 * peak_gflops * 1e9 / (12 * 8 * 2));
-    std::vector<double> out;
-    volatile float sink = 0;
-    for (int i = -reps / 10; i < reps; ++i) {
-        const auto t0 = std::chrono::steady_clock::now();
-        sink = sink + fma_chains(iterations + (i & 1));  // the argument varies, so no call is folded away
-        if (i >= 0) out.push_back(seconds_since(t0) * 1e3);
-    }
-    return out;
+// A compute-only job that lasts about `ms` at `peak_gflops`, timed once (ms): what the machine alone
+// (interrupts, the hypervisor, frequency) adds to a job of that length. Its spread is a floor under
+// any kernel's latency spread on this machine.
+inline double compute_only_ms(double ms, double peak_gflops) {
+    static long parity = 0;  // the argument varies, so no call is folded away
+    const long iterations = long(ms * 1e-3 * peak_gflops * 1e9 / (12 * 8 * 2)) + (++parity & 1);
+    const auto t0 = std::chrono::steady_clock::now();
+    volatile float sink = fma_chains(iterations);
+    (void)sink;
+    return seconds_since(t0) * 1e3;
 }
 
 }  // namespace bench
