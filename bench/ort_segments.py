@@ -11,7 +11,7 @@ Usage:
     python3 bench/ort_segments.py [--shared ../shared] [--model resnet56_s1] [--q 0.9] [--images 1000]
 """
 import argparse
-import importlib
+import importlib.util
 import os
 import statistics
 import subprocess
