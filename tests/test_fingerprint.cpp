@@ -174,6 +174,13 @@ TEST_CASE("the time oracle measures more rounds while noise hides the step betwe
     const CheckResult r = check_suspect(set, noisy, grown);
     CHECK(r.reps > 15);  // a match needs more inputs placed than one noisy round gives
     CHECK(r.reps <= 240);
+    // It stopped at the end of a round of round_sizes, and divided the error rates by all of them.
+    const std::vector<int> rounds = round_sizes(15, 240);
+    int total = 0;
+    bool at_round_end = false;
+    for (int n : rounds) at_round_end |= (total += n) == r.reps;
+    CHECK(at_round_end);
+    CHECK(r.looks == int(rounds.size()));
     CHECK_MESSAGE(r.verdict == Verdict::match, r.reason);
     CHECK(r.matches + r.undetermined == M);  // noise leaves inputs undetermined, never misplaced
     CHECK(check_suspect(set, noisy, one_round).reps == 15);
