@@ -5,7 +5,7 @@
 # suspect in process on one thread; the exit oracle reads its exits (the white-box reference).
 #
 # bench/fp_robustness.sh --build OUT [OWNER]   builds everything, then prints both tables:
-#   the pirates of bench/fp_pirates.sh, independent models (same architecture: weights/small_s3..s6 and SHORT
+#   the pirates of bench/fp_pirates.sh, independent models (same architecture: weights/small_s3..s14 and SHORT
 #   copies trained here for 2 epochs on 20,000 images, seeds 101..; other architectures: the shared
 #   resnet56_s3 and mobilenet_s1), and two fingerprints of OWNER (default weights/small_s1.model):
 #   "default" (fp_gen with nothing but a same-architecture --reference REFERENCE) and "full" (a
@@ -41,7 +41,7 @@ if [ "${1:-}" = --build ]; then
   for m in ${STEER:-}; do [ -e "$m" ] && steering+=("$m"); done
   pirates=$(DATA=$DATA THREADS=$THREADS bench/fp_pirates.sh "$OWNER" "$out/pirates")
   independents=()
-  for m in weights/small_s[3-9].model ../shared/models/resnet56_s3.onnx ../shared/models/mobilenet_s1.onnx; do
+  for m in weights/small_s[3-9].model weights/small_s1[0-4].model ../shared/models/resnet56_s3.onnx ../shared/models/mobilenet_s1.onnx; do
     [ -e "$m" ] && [ "$m" != "$REFERENCE" ] && [ "$m" != "$OWNER" ] && independents+=("$m:independent")
   done
   short() {  # seed: a same-architecture copy trained here (2 epochs, first 20,000 images)
