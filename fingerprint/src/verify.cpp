@@ -288,33 +288,30 @@ CheckResult check_suspect(const FingerprintSet& set, Suspect& suspect, const Che
     // Looks: the rounds at the final number of copies, and the first round at each number before it.
     r.looks = int(rounds.size()) + (choose_copies ? kCopyEscalations : 0);
     measure_round();
-    // Copies per request: where the first round at a number of copies does not decide, from the
-    // noise of one request, at most kCopyEscalations times.
-    bool settled = false, looked = false;  // looked: r and d already read the repetitions so far
-    for (int escalation = 0; choose_copies && escalation < kCopyEscalations; ++escalation) {
-        if ((settled = look())) break;  // which also scaled r.smallest_step_ms to the suspect's speed
-        looked = true;
-        std::vector<double> spread;
-        for (const auto& v : samples) spread.push_back(mad_sigma(v));
-        const int factor = copies_for_noise(median(spread), r.smallest_step_ms, opt.max_reps);
-        if (factor == 1 || copies == kMaxCopies) break;
-        copies = std::min(kMaxCopies, copies * factor);  // start again: times of another scale do not mix
-        for (auto& v : samples) v.clear();
-        overhead.clear();
-        r.reps = 0;
-        round = 0;
-        for (int i = 0; i < M; ++i) query(i);  // the suspect's first requests of this size
+    for (int escalations = 0;;) {
+        if (look()) break;  // which also scaled r.smallest_step_ms to the suspect's speed
+        // Copies per request: where the first round at a number of copies does not decide, from the
+        // noise of one request, at most kCopyEscalations times.
+        if (choose_copies && round == 1 && escalations < kCopyEscalations && copies < kMaxCopies) {
+            std::vector<double> spread;
+            for (const auto& v : samples) spread.push_back(mad_sigma(v));
+            const int factor = copies_for_noise(median(spread), r.smallest_step_ms, opt.max_reps);
+            if (factor > 1) {
+                ++escalations;
+                copies = std::min(kMaxCopies, copies * factor);  // start again: times of another scale do not mix
+                for (auto& v : samples) v.clear();
+                overhead.clear();
+                r.reps = 0;
+                round = 0;
+                for (int i = 0; i < M; ++i) query(i);  // the suspect's first requests of this size
+                measure_round();
+                continue;
+            }
+        }
+        if (round == rounds.size()) break;
         measure_round();
-        looked = false;
     }
     r.copies = copies;
-    while (!settled) {
-        const bool last = round == rounds.size();
-        if (!looked) settled = look();
-        looked = false;
-        if (settled || last) break;
-        measure_round();
-    }
 
     r.confusion.assign(K, std::vector<int>(K, 0));
     for (int i = 0; i < M; ++i)
