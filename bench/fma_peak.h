@@ -36,8 +36,8 @@ inline double fma_peak_gflops(long iterations = 20'000'000) {
 // (interrupts, the hypervisor, frequency) adds to a job of that length. Its spread is a floor under
 // any kernel's latency spread on this machine.
 inline double compute_only_ms(double ms, double peak_gflops) {
-    static long parity = 0;  // the argument varies, so no call is folded away
-    const long iterations = long(ms * 1e-3 * peak_gflops * 1e9 / (12 * 8 * 2)) + (++parity & 1);
+    // Read through a volatile, so that no call is taken for the same as the last and folded away.
+    const volatile long iterations = long(ms * 1e-3 * peak_gflops * 1e9 / (12 * 8 * 2));
     const auto t0 = std::chrono::steady_clock::now();
     volatile float sink = fma_chains(iterations);
     (void)sink;

@@ -7,11 +7,11 @@
 
 #include "engine/error.h"
 #include "native_batchnorm.h"
-#include "native_relu_gradient.h"
 #include "native_conv.h"
 #include "native_conv_backward.h"
 #include "native_gemm.h"
 #include "native_pool.h"
+#include "native_relu_gradient.h"
 #include "native_simd.h"
 #include "native_threads.h"
 
