@@ -6,9 +6,10 @@
 // Layout: each sample is first copied channels-last (the input with its zero border), so that a
 // tile's 36 points of one vector of consecutive channels are one load each and the transforms run
 // on 8 or 16 channels at once. The transforms of a chunk of samples (about kTilesPerChunk tiles) are
-// stored point-major, V[point][tile][c] and M[point][tile][k]; then for every point the chunk's tiles
-// are summed into the thread's transformed gradient gU[point][k][c] by rank-1 updates (a broadcast
-// of M, a vector of V). G^T gU G is taken once, at the end of the thread's samples.
+// stored in V (input) and M (gradient), each tile-major or point-major by its channel count
+// (TransformLayout); then for every point the chunk's tiles are summed into the thread's transformed
+// gradient gU[point][k][c] by rank-1 updates (a broadcast of M, a vector of V). G^T gU G is taken
+// once, at the end of the thread's samples.
 #pragma once
 #include <immintrin.h>
 
@@ -30,10 +31,26 @@ struct Dims {
     int64_t padded() const { return (H + 2) * (W + 2) * C; }
 };
 
-// Floats between two points' blocks of a chunk's transforms, for `channels` per tile: one cache line
-// more than the block, so that the 36 blocks a tile writes do not all fall in one L1 set (their
-// sizes are multiples of 4 KB).
-int64_t point_stride(const Dims& d, int64_t channels) { return d.max_tiles() * channels + 16; }
+// Where a chunk's transforms of `channels` per tile are stored: point p of tile t at t * tile + p * point.
+// A transform writes a tile's 36 points in turn. With few channels (a line or two per point),
+// point-major storage (V[point][tile][c]) sends those writes to 36 lines far apart, and they took
+// about half of the 16-channel layers' time; tile-major (V[tile][point][c]) writes them one after
+// another: the weight gradient of 16 channels on 32x32 ran 1.4-1.5x faster, of 32 on 16x16 about
+// 1.1x (bench_wgrad, AVX-512). With 64 channels or more a point is four lines or more, and
+// point-major keeps the product's loads of one point on fewer pages (tile-major was 1.05x slower).
+struct TransformLayout {
+    int64_t tile, point;
+};
+TransformLayout transform_layout(const Dims& d, int64_t channels) {
+    if (channels <= 32) return {kPoints * channels, channels};
+    // One cache line more than a point's block, so that the 36 blocks a tile writes do not all fall in
+    // one L1 set (their sizes are multiples of 4 KB).
+    return {channels, d.max_tiles() * channels + 16};
+}
+inline int64_t transform_floats(const Dims& d, int64_t channels) {
+    const TransformLayout l = transform_layout(d, channels);
+    return std::max(d.max_tiles() * l.tile, kPoints * l.point);
+}
 
 // x [N, C, H, W] and the output channel count K.
 Dims dims_of(const Shape& x, int64_t K) { return {x[1], K, x[2], x[3], x[2] / 4, x[3] / 4}; }
@@ -128,50 +145,52 @@ void gradient_channels_last(const Dims& d, const float* gy, float* gt) {
     transpose(gy, d.K, d.H * d.W, d.H * d.W, gt, d.K);
 }
 
-// V[point][tile0 + t][c] = (B^T x B)[point] for every tile t of one channels-last sample.
+// V[tile0 + t][point][c] = (B^T x B)[point] for every tile t of one channels-last sample, stored as l says.
 template <class V>
-void transform_input(const Dims& d, const float* xt, int64_t tile0, int64_t point_stride, float* v) {
-    const int64_t Wp = d.W + 2;
-    for (int64_t ti = 0; ti < d.tiles_h; ++ti)
-        for (int64_t tj = 0; tj < d.tiles_w; ++tj) {
-            const int64_t t = tile0 + ti * d.tiles_w + tj;
-            const float* corner = xt + (4 * ti * Wp + 4 * tj) * d.C;
-            for (int64_t c = 0; c < d.C; c += kLanes<V>) {
+void transform_input(const Dims& d, const float* xt, int64_t tile0, TransformLayout l, float* v) {
+    // Every extent in a local: a vector store may alias anything, so fields of d would be reloaded after each.
+    const int64_t C = d.C, Wp = d.W + 2, tiles_h = d.tiles_h, tiles_w = d.tiles_w;
+    for (int64_t ti = 0; ti < tiles_h; ++ti)
+        for (int64_t tj = 0; tj < tiles_w; ++tj) {
+            const float* corner = xt + (4 * ti * Wp + 4 * tj) * C;
+            float* vt = v + (tile0 + ti * tiles_w + tj) * l.tile;
+            for (int64_t c = 0; c < C; c += kLanes<V>) {
                 V cols[6][6];  // cols[b][a']: B^T applied down column b
                 for (int b = 0; b < 6; ++b) {
                     V col[6];
-                    for (int a = 0; a < 6; ++a) col[a] = load(corner + (a * Wp + b) * d.C + c, V{});
+                    for (int a = 0; a < 6; ++a) col[a] = load(corner + (a * Wp + b) * C + c, V{});
                     input_rows(col, cols[b]);
                 }
                 for (int a = 0; a < 6; ++a) {
                     const V row[6] = {cols[0][a], cols[1][a], cols[2][a], cols[3][a], cols[4][a], cols[5][a]};
                     V out[6];
                     input_rows(row, out);
-                    for (int b = 0; b < 6; ++b) store(v + (a * 6 + b) * point_stride + t * d.C + c, out[b]);
+                    for (int b = 0; b < 6; ++b) store(vt + (a * 6 + b) * l.point + c, out[b]);
                 }
             }
         }
 }
 
-// M[point][tile0 + t][k] = (A gy A^T)[point] for every tile t of one channels-last sample.
+// M[tile0 + t][point][k] = (A gy A^T)[point] for every tile t of one channels-last sample, stored as l says.
 template <class V>
-void transform_gradient(const Dims& d, const float* gt, int64_t tile0, int64_t point_stride, float* m) {
-    for (int64_t ti = 0; ti < d.tiles_h; ++ti)
-        for (int64_t tj = 0; tj < d.tiles_w; ++tj) {
-            const int64_t t = tile0 + ti * d.tiles_w + tj;
-            const float* corner = gt + (4 * ti * d.W + 4 * tj) * d.K;
-            for (int64_t k = 0; k < d.K; k += kLanes<V>) {
+void transform_gradient(const Dims& d, const float* gt, int64_t tile0, TransformLayout l, float* m) {
+    const int64_t K = d.K, W = d.W, tiles_h = d.tiles_h, tiles_w = d.tiles_w;  // locals: see transform_input
+    for (int64_t ti = 0; ti < tiles_h; ++ti)
+        for (int64_t tj = 0; tj < tiles_w; ++tj) {
+            const float* corner = gt + (4 * ti * W + 4 * tj) * K;
+            float* mt = m + (tile0 + ti * tiles_w + tj) * l.tile;
+            for (int64_t k = 0; k < K; k += kLanes<V>) {
                 V cols[4][6];  // cols[b][a']: A applied down column b
                 for (int b = 0; b < 4; ++b) {
                     V col[4];
-                    for (int a = 0; a < 4; ++a) col[a] = load(corner + (a * d.W + b) * d.K + k, V{});
+                    for (int a = 0; a < 4; ++a) col[a] = load(corner + (a * W + b) * K + k, V{});
                     gradient_rows(col, cols[b]);
                 }
                 for (int a = 0; a < 6; ++a) {
                     const V row[4] = {cols[0][a], cols[1][a], cols[2][a], cols[3][a]};
                     V out[6];
                     gradient_rows(row, out);
-                    for (int b = 0; b < 6; ++b) store(m + (a * 6 + b) * point_stride + t * d.K + k, out[b]);
+                    for (int b = 0; b < 6; ++b) store(mt + (a * 6 + b) * l.point + k, out[b]);
                 }
             }
         }
@@ -205,22 +224,23 @@ void rank1_rows(int rows, int64_t tiles, const float* m, int64_t ldm, const floa
     rank1_block<V, R, NV>(tiles, m, ldm, v, ldv, gu, ldu);
 }
 
-// gu [K, C] += m[tiles, K]^T v[tiles, C] for one point, in blocks of output channels by two vectors
-// of input channels (one for a last odd vector). AVX2: 6 rows, 12 or 6 accumulators. AVX-512: 12
-// rows by two vectors, 16 by one (16-channel layers: K = 16 in one block).
+// gu [K, C] += m[tiles, K]^T v[tiles, C] for one point, whose tiles lie mt and vt floats apart, in
+// blocks of output channels by two vectors of input channels (one for a last odd vector). AVX2: 6
+// rows, 12 or 6 accumulators. AVX-512: 12 rows by two vectors, 16 by one (16-channel layers: K = 16
+// in one block).
 template <class V>
-void accumulate_point(const Dims& d, int64_t tiles, const float* m, const float* v, float* gu) {
+void accumulate_point(const Dims& d, int64_t tiles, const float* m, int64_t mt, const float* v, int64_t vt, float* gu) {
     constexpr int L = kLanes<V>;
     constexpr int kRowsWide = L == 16 ? 12 : 6, kRowsNarrow = L == 16 ? 16 : 6;
     int64_t c0 = 0;
     for (; c0 + 2 * L <= d.C; c0 += 2 * L)
         for (int64_t k0 = 0; k0 < d.K; k0 += kRowsWide)
-            rank1_rows<V, 2, kRowsWide>(int(std::min<int64_t>(kRowsWide, d.K - k0)), tiles, m + k0, d.K, v + c0, d.C,
+            rank1_rows<V, 2, kRowsWide>(int(std::min<int64_t>(kRowsWide, d.K - k0)), tiles, m + k0, mt, v + c0, vt,
                                         gu + k0 * d.C + c0, d.C);
     if (c0 < d.C)
         for (int64_t k0 = 0; k0 < d.K; k0 += kRowsNarrow)
-            rank1_rows<V, 1, kRowsNarrow>(int(std::min<int64_t>(kRowsNarrow, d.K - k0)), tiles, m + k0, d.K, v + c0,
-                                          d.C, gu + k0 * d.C + c0, d.C);
+            rank1_rows<V, 1, kRowsNarrow>(int(std::min<int64_t>(kRowsNarrow, d.K - k0)), tiles, m + k0, mt, v + c0, vt,
+                                          gu + k0 * d.C + c0, d.C);
 }
 
 // gw[k][c] += G^T gu[.][k][c] G, with G the F(4x4, 3x3) weight transform (6 x 3).
@@ -253,30 +273,32 @@ void gradient_to_weights(const Dims& d, const float* gu, float* gw) {
 template <class V>
 void weight_grad(TensorView x, TensorView gy, float* gw, int64_t n0, int64_t n1, float* scratch) {
     const Dims d = dims_of(x.shape, gy.shape[1]);
-    const int64_t v_stride = point_stride(d, d.C), m_stride = point_stride(d, d.K), pair = d.K * d.C;
+    const TransformLayout vl = transform_layout(d, d.C), ml = transform_layout(d, d.K);
+    const int64_t pair = d.K * d.C;
     float* xt = scratch;
     float* gt = xt + d.padded();
     float* v = gt + d.H * d.W * d.K;
-    float* m = v + kPoints * v_stride;
-    float* gu = m + kPoints * m_stride;
+    float* m = v + transform_floats(d, d.C);
+    float* gu = m + transform_floats(d, d.K);
     std::fill(gu, gu + kPoints * pair, 0.0f);
     for (int64_t first = n0; first < n1; first += d.chunk()) {
         const int64_t samples = std::min(d.chunk(), n1 - first);
         for (int64_t s = 0; s < samples; ++s) {
             input_channels_last(d, x.data + (first + s) * d.C * d.H * d.W, xt);
-            transform_input<V>(d, xt, s * d.tiles(), v_stride, v);
+            transform_input<V>(d, xt, s * d.tiles(), vl, v);
             gradient_channels_last(d, gy.data + (first + s) * d.K * d.H * d.W, gt);
-            transform_gradient<V>(d, gt, s * d.tiles(), m_stride, m);
+            transform_gradient<V>(d, gt, s * d.tiles(), ml, m);
         }
         for (int p = 0; p < kPoints; ++p)
-            accumulate_point<V>(d, samples * d.tiles(), m + p * m_stride, v + p * v_stride, gu + p * pair);
+            accumulate_point<V>(d, samples * d.tiles(), m + p * ml.point, ml.tile, v + p * vl.point, vl.tile,
+                                gu + p * pair);
     }
     gradient_to_weights(d, gu, gw);
 }
 
 // Floats of scratch weight_grad needs, for either vector type.
 inline size_t scratch_floats(const Dims& d) {
-    return size_t(d.padded() + d.H * d.W * d.K + kPoints * (point_stride(d, d.C) + point_stride(d, d.K)) +
+    return size_t(d.padded() + d.H * d.W * d.K + transform_floats(d, d.C) + transform_floats(d, d.K) +
                   kPoints * d.K * d.C);
 }
 
