@@ -205,6 +205,12 @@ inline std::vector<OpCase> all_op_cases() {
     cases.push_back({"batchnorm", Op::BatchNorm, bn, {Shape{2, 3, 4, 4}, Shape{3}, Shape{3}, Shape{3}, Shape{3}}});
     cases.push_back(
         {"batchnorm_train", Op::BatchNorm, bn, {Shape{3, 3, 4, 4}, Shape{3}, Shape{3}, Shape{3}, Shape{3}}, true});
+    // Small planes: the native kernels take up to 16 adjacent channels together, here a group of 16 and one of 4.
+    cases.push_back({"batchnorm_train_groups",
+                     Op::BatchNorm,
+                     bn,
+                     {Shape{2, 20, 2, 2}, Shape{20}, Shape{20}, Shape{20}, Shape{20}},
+                     true});
     cases.push_back({"relu", Op::Relu, {}, {Shape{2, 3, 4, 4}}, false, 0.05f});
     cases.push_back({"add_same", Op::Add, {}, {Shape{2, 3, 4}, Shape{2, 3, 4}}});
     cases.push_back({"add_bcast", Op::Add, {}, {Shape{2, 3, 4}, Shape{3, 1}}});

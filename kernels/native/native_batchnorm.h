@@ -1,7 +1,7 @@
 // BatchNorm in training mode (batch statistics) on the CPU backend: one pass per channel for
 // the statistics, one for the normalisation, float arithmetic with double channel sums.
-// Channels are shared out between threads; each channel's sums stay in one thread, so results
-// do not depend on the thread count.
+// Groups of adjacent channels are shared out between threads; each channel's sums stay in one thread,
+// in sample order, so results do not depend on the thread count.
 #pragma once
 #include "engine/backend.h"
 
