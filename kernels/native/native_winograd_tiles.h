@@ -43,8 +43,10 @@ struct Tile<2> {
         out[0] = add(add(m[0], m[1]), m[2]);
         out[1] = sub(sub(m[1], m[2]), m[3]);
     }
-    // G g, for the 3 taps of one row or column of a filter.
-    static void weights(const double g[3], double out[4]) {
+    // G g, for the 3 taps of one row or column of a filter: D is double, or __m256d for four filters at
+    // once (the same operations lane by lane, so the same values).
+    template <class D>
+    static void weights(const D g[3], D out[4]) {
         out[0] = g[0];
         out[1] = 0.5 * (g[0] + g[1] + g[2]);
         out[2] = 0.5 * (g[0] - g[1] + g[2]);
@@ -75,12 +77,13 @@ struct Tile<4> {
         out[2] = fma(t3, 4.0f, t1);
         out[3] = add(fma(t4, 8.0f, t2), m[5]);
     }
-    static void weights(const double g[3], double out[6]) {
-        out[0] = g[0] / 4;
-        out[1] = -(g[0] + g[1] + g[2]) / 6;
-        out[2] = -(g[0] - g[1] + g[2]) / 6;
-        out[3] = g[0] / 24 + g[1] / 12 + g[2] / 6;
-        out[4] = g[0] / 24 - g[1] / 12 + g[2] / 6;
+    template <class D>
+    static void weights(const D g[3], D out[6]) {
+        out[0] = g[0] / 4.0;
+        out[1] = -(g[0] + g[1] + g[2]) / 6.0;
+        out[2] = -(g[0] - g[1] + g[2]) / 6.0;
+        out[3] = g[0] / 24.0 + g[1] / 12.0 + g[2] / 6.0;
+        out[4] = g[0] / 24.0 - g[1] / 12.0 + g[2] / 6.0;
         out[5] = g[2];
     }
 };
