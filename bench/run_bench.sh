@@ -32,6 +32,8 @@ build/bin/bench_train 2>/dev/null || true
 [ "$backends" = native ] || build/bin/bench_train --backend onednn 2>/dev/null || true
 /usr/bin/python3 bench/bench_train.py --threads 2 2>/dev/null || python3 bench/bench_train.py --threads 2 || true
 [ -z "${PEER_PYTHON:-}" ] || "$PEER_PYTHON" bench/bench_train.py --threads 2 || true
+echo
+PYTHON=${PEER_PYTHON:-python3} bench/train_ratio.sh || true
 
 # This sandbox has AVX-512, which oneDNN, ONNX Runtime and PyTorch use; the product targets AVX2-only
 # CPUs (Zen 3). The same tables with oneDNN (ours and PyTorch's) and PyTorch's own kernels capped to
