@@ -1,6 +1,7 @@
 // Packed single-precision GEMM in the BLIS style: panels of A (6 rows) and B (16 columns) are
 // packed into contiguous buffers so that a 6x16 register-blocked micro-kernel (12 accumulators,
-// two 8-wide B loads and six broadcasts per step) streams both from L1/L2. Operands are given by
+// two 8-wide B loads and six broadcasts per step) streams both from L1/L2; on AVX-512 a 6x32 kernel
+// takes two B panels at once (native_gemm_avx512.cpp), with the same values. Operands are given by
 // (row stride, column stride), so transposed operands cost only a different packing order.
 #include "native_gemm.h"
 
@@ -9,6 +10,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+
+#include "native_gemm_kernels.h"
+#include "native_isa.h"
 
 namespace engine::native {
 
@@ -115,6 +119,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
           int64_t ldc, int64_t row_begin = 0, int64_t row_end = -1) {
     if (row_end < 0) row_end = M;
     if (M <= 0 || N <= 0 || K <= 0) return;
+    static const bool avx512 = isa_of_this_cpu() == Isa::avx512;
     PackBuffers& buf = thread_buffers();
     for (int64_t j0 = 0; j0 < N; j0 += kNC) {
         const int64_t nc = std::min(kNC, N - j0);
@@ -135,10 +140,23 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
                     a = packed_a + packed_offset(M, i0, k0, kc);
                 else
                     pack_a(A, i0, mc, k0, kc, buf.a);
-                for (int64_t j = 0; j < nc; j += kNR)
-                    for (int64_t i = 0; i < mc; i += kMR)
-                        micro_kernel(kc, a + i * kc, b + j * kc, C + (i0 + i) * ldc + j0 + j, ldc,
-                                     std::min(kMR, mc - i), std::min(kNR, nc - j));
+                for (int64_t j = 0; j < nc;) {
+                    // Two B panels at once on AVX-512 (full tiles; the edges take the AVX2 kernel).
+                    const bool wide = avx512 && j + 2 * kNR <= nc;
+                    for (int64_t i = 0; i < mc; i += kMR) {
+                        float* c = C + (i0 + i) * ldc + j0 + j;
+                        const int64_t rows = std::min(kMR, mc - i);
+                        if (wide && rows == kMR) {
+                            micro_kernel_6x32_avx512(kc, a + i * kc, b + j * kc, b + (j + kNR) * kc, c, ldc);
+                        } else if (wide) {
+                            micro_kernel(kc, a + i * kc, b + j * kc, c, ldc, rows, kNR);
+                            micro_kernel(kc, a + i * kc, b + (j + kNR) * kc, c + kNR, ldc, rows, kNR);
+                        } else {
+                            micro_kernel(kc, a + i * kc, b + j * kc, c, ldc, rows, std::min(kNR, nc - j));
+                        }
+                    }
+                    j += wide ? 2 * kNR : kNR;
+                }
             }
         }
     }

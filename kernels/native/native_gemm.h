@@ -1,5 +1,5 @@
-// Packed, register-blocked single-precision GEMM (AVX2/FMA, native_gemm.cpp). Row-major; every
-// variant accumulates: C += op(A) * op(B).
+// Packed, register-blocked single-precision GEMM (AVX2/FMA, and AVX-512 where the CPU has it: native_gemm.cpp).
+// Row-major; every variant accumulates: C += op(A) * op(B).
 #pragma once
 #include <cstddef>
 #include <cstdint>

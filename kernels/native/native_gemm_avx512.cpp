@@ -1,0 +1,32 @@
+// The packed GEMM's micro-kernel on AVX-512 (this file alone is compiled with -mavx512f; native_gemm.cpp
+// calls it only where the CPU has it, native_isa.h): 6 rows by two packed B panels of 16 columns, one
+// zmm each, so that its 12 accumulators carry twice the AVX2 kernel's columns. Each lane runs the
+// AVX2 kernel's fused multiply-adds in the same order, so C gets the same values to the bit.
+#include <immintrin.h>
+
+#include "native_gemm_kernels.h"
+
+namespace engine::native {
+
+void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, const float* Bp1, float* C, int64_t ldc) {
+    __m512 c[6][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < 6; ++r) c[r][0] = c[r][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; ++k) {
+        const __m512 b0 = _mm512_load_ps(Bp0 + 16 * k), b1 = _mm512_load_ps(Bp1 + 16 * k);
+#pragma GCC unroll 6
+        for (int r = 0; r < 6; ++r) {
+            const __m512 a = _mm512_set1_ps(Ap[6 * k + r]);
+            c[r][0] = _mm512_fmadd_ps(a, b0, c[r][0]);
+            c[r][1] = _mm512_fmadd_ps(a, b1, c[r][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < 6; ++r) {
+        float* cr = C + r * ldc;
+        _mm512_storeu_ps(cr, _mm512_add_ps(_mm512_loadu_ps(cr), c[r][0]));
+        _mm512_storeu_ps(cr + 16, _mm512_add_ps(_mm512_loadu_ps(cr + 16), c[r][1]));
+    }
+}
+
+}  // namespace engine::native

@@ -1,0 +1,11 @@
+// The packed GEMM's AVX-512 micro-kernel (native_gemm_avx512.cpp), internal to native_gemm.cpp.
+#pragma once
+#include <cstdint>
+
+namespace engine::native {
+
+// C[0..6, 0..32) += Ap Bp over kc steps: Ap a packed A panel of 6 rows, Bp0 and Bp1 two adjacent
+// packed B panels of 16 columns (64-byte aligned), C a full 6 x 32 tile.
+void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, const float* Bp1, float* C, int64_t ldc);
+
+}  // namespace engine::native
