@@ -143,10 +143,14 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
                 for (int64_t j = 0; j < nc;) {
                     // Two B panels at once on AVX-512 (full tiles; the edges take the AVX2 kernel).
                     const bool wide = avx512 && j + 2 * kNR <= nc;
+                    const bool tall = avx512 && !wide && nc - j == kNR;  // one panel: two A panels at once
                     for (int64_t i = 0; i < mc; i += kMR) {
                         float* c = C + (i0 + i) * ldc + j0 + j;
                         const int64_t rows = std::min(kMR, mc - i);
-                        if (wide && rows == kMR) {
+                        if (tall && i + 2 * kMR <= mc) {
+                            micro_kernel_12x16_avx512(kc, a + i * kc, a + (i + kMR) * kc, b + j * kc, c, ldc);
+                            i += kMR;
+                        } else if (wide && rows == kMR) {
                             micro_kernel_6x32_avx512(kc, a + i * kc, b + j * kc, b + (j + kNR) * kc, c, ldc);
                         } else if (wide) {
                             micro_kernel(kc, a + i * kc, b + j * kc, c, ldc, rows, kNR);

@@ -1,6 +1,7 @@
 // The packed GEMM's micro-kernel on AVX-512 (this file alone is compiled with -mavx512f; native_gemm.cpp
 // calls it only where the CPU has it, native_isa.h): 6 rows by two packed B panels of 16 columns, one
-// zmm each, so that its 12 accumulators carry twice the AVX2 kernel's columns. Each lane runs the
+// zmm each, so that its 12 accumulators carry twice the AVX2 kernel's columns; or, where B is a
+// single panel (planes of 16 pixels), two A panels of 6 rows by that panel. Each lane runs the
 // AVX2 kernel's fused multiply-adds in the same order, so C gets the same values to the bit.
 #include <immintrin.h>
 
@@ -26,6 +27,25 @@ void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, con
         float* cr = C + r * ldc;
         _mm512_storeu_ps(cr, _mm512_add_ps(_mm512_loadu_ps(cr), c[r][0]));
         _mm512_storeu_ps(cr + 16, _mm512_add_ps(_mm512_loadu_ps(cr + 16), c[r][1]));
+    }
+}
+
+void micro_kernel_12x16_avx512(int64_t kc, const float* Ap0, const float* Ap1, const float* Bp, float* C, int64_t ldc) {
+    __m512 c[12];
+#pragma GCC unroll 12
+    for (int r = 0; r < 12; ++r) c[r] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; ++k) {
+        const __m512 b = _mm512_load_ps(Bp + 16 * k);
+#pragma GCC unroll 6
+        for (int r = 0; r < 6; ++r) {
+            c[r] = _mm512_fmadd_ps(_mm512_set1_ps(Ap0[6 * k + r]), b, c[r]);
+            c[6 + r] = _mm512_fmadd_ps(_mm512_set1_ps(Ap1[6 * k + r]), b, c[6 + r]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < 12; ++r) {
+        float* cr = C + r * ldc;
+        _mm512_storeu_ps(cr, _mm512_add_ps(_mm512_loadu_ps(cr), c[r]));
     }
 }
 

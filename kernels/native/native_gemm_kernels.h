@@ -1,4 +1,4 @@
-// The packed GEMM's AVX-512 micro-kernel (native_gemm_avx512.cpp), internal to native_gemm.cpp.
+// The packed GEMM's AVX-512 micro-kernels (native_gemm_avx512.cpp), internal to native_gemm.cpp.
 #pragma once
 #include <cstdint>
 
@@ -7,5 +7,8 @@ namespace engine::native {
 // C[0..6, 0..32) += Ap Bp over kc steps: Ap a packed A panel of 6 rows, Bp0 and Bp1 two adjacent
 // packed B panels of 16 columns (64-byte aligned), C a full 6 x 32 tile.
 void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, const float* Bp1, float* C, int64_t ldc);
+
+// C[0..12, 0..16) += [Ap0; Ap1] Bp: two adjacent packed A panels of 6 rows by one packed B panel.
+void micro_kernel_12x16_avx512(int64_t kc, const float* Ap0, const float* Ap1, const float* Bp, float* C, int64_t ldc);
 
 }  // namespace engine::native
