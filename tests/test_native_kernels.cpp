@@ -260,46 +260,59 @@ TEST_CASE("every candidate kernel gives a sample the same result, to the bit, al
 }
 
 TEST_CASE("the packed GEMM gives each element the fused multiply-adds over each depth block in order, to the bit") {
-    // Both micro-kernels (AVX2 6x16, and AVX-512 6x32 where the CPU has it) run, per element, one
-    // fused multiply-add per step of a 256-deep block from zero, then add the block's sum to C. The
-    // loop below does exactly that, so C must agree bit for bit, whichever kernel ran. 13 rows: two
-    // full 6-row panels and an edge; 80 columns: two pairs of 16-column panels and one single; depth
-    // 300: two blocks.
-    constexpr int64_t M = 13, N = 80, K = 300, kBlock = 256;
-    std::vector<float> a(M * K), b(K * N), c0(M * N);
-    uint32_t state = 12345;
-    auto next = [&] {
-        state = state * 1664525u + 1013904223u;
-        return float(int32_t(state >> 8) % 2001 - 1000) / 997.0f;
+    // Both micro-kernels (AVX2 6x16, and AVX-512 6x32 or 12x16 where the CPU has it) run, per
+    // element, one fused multiply-add per step of a 256-deep block from zero, then add the block's
+    // sum to C. The loop below does exactly that, so C must agree bit for bit, whichever kernel ran.
+    // 13 rows: two full 6-row panels and an edge. 80 columns, depth 300: two pairs of 16-column
+    // panels and one single, two depth blocks. 16 columns with rows 16 floats apart, 32-byte but not
+    // 64-byte aligned: B is read in place as one packed panel.
+    struct Case {
+        int64_t M, N, K, b_offset;
     };
-    for (auto* v : {&a, &b, &c0})
-        for (float& e : *v) e = next();
-    // want = c0 + A B in the kernels' order; A is [M, K] and B [K, N], row-major.
-    std::vector<float> want = c0;
-    for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = 0; j < N; ++j)
-            for (int64_t k0 = 0; k0 < K; k0 += kBlock) {
-                float acc = 0.0f;
-                for (int64_t k = k0; k < std::min(K, k0 + kBlock); ++k) acc = std::fma(a[i * K + k], b[k * N + j], acc);
-                want[i * N + j] += acc;
-            }
-    std::vector<float> at(K * M), bt(N * K);  // A^T [K, M] and B^T [N, K]
-    for (int64_t i = 0; i < M; ++i)
-        for (int64_t k = 0; k < K; ++k) at[k * M + i] = a[i * K + k];
-    for (int64_t k = 0; k < K; ++k)
-        for (int64_t j = 0; j < N; ++j) bt[j * K + k] = b[k * N + j];
-    std::vector<float> packed(native::packed_a_floats(M, K));
-    native::pack_a_whole(M, K, a.data(), K, packed.data());
-    for (const char* variant : {"nn", "nt", "tn", "packed"}) {
-        CAPTURE(variant);
-        std::vector<float> c = c0;
-        const std::string v = variant;
-        if (v == "nn") native::gemm_nn(M, N, K, a.data(), K, b.data(), N, c.data(), N);
-        if (v == "nt") native::gemm_nt(M, N, K, a.data(), K, bt.data(), K, c.data(), N);
-        if (v == "tn") native::gemm_tn(M, N, K, at.data(), M, b.data(), N, c.data(), N);
-        if (v == "packed") native::gemm_packed_nn(M, N, K, packed.data(), b.data(), N, c.data(), N);
-        int64_t differ = 0;
-        for (int64_t e = 0; e < M * N; ++e) differ += c[e] != want[e];
-        CHECK(differ == 0);
+    for (const Case& t : {Case{13, 80, 300, 0}, Case{13, 16, 40, 8}}) {
+        const int64_t M = t.M, N = t.N, K = t.K, kBlock = 256;
+        CAPTURE(N);
+        std::vector<float> a(M * K), b_store(K * N + 16), c0(M * N);
+        // b_store's data is at least 16-byte aligned: find a 64-byte boundary, then step b_offset floats on.
+        float* b = b_store.data();
+        while (reinterpret_cast<uintptr_t>(b) % 64) ++b;
+        b += t.b_offset;
+        uint32_t state = 12345;
+        auto next = [&] {
+            state = state * 1664525u + 1013904223u;
+            return float(int32_t(state >> 8) % 2001 - 1000) / 997.0f;
+        };
+        for (float& e : a) e = next();
+        for (int64_t e = 0; e < K * N; ++e) b[e] = next();
+        for (float& e : c0) e = next();
+        // want = c0 + A B in the kernels' order; A is [M, K] and B [K, N], row-major.
+        std::vector<float> want = c0;
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j)
+                for (int64_t k0 = 0; k0 < K; k0 += kBlock) {
+                    float acc = 0.0f;
+                    for (int64_t k = k0; k < std::min(K, k0 + kBlock); ++k)
+                        acc = std::fma(a[i * K + k], b[k * N + j], acc);
+                    want[i * N + j] += acc;
+                }
+        std::vector<float> at(K * M), bt(N * K);  // A^T [K, M] and B^T [N, K]
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t k = 0; k < K; ++k) at[k * M + i] = a[i * K + k];
+        for (int64_t k = 0; k < K; ++k)
+            for (int64_t j = 0; j < N; ++j) bt[j * K + k] = b[k * N + j];
+        std::vector<float> packed(native::packed_a_floats(M, K));
+        native::pack_a_whole(M, K, a.data(), K, packed.data());
+        for (const char* variant : {"nn", "nt", "tn", "packed"}) {
+            CAPTURE(variant);
+            std::vector<float> c = c0;
+            const std::string v = variant;
+            if (v == "nn") native::gemm_nn(M, N, K, a.data(), K, b, N, c.data(), N);
+            if (v == "nt") native::gemm_nt(M, N, K, a.data(), K, bt.data(), K, c.data(), N);
+            if (v == "tn") native::gemm_tn(M, N, K, at.data(), M, b, N, c.data(), N);
+            if (v == "packed") native::gemm_packed_nn(M, N, K, packed.data(), b, N, c.data(), N);
+            int64_t differ = 0;
+            for (int64_t e = 0; e < M * N; ++e) differ += c[e] != want[e];
+            CHECK(differ == 0);
+        }
     }
 }

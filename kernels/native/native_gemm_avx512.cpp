@@ -14,7 +14,7 @@ void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, con
 #pragma GCC unroll 6
     for (int r = 0; r < 6; ++r) c[r][0] = c[r][1] = _mm512_setzero_ps();
     for (int64_t k = 0; k < kc; ++k) {
-        const __m512 b0 = _mm512_load_ps(Bp0 + 16 * k), b1 = _mm512_load_ps(Bp1 + 16 * k);
+        const __m512 b0 = _mm512_loadu_ps(Bp0 + 16 * k), b1 = _mm512_loadu_ps(Bp1 + 16 * k);
 #pragma GCC unroll 6
         for (int r = 0; r < 6; ++r) {
             const __m512 a = _mm512_set1_ps(Ap[6 * k + r]);
@@ -35,7 +35,7 @@ void micro_kernel_12x16_avx512(int64_t kc, const float* Ap0, const float* Ap1, c
 #pragma GCC unroll 12
     for (int r = 0; r < 12; ++r) c[r] = _mm512_setzero_ps();
     for (int64_t k = 0; k < kc; ++k) {
-        const __m512 b = _mm512_load_ps(Bp + 16 * k);
+        const __m512 b = _mm512_loadu_ps(Bp + 16 * k);
 #pragma GCC unroll 6
         for (int r = 0; r < 6; ++r) {
             c[r] = _mm512_fmadd_ps(_mm512_set1_ps(Ap0[6 * k + r]), b, c[r]);

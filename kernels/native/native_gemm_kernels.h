@@ -5,7 +5,7 @@
 namespace engine::native {
 
 // C[0..6, 0..32) += Ap Bp over kc steps: Ap a packed A panel of 6 rows, Bp0 and Bp1 two adjacent
-// packed B panels of 16 columns (64-byte aligned), C a full 6 x 32 tile.
+// packed B panels of 16 columns, C a full 6 x 32 tile.
 void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, const float* Bp1, float* C, int64_t ldc);
 
 // C[0..12, 0..16) += [Ap0; Ap1] Bp: two adjacent packed A panels of 6 rows by one packed B panel.
