@@ -247,6 +247,40 @@ void input_transform_unpadded4(const Dims& d, const float* x, int64_t b, float* 
     }
 }
 
+// F(4x4): output row a of both groups from c[j] = column j of row a of the block's 16 tiles (lanes
+// 0-7 group 0, 8-15 group 1), interleaved in zmm: 16 shuffles for both groups' 32 pixels each,
+// where the 256-bit halves took 32. Then y = relu?(. + bias + residual?) at row0 + at[q], as the
+// AVX2 epilogue computes it.
+inline void store_row_pair(const __m512 (&c)[4], __m512 bias, const float* residual, bool relu, float* y, int64_t row0,
+                           const int64_t (&at)[2]) {
+    const __mmask16 all = 0xffff;
+    const __m512 lo01 = _mm512_maskz_unpacklo_ps(all, c[0], c[1]), hi01 = _mm512_maskz_unpackhi_ps(all, c[0], c[1]);
+    const __m512 lo23 = _mm512_maskz_unpacklo_ps(all, c[2], c[3]), hi23 = _mm512_maskz_unpackhi_ps(all, c[2], c[3]);
+    // 128-bit lane L of t0, t1, t2, t3: the four pixels of tile 4L, 4L + 1, 4L + 2, 4L + 3.
+    const __m512 t0 = _mm512_maskz_shuffle_ps(all, lo01, lo23, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m512 t1 = _mm512_maskz_shuffle_ps(all, lo01, lo23, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m512 t2 = _mm512_maskz_shuffle_ps(all, hi01, hi23, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m512 t3 = _mm512_maskz_shuffle_ps(all, hi01, hi23, _MM_SHUFFLE(3, 2, 3, 2));
+#pragma GCC unroll 2
+    for (int q = 0; q < 2; ++q) {
+        // Lanes 2q, 2q + 1 (group q's tiles 0-3 and 4-7) of t0 and t1, then of t2 and t3.
+        const __m512 a =
+            q ? _mm512_maskz_shuffle_f32x4(all, t0, t1, 0xee) : _mm512_maskz_shuffle_f32x4(all, t0, t1, 0x44);
+        const __m512 b =
+            q ? _mm512_maskz_shuffle_f32x4(all, t2, t3, 0xee) : _mm512_maskz_shuffle_f32x4(all, t2, t3, 0x44);
+        const __m512 half[2] = {_mm512_maskz_shuffle_f32x4(all, a, b, 0x88),
+                                _mm512_maskz_shuffle_f32x4(all, a, b, 0xdd)};
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+            const int64_t o = row0 + at[q] + 16 * h;
+            __m512 x = _mm512_add_ps(half[h], bias);
+            if (residual) x = _mm512_add_ps(x, _mm512_loadu_ps(residual + o));
+            if (relu) x = _mm512_max_ps(x, _mm512_setzero_ps());
+            _mm512_storeu_ps(y + o, x);
+        }
+    }
+}
+
 template <int M>
 void output_transform_zmm(const Dims& d, const float* m, int64_t b, const float* bias, const float* residual, bool relu,
                           float* y, int64_t k0, int64_t k1) {
@@ -272,6 +306,12 @@ void output_transform_zmm(const Dims& d, const float* m, int64_t b, const float*
         __m512 tile[M][M];
         transform_columns<A, M, M>(rows, Tile<M>::template output<__m512>,
                                    [&](int a, int j, __m512 value) { tile[a][j] = value; });
+        if constexpr (M == 4) {
+            const __m512 bk16 = _mm512_set1_ps(bias ? bias[k] : 0.0f);
+#pragma GCC unroll 4
+            for (int a = 0; a < M; ++a) store_row_pair(tile[a], bk16, residual, relu, y, k * P + a * d.W, at);
+            continue;
+        }
 #pragma GCC unroll 2
         for (int q = 0; q < 2; ++q)
 #pragma GCC unroll 4
