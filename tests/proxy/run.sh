@@ -7,11 +7,17 @@ bin=$1 model=$2
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
-server_port=$((20000 + RANDOM % 20000))
-proxy_port=$((server_port + 1))
-
-wait_port() {
-    for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+wait_port() {  # port [pid]: 0 once the port opens with process pid alive; 1 once pid has exited (it
+    # could not listen: the port is taken, perhaps by another process that answers on it)
+    for _ in $(seq 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            [ -z "${2:-}" ] && return 0
+            sleep 0.2  # a process that could not bind exits at once
+            kill -0 "$2" 2>/dev/null && return 0 || return 1
+        fi
+        [ -z "${2:-}" ] || kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.05
+    done
     echo "port $1 never opened" >&2
     exit 1
 }
@@ -33,13 +39,26 @@ fastest_us() {  # port -> the fastest of 5 GET /info, in microseconds
     echo "$best"
 }
 
-"$bin/engine_run" serve "$model" --listen "127.0.0.1:$server_port" 2>"$work/serve.log" &
-pids+=($!)
-wait_port "$server_port"
-"$bin/fp_proxy" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$server_port" --delay-ms 40 \
-    --max-seconds 60 2>"$work/proxy.log" &
-pids+=($!)
-wait_port "$proxy_port"
+# Random ports may be taken (the ephemeral range overlaps them): a server or proxy that cannot listen
+# exits, and both start again on other ports.
+started=
+for _ in 1 2 3 4 5; do
+    server_port=$((20000 + RANDOM % 20000))
+    proxy_port=$((server_port + 1))
+    "$bin/engine_run" serve "$model" --listen "127.0.0.1:$server_port" 2>"$work/serve.log" &
+    pids+=($!)
+    if wait_port "$server_port" "$!"; then
+        "$bin/fp_proxy" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$server_port" --delay-ms 40 \
+            --max-seconds 60 2>"$work/proxy.log" &
+        pids+=($!)
+        if wait_port "$proxy_port" "$!"; then
+            started=1
+            break
+        fi
+    fi
+    kill "${pids[@]}" 2>/dev/null || true
+done
+[ -n "$started" ] || { echo "no free pair of ports in 5 tries: $(cat "$work/serve.log" "$work/proxy.log")" >&2; exit 1; }
 
 direct=$(get_info "$server_port")
 proxied=$(get_info "$proxy_port")
