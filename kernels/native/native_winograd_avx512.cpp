@@ -291,10 +291,9 @@ void output_transform_zmm(const Dims& d, const float* m, int64_t b, const float*
         const Group g = group_of(d, b, q);
         at[q] = M * g.ti * d.W + M * g.tj;
     }
-    const __m256 zero = _mm256_setzero_ps();
     for (int64_t k = k0; k < k1; ++k) {
         const float* mk = m + k * d.xis * kTb;
-        const __m256 bk = _mm256_set1_ps(bias ? bias[k] : 0.0f);
+        const float bias_k = bias ? bias[k] : 0.0f;
         __m512 rows[A][M];
 #pragma GCC unroll 8
         for (int r = 0; r < A; ++r) {
@@ -307,30 +306,31 @@ void output_transform_zmm(const Dims& d, const float* m, int64_t b, const float*
         transform_columns<A, M, M>(rows, Tile<M>::template output<__m512>,
                                    [&](int a, int j, __m512 value) { tile[a][j] = value; });
         if constexpr (M == 4) {
-            const __m512 bk16 = _mm512_set1_ps(bias ? bias[k] : 0.0f);
+            const __m512 bk = _mm512_set1_ps(bias_k);
 #pragma GCC unroll 4
-            for (int a = 0; a < M; ++a) store_row_pair(tile[a], bk16, residual, relu, y, k * P + a * d.W, at);
-            continue;
-        }
+            for (int a = 0; a < M; ++a) store_row_pair(tile[a], bk, residual, relu, y, k * P + a * d.W, at);
+        } else {  // F(2x2): each group's rows as 256-bit halves
+            const __m256 bk = _mm256_set1_ps(bias_k), zero = _mm256_setzero_ps();
 #pragma GCC unroll 2
-        for (int q = 0; q < 2; ++q)
+            for (int q = 0; q < 2; ++q)
 #pragma GCC unroll 4
-            for (int a = 0; a < M; ++a) {
-                __m256 cols[M];  // group q's 8 tiles
+                for (int a = 0; a < M; ++a) {
+                    __m256 cols[M];  // group q's 8 tiles
 #pragma GCC unroll 4
-                for (int j = 0; j < M; ++j)
-                    cols[j] = q ? _mm512_extractf32x8_ps(tile[a][j], 1) : _mm512_castps512_ps256(tile[a][j]);
-                __m256 out[M];
-                interleave(cols, out);
+                    for (int j = 0; j < M; ++j)
+                        cols[j] = q ? _mm512_extractf32x8_ps(tile[a][j], 1) : _mm512_castps512_ps256(tile[a][j]);
+                    __m256 out[M];
+                    interleave(cols, out);
 #pragma GCC unroll 4
-                for (int h = 0; h < M; ++h) {
-                    const int64_t o = k * P + at[q] + a * d.W + 8 * h;
-                    __m256 x = _mm256_add_ps(out[h], bk);
-                    if (residual) x = _mm256_add_ps(x, _mm256_loadu_ps(residual + o));
-                    if (relu) x = _mm256_max_ps(x, zero);
-                    _mm256_storeu_ps(y + o, x);
+                    for (int h = 0; h < M; ++h) {
+                        const int64_t o = k * P + at[q] + a * d.W + 8 * h;
+                        __m256 x = _mm256_add_ps(out[h], bk);
+                        if (residual) x = _mm256_add_ps(x, _mm256_loadu_ps(residual + o));
+                        if (relu) x = _mm256_max_ps(x, zero);
+                        _mm256_storeu_ps(y + o, x);
+                    }
                 }
-            }
+        }
     }
 }
 
