@@ -235,8 +235,11 @@ void transform_filters(const Dims& d, const float* w, float* u, int64_t k, int64
 // a layer of 64 channels, on one thread while the other waited).
 template <int M>
 void transform_weights(const Dims& d, TensorView w, float* u) {
-    const int64_t K = d.K, C = d.C;
-    std::fill(u, u + weights_floats(d), 0.0f);  // the last block's lanes beyond K
+    constexpr int A = Tile<M>::alpha;
+    const int64_t K = d.K, C = d.C, KB = k_blocks(d);
+    for (int64_t k = K; k < KB * d.kb; ++k)  // the last block's lanes beyond K: zero; every other lane is written below
+        for (int64_t xi = 0; xi < A * A; ++xi)
+            for (int64_t c = 0; c < C; ++c) u[((xi * KB + k / d.kb) * C + c) * d.kb + k % d.kb] = 0.0f;
     for (int64_t k = 0; k < K;) {
         const bool four = k + 4 <= K && k % d.kb + 4 <= d.kb;
         for (int64_t c = 0; c < C; ++c)
