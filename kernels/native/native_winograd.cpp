@@ -198,12 +198,17 @@ void run_blocks(const Dims& d, const float* xp, const float* u, const float* bia
         blocks<2>(d, xp, u, bias, residual, relu, y, b0, b1, kb0, kb1, work);
 }
 
+// Where U keeps position xi of output channel k and input channel c: [xi][k block][c][k in block].
+inline size_t weight_index(const Dims& d, int64_t xi, int64_t k, int64_t c) {
+    return size_t(((xi * k_blocks(d) + k / d.kb) * d.C + c) * d.kb + k % d.kb);
+}
+
 // G g G^T of the filters of output channels k .. k + L - 1 (L = 1, or 4 with D = __m256d: adjacent
-// channels of one output block) and input channel c, stored at u[xi][k block][c][k in block].
+// channels of one output block) and input channel c, stored in U at weight_index.
 template <int M, class D>
 void transform_filters(const Dims& d, const float* w, float* u, int64_t k, int64_t c) {
     constexpr int A = Tile<M>::alpha;
-    const int64_t C = d.C, KB = k_blocks(d);
+    const int64_t C = d.C;
     auto taps_at = [&](int t) {  // tap t of each filter
         if constexpr (sizeof(D) == sizeof(double))
             return D(w[(k * C + c) * 9 + t]);
@@ -221,7 +226,7 @@ void transform_filters(const Dims& d, const float* w, float* u, int64_t k, int64
         D out[A];
         Tile<M>::weights(col, out);
         for (int i = 0; i < A; ++i) {
-            float* at = u + ((size_t(i * A + j) * KB + k / d.kb) * C + c) * d.kb + k % d.kb;
+            float* at = u + weight_index(d, i * A + j, k, c);
             if constexpr (sizeof(D) == sizeof(double))
                 *at = float(out[i]);
             else
@@ -239,7 +244,7 @@ void transform_weights(const Dims& d, TensorView w, float* u) {
     const int64_t K = d.K, C = d.C, KB = k_blocks(d);
     for (int64_t k = K; k < KB * d.kb; ++k)  // the last block's lanes beyond K: zero; every other lane is written below
         for (int64_t xi = 0; xi < A * A; ++xi)
-            for (int64_t c = 0; c < C; ++c) u[((xi * KB + k / d.kb) * C + c) * d.kb + k % d.kb] = 0.0f;
+            for (int64_t c = 0; c < C; ++c) u[weight_index(d, xi, k, c)] = 0.0f;
     for (int64_t k = 0; k < K;) {
         const bool four = k + 4 <= K && k % d.kb + 4 <= d.kb;
         for (int64_t c = 0; c < C; ++c)
