@@ -7,15 +7,14 @@ bin=$1 model=$2
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
-wait_port() {  # port [pid]: 0 once the port opens with process pid alive; 1 once pid has exited (it
+wait_port() {  # port pid: 0 once the port opens with process pid alive; 1 once pid has exited (it
     # could not listen: the port is taken, perhaps by another process that answers on it)
     for _ in $(seq 200); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-            [ -z "${2:-}" ] && return 0
             sleep 0.2  # a process that could not bind exits at once
             kill -0 "$2" 2>/dev/null && return 0 || return 1
         fi
-        [ -z "${2:-}" ] || kill -0 "$2" 2>/dev/null || return 1
+        kill -0 "$2" 2>/dev/null || return 1
         sleep 0.05
     done
     echo "port $1 never opened" >&2
@@ -58,7 +57,7 @@ for _ in 1 2 3 4 5; do
     fi
     kill "${pids[@]}" 2>/dev/null || true
 done
-[ -n "$started" ] || { echo "no free pair of ports in 5 tries: $(cat "$work/serve.log" "$work/proxy.log")" >&2; exit 1; }
+[ -n "$started" ] || { echo "no free pair of ports in 5 tries: $(cat "$work"/*.log)" >&2; exit 1; }
 
 direct=$(get_info "$server_port")
 proxied=$(get_info "$proxy_port")
