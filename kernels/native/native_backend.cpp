@@ -251,7 +251,7 @@ void NativeBackend::conv(const OpArgs& a, const float* bias, const float* residu
     const float* u = nullptr;
     if (floats)
         u = transformed(a, floats, a.scratch + work, [&](TensorView w, float* out) {
-            conv_kernel_transform(k, attrs, x.shape, w, a.out.shape, out);
+            conv_kernel_transform(k, attrs, x.shape, w, a.out.shape, out, threads_);
         });
     last_kernel_ = k;
     conv_kernel_forward(k, attrs, x, w, u, bias, residual, a.out, a.scratch, threads_);

@@ -118,6 +118,10 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
     float* const u = wt + layout.wt;
     float* const threads_scratch = scratch + layout.shared();
     const int64_t wsize = w.numel();
+    // The flipped weights and their transform, shared by the threads' input gradients.
+    const Shape wt_shape{d.C, d.K, 3, 3};
+    if (direct_gx) flip_transpose_3x3(w, wt);
+    if (winograd_gx) winograd_weights(winograd_gx, gy.shape, TensorView{wt, wt_shape}, u, threads);
     int used = 1;
     // Each thread accumulates weight gradients privately; they are summed in thread order at
     // the end, so results are identical for the same thread count.
@@ -130,12 +134,6 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
         float* gb_t = gw_t + wsize;
         float* plane_scratch = gb_t + d.K;  // depthwise: the plane kernel's
         std::fill(gw_t, gw_t + wsize + d.K, 0.0f);
-        const Shape wt_shape{d.C, d.K, 3, 3};
-#pragma omp single
-        {
-            if (direct_gx) flip_transpose_3x3(w, wt);
-            if (winograd_gx) winograd_weights(winograd_gx, gy.shape, TensorView{wt, wt_shape}, u);
-        }
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < d.N; ++n) {
             // The direct input gradient (Winograd or not) writes a fresh gx; every other path adds to it.

@@ -125,9 +125,10 @@ size_t conv_kernel_work_floats(ConvKernel k, const Attrs& a, const Shape& x, con
     return size_t(threads) * conv_scratch_per_thread(a, x, w, y);
 }
 
-void conv_kernel_transform(ConvKernel k, const Attrs& a, const Shape& x, TensorView w, const Shape& y, float* u) {
+void conv_kernel_transform(ConvKernel k, const Attrs& a, const Shape& x, TensorView w, const Shape& y, float* u,
+                           int threads) {
     if (is_winograd(k))
-        winograd_weights(plan_of(k, a, x, w.shape, y), x, w, u);
+        winograd_weights(plan_of(k, a, x, w.shape, y), x, w, u, threads);
     else if (k == ConvKernel::gemm)
         conv_gemm_pack(w, y, u);
     else if (k == ConvKernel::direct_512)

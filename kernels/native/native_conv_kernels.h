@@ -39,7 +39,8 @@ std::vector<ConvKernel> conv_kernel_candidates(const Attrs& a, const Shape& x, c
 size_t conv_kernel_weights_floats(ConvKernel k, const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
 size_t conv_kernel_work_floats(ConvKernel k, const Attrs& a, const Shape& x, const Shape& w, const Shape& y,
                                int threads);
-void conv_kernel_transform(ConvKernel k, const Attrs& a, const Shape& x, TensorView w, const Shape& y, float* u);
+void conv_kernel_transform(ConvKernel k, const Attrs& a, const Shape& x, TensorView w, const Shape& y, float* u,
+                           int threads = 1);
 
 // y = relu?(conv(x, w) + bias? + residual?) on kernel k, from its transformed weights u (where it
 // has them); scratch holds conv_kernel_work_floats floats.

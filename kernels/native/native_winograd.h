@@ -28,9 +28,9 @@ WinogradPlan winograd_plan_for(int m, bool over_channels, bool avx512, const Att
 size_t winograd_scratch(WinogradPlan plan, const Shape& x, const Shape& w, int threads);
 
 // G w G^T for every (output, input) channel pair, packed for winograd_forward on inputs of x's
-// shape: u holds winograd_weights_floats(plan, x, w) floats.
+// shape: u holds winograd_weights_floats(plan, x, w) floats. The same values with any thread count.
 size_t winograd_weights_floats(WinogradPlan plan, const Shape& x, const Shape& w);
-void winograd_weights(WinogradPlan plan, const Shape& x, TensorView w, float* u);
+void winograd_weights(WinogradPlan plan, const Shape& x, TensorView w, float* u, int threads = 1);
 
 // y = relu?(conv(x, w) + bias? + residual?), from u = winograd_weights(plan, x, w). The samples are
 // shared out between threads when there are enough; otherwise the threads split each phase of one
