@@ -210,6 +210,7 @@ size_t NativeBackend::scratch_floats(const Node& node, const Shape* in, int n_in
 
 void NativeBackend::prepare(const Node& node, const Shape* in, int, const Shape& out) {
     transformed_.erase(&node);
+    normalisation_.erase(&node);
     if (node.op != Op::Conv) return;
     const Attrs& a = node.attrs;
     ConvKernel k = conv_kernel_fixed(a, in[0], in[1], out);
@@ -240,6 +241,23 @@ const float* NativeBackend::transformed(const OpArgs& a, size_t floats, float* s
     return t.data.data();
 }
 
+namespace {
+bool relu_without_residual(const Attrs& a) { return a.fused_relu && !a.fused_residual; }
+}  // namespace
+
+float* NativeBackend::record_normalisation(const OpArgs& a) {
+    if (!relu_without_residual(a.node.attrs)) return nullptr;
+    Normalisation& n = normalisation_[&a.node];
+    n.k_shift.resize(size_t(2 * a.in[0].shape[1]));
+    n.valid = true;
+    return n.k_shift.data();
+}
+
+const float* NativeBackend::recorded_normalisation(const OpArgs& a) const {
+    const auto it = normalisation_.find(&a.node);
+    return it != normalisation_.end() && it->second.valid ? it->second.k_shift.data() : nullptr;
+}
+
 void NativeBackend::conv(const OpArgs& a, const float* bias, const float* residual) {
     const TensorView &x = a.in[0], &w = a.in[1];
     const Attrs& attrs = a.node.attrs;
@@ -266,7 +284,8 @@ void NativeBackend::forward(const OpArgs& a) {
             return conv(a, c.bias, c.residual);
         }
         case Op::BatchNorm:
-            if (a.training) return batchnorm_train_forward(n.attrs, a.in, a.out, threads_);
+            if (a.training) return batchnorm_train_forward(n.attrs, a.in, a.out, record_normalisation(a), threads_);
+            if (const auto it = normalisation_.find(&n); it != normalisation_.end()) it->second.valid = false;
             return batchnorm_inference(n.attrs, a.in, a.out);
         case Op::Relu:
             parallel_ranges(a.out.numel(), threads_, [x = a.in[0].data, y = a.out.data](int64_t i0, int64_t i1) {
@@ -326,7 +345,7 @@ void NativeBackend::backward(const GradArgs& g) {
         case Op::BatchNorm:
             zero_fresh(g, threads_, 1, 3);  // scale and bias; the residual's (input 5) is written where fresh
             batchnorm_backward(a.node.attrs, a.in, a.out, g.grad_out, gin, fresh0, is_fresh(g, 5), a.training,
-                               threads_);
+                               a.training ? recorded_normalisation(a) : nullptr, threads_);
             return;
         case Op::Relu:
             if (gin[0].data) relu_backward(gin[0].data, a.out.data, gy, count, fresh0, threads_);

@@ -63,6 +63,16 @@ private:
     std::vector<ConvKernel> forced_;
     ConvKernel last_kernel_ = ConvKernel::other;
     std::unordered_map<const Node*, TransformedWeights> transformed_;
+    // Each BatchNorm's k and shift from its last forward (batchnorm_train_forward's `normalisation`),
+    // where a ReLU and no residual follow it: its backward then reads the mask from x, not y. Valid
+    // after a training forward; an inference forward of the node makes them stale.
+    struct Normalisation {
+        bool valid = false;
+        std::vector<float> k_shift;
+    };
+    float* record_normalisation(const OpArgs& a);  // null where the backward would not use it
+    const float* recorded_normalisation(const OpArgs& a) const;
+    std::unordered_map<const Node*, Normalisation> normalisation_;
     // Each convolution's kernel, chosen by prepare(): the same for a convolution's shapes at any batch
     // size and thread count, in inference and training plans alike, so that they agree to the bit.
     std::unordered_map<const Node*, ConvKernel> kernel_;

@@ -43,27 +43,59 @@ void row_sums(const float* __restrict a, int64_t n, double* sums) {
     sums[0] += s, sums[1] += t;
 }
 
+// Where a fused ReLU passes the gradient along a row, for the backward: `vec(i)` as a lane mask over
+// 8 values, `at(i)` for one.
+struct PassAll {  // no ReLU
+    __m256 vec(int64_t) const { return _mm256_castsi256_ps(_mm256_set1_epi32(-1)); }
+    bool at(int64_t) const { return true; }
+};
+struct PassWhereOutput {  // y > 0, from the forward's output
+    const float* __restrict y;
+    __m256 vec(int64_t i) const { return _mm256_cmp_ps(_mm256_loadu_ps(y + i), _mm256_setzero_ps(), _CMP_GT_OQ); }
+    bool at(int64_t i) const { return y[i] > 0.0f; }
+};
+// x * k + shift > 0, with the forward's k and shift: the same fused multiply-add as the forward's
+// normalise_row (GCC contracts it), so the same mask as y > 0 without reading y. Only where no
+// residual is added before the ReLU.
+struct PassWhereNormalised {
+    const float* __restrict x;
+    float k, shift;
+    __m256 vec(int64_t i) const {
+        const __m256 q = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(k), _mm256_set1_ps(shift));
+        return _mm256_cmp_ps(q, _mm256_setzero_ps(), _CMP_GT_OQ);
+    }
+    bool at(int64_t i) const { return std::fma(x[i], k, shift) > 0.0f; }
+};
+
 // The backward's sums over a row in one pass: sums[0..3] += sum g, sum g*x, sum x, sum x*x, where g
-// is gy, or gy where relu_out > 0 and 0 elsewhere (the gradient through a fused ReLU: the same
+// is gy where `pass` lets it through and 0 elsewhere (the gradient through a fused ReLU: the same
 // values, summed in the same order, as on the ReLU backward's output).
-void backward_row_sums(const float* __restrict gy, const float* __restrict relu_out, const float* __restrict x,
-                       int64_t n, double* sums) {
+template <class Pass>
+void backward_row_sums(const float* __restrict gy, Pass pass, const float* __restrict x, int64_t n, double* sums) {
     __m256 sg = _mm256_setzero_ps(), sgx = sg, sx = sg, sxx = sg;
-    const __m256 zero = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 g = _mm256_loadu_ps(gy + i);
-        if (relu_out) g = _mm256_and_ps(g, _mm256_cmp_ps(_mm256_loadu_ps(relu_out + i), zero, _CMP_GT_OQ));
+        const __m256 g = _mm256_and_ps(_mm256_loadu_ps(gy + i), pass.vec(i));
         const __m256 v = _mm256_loadu_ps(x + i);
         sg = _mm256_add_ps(sg, g), sgx = _mm256_fmadd_ps(g, v, sgx);
         sx = _mm256_add_ps(sx, v), sxx = _mm256_fmadd_ps(v, v, sxx);
     }
     float t[4] = {horizontal_sum(sg), horizontal_sum(sgx), horizontal_sum(sx), horizontal_sum(sxx)};
     for (; i < n; ++i) {
-        const float g = relu_out && !(relu_out[i] > 0.0f) ? 0.0f : gy[i];
+        const float g = pass.at(i) ? gy[i] : 0.0f;
         t[0] += g, t[1] += g * x[i], t[2] += x[i], t[3] += x[i] * x[i];
     }
     for (int k = 0; k < 4; ++k) sums[k] += t[k];
+}
+
+// q = k * (g - a - (x - m) * b), or q += that where !fresh, g as in backward_row_sums.
+template <class Pass>
+void input_gradient_row(const float* __restrict gy, Pass pass, const float* __restrict x, float k, float a, float b,
+                        float m, bool fresh, float* __restrict q, int64_t n) {
+    if (fresh)
+        for (int64_t i = 0; i < n; ++i) q[i] = k * ((pass.at(i) ? gy[i] : 0.0f) - a - (x[i] - m) * b);
+    else
+        for (int64_t i = 0; i < n; ++i) q[i] += k * ((pass.at(i) ? gy[i] : 0.0f) - a - (x[i] - m) * b);
 }
 
 // q = x * k + shift, plus r where given, then ReLU where relu: as the unfused BatchNorm, Add and
@@ -82,7 +114,7 @@ void normalise_row(const float* __restrict x, const float* __restrict r, float k
 
 }  // namespace
 
-void batchnorm_train_forward(const Attrs& a, const TensorView* in, TensorView y, int threads) {
+void batchnorm_train_forward(const Attrs& a, const TensorView* in, TensorView y, float* normalisation, int threads) {
     const TensorView &x = in[0], &scale = in[1], &bias = in[2], &run_mean = in[3], &run_var = in[4];
     const Layout L = layout(x.shape);
     const double count = double(L.n * L.inner);
@@ -101,6 +133,7 @@ void batchnorm_train_forward(const Attrs& a, const TensorView* in, TensorView y,
             run_mean[c] = float((1 - a.momentum) * run_mean[c] + a.momentum * mean);
             run_var[c] = float((1 - a.momentum) * run_var[c] + a.momentum * unbiased);
             k[j] = float(scale[c] / std::sqrt(var + a.epsilon)), shift[j] = float(bias[c] - mean * k[j]);
+            if (normalisation) normalisation[c] = k[j], normalisation[L.c + c] = shift[j];
         }
         for (int64_t n = L.n - 1; n >= 0; --n)  // last read first: those rows are still in cache
             for (int64_t j = 0; j < g; ++j) {
@@ -124,13 +157,26 @@ void batchnorm_inference(const Attrs& a, const TensorView* in, TensorView y) {
 }
 
 void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView y, TensorView gy, TensorView* gin,
-                        bool gx_fresh, bool residual_fresh, bool training, int threads) {
+                        bool gx_fresh, bool residual_fresh, bool training, const float* normalisation, int threads) {
     const TensorView &x = in[0], &scale = in[1];
     const Layout L = layout(x.shape);
     const double count = double(L.n * L.inner);
     const int64_t G = group_of(L);
     const bool relu = a.fused_relu;
+    const bool mask_from_x = relu && !a.fused_residual && normalisation;
     float* const residual_grad = a.fused_residual ? gin[5].data : nullptr;
+    // A fresh residual gradient is gy through the ReLU: written by the first pass, it is the second
+    // pass's g, read in place of gy and y.
+    const bool g_from_residual = residual_grad && residual_fresh;
+    // f(row, pass): f applied with where the row's ReLU passes the gradient.
+    auto with_pass = [&](int64_t row, int64_t c, auto f) {
+        if (mask_from_x)
+            f(PassWhereNormalised{x.data + row, normalisation[c], normalisation[L.c + c]});
+        else if (relu)
+            f(PassWhereOutput{y.data + row});
+        else
+            f(PassAll{});
+    };
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t c0 = 0; c0 < L.c; c0 += G) {
         const int64_t g = std::min(G, L.c - c0);
@@ -139,7 +185,10 @@ void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView y, Tens
         for (int64_t n = 0; n < L.n; ++n)
             for (int64_t j = 0; j < g; ++j) {
                 const int64_t row = (n * L.c + c0 + j) * L.inner;
-                backward_row_sums(gy.data + row, relu ? y.data + row : nullptr, x.data + row, L.inner, sums[j]);
+                with_pass(row, c0 + j,
+                          [&](auto pass) { backward_row_sums(gy.data + row, pass, x.data + row, L.inner, sums[j]); });
+                if (g_from_residual)  // the residual's gradient, as the unfused Add's backward gives it
+                    relu_gradient_row(residual_grad + row, relu ? y.data + row : nullptr, gy.data + row, L.inner, true);
             }
         // gx = k * (g - [training] (sum_g + xhat * sum_g_xhat) / count), xhat = (x - mean) * inv
         float k[kMaxGroup], a_g[kMaxGroup], b_x[kMaxGroup], m[kMaxGroup];
@@ -164,20 +213,18 @@ void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView y, Tens
         for (int64_t n = L.n - 1; n >= 0; --n)  // last summed first: those rows are still in cache
             for (int64_t j = 0; j < g; ++j) {
                 const int64_t row = (n * L.c + c0 + j) * L.inner;
-                const float* __restrict gr = gy.data + row;
-                const float* __restrict p = x.data + row;
-                const float* __restrict r = y.data + row;
-                const float kj = k[j], aj = a_g[j], bj = b_x[j], mj = m[j];
-                // (r[i] > 0 ? g[i] : 0) as a blend, so that the loops stay vectorised
-                if (float* __restrict q = gin[0].data ? gin[0].data + row : nullptr; q && gx_fresh)
-                    for (int64_t i = 0; i < L.inner; ++i)
-                        q[i] = kj * ((relu && !(r[i] > 0.0f) ? 0.0f : gr[i]) - aj - (p[i] - mj) * bj);
-                else if (q)
-                    for (int64_t i = 0; i < L.inner; ++i)
-                        q[i] += kj * ((relu && !(r[i] > 0.0f) ? 0.0f : gr[i]) - aj - (p[i] - mj) * bj);
-                // The residual's gradient, as the unfused Add's backward gives it (the row is in L1 now).
-                if (residual_grad)
-                    relu_gradient_row(residual_grad + row, relu ? r : nullptr, gr, L.inner, residual_fresh);
+                if (float* q = gin[0].data ? gin[0].data + row : nullptr) {
+                    const auto input_gradient = [&](const float* g_row, auto pass) {
+                        input_gradient_row(g_row, pass, x.data + row, k[j], a_g[j], b_x[j], m[j], gx_fresh, q, L.inner);
+                    };
+                    if (g_from_residual)
+                        input_gradient(residual_grad + row, PassAll{});
+                    else
+                        with_pass(row, c0 + j, [&](auto pass) { input_gradient(gy.data + row, pass); });
+                }
+                if (residual_grad && !residual_fresh)  // adds to it (the row is in L1 now)
+                    relu_gradient_row(residual_grad + row, relu ? y.data + row : nullptr, gy.data + row, L.inner,
+                                      false);
             }
     }
 }
