@@ -13,10 +13,10 @@ namespace engine {
 
 namespace {
 
-constexpr int64_t kAlignFloats = 16;  // 64-byte alignment of every buffer in the arena
 constexpr int kNever = std::numeric_limits<int>::max();
 
-int64_t aligned(int64_t n) { return (n + kAlignFloats - 1) / kAlignFloats * kAlignFloats; }
+// Every buffer in the arena (itself line-aligned) starts on a 64-byte line.
+int64_t aligned(int64_t n) { return whole_lines(n); }
 
 // First-fit placement of buffers with known lifetimes: a buffer may reuse the space of
 // any buffer already released (ggml-alloc's liveness-based reuse, without its free list).

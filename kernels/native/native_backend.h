@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/aligned_vector.h"
 #include "native_conv_kernels.h"
 #include "native_conv_tuner.h"
 #include "ref/ref_kernels.h"
@@ -51,7 +52,7 @@ private:
     // gradients) transform into scratch on every run, as their weights may change in place.
     struct TransformedWeights {
         const float* source = nullptr;
-        std::vector<float> data;
+        AlignedVector<float> data;
     };
     // transform(w, out) writes `floats` floats; it is defined beside its callers in native_backend.cpp.
     template <class Transform>

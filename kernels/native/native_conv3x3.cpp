@@ -12,6 +12,7 @@
 
 #include <algorithm>
 
+#include "engine/aligned_vector.h"
 #include "native_pad.h"
 #include "native_simd.h"
 
@@ -183,7 +184,7 @@ bool conv3x3_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y
            (s == 1 || (x[2] % 2 == 0 && x[3] % 2 == 0));
 }
 
-size_t conv3x3_scratch_per_thread(const Shape& x) { return size_t(x[1] * (x[2] + 2) * (x[3] + 2)); }
+size_t conv3x3_scratch_per_thread(const Shape& x) { return whole_lines(size_t(x[1] * (x[2] + 2) * (x[3] + 2))); }
 
 size_t conv3x3_wgrad_scratch_per_thread(const Shape& x) {
     return size_t(wgrad_chunk(x)) * conv3x3_scratch_per_thread(x);

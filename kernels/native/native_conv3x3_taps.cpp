@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "engine/aligned_vector.h"
+
 namespace engine::native {
 
 using taps::Geometry;
@@ -15,7 +17,7 @@ Geometry geometry(const Shape& x, int64_t K, const Shape& y) {
     Geometry g{x[1], x[2], x[3], K, x[3] > y[3] ? 2 : 1, y[2], y[3], y[2] * y[3], 0, 0, 0};
     g.rows = g.OH + 3 - g.S;
     g.slab = g.rows * g.OW;
-    g.floats = g.C * 3 * g.S * g.slab + 64;
+    g.floats = whole_lines(g.C * 3 * g.S * g.slab + 64);
     return g;
 }
 

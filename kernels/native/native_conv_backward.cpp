@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "engine/aligned_vector.h"
 #include "native_conv.h"
 #include "native_conv3x3.h"
 #include "native_conv_dims.h"
@@ -55,9 +56,12 @@ WinogradPlan winograd_input_grad(const Shape& x, const Shape& w, const Shape& y,
 // The backward's scratch: first what all threads share, the flipped weights and their Winograd
 // transform (wt, u: made once); then each thread's, in this order: im2col of x (or padded samples of
 // the direct weight gradient), the column gradient (or the direct or Winograd input gradient's
-// working space), private weight and bias gradients.
+// working space), private weight and bias gradients. Each in whole lines (line_aligned).
 struct BackwardScratch {
     size_t col, gcol, gw, wt, u;
+    BackwardScratch line_aligned() const {
+        return {whole_lines(col), whole_lines(gcol), whole_lines(gw), whole_lines(wt), whole_lines(u)};
+    }
     size_t per_thread() const { return col + gcol + gw; }
     size_t shared() const { return wt + u; }
 };
@@ -66,7 +70,7 @@ BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w,
     const ConvDims d = conv_dims(a, x, w, y);
     const size_t gradients = size_t(d.K * d.CKK + d.K);
     if (a.groups == 1 && conv_is_pointwise(a, d)) {
-        return {pointwise_backward_scratch(x, w), 0, gradients, 0, 0};
+        return BackwardScratch{pointwise_backward_scratch(x, w), 0, gradients, 0, 0}.line_aligned();
     }
     size_t col = size_t(d.CKK * d.P);
     if (conv3x3_fits(a, x, w, y)) col = std::max(col, conv3x3_scratch_per_thread(x));
@@ -82,16 +86,17 @@ BackwardScratch backward_scratch(const Attrs& a, const Shape& x, const Shape& w,
             s.u = winograd_weights_floats(plan, y, wt);
         }
     }
-    return s;
+    return s.line_aligned();
 }
 
 // One thread's part of the scratch, at least the forward's (the same buffer serves both).
 size_t per_thread_floats(const Attrs& a, const Shape& x, const Shape& w, const Shape& y, const BackwardScratch& s) {
     const size_t forward = conv_scratch_per_thread(a, x, w, y);
-    if (!conv_is_depthwise(a, w)) return std::max(forward, s.per_thread());
+    if (!conv_is_depthwise(a, w)) return whole_lines(std::max(forward, s.per_thread()));
     // Private weight and bias gradients, then the planes of the plane kernel.
     const ConvDims d = conv_dims(a, x, w, y);
-    return std::max(forward, size_t(d.K * d.KH * d.KW + d.K) + depthwise_backward_scratch(depthwise_plane_of(a, d)));
+    return whole_lines(
+        std::max(forward, size_t(d.K * d.KH * d.KW + d.K) + depthwise_backward_scratch(depthwise_plane_of(a, d))));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "engine/aligned_vector.h"
 #include "native_conv3x3.h"
 #include "native_conv_dims.h"
 #include "native_gemm.h"
@@ -36,7 +37,7 @@ void conv_gemm_pack(TensorView w, const Shape& y, float* out) {
 
 size_t conv_gemm_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
     const ConvDims d = conv_dims(a, x, w, y);
-    return conv_is_pointwise(a, d) ? 0 : size_t(d.CKK * d.P);
+    return conv_is_pointwise(a, d) ? 0 : whole_lines(size_t(d.CKK * d.P));
 }
 
 void conv_gemm_forward(const Attrs& a, TensorView x, const float* packed_w, const Shape& w, const float* bias,
@@ -107,7 +108,7 @@ void conv_gemm_forward(const Attrs& a, TensorView x, const float* packed_w, cons
 
 size_t conv_grouped_scratch_per_thread(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
     const ConvDims d = conv_dims(a, x, w, y);
-    return size_t(d.CKK * d.P);
+    return whole_lines(size_t(d.CKK * d.P));
 }
 
 void conv_grouped_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "engine/aligned_vector.h"
 #include "native_conv.h"
 #include "native_conv3x3.h"
 #include "native_conv3x3_taps.h"
@@ -120,9 +121,9 @@ size_t conv_kernel_weights_floats(ConvKernel k, const Attrs& a, const Shape& x, 
 size_t conv_kernel_work_floats(ConvKernel k, const Attrs& a, const Shape& x, const Shape& w, const Shape& y,
                                int threads) {
     if (is_winograd(k)) return winograd_scratch(plan_of(k, a, x, w, y), x, w, threads);
-    if (k == ConvKernel::gemm) return size_t(threads) * conv_gemm_scratch_per_thread(a, x, w, y);
-    if (k == ConvKernel::direct_512) return conv3x3_taps_work_floats(x, y, threads);
-    return size_t(threads) * conv_scratch_per_thread(a, x, w, y);
+    if (k == ConvKernel::gemm) return whole_lines(size_t(threads) * conv_gemm_scratch_per_thread(a, x, w, y));
+    if (k == ConvKernel::direct_512) return whole_lines(conv3x3_taps_work_floats(x, y, threads));
+    return whole_lines(size_t(threads) * conv_scratch_per_thread(a, x, w, y));
 }
 
 void conv_kernel_transform(ConvKernel k, const Attrs& a, const Shape& x, TensorView w, const Shape& y, float* u,

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/aligned_vector.h"
 #include "engine/atomic_file.h"
 #include "engine/error.h"
 #include "engine/hash.h"
@@ -94,7 +95,7 @@ void save(const Cache& c) {
 }
 
 // Deterministic values in [-1, 1): the data the candidates are timed on.
-void fill(std::vector<float>& v, uint32_t seed) {
+void fill(AlignedVector<float>& v, uint32_t seed) {
     for (float& f : v) {
         seed = seed * 1664525u + 1013904223u;
         f = float(seed >> 8) / float(1u << 23) - 1.0f;
@@ -106,21 +107,6 @@ size_t l2_bytes() {
     const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     return l2 > 0 ? size_t(l2) : size_t(1) << 20;
 }
-
-// A copy of some floats that starts on a 64-byte line.
-class Aligned {
-public:
-    explicit Aligned(const std::vector<float>& v) : store_(v.size() + 16) {
-        const size_t skip = (64 - reinterpret_cast<uintptr_t>(store_.data()) % 64) % 64 / sizeof(float);
-        data_ = store_.data() + skip;
-        std::copy(v.begin(), v.end(), data_);
-    }
-    float* data() { return data_; }
-
-private:
-    std::vector<float> store_;
-    float* data_;
-};
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -173,13 +159,10 @@ std::vector<std::vector<double>> conv_kernel_times(const std::vector<ConvKernel>
                                                    const Shape& x, const Shape& w, const Shape& y, int threads,
                                                    int rounds) {
     const size_t n = candidates.size();
-    std::vector<float> xs(size_t(x.numel())), ws(size_t(w.numel())), ys(size_t(y.numel())),
+    // Line-aligned, as the plan's arena and scratch are (aligned_vector.h).
+    AlignedVector<float> xs(size_t(x.numel())), ws(size_t(w.numel())), ys(size_t(y.numel())),
         rs(a.fused_residual ? size_t(y.numel()) : 0);
     fill(xs, 1), fill(ws, 2), fill(rs, 3);
-    // The plan's arena starts every buffer on a 64-byte line; a vector's storage may start 16 bytes
-    // into one, which splits every zmm load across two lines and slowed the scratch-heavy Winograd
-    // kernels here more than in the network. So the activations and scratch get the arena's alignment.
-    Aligned xa(xs), ya(ys), ra(rs);
     for (float& v : ws) v *= 0.1f;
     // In a network every convolution reads its own weights, which the layers before have pushed out of
     // L2, though not out of L3: Winograd F(4x4)'s transformed weights are 4x the size of the plain ones
@@ -190,10 +173,10 @@ std::vector<std::vector<double>> conv_kernel_times(const std::vector<ConvKernel>
     // Winograd weights twice as much as in the network and chose the direct kernel for 8x8 planes.)
     const size_t cold_bytes = 2 * l2_bytes();
     size_t work = 0;
-    std::vector<std::vector<float>> us(n), raw(n);
+    std::vector<AlignedVector<float>> us(n), raw(n);  // us: each copy in whole lines
     std::vector<size_t> copies(n), next(n, 0);
     for (size_t i = 0; i < n; ++i) {
-        const size_t floats = conv_kernel_weights_floats(candidates[i], a, x, w, y);
+        const size_t floats = whole_lines(conv_kernel_weights_floats(candidates[i], a, x, w, y));
         const size_t bytes = sizeof(float) * (floats ? floats : ws.size());  // what the kernel reads
         copies[i] = std::clamp<size_t>((cold_bytes + bytes - 1) / bytes, 1, 256);
         work = std::max(work, conv_kernel_work_floats(candidates[i], a, x, w, y, threads));
@@ -205,15 +188,15 @@ std::vector<std::vector<double>> conv_kernel_times(const std::vector<ConvKernel>
         }
         if (floats) std::copy(ws.begin(), ws.end(), raw[i].begin());
     }
-    Aligned scratch{std::vector<float>(work)};
-    const TensorView xv{xa.data(), x}, yv{ya.data(), y};
+    AlignedVector<float> scratch(work);
+    const TensorView xv{xs.data(), x}, yv{ys.data(), y};
     auto run = [&](size_t i) {
         const size_t c = next[i];
         next[i] = (c + 1) % copies[i];
         const size_t floats = us[i].size() / copies[i];
         conv_kernel_forward(
             candidates[i], a, xv, TensorView{raw[i].data() + (raw[i].size() > ws.size() ? c * ws.size() : 0), w},
-            us[i].data() + c * floats, nullptr, rs.empty() ? nullptr : ra.data(), yv, scratch.data(), threads);
+            us[i].data() + c * floats, nullptr, rs.empty() ? nullptr : rs.data(), yv, scratch.data(), threads);
     };
     // Repetitions per measurement: enough for about 3 ms, as long as a network's run, so that each
     // candidate is timed at the clock the core sustains on it. (With 0.3 ms, an AVX-512 kernel timed

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "engine/aligned_vector.h"
 #include "native_pad.h"
 
 namespace engine::native {
@@ -84,7 +85,7 @@ void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const flo
 bool conv_is_depthwise(const Attrs& a, const Shape& w) { return a.groups > 1 && w[1] == 1 && w[0] == a.groups; }
 
 size_t depthwise_scratch_per_thread(const Attrs& a, const ConvDims& d) {
-    return depthwise3x3_fits(a, d) ? size_t((d.H + 2) * (d.W + 2)) : 0;
+    return depthwise3x3_fits(a, d) ? whole_lines(size_t((d.H + 2) * (d.W + 2))) : 0;
 }
 
 DepthwisePlane depthwise_plane_of(const Attrs& a, const ConvDims& d) {

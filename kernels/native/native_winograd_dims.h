@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "engine/aligned_vector.h"
 #include "native_winograd.h"
 
 namespace engine::native::winograd {
@@ -57,16 +58,18 @@ inline Dims dims_of(WinogradPlan plan, const Shape& x, const Shape& w) {
     d.plane = (d.H + 2) * d.Wp;
     // One cache line more than the C x tiles of a block: with a power-of-two stride, the input
     // transform's stores to every position would fall in the same few L1 sets and evict each other.
-    d.vstride = d.C * d.tb + 16;
+    // Whole lines, so that every position's zmm stores start on a line.
+    d.vstride = whole_lines(d.C * d.tb) + 16;
     return d;
 }
 
 inline int64_t k_blocks(const Dims& d) { return (d.K + d.kb - 1) / d.kb; }
 inline int64_t tile_blocks(const Dims& d) { return d.T / d.tb; }
 
-// Floats of the padded input (shared by a sample's threads), and of one thread's V and M blocks.
-inline size_t padded_floats(const Dims& d) { return size_t(d.C * d.plane); }
-inline size_t block_floats(const Dims& d) { return size_t(d.xis * (d.vstride + d.tb * d.K)); }
+// Floats of the padded input (shared by a sample's threads), and of one thread's V and M blocks, in
+// whole lines: from a line-aligned scratch, V and M start on lines.
+inline size_t padded_floats(const Dims& d) { return whole_lines(size_t(d.C * d.plane)); }
+inline size_t block_floats(const Dims& d) { return whole_lines(size_t(d.xis * (d.vstride + d.tb * d.K))); }
 // Floats of the transformed weights U: [xi][output channel block][c][channel in block].
 inline size_t weights_floats(const Dims& d) { return size_t(d.xis * k_blocks(d) * d.kb * d.C); }
 

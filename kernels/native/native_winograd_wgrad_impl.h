@@ -15,6 +15,7 @@
 
 #include <algorithm>
 
+#include "engine/aligned_vector.h"
 #include "native_winograd_wgrad.h"
 
 namespace engine::native {
@@ -275,11 +276,11 @@ void weight_grad(TensorView x, TensorView gy, float* gw, int64_t n0, int64_t n1,
     const Dims d = dims_of(x.shape, gy.shape[1]);
     const TransformLayout vl = transform_layout(d, d.C), ml = transform_layout(d, d.K);
     const int64_t pair = d.K * d.C;
-    float* xt = scratch;
-    float* gt = xt + d.padded();
-    float* v = gt + d.H * d.W * d.K;
-    float* m = v + transform_floats(d, d.C);
-    float* gu = m + transform_floats(d, d.K);
+    float* xt = scratch;  // each part on a line of its own (whole_lines), as the scratch starts on one
+    float* gt = xt + whole_lines(d.padded());
+    float* v = gt + whole_lines(d.H * d.W * d.K);
+    float* m = v + whole_lines(transform_floats(d, d.C));
+    float* gu = m + whole_lines(transform_floats(d, d.K));
     std::fill(gu, gu + kPoints * pair, 0.0f);
     for (int64_t first = n0; first < n1; first += d.chunk()) {
         const int64_t samples = std::min(d.chunk(), n1 - first);
@@ -298,8 +299,8 @@ void weight_grad(TensorView x, TensorView gy, float* gw, int64_t n0, int64_t n1,
 
 // Floats of scratch weight_grad needs, for either vector type.
 inline size_t scratch_floats(const Dims& d) {
-    return size_t(d.padded() + d.H * d.W * d.K + transform_floats(d, d.C) + transform_floats(d, d.K) +
-                  kPoints * d.K * d.C);
+    return size_t(whole_lines(d.padded()) + whole_lines(d.H * d.W * d.K) + whole_lines(transform_floats(d, d.C)) +
+                  whole_lines(transform_floats(d, d.K)) + whole_lines(kPoints * d.K * d.C));
 }
 
 }  // namespace

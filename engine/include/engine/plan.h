@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "engine/aligned_vector.h"
 #include "engine/api.h"
 #include "engine/backend.h"
 #include "engine/exit_policy.h"
@@ -99,8 +100,8 @@ private:
     std::vector<int64_t> offset_;               // arena offset per value (-1: constant)
     std::vector<int> last_use_;                 // position of the last consumer per value
     std::vector<std::vector<int>> live_after_;  // per segment: values that later segments read
-    std::vector<float> arena_;
-    std::vector<float> scratch_;
+    AlignedVector<float> arena_;                // every buffer at a multiple of 16 floats from its start
+    AlignedVector<float> scratch_;
     // Device backends (Backend::device_memory()): arena, scratch, gradients and constants live in
     // the backend's memory; the *_base_ pointers are what views point into, on host or device.
     bool device_ = false;
@@ -123,7 +124,7 @@ private:
     int n_current_ = 0;
     // Gradients (allocated only for keep_all plans).
     std::vector<int64_t> grad_offset_;
-    std::vector<float> grad_arena_;
+    AlignedVector<float> grad_arena_;
     std::vector<int> row_of_;  // compaction: current row -> original sample
     std::vector<int> keep_rows_;
     std::vector<TensorView> in_views_;  // reused per node, never reallocated
