@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bench_args.h"
+#include "engine/aligned_vector.h"
 #include "native/native_batchnorm.h"
 
 using namespace engine;
@@ -43,7 +44,7 @@ int main(int argc, char** argv) {
         const int64_t C = 16 * 32 / side;
         const Shape xs{batch, C, side, side}, cs{C};
         const int64_t n = xs.numel();
-        std::vector<float> x(n), y(n), gy(n), gx(n), scale(C, 1.0f), bias(C, 0.1f), mean(C, 0.0f), var(C, 1.0f),
+        AlignedVector<float> x(n), y(n), gy(n), gx(n), scale(C, 1.0f), bias(C, 0.1f), mean(C, 0.0f), var(C, 1.0f),
             gscale(C), gbias(C), k_shift(2 * C);
         std::mt19937 rng(1);
         std::normal_distribution<float> normal;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bench_args.h"
+#include "engine/aligned_vector.h"
 #include "fma_peak.h"
 #include "native/native_conv3x3.h"
 #include "native/native_isa.h"
@@ -36,10 +37,10 @@ int main(int argc, char** argv) {
         const Shape x{batch, C, side, side}, w{C, C, 3, 3};
         std::mt19937 rng(1);
         std::normal_distribution<float> normal;
-        std::vector<float> xs(x.numel()), gys(x.numel());
+        AlignedVector<float> xs(x.numel()), gys(x.numel());
         for (auto& v : xs) v = std::max(0.0f, normal(rng));  // post-ReLU activations
         for (auto& v : gys) v = normal(rng) * 1e-3f;
-        std::vector<float> scratch(
+        AlignedVector<float> scratch(
             std::max(conv3x3_wgrad_scratch_per_thread(x), winograd_wgrad_scratch_per_thread(x, w)));
         std::vector<float> direct(w.numel()), wino(w.numel());
         const TensorView xv{xs.data(), x}, gv{gys.data(), x};
