@@ -168,7 +168,7 @@ void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView y, Tens
     // A fresh residual gradient is gy through the ReLU: written by the first pass, it is the second
     // pass's g, read in place of gy and y.
     const bool g_from_residual = residual_grad && residual_fresh;
-    // f(row, pass): f applied with where the row's ReLU passes the gradient.
+    // Calls f with the ReLU mask of channel c's row: from x, from y, or none.
     auto with_pass = [&](int64_t row, int64_t c, auto f) {
         if (mask_from_x)
             f(PassWhereNormalised{x.data + row, normalisation[c], normalisation[L.c + c]});
@@ -209,7 +209,7 @@ void batchnorm_backward(const Attrs& a, const TensorView* in, TensorView y, Tens
             b_x[j] = training ? float(sum_g_xhat * inv / count) : 0.0f;
             m[j] = float(mean);
         }
-        if (!gin[0].data && !residual_grad) continue;
+        if (!gin[0].data && (!residual_grad || g_from_residual)) continue;  // nothing left to write
         for (int64_t n = L.n - 1; n >= 0; --n)  // last summed first: those rows are still in cache
             for (int64_t j = 0; j < g; ++j) {
                 const int64_t row = (n * L.c + c0 + j) * L.inner;
