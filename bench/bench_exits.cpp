@@ -19,12 +19,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "engine/dataset.h"
 #include "engine/error.h"
@@ -124,25 +125,21 @@ int main(int argc, char** argv) {
                 thread_counts = "1,2";
     double q = -1;
     int images = 1000;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--reps"))
-            reps = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--shared"))
-            shared = argv[i + 1];
-        else if (!std::strcmp(argv[i], "--models"))
-            models = argv[i + 1];
-        else if (!std::strcmp(argv[i], "--backends"))
-            backends = argv[i + 1];
-        else if (!std::strcmp(argv[i], "--raw"))
-            raw_path = argv[i + 1];
-        else if (!std::strcmp(argv[i], "--q"))
-            q = std::atof(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--images"))
-            images = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--data"))
-            data_dir = argv[i + 1];
-        else if (!std::strcmp(argv[i], "--threads"))
-            thread_counts = argv[i + 1];
+    CLI::App app{"bench_exits: per-exit latency, separability and throughput of each backend"};
+    app.add_option("--reps", reps, "timed runs per exit")->check(CLI::Range(1, 1000000));
+    app.add_option("--shared", shared, "the shared folder (models, data)");
+    app.add_option("--models", models, "comma-separated: resnet56, mobilenet, vgg16");
+    app.add_option("--backends", backends, "comma-separated: native, onednn, ...");
+    app.add_option("--raw", raw_path, "write every batch-1 time here, as CSV");
+    app.add_option("--q", q, "early exit at this quantile threshold over test images instead")
+        ->check(CLI::Range(0.0, 1.0));
+    app.add_option("--images", images, "test images for --q")->check(CLI::Range(1, 10000000));
+    app.add_option("--data", data_dir, "CIFAR-10 folder for --q (default SHARED/data/cifar10)");
+    app.add_option("--threads", thread_counts, "comma-separated thread counts");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
     }
     if (data_dir.empty()) data_dir = shared + "/data/cifar10";
     try {
