@@ -4,10 +4,10 @@
 //   bench_train [--batch 128] [--iters 3] [--threads N] [--backend native] [arch ...]
 #include <omp.h>
 
+#include <CLI/CLI.hpp>
+
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -21,25 +21,16 @@ int main(int argc, char** argv) {
     int batch = 128, iters = 3, threads = 0;
     std::string backend = default_backend_name();
     std::vector<std::string> archs;
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        auto next = [&]() -> const char* {
-            if (i + 1 >= argc) {
-                std::fprintf(stderr, "bench_train: %s needs a value\n", a.c_str());
-                std::exit(2);
-            }
-            return argv[++i];
-        };
-        if (a == "--batch")
-            batch = std::atoi(next());
-        else if (a == "--iters")
-            iters = std::atoi(next());
-        else if (a == "--threads")
-            threads = std::atoi(next());
-        else if (a == "--backend")
-            backend = next();
-        else
-            archs.push_back(a);
+    CLI::App app{"bench_train: training throughput of the engine on synthetic CIFAR-sized data"};
+    app.add_option("--batch", batch, "images per step")->check(CLI::Range(1, 1 << 20));
+    app.add_option("--iters", iters, "timed steps, after one warm-up step")->check(CLI::Range(1, 1000000));
+    app.add_option("--threads", threads, "compute threads (0: one per core)")->check(CLI::Range(0, 1024));
+    app.add_option("--backend", backend, "native, onednn, ...");
+    app.add_option("arch", archs, "architectures (default: small resnet56 mobilenet)");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
     }
     if (archs.empty()) archs = {"small", "resnet56", "mobilenet"};
     if (threads > 0) omp_set_num_threads(threads);
