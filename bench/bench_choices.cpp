@@ -5,11 +5,12 @@
 // (the p10s are the runs least disturbed by others).
 // A file that lacks a convolution's choice gets it tuned and written, as the engine does.
 // usage: bench_choices A.json B.json [--reps 2000] [--model ../shared/models/resnet56_s1.onnx]
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,17 +37,18 @@ double quantile(std::vector<double> v, double q) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc < 3) {
-        std::fprintf(stderr, "usage: bench_choices A.json B.json [--reps N] [--model FILE]\n");
-        return 2;
-    }
+    std::string cache[2];
     int reps = 2000;
     std::string model_path = "../shared/models/resnet56_s1.onnx";
-    for (int i = 3; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--reps"))
-            reps = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--model"))
-            model_path = argv[i + 1];
+    CLI::App app{"bench_choices: two sets of native kernel choices on one model, timed alternately"};
+    app.add_option("A", cache[0], "first kernel cache file")->required();
+    app.add_option("B", cache[1], "second kernel cache file")->required();
+    app.add_option("--reps", reps, "runs of each side")->check(CLI::Range(1, 10000000));
+    app.add_option("--model", model_path, "the model");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
     }
     try {
         bench::pin_to_first_cpu();
@@ -56,7 +58,7 @@ int main(int argc, char** argv) {
         std::vector<std::unique_ptr<Backend>> backends;
         std::vector<std::unique_ptr<Plan>> plans;
         for (int side = 0; side < 2; ++side) {
-            setenv("ENGINE_KERNEL_CACHE", argv[1 + side], 1);
+            setenv("ENGINE_KERNEL_CACHE", cache[side].c_str(), 1);
             native::kernel_cache_reset();  // read this side's file at the next choice
             backends.push_back(make_backend("native", 1));
             plans.push_back(std::make_unique<Plan>(model, *backends.back(), 1));
@@ -78,7 +80,7 @@ int main(int argc, char** argv) {
             ms[0].push_back(t[0]), ms[1].push_back(t[1]), ratio.push_back(t[1] / t[0]);
         }
         for (int side = 0; side < 2; ++side)
-            std::printf("%c %-32s p10 %.3f ms  median %.3f ms  p99 %.3f ms\n", 'A' + side, argv[1 + side],
+            std::printf("%c %-32s p10 %.3f ms  median %.3f ms  p99 %.3f ms\n", 'A' + side, cache[side].c_str(),
                         quantile(ms[side], 0.1), quantile(ms[side], 0.5), quantile(ms[side], 0.99));
         std::printf(
             "B/A: ratio of p10s %.3f, of medians %.3f; median of paired ratios %.3f (quartiles %.3f %.3f), %d pairs\n",

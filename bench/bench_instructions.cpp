@@ -6,36 +6,38 @@
 // usage: bench_instructions MODEL [--backend native] [--exit K] [--reps N]
 #include <valgrind/callgrind.h>
 
+#include <CLI/CLI.hpp>
+
 #include <cstdio>
-#include <cstring>
 #include <string>
 #include <vector>
 
+#include "engine/error.h"
 #include "engine/model.h"
 #include "engine/plan.h"
 
 using namespace engine;
 
 int main(int argc, char** argv) {
-    if (argc < 2) {
-        std::fprintf(stderr, "usage: bench_instructions MODEL [--backend NAME] [--exit K] [--reps N]\n");
-        return 2;
-    }
-    std::string backend_name = "native";
+    std::string model_path, backend_name = "native";
     int exit = -1, reps = 10;
-    for (int i = 2; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--backend"))
-            backend_name = argv[i + 1];
-        else if (!std::strcmp(argv[i], "--exit"))
-            exit = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--reps"))
-            reps = std::atoi(argv[i + 1]);
+    CLI::App app{"bench_instructions: the work of batch-1 inferences, for callgrind"};
+    app.add_option("model", model_path, "the model")->required();
+    app.add_option("--backend", backend_name, "backend");
+    app.add_option("--exit", exit, "run to this exit only (default: every exit in turn)")->check(CLI::Range(0, 1000));
+    app.add_option("--reps", reps, "runs per exit")->check(CLI::Range(1, 10000000));
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
     }
     try {
-        Model model = load_model(argv[1]);
+        Model model = load_model(model_path);
         auto backend = make_backend(backend_name, 1);
         Plan plan(model, *backend, 1);
         const int K = model.num_exits();
+        if (exit >= K)
+            throw Error("--exit " + std::to_string(exit) + ": the model has exits 0-" + std::to_string(K - 1));
         Tensor image(Shape{1, 3, 32, 32});
         for (int64_t i = 0; i < image.numel(); ++i) image[i] = float((i * 7919) % 1000) / 1000.0f;
         for (int k = exit < 0 ? 0 : exit; k < (exit < 0 ? K : exit + 1); ++k) {
