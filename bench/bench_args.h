@@ -21,11 +21,7 @@ inline int parse_bench_args(int argc, char** argv, const std::string& about, Ben
     app.add_option("--batch", a.batch, "images per batch")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
     if (with_threads) app.add_option("--threads", a.threads, "compute threads")->check(CLI::Range(1, 1024));
     app.add_option("--rounds", a.rounds, "timed rounds")->check(CLI::Range(1, 1000000));
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e);
-    }
+    CLI11_PARSE(app, argc, argv);
     return -1;
 }
 

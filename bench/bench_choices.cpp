@@ -45,11 +45,7 @@ int main(int argc, char** argv) {
     app.add_option("B", cache[1], "second kernel cache file")->required();
     app.add_option("--reps", reps, "runs of each side")->check(CLI::Range(1, 10000000));
     app.add_option("--model", model_path, "the model");
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e);
-    }
+    CLI11_PARSE(app, argc, argv);
     try {
         bench::pin_to_first_cpu();
         std::printf("CPU: %s\n", native::cpu_model().c_str());

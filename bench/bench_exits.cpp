@@ -136,11 +136,7 @@ int main(int argc, char** argv) {
     app.add_option("--images", images, "test images for --q")->check(CLI::Range(1, 10000000));
     app.add_option("--data", data_dir, "CIFAR-10 folder for --q (default SHARED/data/cifar10)");
     app.add_option("--threads", thread_counts, "comma-separated thread counts");
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e);
-    }
+    CLI11_PARSE(app, argc, argv);
     if (data_dir.empty()) data_dir = shared + "/data/cifar10";
     try {
         CPU_ZERO(&g_inherited);

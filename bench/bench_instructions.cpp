@@ -26,11 +26,7 @@ int main(int argc, char** argv) {
     app.add_option("--backend", backend_name, "backend");
     app.add_option("--exit", exit, "run to this exit only (default: every exit in turn)")->check(CLI::Range(0, 1000));
     app.add_option("--reps", reps, "runs per exit")->check(CLI::Range(1, 10000000));
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e);
-    }
+    CLI11_PARSE(app, argc, argv);
     try {
         Model model = load_model(model_path);
         auto backend = make_backend(backend_name, 1);

@@ -27,11 +27,7 @@ int main(int argc, char** argv) {
     app.add_option("--threads", threads, "compute threads (0: one per core)")->check(CLI::Range(0, 1024));
     app.add_option("--backend", backend, "native, onednn, ...");
     app.add_option("arch", archs, "architectures (default: small resnet56 mobilenet)");
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e);
-    }
+    CLI11_PARSE(app, argc, argv);
     if (archs.empty()) archs = {"small", "resnet56", "mobilenet"};
     if (threads > 0) omp_set_num_threads(threads);
     try {

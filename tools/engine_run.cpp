@@ -224,11 +224,7 @@ int main(int argc, char** argv) {
         serve->add_option("--threads", latency_threads, "compute threads (default 1: the steadiest latency)")
             ->check(CLI::Range(1, 256));
 
-        try {
-            app.parse(argc, argv);
-        } catch (const CLI::ParseError& e) {
-            return app.exit(e);
-        }
+        CLI11_PARSE(app, argc, argv);
         if (*info) return cmd_info(model);
         if (*eval)
             return cmd_eval(model, data, thresholds, batch, limit, latency_samples, backend, threads, as_json,

@@ -169,11 +169,7 @@ int main(int argc, char** argv) {
                        "often as this model does under its own policy (a pirate getting back the victim's speed)")
             ->check(CLI::ExistingFile);
         app.add_flag("--no-augment", no_augment, "no random crop and flip");
-        try {
-            app.parse(argc, argv);
-        } catch (const CLI::ParseError& e) {
-            return app.exit(e);
-        }
+        CLI11_PARSE(app, argc, argv);
         check(arch.empty() != from.empty(), "give either --arch NAME (train from scratch) or --from MODEL (fine-tune)");
         check(teacher_path.empty() || std::filesystem::exists(teacher_path), teacher_path + ": no such file");
         check(!mimic_exits || !teacher_path.empty(), "--mimic-exits: give the victim model as --teacher");

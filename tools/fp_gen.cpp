@@ -199,11 +199,7 @@ int main(int argc, char** argv) {
         app.add_option("--backend", o.backend, cli::backend_choices());
         cli::add_kernels_option(app);
         app.add_option("--threads", o.threads, "threads (0: one per core)")->check(CLI::Range(0, 256));
-        try {
-            app.parse(argc, argv);
-        } catch (const CLI::ParseError& e) {
-            return app.exit(e);
-        }
+        CLI11_PARSE(app, argc, argv);
         if (!exits_text.empty()) {
             std::stringstream ss(exits_text);
             std::string item;

@@ -38,11 +38,7 @@ int main(int argc, char** argv) {
         app.add_option("--max-requests", max_requests, "exit after this many requests")
             ->check(CLI::Range(1, 100000000));
         app.add_option("--max-seconds", max_seconds, "exit after this many seconds")->check(CLI::Range(1.0, 86400.0));
-        try {
-            app.parse(argc, argv);
-        } catch (const CLI::ParseError& e) {
-            return app.exit(e);
-        }
+        CLI11_PARSE(app, argc, argv);
         std::string host, up_host;
         int port = 0, up_port = 0;
         cli::parse_loopback_address(listen, host, port);
