@@ -12,6 +12,7 @@
 #include <vector>
 #include <nlohmann/json.hpp>
 
+#include "engine/aligned_vector.h"
 #include "engine/error.h"
 #include "native/native_backend.h"
 #include "native/native_gemm.h"
@@ -272,11 +273,9 @@ TEST_CASE("the packed GEMM gives each element the fused multiply-adds over each 
     for (const Case& t : {Case{13, 80, 300, 0}, Case{13, 16, 40, 8}}) {
         const int64_t M = t.M, N = t.N, K = t.K, kBlock = 256;
         CAPTURE(N);
-        std::vector<float> a(M * K), b_store(K * N + 16), c0(M * N);
-        // b_store's data is at least 16-byte aligned: find a 64-byte boundary, then step b_offset floats on.
-        float* b = b_store.data();
-        while (reinterpret_cast<uintptr_t>(b) % 64) ++b;
-        b += t.b_offset;
+        std::vector<float> a(M * K), c0(M * N);
+        AlignedVector<float> b_store(K * N + t.b_offset);  // starts on a 64-byte line
+        float* b = b_store.data() + t.b_offset;
         uint32_t state = 12345;
         auto next = [&] {
             state = state * 1664525u + 1013904223u;
