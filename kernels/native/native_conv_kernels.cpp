@@ -6,6 +6,7 @@
 #include "native_conv.h"
 #include "native_conv3x3.h"
 #include "native_conv3x3_taps.h"
+#include "native_depthwise.h"
 #include "native_conv_gemm.h"
 #include "native_winograd.h"
 
@@ -22,7 +23,8 @@ constexpr ConvKernel kAll[] = {ConvKernel::winograd4,
                                ConvKernel::direct,
                                ConvKernel::direct_512,
                                ConvKernel::gemm,
-                               ConvKernel::other};
+                               ConvKernel::other,
+                               ConvKernel::depthwise_512};
 
 bool is_winograd(ConvKernel k) { return k <= ConvKernel::winograd2_512; }
 
@@ -50,6 +52,7 @@ bool runs(ConvKernel k, const Attrs& a, const Shape& x, const Shape& w, const Sh
     if (k == ConvKernel::direct) return conv3x3_fits(a, x, w, y);
     if (k == ConvKernel::direct_512) return conv3x3_taps_fits(a, x, w, y);
     if (k == ConvKernel::gemm) return a.groups == 1;
+    if (k == ConvKernel::depthwise_512) return depthwise_small_fits(a, x, w, y);
     return false;
 }
 
@@ -75,6 +78,8 @@ const char* conv_kernel_name(ConvKernel k) {
             return "direct_avx512";
         case ConvKernel::gemm:
             return "gemm";
+        case ConvKernel::depthwise_512:
+            return "depthwise_avx512";
         default:
             return "other";
     }
@@ -88,7 +93,7 @@ bool conv_kernel_from_name(const std::string& name, ConvKernel& k) {
 
 bool conv_kernel_avx512(ConvKernel k) {
     return k == ConvKernel::winograd4_512 || k == ConvKernel::winograd4_channels_512 ||
-           k == ConvKernel::winograd2_512 || k == ConvKernel::direct_512;
+           k == ConvKernel::winograd2_512 || k == ConvKernel::direct_512 || k == ConvKernel::depthwise_512;
 }
 
 ConvKernel conv_kernel_fixed(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
@@ -105,7 +110,6 @@ std::vector<ConvKernel> conv_kernel_candidates(const Attrs& a, const Shape& x, c
                                                Isa isa) {
     const ConvKernel fixed = conv_kernel_fixed(a, x, w, y);
     std::vector<ConvKernel> out{fixed};
-    if (fixed == ConvKernel::other) return out;
     for (ConvKernel k : kAll)
         if (k != fixed && (isa == Isa::avx512 || !conv_kernel_avx512(k)) && runs(k, a, x, w, y)) out.push_back(k);
     return out;
@@ -123,6 +127,7 @@ size_t conv_kernel_work_floats(ConvKernel k, const Attrs& a, const Shape& x, con
     if (is_winograd(k)) return winograd_scratch(plan_of(k, a, x, w, y), x, w, threads);
     if (k == ConvKernel::gemm) return whole_lines(size_t(threads) * conv_gemm_scratch_per_thread(a, x, w, y));
     if (k == ConvKernel::direct_512) return whole_lines(conv3x3_taps_work_floats(x, y, threads));
+    if (k == ConvKernel::depthwise_512) return 0;
     return whole_lines(size_t(threads) * conv_scratch_per_thread(a, x, w, y));
 }
 
@@ -144,6 +149,7 @@ void conv_kernel_forward(ConvKernel k, const Attrs& a, TensorView x, TensorView 
     if (k == ConvKernel::gemm) return conv_gemm_forward(a, x, u, w.shape, bias, residual, y, scratch, threads);
     if (k == ConvKernel::direct_512)
         return conv3x3_taps_forward(x, u, w.shape, bias, residual, a.fused_relu, y, scratch, threads);
+    if (k == ConvKernel::depthwise_512) return depthwise_small_forward_avx512(a, x, w, bias, residual, y, threads);
     conv_forward(a, x, w, bias, residual, y, scratch, threads);
 }
 

@@ -84,6 +84,14 @@ void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const flo
 
 bool conv_is_depthwise(const Attrs& a, const Shape& w) { return a.groups > 1 && w[1] == 1 && w[0] == a.groups; }
 
+bool depthwise_small_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
+    if (x.rank != 4 || w.rank != 4 || y.rank != 4 || !conv_is_depthwise(a, w) || x[1] != w[0]) return false;
+    const ConvDims d = conv_dims(a, x, w, y);
+    const int64_t s = a.stride[0], pixels = d.OH * d.OW;
+    return depthwise3x3_fits(a, d) && (pixels == 4 || pixels == 8 || pixels == 16) && d.K % (16 / pixels) == 0 &&
+           d.H == s * d.OH && d.W == s * d.OW;
+}
+
 size_t depthwise_scratch_per_thread(const Attrs& a, const ConvDims& d) {
     return depthwise3x3_fits(a, d) ? whole_lines(size_t((d.H + 2) * (d.W + 2))) : 0;
 }
