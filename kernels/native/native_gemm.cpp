@@ -166,14 +166,14 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
     }
 }
 
-// C[0..24 rows, 0..N) += A panel B for a panel packed by pack_a_rows: the rows are vectorised
+// C[0..24 rows, 0..N) += A panel B for a panel packed by pack_a_rows on AVX2: the rows are vectorised
 // (three vectors of 8) and each element of B broadcast, so no lane is wasted when N is small.
 template <int N>
-void narrow_panel(int64_t K, const float* Ap, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t rows) {
+void narrow_panel_24(int64_t K, const float* Ap, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t rows) {
     __m256 acc[3][N];
 #pragma GCC unroll 4
     for (int n = 0; n < N; ++n) acc[0][n] = acc[1][n] = acc[2][n] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < K; ++k, Ap += kNarrowRows) {
+    for (int64_t k = 0; k < K; ++k, Ap += 24) {
         const __m256 a0 = _mm256_loadu_ps(Ap), a1 = _mm256_loadu_ps(Ap + 8), a2 = _mm256_loadu_ps(Ap + 16);
 #pragma GCC unroll 4
         for (int n = 0; n < N; ++n) {
@@ -183,7 +183,7 @@ void narrow_panel(int64_t K, const float* Ap, const float* B, int64_t ldb, float
             acc[2][n] = _mm256_fmadd_ps(a2, b, acc[2][n]);
         }
     }
-    alignas(32) float tile[N][kNarrowRows];
+    alignas(32) float tile[N][24];
 #pragma GCC unroll 4
     for (int n = 0; n < N; ++n) {
         _mm256_store_ps(tile[n], acc[0][n]);
@@ -194,25 +194,40 @@ void narrow_panel(int64_t K, const float* Ap, const float* B, int64_t ldb, float
         for (int n = 0; n < N; ++n) C[r * ldc + n] += tile[n][r];
 }
 
+bool narrow_avx512() {
+    static const bool avx512 = isa_of_this_cpu() == Isa::avx512;
+    return avx512;
+}
+
+template <int N>
+void narrow_panel(int64_t K, const float* Ap, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t rows) {
+    if (narrow_avx512()) return narrow_panel_48_avx512(N, K, Ap, B, ldb, C, ldc, rows);
+    narrow_panel_24<N>(K, Ap, B, ldb, C, ldc, rows);
+}
+
 }  // namespace
 
-size_t packed_a_rows_floats(int64_t M, int64_t K) { return size_t(narrow_panels(M) * kNarrowRows * K); }
+int64_t narrow_rows() { return narrow_avx512() ? 48 : 24; }
+
+size_t packed_a_rows_floats(int64_t M, int64_t K) { return size_t(narrow_panels(M) * narrow_rows() * K); }
 
 void pack_a_rows(int64_t M, int64_t K, const float* A, int64_t lda, float* out) {
+    const int64_t panel_rows = narrow_rows();
     for (int64_t p = 0; p < narrow_panels(M); ++p)
-        for (int64_t k = 0; k < K; ++k, out += kNarrowRows)
-            for (int64_t r = 0; r < kNarrowRows; ++r) {
-                const int64_t m = p * kNarrowRows + r;
+        for (int64_t k = 0; k < K; ++k, out += panel_rows)
+            for (int64_t r = 0; r < panel_rows; ++r) {
+                const int64_t m = p * panel_rows + r;
                 out[r] = m < M ? A[m * lda + k] : 0.0f;
             }
 }
 
 void gemm_packed_narrow(int64_t M, int64_t N, int64_t K, const float* packed, const float* B, int64_t ldb, float* C,
                         int64_t ldc, int64_t panel_begin, int64_t panel_end) {
+    const int64_t panel_rows = narrow_rows();
     for (int64_t p = panel_begin; p < panel_end; ++p) {
-        const float* Ap = packed + p * kNarrowRows * K;
-        float* Cp = C + p * kNarrowRows * ldc;
-        const int64_t rows = std::min(kNarrowRows, M - p * kNarrowRows);
+        const float* Ap = packed + p * panel_rows * K;
+        float* Cp = C + p * panel_rows * ldc;
+        const int64_t rows = std::min(panel_rows, M - p * panel_rows);
         switch (N) {
             case 1:
                 narrow_panel<1>(K, Ap, B, ldb, Cp, ldc, rows);

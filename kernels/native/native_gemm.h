@@ -26,11 +26,14 @@ void gemm_packed_nn(int64_t M, int64_t N, int64_t K, const float* packed, const 
                     int64_t ldc, int64_t row_begin = 0, int64_t row_end = -1);
 
 // Products with at most kNarrowColumns columns (convolutions on planes of 4 pixels or fewer) would
-// leave most of the 16-wide micro-kernel idle; they use A packed in panels of kNarrowRows rows
-// instead, and a kernel that vectorises over rows. gemm_packed_narrow computes row panels
-// [panel_begin, panel_end) of C += A B, so that threads can share them out.
-constexpr int64_t kNarrowRows = 24, kNarrowColumns = 4;
-inline int64_t narrow_panels(int64_t M) { return (M + kNarrowRows - 1) / kNarrowRows; }
+// leave most of the 16-wide micro-kernel idle; they use A packed in panels of narrow_rows() rows
+// instead, and a kernel that vectorises over rows: three vectors of them, 48 rows on AVX-512 and 24
+// on AVX2, per process as the CPU has it (each element's sum is the same either way).
+// gemm_packed_narrow computes row panels [panel_begin, panel_end) of C += A B, so that threads can
+// share them out.
+constexpr int64_t kNarrowColumns = 4;
+int64_t narrow_rows();
+inline int64_t narrow_panels(int64_t M) { return (M + narrow_rows() - 1) / narrow_rows(); }
 size_t packed_a_rows_floats(int64_t M, int64_t K);
 void pack_a_rows(int64_t M, int64_t K, const float* A, int64_t lda, float* out);
 void gemm_packed_narrow(int64_t M, int64_t N, int64_t K, const float* packed, const float* B, int64_t ldb, float* C,
