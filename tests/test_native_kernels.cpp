@@ -112,32 +112,44 @@ TEST_CASE("every candidate convolution kernel matches the reference, on AVX2 and
     if (native::cpu_has_avx512()) CHECK(avx512_runs > 0);
 }
 
-TEST_CASE("the AVX-512 depthwise kernel gives the AVX2 kernel's results to the bit, and the reference's") {
+TEST_CASE("the AVX-512 depthwise kernels give the AVX2 kernel's results to the bit, and the reference's") {
     if (!native::cpu_has_avx512()) {
-        MESSAGE("this CPU has no AVX-512: the AVX-512 depthwise kernel is not checked");
+        MESSAGE("this CPU has no AVX-512: the AVX-512 depthwise kernels are not checked");
         return;
     }
     auto ref = make_backend("ref");
-    // Output planes of 16, 8 and 4 pixels (one, two and four channels a vector), stride 1 and 2,
-    // batches of one and more; and a plane it does not take (8x8 out).
-    const std::vector<Case> shapes = {
-        {Shape{2, 12, 4, 4}, Shape{12, 1, 3, 3}, 1, true}, {Shape{3, 5, 8, 8}, Shape{5, 1, 3, 3}, 2, false},
-        {Shape{1, 8, 2, 4}, Shape{8, 1, 3, 3}, 1, true},   {Shape{2, 6, 4, 8}, Shape{6, 1, 3, 3}, 2, false},
-        {Shape{3, 16, 2, 2}, Shape{16, 1, 3, 3}, 1, true}, {Shape{1, 8, 4, 4}, Shape{8, 1, 3, 3}, 2, true},
-        {Shape{2, 4, 2, 2}, Shape{4, 1, 3, 3}, 1, false},  {Shape{1, 3, 8, 8}, Shape{3, 1, 3, 3}, 1, false}};
+    struct DepthwiseCase {
+        Shape x;
+        int stride;
+        bool residual_relu, avx512;  // avx512: an AVX-512 kernel takes it
+    };
+    // Output planes of 16, 8 and 4 pixels (one, two and four channels a vector); output rows of 8, 16
+    // and 32 pixels (a ymm, a zmm, two), odd heights; stride 1 and 2; batches of one and more; and
+    // planes neither takes (rows of 12 and 64).
+    const std::vector<DepthwiseCase> shapes = {
+        {Shape{2, 12, 4, 4}, 1, true, true},   {Shape{3, 5, 8, 8}, 2, false, true},
+        {Shape{1, 8, 2, 4}, 1, true, true},    {Shape{2, 6, 4, 8}, 2, false, true},
+        {Shape{3, 16, 2, 2}, 1, true, true},   {Shape{1, 8, 4, 4}, 2, true, true},
+        {Shape{2, 4, 2, 2}, 1, false, true},   {Shape{1, 3, 8, 8}, 1, false, true},
+        {Shape{2, 5, 7, 8}, 1, true, true},    {Shape{1, 4, 16, 16}, 1, true, true},
+        {Shape{2, 3, 16, 16}, 2, false, true}, {Shape{1, 3, 32, 32}, 2, true, true},
+        {Shape{1, 2, 9, 32}, 1, false, true},  {Shape{2, 2, 32, 32}, 1, true, true},
+        {Shape{1, 2, 64, 64}, 2, false, true}, {Shape{1, 3, 12, 12}, 1, false, false},
+        {Shape{1, 2, 4, 64}, 1, false, false}};
     int runs = 0;
-    for (const Case& c : shapes) {
+    for (const DepthwiseCase& c : shapes) {
         const int groups = int(c.x[1]);
-        const Model m = test::conv_block_model(c.x, c.w, true, c.residual_relu, c.residual_relu, 51, groups, c.stride);
+        const Shape w{c.x[1], 1, 3, 3};
+        const Model m = test::conv_block_model(c.x, w, true, c.residual_relu, c.residual_relu, 51, groups, c.stride);
         const auto in = inputs_of(m, 13);
         const Tensor want = test::run_inference(m, *ref, in);
-        const Shape y{c.x[0], c.w[0], c.x[2] / c.stride, c.x[3] / c.stride};
+        const Shape y{c.x[0], c.x[1], c.x[2] / c.stride, c.x[3] / c.stride};
         const auto candidates =
-            native::conv_kernel_candidates(test::conv_attrs(3, c.stride, 1, groups), c.x, c.w, y, Isa::avx512);
-        const bool small = y[2] * y[3] <= 16;
+            native::conv_kernel_candidates(test::conv_attrs(3, c.stride, 1, groups), c.x, w, y, Isa::avx512);
         CAPTURE(c.x.str());
-        CHECK(std::count(candidates.begin(), candidates.end(), ConvKernel::depthwise_512) == int(small));
-        if (!small) continue;
+        CAPTURE(c.stride);
+        CHECK(std::count(candidates.begin(), candidates.end(), ConvKernel::depthwise_512) == int(c.avx512));
+        if (!c.avx512) continue;
         for (int threads : {1, 2}) {
             CAPTURE(threads);
             NativeBackend avx2(threads, {KernelMode::fixed, Isa::avx2}),
@@ -151,7 +163,7 @@ TEST_CASE("the AVX-512 depthwise kernel gives the AVX2 kernel's results to the b
             ++runs;
         }
     }
-    CHECK(runs == 14);
+    CHECK(runs == 30);
 }
 
 TEST_CASE("ENGINE_NATIVE_ISA=avx2 keeps the AVX-512 kernels out; ENGINE_KERNELS=fixed keeps the fixed rule") {

@@ -52,7 +52,7 @@ bool runs(ConvKernel k, const Attrs& a, const Shape& x, const Shape& w, const Sh
     if (k == ConvKernel::direct) return conv3x3_fits(a, x, w, y);
     if (k == ConvKernel::direct_512) return conv3x3_taps_fits(a, x, w, y);
     if (k == ConvKernel::gemm) return a.groups == 1;
-    if (k == ConvKernel::depthwise_512) return depthwise_small_fits(a, x, w, y);
+    if (k == ConvKernel::depthwise_512) return depthwise_avx512_fits(a, x, w, y);
     return false;
 }
 
@@ -149,7 +149,7 @@ void conv_kernel_forward(ConvKernel k, const Attrs& a, TensorView x, TensorView 
     if (k == ConvKernel::gemm) return conv_gemm_forward(a, x, u, w.shape, bias, residual, y, scratch, threads);
     if (k == ConvKernel::direct_512)
         return conv3x3_taps_forward(x, u, w.shape, bias, residual, a.fused_relu, y, scratch, threads);
-    if (k == ConvKernel::depthwise_512) return depthwise_small_forward_avx512(a, x, w, bias, residual, y, threads);
+    if (k == ConvKernel::depthwise_512) return depthwise_forward_avx512(a, x, w, bias, residual, y, threads);
     conv_forward(a, x, w, bias, residual, y, scratch, threads);
 }
 

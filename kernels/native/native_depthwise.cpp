@@ -84,12 +84,34 @@ void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const flo
 
 bool conv_is_depthwise(const Attrs& a, const Shape& w) { return a.groups > 1 && w[1] == 1 && w[0] == a.groups; }
 
-bool depthwise_small_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
-    if (x.rank != 4 || w.rank != 4 || y.rank != 4 || !conv_is_depthwise(a, w) || x[1] != w[0]) return false;
+namespace {
+
+// Which AVX-512 kernel takes a convolution: small planes, rows, or neither.
+enum class Avx512Depthwise { none, small, rows };
+
+Avx512Depthwise avx512_depthwise_of(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
+    if (x.rank != 4 || w.rank != 4 || y.rank != 4 || !conv_is_depthwise(a, w) || x[1] != w[0])
+        return Avx512Depthwise::none;
     const ConvDims d = conv_dims(a, x, w, y);
     const int64_t s = a.stride[0], pixels = d.OH * d.OW;
-    return depthwise3x3_fits(a, d) && (pixels == 4 || pixels == 8 || pixels == 16) && d.K % (16 / pixels) == 0 &&
-           d.H == s * d.OH && d.W == s * d.OW;
+    if (!depthwise3x3_fits(a, d) || d.H != s * d.OH || d.W != s * d.OW) return Avx512Depthwise::none;
+    if ((pixels == 4 || pixels == 8 || pixels == 16) && d.K % (16 / pixels) == 0) return Avx512Depthwise::small;
+    if (d.OW == 8 || d.OW == 16 || d.OW == 32) return Avx512Depthwise::rows;
+    return Avx512Depthwise::none;
+}
+
+}  // namespace
+
+bool depthwise_avx512_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
+    return avx512_depthwise_of(a, x, w, y) != Avx512Depthwise::none;
+}
+
+void depthwise_forward_avx512(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,
+                              TensorView y, int threads) {
+    if (avx512_depthwise_of(a, x.shape, w.shape, y.shape) == Avx512Depthwise::small)
+        depthwise_small_forward_avx512(a, x, w, bias, residual, y, threads);
+    else
+        depthwise_rows_forward_avx512(a, x, w, bias, residual, y, threads);
 }
 
 size_t depthwise_scratch_per_thread(const Attrs& a, const ConvDims& d) {

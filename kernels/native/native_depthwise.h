@@ -17,11 +17,17 @@ DepthwisePlane depthwise_plane_of(const Attrs& a, const ConvDims& d);
 void depthwise_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,
                        TensorView y, float* scratch, int threads);
 
-// The AVX-512 kernel for small planes (native_depthwise_avx512.cpp): 3x3, padding 1, stride 1 or 2,
-// output planes of 4, 8 or 16 pixels, input planes of stride x stride times that, and channels
-// grouped 16 / pixels to a vector. The same results as depthwise_forward, to the bit.
-bool depthwise_small_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
+// The AVX-512 kernels (called only where the CPU has it), for 3x3 with padding 1, stride 1 or 2, an
+// input plane stride x stride times the output plane, and the same results as depthwise_forward to
+// the bit: output planes of 4, 8 or 16 pixels, 16 / pixels channels to a vector
+// (native_depthwise_avx512.cpp), and output rows of 8, 16 or 32 pixels, one plane at a time
+// (native_depthwise_rows_avx512.cpp).
+bool depthwise_avx512_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
+void depthwise_forward_avx512(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,
+                              TensorView y, int threads);
 void depthwise_small_forward_avx512(const Attrs& a, TensorView x, TensorView w, const float* bias,
                                     const float* residual, TensorView y, int threads);
+void depthwise_rows_forward_avx512(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,
+                                   TensorView y, int threads);
 
 }  // namespace engine::native
