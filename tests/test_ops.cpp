@@ -74,3 +74,41 @@ TEST_CASE("every op has its own name, and the name maps back to the op") {
     }
     CHECK(op_from_name("NoSuchOp") == Op::Count);
 }
+
+TEST_CASE("native pooling of windows narrower than a vector: each window's max and mean in row order, to the bit") {
+    // They go eight to a vector, one lane each (4x4 on 16x16 and 2x2 on 8x8 as the SDN heads pool;
+    // 3x3 with a ragged last group of eight). Each lane must run the scalar loop below: the first
+    // maximum, the sum from zero in row order, the mean as the sum times 1 / count.
+    auto native = make_backend("native", 2);
+    struct Case {
+        Op op;
+        int k;
+        Shape x;
+    };
+    for (const Case& c : {Case{Op::MaxPool, 4, Shape{2, 5, 16, 16}}, Case{Op::AvgPool, 4, Shape{2, 5, 16, 16}},
+                          Case{Op::MaxPool, 2, Shape{3, 4, 8, 8}}, Case{Op::AvgPool, 2, Shape{3, 4, 8, 8}},
+                          Case{Op::AvgPool, 3, Shape{1, 3, 9, 9}}, Case{Op::MaxPool, 3, Shape{1, 3, 9, 9}}}) {
+        CAPTURE(std::string(op_name(c.op)));
+        CAPTURE(c.x.str());
+        const test::OpCase oc{"pool", c.op, test::conv_attrs(c.k, c.k, 0), {c.x}};
+        const Tensor x = test::case_input(oc, 21);
+        const test::OpResult got = test::run_op_case(oc, *native, 21);
+        const int64_t H = c.x[2], W = c.x[3], OH = H / c.k, OW = W / c.k;
+        std::vector<float> want;
+        for (int64_t p = 0; p < c.x[0] * c.x[1]; ++p)
+            for (int64_t oh = 0; oh < OH; ++oh)
+                for (int64_t ow = 0; ow < OW; ++ow) {
+                    const float* win = x.data() + p * H * W + oh * c.k * W + ow * c.k;
+                    float mx = win[0], sum = 0.0f;
+                    for (int i = 0; i < c.k; ++i)
+                        for (int j = 0; j < c.k; ++j) {
+                            const float v = win[i * W + j];
+                            mx = v > mx ? v : mx;
+                            sum += v;
+                        }
+                    want.push_back(c.op == Op::MaxPool ? mx : sum * (1.0f / float(c.k * c.k)));
+                }
+        REQUIRE(int64_t(want.size()) == got.out.numel());
+        CHECK(std::equal(want.begin(), want.end(), got.out.data()));
+    }
+}

@@ -65,11 +65,60 @@ void window_max_mean(const Tiles& t, const float* win, float inv_count, float& m
     mean = sum * inv_count;
 }
 
+float pooled(PoolKind kind, float alpha, float mx, float mean) {
+    return kind == PoolKind::Max ? mx : kind == PoolKind::Average ? mean : alpha * mx + (1 - alpha) * mean;
+}
+
+// Windows 2 or 4 wide in rows of a multiple of 4 windows (the SDN heads' 4x4 windows on 16x16 planes
+// and 2x2 on 8x8): four adjacent windows at a time, one lane each. Each input row of them is loaded
+// whole and split into its columns (a 4x4 transpose, or even and odd), so that the four sums run side
+// by side rather than as one dependent chain per window. Each lane's max and sum take the window's
+// elements in the scalar loop's order, so the values are the same.
+bool windows_in_lanes(const Tiles& t) { return (t.KW == 2 || t.KW == 4) && t.OW % 4 == 0; }
+
+void pool_windows_in_lanes(const Tiles& t, const float* x, PoolKind kind, float alpha, float* y, int threads) {
+    const float inv_count = 1.0f / float(t.KH * t.KW);
+    const int64_t groups = t.OH * (t.OW / 4);  // of four windows, per plane
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t p = 0; p < t.planes; ++p)
+        for (int64_t g = 0; g < groups; ++g) {
+            const int64_t oh = g / (t.OW / 4), ow = g % (t.OW / 4) * 4;
+            const float* corner = x + p * t.H * t.W + oh * t.KH * t.W + ow * t.KW;
+            __m128 vmax = _mm_setr_ps(corner[0], corner[t.KW], corner[2 * t.KW], corner[3 * t.KW]);
+            __m128 vsum = _mm_setzero_ps();
+            for (int64_t i = 0; i < t.KH; ++i) {
+                const float* row = corner + i * t.W;
+                __m128 col[4];  // col[j]: column j of the four windows
+                if (t.KW == 4) {
+                    for (int j = 0; j < 4; ++j) col[j] = _mm_loadu_ps(row + 4 * j);
+                    _MM_TRANSPOSE4_PS(col[0], col[1], col[2], col[3]);
+                } else {
+                    const __m128 lo = _mm_loadu_ps(row), hi = _mm_loadu_ps(row + 4);
+                    col[0] = _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+                    col[1] = _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+                }
+                for (int64_t j = 0; j < t.KW; ++j) {
+                    vmax = _mm_max_ps(col[j], vmax);  // v > max ? v : max, as the scalar loop
+                    vsum = _mm_add_ps(vsum, col[j]);
+                }
+            }
+            alignas(16) float mx[4], sum[4];
+            _mm_store_ps(mx, vmax);
+            _mm_store_ps(sum, vsum);
+            float* out = y + (p * t.OH + oh) * t.OW + ow;
+            for (int l = 0; l < 4; ++l) out[l] = pooled(kind, alpha, mx[l], sum[l] * inv_count);
+        }
+}
+
 }  // namespace
 
 bool pool_tiled(const Attrs& a, TensorView x, PoolKind kind, float alpha, TensorView y, int threads) {
     Tiles t;
     if (!tiles_of(a, x.shape, y.shape, t)) return false;
+    if (windows_in_lanes(t)) {
+        pool_windows_in_lanes(t, x.data, kind, alpha, y.data, threads);
+        return true;
+    }
     const float inv_count = 1.0f / float(t.KH * t.KW);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t p = 0; p < t.planes; ++p) {
@@ -78,9 +127,7 @@ bool pool_tiled(const Attrs& a, TensorView x, PoolKind kind, float alpha, Tensor
             for (int64_t ow = 0; ow < t.OW; ++ow) {
                 float mx, mean;
                 window_max_mean(t, xp + oh * t.KH * t.W + ow * t.KW, inv_count, mx, mean);
-                y[(p * t.OH + oh) * t.OW + ow] = kind == PoolKind::Max       ? mx
-                                                 : kind == PoolKind::Average ? mean
-                                                                             : alpha * mx + (1 - alpha) * mean;
+                y[(p * t.OH + oh) * t.OW + ow] = pooled(kind, alpha, mx, mean);
             }
     }
     return true;
