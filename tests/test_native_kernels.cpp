@@ -320,7 +320,8 @@ TEST_CASE("the packed GEMM gives each element the fused multiply-adds over each 
     // sum to C. The loop below does exactly that, so C must agree bit for bit, whichever kernel ran.
     // 13 rows: two full 6-row panels and an edge. 80 columns, depth 300: two pairs of 16-column
     // panels and one single, two depth blocks. 16 columns with rows 16 floats apart, 32-byte but not
-    // 64-byte aligned: B is read in place as one packed panel.
+    // 64-byte aligned: B is read in place as one packed panel. The packed product also as a
+    // convolution stores it: over a bias (or zeros) with ReLU, whatever C held.
     struct Case {
         int64_t M, N, K, b_offset;
     };
@@ -355,7 +356,23 @@ TEST_CASE("the packed GEMM gives each element the fused multiply-adds over each 
             for (int64_t j = 0; j < N; ++j) bt[j * K + k] = b[k * N + j];
         std::vector<float> packed(native::packed_a_floats(M, K));
         native::pack_a_whole(M, K, a.data(), K, packed.data());
-        for (const char* variant : {"nn", "nt", "tn", "packed"}) {
+        // The convolution's store: C filled with a per-row bias (or zeros), += A B, then ReLU.
+        std::vector<float> bias(M), want_set(M * N), want_set_nobias(M * N);
+        for (float& e : bias) e = next();
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) {
+                float with = bias[i], without = 0.0f;
+                for (int64_t k0 = 0; k0 < K; k0 += kBlock) {
+                    float acc = 0.0f;
+                    for (int64_t k = k0; k < std::min(K, k0 + kBlock); ++k)
+                        acc = std::fma(a[i * K + k], b[k * N + j], acc);
+                    with += acc;
+                    without += acc;
+                }
+                want_set[i * N + j] = with > 0.0f ? with : 0.0f;
+                want_set_nobias[i * N + j] = without;
+            }
+        for (const char* variant : {"nn", "nt", "tn", "packed", "packed_set", "packed_set_nobias"}) {
             CAPTURE(variant);
             std::vector<float> c = c0;
             const std::string v = variant;
@@ -363,8 +380,15 @@ TEST_CASE("the packed GEMM gives each element the fused multiply-adds over each 
             if (v == "nt") native::gemm_nt(M, N, K, a.data(), K, bt.data(), K, c.data(), N);
             if (v == "tn") native::gemm_tn(M, N, K, at.data(), M, b, N, c.data(), N);
             if (v == "packed") native::gemm_packed_nn(M, N, K, packed.data(), b, N, c.data(), N);
+            if (v == "packed_set")
+                native::gemm_packed_nn(M, N, K, packed.data(), b, N, c.data(), N, 0, -1, {true, bias.data(), true});
+            if (v == "packed_set_nobias")
+                native::gemm_packed_nn(M, N, K, packed.data(), b, N, c.data(), N, 0, -1, {true, nullptr, false});
+            const std::vector<float>& expected = v == "packed_set"          ? want_set
+                                                 : v == "packed_set_nobias" ? want_set_nobias
+                                                                            : want;
             int64_t differ = 0;
-            for (int64_t e = 0; e < M * N; ++e) differ += c[e] != want[e];
+            for (int64_t e = 0; e < M * N; ++e) differ += c[e] != expected[e];
             CHECK(differ == 0);
         }
     }

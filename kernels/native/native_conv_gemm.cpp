@@ -81,9 +81,15 @@ void conv_gemm_forward(const Attrs& a, TensorView x, const float* packed_w, cons
         }
         return;
     }
-    // Rows [k0, k1) and columns [p0, p1) of sample n's output: bias, then += W B.
+    // Rows [k0, k1) and columns [p0, p1) of sample n's output: bias + W B, then ReLU, as the product
+    // stores its tiles; with a residual, the bias first, then += W B, then the epilogue's pass.
     auto block = [&](int64_t n, const float* B, int64_t k0, int64_t k1, int64_t p0, int64_t p1) {
         float* yn = y.data + n * d.K * d.P;
+        if (!residual) {
+            gemm_packed_nn(d.K, p1 - p0, d.CKK, packed_w, B + p0, d.P, yn + p0, d.P, k0, k1,
+                           GemmStore{true, bias, a.fused_relu});
+            return;
+        }
         conv_start_rows(yn + p0, bias, k0, k1, p1 - p0, d.P);
         gemm_packed_nn(d.K, p1 - p0, d.CKK, packed_w, B + p0, d.P, yn + p0, d.P, k0, k1);
         conv_epilogue(residual, a.fused_relu, y.data, (n * d.K + k0) * d.P + p0, k1 - k0, p1 - p0, d.P);

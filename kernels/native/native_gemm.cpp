@@ -58,8 +58,10 @@ void pack_b(const Operand& B, int64_t k0, int64_t kc, int64_t j0, int64_t nc, fl
     }
 }
 
-// C[0..6, 0..16] += Ap * Bp over kc steps; rows/cols < 6/16 at the edges go through a buffer.
-void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int64_t rows, int64_t cols) {
+// C[0..6, 0..16] += Ap * Bp over kc steps (or as `store` says); rows/cols < 6/16 at the edges go
+// through a buffer.
+void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int64_t rows, int64_t cols,
+                  TileStore store = {}) {
     // Every loop over r is unrolled, or GCC keeps the accumulators on the stack and stores all 12
     // on every step, which halves the kernel's speed.
     __m256 c[kMR][2];
@@ -77,11 +79,17 @@ void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_
         Bp += kNR;
     }
     if (rows == kMR && cols == kNR) {
+        const __m256 zero = _mm256_setzero_ps();
 #pragma GCC unroll 6
         for (int r = 0; r < kMR; ++r) {
             float* cr = C + r * ldc;
-            _mm256_storeu_ps(cr, _mm256_add_ps(_mm256_loadu_ps(cr), c[r][0]));
-            _mm256_storeu_ps(cr + 8, _mm256_add_ps(_mm256_loadu_ps(cr + 8), c[r][1]));
+            const __m256 bias = store.bias ? _mm256_set1_ps(store.bias[r]) : zero;
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; ++h) {
+                __m256 v = _mm256_add_ps(store.from_bias ? bias : _mm256_loadu_ps(cr + 8 * h), c[r][h]);
+                if (store.relu) v = _mm256_max_ps(v, zero);
+                _mm256_storeu_ps(cr + 8 * h, v);
+            }
         }
         return;
     }
@@ -92,7 +100,11 @@ void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_
         _mm256_store_ps(tile[r] + 8, c[r][1]);
     }
     for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < cols; ++j) C[r * ldc + j] += tile[r][j];
+        for (int64_t j = 0; j < cols; ++j) {
+            float& out = C[r * ldc + j];
+            const float v = (store.from_bias ? (store.bias ? store.bias[r] : 0.0f) : out) + tile[r][j];
+            out = store.relu && !(v > 0.0f) ? 0.0f : v;
+        }
 }
 
 // Packing buffers, one set per thread, allocated on the thread's first product and never freed
@@ -116,7 +128,7 @@ int64_t packed_offset(int64_t M, int64_t i0, int64_t k0, int64_t kc) {
 // Rows [row_begin, row_end) of C += A B (row_begin a multiple of kMR). A is packed block by block
 // here, or, where packed_a is given, was packed whole by pack_a_whole (and A is not read).
 void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed_a, const Operand& B, float* C,
-          int64_t ldc, int64_t row_begin = 0, int64_t row_end = -1) {
+          int64_t ldc, int64_t row_begin = 0, int64_t row_end = -1, GemmStore store = {}) {
     if (row_end < 0) row_end = M;
     if (M <= 0 || N <= 0 || K <= 0) return;
     static const bool avx512 = isa_of_this_cpu() == Isa::avx512;
@@ -133,6 +145,8 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
                 pack_b(B, k0, kc, j0, nc, buf.b);
                 b = buf.b;
             }
+            // `store` applies where this block starts C (the first depth block) or ends it (the last).
+            const bool first = store.set && k0 == 0, last = store.set && k0 + kc == K;
             for (int64_t i0 = row_begin; i0 < row_end; i0 += kMC) {
                 const int64_t mc = std::min(kMC, row_end - i0);
                 const float* a = buf.a;
@@ -147,16 +161,18 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
                     for (int64_t i = 0; i < mc; i += kMR) {
                         float* c = C + (i0 + i) * ldc + j0 + j;
                         const int64_t rows = std::min(kMR, mc - i);
+                        const TileStore ts{first, first && store.bias ? store.bias + i0 + i : nullptr,
+                                           last && store.relu};
                         if (tall && i + 2 * kMR <= mc) {
-                            micro_kernel_12x16_avx512(kc, a + i * kc, a + (i + kMR) * kc, b + j * kc, c, ldc);
+                            micro_kernel_12x16_avx512(kc, a + i * kc, a + (i + kMR) * kc, b + j * kc, c, ldc, ts);
                             i += kMR;
                         } else if (wide && rows == kMR) {
-                            micro_kernel_6x32_avx512(kc, a + i * kc, b + j * kc, b + (j + kNR) * kc, c, ldc);
+                            micro_kernel_6x32_avx512(kc, a + i * kc, b + j * kc, b + (j + kNR) * kc, c, ldc, ts);
                         } else if (wide) {
-                            micro_kernel(kc, a + i * kc, b + j * kc, c, ldc, rows, kNR);
-                            micro_kernel(kc, a + i * kc, b + (j + kNR) * kc, c + kNR, ldc, rows, kNR);
+                            micro_kernel(kc, a + i * kc, b + j * kc, c, ldc, rows, kNR, ts);
+                            micro_kernel(kc, a + i * kc, b + (j + kNR) * kc, c + kNR, ldc, rows, kNR, ts);
                         } else {
-                            micro_kernel(kc, a + i * kc, b + j * kc, c, ldc, rows, std::min(kNR, nc - j));
+                            micro_kernel(kc, a + i * kc, b + j * kc, c, ldc, rows, std::min(kNR, nc - j), ts);
                         }
                     }
                     j += wide ? 2 * kNR : kNR;
@@ -257,8 +273,8 @@ void pack_a_whole(int64_t M, int64_t K, const float* A, int64_t lda, float* out)
 }
 
 void gemm_packed_nn(int64_t M, int64_t N, int64_t K, const float* packed, const float* B, int64_t ldb, float* C,
-                    int64_t ldc, int64_t row_begin, int64_t row_end) {
-    gemm(M, N, K, {}, packed, {B, ldb, 1}, C, ldc, row_begin, row_end);
+                    int64_t ldc, int64_t row_begin, int64_t row_end, GemmStore store) {
+    gemm(M, N, K, {}, packed, {B, ldb, 1}, C, ldc, row_begin, row_end, store);
 }
 
 void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,

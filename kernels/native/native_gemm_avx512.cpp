@@ -9,7 +9,23 @@
 
 namespace engine::native {
 
-void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, const float* Bp1, float* C, int64_t ldc) {
+namespace {
+
+// Row r of a tile: what its sums are added to, then the ReLU.
+inline __m512 base_of(const TileStore& s, const float* cr, int r) {
+    if (!s.from_bias) return _mm512_loadu_ps(cr);
+    return s.bias ? _mm512_set1_ps(s.bias[r]) : _mm512_setzero_ps();
+}
+
+inline void store_row(const TileStore& s, float* cr, __m512 v) {
+    if (s.relu) v = _mm512_maskz_max_ps(0xffff, v, _mm512_setzero_ps());  // maskz: GCC 12 warns on the plain form
+    _mm512_storeu_ps(cr, v);
+}
+
+}  // namespace
+
+void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, const float* Bp1, float* C, int64_t ldc,
+                              TileStore store) {
     __m512 c[6][2];
 #pragma GCC unroll 6
     for (int r = 0; r < 6; ++r) c[r][0] = c[r][1] = _mm512_setzero_ps();
@@ -25,12 +41,13 @@ void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, con
 #pragma GCC unroll 6
     for (int r = 0; r < 6; ++r) {
         float* cr = C + r * ldc;
-        _mm512_storeu_ps(cr, _mm512_add_ps(_mm512_loadu_ps(cr), c[r][0]));
-        _mm512_storeu_ps(cr + 16, _mm512_add_ps(_mm512_loadu_ps(cr + 16), c[r][1]));
+        store_row(store, cr, _mm512_add_ps(base_of(store, cr, r), c[r][0]));
+        store_row(store, cr + 16, _mm512_add_ps(base_of(store, cr + 16, r), c[r][1]));
     }
 }
 
-void micro_kernel_12x16_avx512(int64_t kc, const float* Ap0, const float* Ap1, const float* Bp, float* C, int64_t ldc) {
+void micro_kernel_12x16_avx512(int64_t kc, const float* Ap0, const float* Ap1, const float* Bp, float* C, int64_t ldc,
+                               TileStore store) {
     __m512 c[12];
 #pragma GCC unroll 12
     for (int r = 0; r < 12; ++r) c[r] = _mm512_setzero_ps();
@@ -45,7 +62,7 @@ void micro_kernel_12x16_avx512(int64_t kc, const float* Ap0, const float* Ap1, c
 #pragma GCC unroll 12
     for (int r = 0; r < 12; ++r) {
         float* cr = C + r * ldc;
-        _mm512_storeu_ps(cr, _mm512_add_ps(_mm512_loadu_ps(cr), c[r]));
+        store_row(store, cr, _mm512_add_ps(base_of(store, cr, r), c[r]));
     }
 }
 

@@ -4,12 +4,22 @@
 
 namespace engine::native {
 
+// How a micro-kernel stores its tile's sums: added to C, or (from_bias) added to the tile's rows'
+// bias (zero where null) over whatever C held; then ReLU where asked.
+struct TileStore {
+    bool from_bias = false;
+    const float* bias = nullptr;  // the tile's first row's
+    bool relu = false;
+};
+
 // C[0..6, 0..32) += Ap Bp over kc steps: Ap a packed A panel of 6 rows, Bp0 and Bp1 two adjacent
 // packed B panels of 16 columns, C a full 6 x 32 tile.
-void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, const float* Bp1, float* C, int64_t ldc);
+void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, const float* Bp1, float* C, int64_t ldc,
+                              TileStore store);
 
 // C[0..12, 0..16) += [Ap0; Ap1] Bp: two adjacent packed A panels of 6 rows by one packed B panel.
-void micro_kernel_12x16_avx512(int64_t kc, const float* Ap0, const float* Ap1, const float* Bp, float* C, int64_t ldc);
+void micro_kernel_12x16_avx512(int64_t kc, const float* Ap0, const float* Ap1, const float* Bp, float* C, int64_t ldc,
+                               TileStore store);
 
 // C[0..rows, 0..N) += Ap B for one panel of 48 rows packed by pack_a_rows, N <= 4 columns
 // of B (ldb apart in k): three zmm of rows, each element's fused multiply-adds in order of k from zero,
