@@ -155,7 +155,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
                 else
                     pack_a(A, i0, mc, k0, kc, buf.a);
                 for (int64_t j = 0; j < nc;) {
-                    // Two B panels at once on AVX-512 (full tiles; the edges take the AVX2 kernel).
+                    // Two B panels at once on AVX-512 (full column pairs; the last odd panel takes the AVX2 kernel).
                     const bool wide = avx512 && j + 2 * kNR <= nc;
                     const bool tall = avx512 && !wide && nc - j == kNR;  // one panel: two A panels at once
                     for (int64_t i = 0; i < mc; i += kMR) {
@@ -166,11 +166,9 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
                         if (tall && i + 2 * kMR <= mc) {
                             micro_kernel_12x16_avx512(kc, a + i * kc, a + (i + kMR) * kc, b + j * kc, c, ldc, ts);
                             i += kMR;
-                        } else if (wide && rows == kMR) {
-                            micro_kernel_6x32_avx512(kc, a + i * kc, b + j * kc, b + (j + kNR) * kc, c, ldc, ts);
-                        } else if (wide) {
-                            micro_kernel(kc, a + i * kc, b + j * kc, c, ldc, rows, kNR, ts);
-                            micro_kernel(kc, a + i * kc, b + (j + kNR) * kc, c + kNR, ldc, rows, kNR, ts);
+                        } else if (wide) {  // an edge panel's rows too: its packed rows past `rows` are zero
+                            micro_kernel_6x32_avx512(kc, a + i * kc, b + j * kc, b + (j + kNR) * kc, c, ldc, int(rows),
+                                                     ts);
                         } else {
                             micro_kernel(kc, a + i * kc, b + j * kc, c, ldc, rows, std::min(kNR, nc - j), ts);
                         }

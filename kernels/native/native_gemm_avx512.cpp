@@ -25,7 +25,7 @@ inline void store_row(const TileStore& s, float* cr, __m512 v) {
 }  // namespace
 
 void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, const float* Bp1, float* C, int64_t ldc,
-                              TileStore store) {
+                              int rows, TileStore store) {
     __m512 c[6][2];
 #pragma GCC unroll 6
     for (int r = 0; r < 6; ++r) c[r][0] = c[r][1] = _mm512_setzero_ps();
@@ -40,6 +40,7 @@ void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, con
     }
 #pragma GCC unroll 6
     for (int r = 0; r < 6; ++r) {
+        if (r >= rows) break;
         float* cr = C + r * ldc;
         store_row(store, cr, _mm512_add_ps(base_of(store, cr, r), c[r][0]));
         store_row(store, cr + 16, _mm512_add_ps(base_of(store, cr + 16, r), c[r][1]));

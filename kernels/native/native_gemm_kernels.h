@@ -12,10 +12,10 @@ struct TileStore {
     bool relu = false;
 };
 
-// C[0..6, 0..32) += Ap Bp over kc steps: Ap a packed A panel of 6 rows, Bp0 and Bp1 two adjacent
-// packed B panels of 16 columns, C a full 6 x 32 tile.
+// C[0..rows, 0..32) += Ap Bp over kc steps: Ap a packed A panel of 6 rows (zero past `rows`), Bp0
+// and Bp1 two adjacent packed B panels of 16 columns; only C's first `rows` rows are written.
 void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, const float* Bp1, float* C, int64_t ldc,
-                              TileStore store);
+                              int rows, TileStore store);
 
 // C[0..12, 0..16) += [Ap0; Ap1] Bp: two adjacent packed A panels of 6 rows by one packed B panel.
 void micro_kernel_12x16_avx512(int64_t kc, const float* Ap0, const float* Ap1, const float* Bp, float* C, int64_t ldc,
