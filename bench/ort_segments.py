@@ -117,6 +117,12 @@ def main():
     import onnxruntime as ort
 
     path = os.path.join(a.shared, "models", a.model + ".onnx")
+    if not os.path.isfile(path):
+        models = sorted(f[:-5] for f in os.listdir(os.path.dirname(path)) if f.endswith(".onnx")) \
+            if os.path.isdir(os.path.dirname(path)) else []
+        print(f"ort_segments: {path}: no such model (--model takes one of: {', '.join(models) or 'none found'})",
+              file=sys.stderr)
+        return 2
     exits, cuts = segments(onnx.load(path))
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
