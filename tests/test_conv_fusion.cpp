@@ -2,6 +2,8 @@
 // residual Add, ReLU), each against the reference loops or the unfused plan.
 #include <doctest/doctest.h>
 
+#include <map>
+
 #include <algorithm>
 
 #include "engine/error.h"
@@ -129,6 +131,7 @@ TEST_CASE("conv backward adds to gradients already there, on the direct 3x3 inpu
         Shape x;
         int64_t k;
         int stride;
+        bool depthwise = false;  // groups = channels = k
     };
     std::vector<Case> cases;
     // {2, 16, 8, 8}: the input gradient (16 channels out, 8x8) takes Winograd F(4,3) vectorised over channels.
@@ -146,23 +149,34 @@ TEST_CASE("conv backward adds to gradients already there, on the direct 3x3 inpu
     cases.push_back({Shape{2, 16, 16, 16}, 48, 1});
     cases.push_back({Shape{2, 6, 16, 16}, 7, 2});  // stride 2: the GEMM input gradient
     cases.push_back({Shape{2, 4, 12, 12}, 5, 1});  // width 12: the GEMM path throughout
+    // Depthwise on small planes (on AVX-512, one lane per channel and output pixel): output planes of
+    // 16, 4 and 8 pixels (one, four and two channels a vector), stride 1 and 2, a thread range of 2
+    // samples and one of 3; and a plane kernel's 8x8.
+    for (const Case& c :
+         {Case{Shape{2, 8, 4, 4}, 8, 1, true}, Case{Shape{3, 8, 2, 2}, 8, 1, true}, Case{Shape{1, 6, 2, 4}, 6, 1, true},
+          Case{Shape{3, 5, 8, 8}, 5, 2, true}, Case{Shape{2, 8, 4, 4}, 8, 2, true}, Case{Shape{2, 6, 4, 8}, 6, 2, true},
+          Case{Shape{5, 4, 4, 4}, 4, 1, true}, Case{Shape{2, 3, 8, 8}, 3, 1, true}})
+        cases.push_back(c);
     auto ref = make_backend("ref");
+    std::map<std::pair<size_t, int>, Tensor> avx2_gx;  // (case, threads): the AVX2 path's input gradient
     // The backend's instruction set, not the environment's, picks the backward kernels and sizes their scratch.
     std::vector<native::Isa> isas{native::Isa::avx2};
     if (native::cpu_has_avx512()) isas.push_back(native::Isa::avx512);
     for (native::Isa isa : isas)
         for (int threads : {1, 2}) {
             native::NativeBackend cpu(threads, {native::KernelMode::tuned, isa});
-            for (const Case& c : cases) {
+            for (size_t ci = 0; ci < cases.size(); ++ci) {
+                const Case& c = cases[ci];
                 CAPTURE(c.x.str());
                 CAPTURE(c.k);
                 CAPTURE(threads);
                 CAPTURE(native::isa_name(isa));
                 Node node;
                 node.op = Op::Conv;
-                node.attrs = test::conv_attrs(3, c.stride, 1);
+                node.attrs = test::conv_attrs(3, c.stride, 1, c.depthwise ? int(c.k) : 1);
                 const int64_t oh = (c.x[2] - 1) / c.stride + 1, ow = (c.x[3] - 1) / c.stride + 1;
-                const Shape shapes[] = {c.x, Shape{c.k, c.x[1], 3, 3}, Shape{c.k}}, out{c.x[0], c.k, oh, ow};
+                const Shape shapes[] = {c.x, Shape{c.k, c.depthwise ? 1 : c.x[1], 3, 3}, Shape{c.k}},
+                            out{c.x[0], c.k, oh, ow};
                 Tensor x = test::random_tensor(shapes[0], 1), w = test::random_tensor(shapes[1], 2),
                        b = test::random_tensor(shapes[2], 3), gy = test::random_tensor(out, 4), y(out);
                 auto run = [&](Backend& backend) {
@@ -184,6 +198,13 @@ TEST_CASE("conv backward adds to gradients already there, on the direct 3x3 inpu
                     CAPTURE(i);
                     CHECK(relative_error(got[i].data(), want[i].data(), want[i].numel()) <= 1e-5);
                 }
+                // The depthwise input gradient is the same to the bit on either instruction set.
+                if (!c.depthwise) continue;
+                if (isa == native::Isa::avx2)
+                    avx2_gx.emplace(std::make_pair(ci, threads), std::move(got[0]));
+                else
+                    CHECK(std::equal(got[0].data(), got[0].data() + got[0].numel(),
+                                     avx2_gx.at(std::make_pair(ci, threads)).data()));
             }
         }
 }

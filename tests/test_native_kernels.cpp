@@ -166,6 +166,36 @@ TEST_CASE("the AVX-512 depthwise kernels give the AVX2 kernel's results to the b
     CHECK(runs == 30);
 }
 
+TEST_CASE(
+    "the AVX-512 depthwise gradients of small planes: the AVX2 input gradient to the bit, the reference's weights") {
+    if (!native::cpu_has_avx512()) {
+        MESSAGE("this CPU has no AVX-512: the AVX-512 depthwise gradients are not checked");
+        return;
+    }
+    // In a plan, whose input gradient starts fresh: output planes of 16, 4 and 8 pixels, stride 1 and 2.
+    auto ref = make_backend("ref");
+    struct DepthwiseCase {
+        Shape x;
+        int stride;
+    };
+    for (const DepthwiseCase& c : {DepthwiseCase{Shape{3, 8, 4, 4}, 1}, DepthwiseCase{Shape{2, 8, 2, 2}, 1},
+                                   DepthwiseCase{Shape{2, 6, 4, 8}, 2}, DepthwiseCase{Shape{3, 4, 8, 8}, 2}})
+        for (int threads : {1, 2}) {
+            CAPTURE(c.x.str());
+            CAPTURE(threads);
+            const int64_t C = c.x[1];
+            const test::OpCase oc{
+                "depthwise", Op::Conv, test::conv_attrs(3, c.stride, 1, int(C)), {c.x, Shape{C, 1, 3, 3}, Shape{C}}};
+            NativeBackend avx2(threads, {KernelMode::fixed, Isa::avx2}),
+                avx512(threads, {KernelMode::fixed, Isa::avx512});
+            const test::OpResult want = test::run_op_case(oc, *ref, 17), plain = test::run_op_case(oc, avx2, 17),
+                                 got = test::run_op_case(oc, avx512, 17);
+            test::check_same_result(want, got, 1e-5);
+            CHECK(std::equal(got.input_grad.data(), got.input_grad.data() + got.input_grad.numel(),
+                             plain.input_grad.data()));
+        }
+}
+
 TEST_CASE("ENGINE_NATIVE_ISA=avx2 keeps the AVX-512 kernels out; ENGINE_KERNELS=fixed keeps the fixed rule") {
     const Case c{Shape{1, 64, 8, 8}, Shape{64, 64, 3, 3}};
     const Shape y{1, 64, 8, 8};

@@ -110,6 +110,9 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
                    TensorView gw, float* gbias, float* scratch, Isa isa, int threads) {
     const ConvDims d = conv_dims(a, x.shape, w.shape, gy.shape);
     const bool depthwise = conv_is_depthwise(a, w.shape);
+    // Small depthwise planes on AVX-512: each thread its contiguous range of samples, after the loop.
+    const bool depthwise_lanes =
+        depthwise && isa == Isa::avx512 && avx512_depthwise_of(a, x.shape, w.shape, gy.shape) == Avx512Depthwise::small;
     const bool pointwise = conv_is_pointwise(a, d);
     const bool pointwise_samples = pointwise && a.groups == 1;  // a whole range of samples at once
     const bool direct = direct_input_grad(a, x.shape, w.shape, gy.shape);
@@ -141,6 +144,7 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
         std::fill(gw_t, gw_t + wsize + d.K, 0.0f);
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < d.N; ++n) {
+            if (depthwise_lanes) continue;  // after the loop: it writes or adds to gx itself
             // The direct input gradient (Winograd or not) writes a fresh gx; every other path adds to it.
             if (gx.data && gx_fresh && !direct_gx)
                 std::fill(gx.data + n * d.C * d.H * d.W, gx.data + (n + 1) * d.C * d.H * d.W, 0.0f);
@@ -201,6 +205,9 @@ void conv_backward(const Attrs& a, TensorView x, TensorView w, TensorView gy, Te
             conv3x3_weight_grad(x, gy, gw_t, n_begin, n_end, mine);
         if (pointwise_samples)
             pointwise_backward(x, w, gy, gx, gw.data ? gw_t : nullptr, gbias ? gb_t : nullptr, n_begin, n_end, mine);
+        if (depthwise_lanes)
+            depthwise_small_backward_avx512(a, x, w, gy, gx.data, gx_fresh, gw.data ? gw_t : nullptr,
+                                            gbias ? gb_t : nullptr, n_begin, n_end);
     }
     for (int t = 0; t < used; ++t) {
         const float* gw_t = threads_scratch + t * per_thread + layout.col + layout.gcol;

@@ -84,11 +84,7 @@ void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const flo
 
 bool conv_is_depthwise(const Attrs& a, const Shape& w) { return a.groups > 1 && w[1] == 1 && w[0] == a.groups; }
 
-namespace {
-
 // Which AVX-512 kernel takes a convolution: small planes, rows, or neither.
-enum class Avx512Depthwise { none, small, rows };
-
 Avx512Depthwise avx512_depthwise_of(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
     if (x.rank != 4 || w.rank != 4 || y.rank != 4 || !conv_is_depthwise(a, w) || x[1] != w[0])
         return Avx512Depthwise::none;
@@ -99,8 +95,6 @@ Avx512Depthwise avx512_depthwise_of(const Attrs& a, const Shape& x, const Shape&
     if (d.OW == 8 || d.OW == 16 || d.OW == 32) return Avx512Depthwise::rows;
     return Avx512Depthwise::none;
 }
-
-}  // namespace
 
 bool depthwise_avx512_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y) {
     return avx512_depthwise_of(a, x, w, y) != Avx512Depthwise::none;

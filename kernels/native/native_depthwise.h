@@ -22,11 +22,18 @@ void depthwise_forward(const Attrs& a, TensorView x, TensorView w, const float* 
 // the bit: output planes of 4, 8 or 16 pixels, 16 / pixels channels to a vector
 // (native_depthwise_avx512.cpp), and output rows of 8, 16 or 32 pixels, one plane at a time
 // (native_depthwise_rows_avx512.cpp).
+enum class Avx512Depthwise { none, small, rows };
+Avx512Depthwise avx512_depthwise_of(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
 bool depthwise_avx512_fits(const Attrs& a, const Shape& x, const Shape& w, const Shape& y);
 void depthwise_forward_avx512(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,
                               TensorView y, int threads);
 void depthwise_small_forward_avx512(const Attrs& a, TensorView x, TensorView w, const float* bias,
                                     const float* residual, TensorView y, int threads);
+// The gradients of small planes (native_depthwise_backward_avx512.cpp), for samples [n0, n1): gx
+// written (gx_fresh) or added to, the same values as depthwise_plane_backward's; gw and gb (either
+// may be null) added to, summed over the samples in their own order.
+void depthwise_small_backward_avx512(const Attrs& a, TensorView x, TensorView w, TensorView gy, float* gx,
+                                     bool gx_fresh, float* gw, float* gb, int64_t n0, int64_t n1);
 void depthwise_rows_forward_avx512(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,
                                    TensorView y, int threads);
 
