@@ -112,3 +112,24 @@ TEST_CASE("native pooling of windows narrower than a vector: each window's max a
         CHECK(std::equal(want.begin(), want.end(), got.out.data()));
     }
 }
+
+TEST_CASE("native classifier heads give each sample's logits the same bits alone and in a batch") {
+    // Each dot product keeps one order whatever the batch: 1,003 features give 32-wide steps, an
+    // 8-wide one and a scalar tail.
+    auto native = make_backend("native", 2), ref = make_backend("ref");
+    Attrs gemm;
+    gemm.trans_b = true;
+    const int64_t K = 1003, classes = 10;
+    const test::OpCase batch{"head", Op::Gemm, gemm, {Shape{5, K}, Shape{classes, K}, Shape{classes}}};
+    const Tensor x = test::case_input(batch, 31);
+    const Tensor all = test::run_inference(test::one_node_model(batch, 31), *native, {x});
+    CHECK(relative_error(all.data(), test::run_inference(test::one_node_model(batch, 31), *ref, {x}).data(),
+                         all.numel()) <= 1e-5);
+    const test::OpCase single{"head", Op::Gemm, gemm, {Shape{1, K}, Shape{classes, K}, Shape{classes}}};
+    for (int64_t i = 0; i < 5; ++i) {
+        CAPTURE(i);
+        const Tensor one(Shape{1, K}, std::vector<float>(x.data() + i * K, x.data() + (i + 1) * K));
+        const Tensor alone = test::run_inference(test::one_node_model(single, 31), *native, {one});
+        CHECK(std::equal(alone.data(), alone.data() + classes, all.data() + i * classes));
+    }
+}
