@@ -1,6 +1,7 @@
 // Every op on every backend against the reference loops, forward and backward.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <set>
 #include <string>
 
@@ -76,9 +77,11 @@ TEST_CASE("every op has its own name, and the name maps back to the op") {
 }
 
 TEST_CASE("native pooling of windows narrower than a vector: each window's max and mean in row order, to the bit") {
-    // They go eight to a vector, one lane each (4x4 on 16x16 and 2x2 on 8x8 as the SDN heads pool;
-    // 3x3 with a ragged last group of eight). Each lane must run the scalar loop below: the first
-    // maximum, the sum from zero in row order, the mean as the sum times 1 / count.
+    // 4x4 windows on 16x16 planes and 2x2 on 8x8 (as the SDN heads pool: four to a vector, one lane
+    // each), and 3x3 (one at a time); 8x8 windows on 32x32 a row of a window to a vector. Each window
+    // must give the scalar loop below: the first maximum; the sum from zero in row order (8x8: only the
+    // max, its sum having another order); the mean as the sum times 1 / count; mixed pooling as
+    // fma(alpha, max, (1 - alpha) mean).
     auto native = make_backend("native", 2);
     struct Case {
         Op op;
@@ -86,11 +89,15 @@ TEST_CASE("native pooling of windows narrower than a vector: each window's max a
         Shape x;
     };
     for (const Case& c : {Case{Op::MaxPool, 4, Shape{2, 5, 16, 16}}, Case{Op::AvgPool, 4, Shape{2, 5, 16, 16}},
-                          Case{Op::MaxPool, 2, Shape{3, 4, 8, 8}}, Case{Op::AvgPool, 2, Shape{3, 4, 8, 8}},
-                          Case{Op::AvgPool, 3, Shape{1, 3, 9, 9}}, Case{Op::MaxPool, 3, Shape{1, 3, 9, 9}}}) {
+                          Case{Op::MixedPool, 4, Shape{2, 5, 16, 16}}, Case{Op::MaxPool, 2, Shape{3, 4, 8, 8}},
+                          Case{Op::AvgPool, 2, Shape{3, 4, 8, 8}}, Case{Op::MixedPool, 2, Shape{3, 4, 8, 8}},
+                          Case{Op::AvgPool, 3, Shape{1, 3, 9, 9}}, Case{Op::MaxPool, 3, Shape{1, 3, 9, 9}},
+                          Case{Op::MixedPool, 3, Shape{1, 3, 9, 9}}, Case{Op::MaxPool, 8, Shape{1, 3, 32, 32}}}) {
         CAPTURE(std::string(op_name(c.op)));
         CAPTURE(c.x.str());
-        const test::OpCase oc{"pool", c.op, test::conv_attrs(c.k, c.k, 0), {c.x}};
+        test::OpCase oc{"pool", c.op, test::conv_attrs(c.k, c.k, 0), {c.x}};
+        if (c.op == Op::MixedPool) oc.shapes.push_back(Shape{1});
+        const float alpha = test::random_tensor(Shape{1}, 21 + 17, -1, 1).data()[0];  // one_node_model's
         const Tensor x = test::case_input(oc, 21);
         const test::OpResult got = test::run_op_case(oc, *native, 21);
         const int64_t H = c.x[2], W = c.x[3], OH = H / c.k, OW = W / c.k;
@@ -106,7 +113,10 @@ TEST_CASE("native pooling of windows narrower than a vector: each window's max a
                             mx = v > mx ? v : mx;
                             sum += v;
                         }
-                    want.push_back(c.op == Op::MaxPool ? mx : sum * (1.0f / float(c.k * c.k)));
+                    const float mean = sum * (1.0f / float(c.k * c.k));
+                    want.push_back(c.op == Op::MaxPool   ? mx
+                                   : c.op == Op::AvgPool ? mean
+                                                         : std::fma(alpha, mx, (1 - alpha) * mean));
                 }
         REQUIRE(int64_t(want.size()) == got.out.numel());
         CHECK(std::equal(want.begin(), want.end(), got.out.data()));

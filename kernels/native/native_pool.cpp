@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "native_simd.h"
 
@@ -65,8 +66,10 @@ void window_max_mean(const Tiles& t, const float* win, float inv_count, float& m
     mean = sum * inv_count;
 }
 
+// alpha max + (1 - alpha) mean as one fused multiply-add onto the rounded second product, spelt out:
+// left to GCC, the contraction it picks depends on the code around the expression.
 float pooled(PoolKind kind, float alpha, float mx, float mean) {
-    return kind == PoolKind::Max ? mx : kind == PoolKind::Average ? mean : alpha * mx + (1 - alpha) * mean;
+    return kind == PoolKind::Max ? mx : kind == PoolKind::Average ? mean : std::fma(alpha, mx, (1 - alpha) * mean);
 }
 
 // Windows 2 or 4 wide in rows of a multiple of 4 windows (the SDN heads' 4x4 windows on 16x16 planes
