@@ -76,6 +76,14 @@ struct ScopedEnv {
     }
 };
 
+// A depthwise convolution (groups = channels, 3x3, padding 1).
+struct DepthwiseCase {
+    Shape x;
+    int stride;
+    bool residual_relu = false;
+    bool avx512 = true;  // an AVX-512 kernel takes it
+};
+
 std::vector<Isa> isas() {
     std::vector<Isa> out{Isa::avx2};
     if (native::cpu_has_avx512()) out.push_back(Isa::avx512);
@@ -118,11 +126,6 @@ TEST_CASE("the AVX-512 depthwise kernels give the AVX2 kernel's results to the b
         return;
     }
     auto ref = make_backend("ref");
-    struct DepthwiseCase {
-        Shape x;
-        int stride;
-        bool residual_relu, avx512;  // avx512: an AVX-512 kernel takes it
-    };
     // Output planes of 16, 8 and 4 pixels (one, two and four channels a vector); output rows of 8, 16
     // and 32 pixels (a ymm, a zmm, two), odd heights; stride 1 and 2; batches of one and more; and
     // planes neither takes (rows of 12 and 64).
@@ -174,10 +177,6 @@ TEST_CASE(
     }
     // In a plan, whose input gradient starts fresh: output planes of 16, 4 and 8 pixels, stride 1 and 2.
     auto ref = make_backend("ref");
-    struct DepthwiseCase {
-        Shape x;
-        int stride;
-    };
     for (const DepthwiseCase& c : {DepthwiseCase{Shape{3, 8, 4, 4}, 1}, DepthwiseCase{Shape{2, 8, 2, 2}, 1},
                                    DepthwiseCase{Shape{2, 6, 4, 8}, 2}, DepthwiseCase{Shape{3, 4, 8, 8}, 2}})
         for (int threads : {1, 2}) {

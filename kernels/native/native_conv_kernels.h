@@ -23,8 +23,7 @@ enum class ConvKernel {
     direct_512,     // direct 3x3 on tap planes, stride 1 or 2, any width (native_conv3x3_taps.h, AVX-512)
     gemm,           // im2col (or the input, 1x1) times the packed weights (native_conv_gemm.h)
     other,          // depthwise, grouped: conv_forward's own kernels
-    depthwise_512,  // depthwise 3x3 on small planes or rows of 8-32 pixels, AVX-512 (native_depthwise.h): `other`'s
-                    // results
+    depthwise_512,  // depthwise 3x3, small planes or rows of 8-32 pixels (native_depthwise.h, AVX-512)
 };
 
 const char* conv_kernel_name(ConvKernel k);

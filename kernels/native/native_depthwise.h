@@ -29,12 +29,12 @@ void depthwise_forward_avx512(const Attrs& a, TensorView x, TensorView w, const 
                               TensorView y, int threads);
 void depthwise_small_forward_avx512(const Attrs& a, TensorView x, TensorView w, const float* bias,
                                     const float* residual, TensorView y, int threads);
+void depthwise_rows_forward_avx512(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,
+                                   TensorView y, int threads);
 // The gradients of small planes (native_depthwise_backward_avx512.cpp), for samples [n0, n1): gx
 // written (gx_fresh) or added to, the same values as depthwise_plane_backward's; gw and gb (either
 // may be null) added to, summed over the samples in their own order.
 void depthwise_small_backward_avx512(const Attrs& a, TensorView x, TensorView w, TensorView gy, float* gx,
                                      bool gx_fresh, float* gw, float* gb, int64_t n0, int64_t n1);
-void depthwise_rows_forward_avx512(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,
-                                   TensorView y, int threads);
 
 }  // namespace engine::native

@@ -73,9 +73,11 @@ inline void add_channel_sums(__m512 v, int64_t P, float* out) {
     }
 }
 
-template <bool Wide, int Stride>
+// Stride 2 takes input planes four times the output's: four zmm a group (Wide).
+template <int Stride>
 void backward(const ConvDims& d, const Lanes& l, const GradLanes& g, const float* x, const float* w, const float* gy,
               float* gx, bool gx_fresh, float* gw, float* gb, int64_t n0, int64_t n1) {
+    constexpr bool Wide = Stride == 2;
     const int64_t P = d.OH * d.OW, groups = d.K / l.channels, in_floats = l.in_floats;
     for (int64_t group = 0; group < groups; ++group) {
         const int64_t k = group * l.channels;
@@ -127,9 +129,7 @@ void depthwise_small_backward_avx512(const Attrs& a, TensorView x, TensorView w,
     const ConvDims d = conv_dims(a, x.shape, w.shape, gy.shape);
     const Lanes l = lanes_of(d, a.stride[0]);
     const GradLanes g = grad_lanes_of(d, a.stride[0]);
-    const bool wide = l.in_floats == 64;
-    auto run = a.stride[0] == 1 ? (wide ? backward<true, 1> : backward<false, 1>)
-                                : (wide ? backward<true, 2> : backward<false, 2>);
+    auto run = a.stride[0] == 1 ? backward<1> : backward<2>;
     run(d, l, g, x.data, w.data, gy.data, gx, gx_fresh, gw, gb, n0, n1);
 }
 
