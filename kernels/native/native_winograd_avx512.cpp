@@ -275,7 +275,7 @@ inline void store_row_pair(const __m512 (&c)[4], __m512 bias, const float* resid
             const int64_t o = row0 + at[q] + 16 * h;
             __m512 x = _mm512_add_ps(half[h], bias);
             if (residual) x = _mm512_add_ps(x, _mm512_loadu_ps(residual + o));
-            if (relu) x = _mm512_max_ps(x, _mm512_setzero_ps());
+            if (relu) x = _mm512_maskz_max_ps(0xffff, x, _mm512_setzero_ps());  // maskz: GCC 12 warns on the plain form
             _mm512_storeu_ps(y + o, x);
         }
     }
@@ -318,7 +318,8 @@ void output_transform_zmm(const Dims& d, const float* m, int64_t b, const float*
                     __m256 cols[M];  // group q's 8 tiles
 #pragma GCC unroll 4
                     for (int j = 0; j < M; ++j)
-                        cols[j] = q ? _mm512_extractf32x8_ps(tile[a][j], 1) : _mm512_castps512_ps256(tile[a][j]);
+                        cols[j] = q ? _mm512_maskz_extractf32x8_ps(0xff, tile[a][j], 1)
+                                    : _mm512_maskz_extractf32x8_ps(0xff, tile[a][j], 0);
                     __m256 out[M];
                     interleave(cols, out);
 #pragma GCC unroll 4
