@@ -57,11 +57,6 @@ GradLanes grad_lanes_of(const ConvDims& d, int64_t stride) {
     return g;
 }
 
-inline __m512 grad_weight(const GradLanes& g, const __m512* wv, int j, int tap) {
-    __m512 weight = _mm512_permutex2var_ps(wv[0], g.weight[j][tap], wv[1]);
-    return _mm512_mask_permutexvar_ps(weight, g.weight_high[j][tap], g.weight[j][tap], wv[2]);
-}
-
 // Sums of each channel's lanes (P of them a channel), added to out[0 .. 16 / P).
 inline void add_channel_sums(__m512 v, int64_t P, float* out) {
     alignas(64) float lanes[16];
@@ -85,7 +80,8 @@ void backward(const ConvDims& d, const Lanes& l, const GradLanes& g, const float
         load_group_weights(l, w + 9 * k, wv);
         __m512 weights[4][9];  // each input-gradient lane's weight per tap (one zmm of input where not Wide)
         for (int j = 0; j < g.zmms; ++j)
-            for (int tap = 0; tap < 9; ++tap) weights[j][tap] = grad_weight(g, wv, j, tap);
+            for (int tap = 0; tap < 9; ++tap)
+                weights[j][tap] = group_weights(wv, g.weight[j][tap], g.weight_high[j][tap]);
         __m512 acc[9], bias_acc = _mm512_setzero_ps();
         for (auto& a : acc) a = _mm512_setzero_ps();
         for (int64_t n = n0; n < n1; ++n) {

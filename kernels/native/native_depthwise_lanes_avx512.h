@@ -19,7 +19,7 @@ struct Lanes {
     __m512i input[9];           // the input float (mod 32) each lane reads
     __mmask16 low[9], high[9];  // lanes reading floats 0-31, 32-63; the rest read padding
     __m512i weight[9];          // the weight each lane takes, of the group's 9 x channels
-    __mmask16 weight_high;      // lanes of channel 3, whose taps 5-8 are weights 32-35 (tap >= 5)
+    __mmask16 weight_high[9];   // lanes whose weight is past the first 32
     __m512i channel;            // each lane's channel in the group (for the bias)
 };
 
@@ -31,23 +31,27 @@ inline Lanes lanes_of(const ConvDims& d, int64_t stride) {
     alignas(64) int32_t channel[16];
     for (int64_t lane = 0; lane < 16; ++lane) channel[lane] = int32_t(lane / P);
     l.channel = _mm512_load_si512(channel);
-    l.weight_high = l.channels == 4 ? __mmask16(0xf000) : __mmask16(0);
+    // Built on every call, so with no divisions in the loops (they took 1 us a call).
     for (int tap = 0; tap < 9; ++tap) {
         alignas(64) int32_t input[16], weight[16];
-        unsigned low = 0, high = 0;
-        for (int64_t lane = 0; lane < 16; ++lane) {
-            const int64_t g = lane / P, o = lane % P;
-            const int64_t ih = o / d.OW * stride + tap / 3 - 1, iw = o % d.OW * stride + tap % 3 - 1;
-            const int64_t at = g * plane + ih * d.W + iw;
-            const bool inside = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W;
-            input[lane] = inside ? int32_t(at % 32) : 0;
-            if (inside) (at < 32 ? low : high) |= 1u << lane;
-            weight[lane] = int32_t(g * 9 + tap);
-        }
+        unsigned low = 0, high = 0, weight_high = 0;
+        int lane = 0;
+        for (int64_t g = 0; g < l.channels; ++g)
+            for (int64_t oh = 0; oh < d.OH; ++oh)
+                for (int64_t ow = 0; ow < d.OW; ++ow, ++lane) {
+                    const int64_t ih = oh * stride + tap / 3 - 1, iw = ow * stride + tap % 3 - 1;
+                    const int64_t at = g * plane + ih * d.W + iw;
+                    const bool inside = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W;
+                    input[lane] = inside ? int32_t(at % 32) : 0;
+                    if (inside) (at < 32 ? low : high) |= 1u << lane;
+                    weight[lane] = int32_t(g * 9 + tap);
+                    if (g * 9 + tap >= 32) weight_high |= 1u << lane;
+                }
         l.input[tap] = _mm512_load_si512(input);
         l.low[tap] = __mmask16(low);
         l.high[tap] = __mmask16(high);
         l.weight[tap] = _mm512_load_si512(weight);
+        l.weight_high[tap] = __mmask16(weight_high);
     }
     return l;
 }
@@ -65,11 +69,16 @@ inline __m512 tap_input(const Lanes& l, const __m512* z, int tap) {
         return _mm512_maskz_permutexvar_ps(l.low[tap], l.input[tap], z[0]);
 }
 
-// Tap `tap`'s weight for every lane, from the group's 9 x channels weights wv (three zmm).
+// The weights at `index` in the group's 9 x channels weights wv (three zmm): the first 32 by one
+// two-source permute, and the lanes `past32` (those past them) from the third zmm.
+inline __m512 group_weights(const __m512* wv, __m512i index, __mmask16 past32) {
+    const __m512 weight = _mm512_permutex2var_ps(wv[0], index, wv[1]);
+    return past32 ? _mm512_mask_permutexvar_ps(weight, past32, index, wv[2]) : weight;
+}
+
+// Tap `tap`'s weight for every lane.
 inline __m512 tap_weight(const Lanes& l, const __m512* wv, int tap) {
-    __m512 weight = _mm512_permutex2var_ps(wv[0], l.weight[tap], wv[1]);
-    if (tap >= 5) weight = _mm512_mask_permutexvar_ps(weight, l.weight_high, l.weight[tap], wv[2]);
-    return weight;
+    return group_weights(wv, l.weight[tap], l.weight_high[tap]);
 }
 
 // The group's 9 x channels weights from w (its first channel's), as three zmm.
