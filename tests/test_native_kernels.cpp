@@ -1,7 +1,7 @@
 // The native backend's choice of convolution kernel: every candidate kernel, on AVX2 and (where the
 // CPU has it) AVX-512, against the reference loops; the fixed rule under ENGINE_KERNELS=fixed; the
 // per-CPU cache file of tuned choices, and a corrupt or foreign one ignored; the packed GEMM's sums
-// in the order of its kernels, to the bit.
+// in the order of its kernels, to the bit; the classifier heads' dot products in their one order.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -16,6 +16,7 @@
 #include "engine/error.h"
 #include "native/native_backend.h"
 #include "native/native_gemm.h"
+#include "native/native_linear.h"
 #include "op_cases.h"
 
 using namespace engine;
@@ -454,4 +455,75 @@ TEST_CASE("the narrow packed GEMM gives each element the fused multiply-adds ove
         for (int64_t e = 0; e < M * N; ++e) differ += c[e] != want[e];
         CHECK(differ == 0);
     }
+}
+
+namespace {
+
+// linear_dot's order in scalar code: four accumulators of 8 lanes over blocks of 32, blocks of 8 into
+// the first, lanes added ((0 + 1) + (2 + 3)), then horizontally (l + l + 4, then lanes 0 + 2 and 1 + 3,
+// then those two), then a fused multiply-add per remaining element.
+float dot_in_order(const float* a, const float* b, int64_t K) {
+    float acc[4][8] = {};
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32)
+        for (int r = 0; r < 4; ++r)
+            for (int l = 0; l < 8; ++l) acc[r][l] = std::fma(a[k + 8 * r + l], b[k + 8 * r + l], acc[r][l]);
+    for (; k + 8 <= K; k += 8)
+        for (int l = 0; l < 8; ++l) acc[0][l] = std::fma(a[k + l], b[k + l], acc[0][l]);
+    float t[8], h[4];
+    for (int l = 0; l < 8; ++l) t[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+    for (int l = 0; l < 4; ++l) h[l] = t[l] + t[l + 4];
+    float s = (h[0] + h[2]) + (h[1] + h[3]);
+    for (; k < K; ++k) s = std::fma(a[k], b[k], s);
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("the classifier heads' dot products keep one order on AVX2 and AVX-512, any batch and thread count") {
+    // Depths with every step of the order (blocks of 32, of 8, a scalar tail); class counts around
+    // the AVX-512 kernel's block of 12; one sample and several; with and without a bias.
+    std::vector<Isa> isas{Isa::avx2};
+    if (native::cpu_has_avx512()) isas.push_back(Isa::avx512);
+    uint32_t state = 99;
+    auto next = [&] {
+        state = state * 1664525u + 1013904223u;
+        return float(int32_t(state >> 8) % 2001 - 1000) / 997.0f;
+    };
+    int runs = 0;
+    for (int64_t K : {1, 7, 8, 31, 32, 45, 1003, 8192})
+        for (int64_t N : {1, 10, 12, 13, 25})
+            for (int64_t M : {1, 6}) {
+                std::vector<float> a(M * K), b(N * K), c(N);
+                for (float& e : a) e = next();
+                for (float& e : b) e = next();
+                for (float& e : c) e = next();
+                for (bool bias : {false, true}) {
+                    std::vector<float> want(M * N);
+                    double worst = 0;
+                    for (int64_t i = 0; i < M; ++i)
+                        for (int64_t j = 0; j < N; ++j) {
+                            want[i * N + j] = (bias ? c[j] : 0.0f) + dot_in_order(&a[i * K], &b[j * K], K);
+                            CHECK(native::linear_dot(&a[i * K], &b[j * K], K) == dot_in_order(&a[i * K], &b[j * K], K));
+                            double exact = bias ? c[j] : 0.0;
+                            for (int64_t k = 0; k < K; ++k) exact += double(a[i * K + k]) * b[j * K + k];
+                            worst = std::max(worst, std::fabs(exact - want[i * N + j]) / std::sqrt(double(K)));
+                        }
+                    CHECK(worst < 1e-5);
+                    for (Isa isa : isas)
+                        for (int threads : {1, 2}) {
+                            CAPTURE(K);
+                            CAPTURE(N);
+                            CAPTURE(M);
+                            CAPTURE(isa_name(isa));
+                            CAPTURE(threads);
+                            std::vector<float> y(M * N, -1.0f);
+                            native::linear_rows(a.data(), b.data(), bias ? c.data() : nullptr, y.data(), M, N, K, isa,
+                                                threads);
+                            CHECK(y == want);
+                            ++runs;
+                        }
+                }
+            }
+    CHECK(runs == 8 * 5 * 2 * 2 * 2 * int(isas.size()));
 }

@@ -10,9 +10,9 @@
 #include "native_conv.h"
 #include "native_conv_backward.h"
 #include "native_gemm.h"
+#include "native_linear.h"
 #include "native_pool.h"
 #include "native_relu_gradient.h"
-#include "native_simd.h"
 #include "native_threads.h"
 
 namespace engine::native {
@@ -132,36 +132,15 @@ bool plain_gemm(const Attrs& a, const OpArgs& args) {
     return a.beta == 1.0f && c.rank == 1 && c[0] == args.out.shape[1];
 }
 
-// The dot product of n floats, in an order that depends on n alone.
-float dot(const float* a, const float* b, int64_t n) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    int64_t k = 0;
-    for (; k + 32 <= n; k += 32)
-        for (int r = 0; r < 4; ++r)
-            acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8 * r), _mm256_loadu_ps(b + k + 8 * r), acc[r]);
-    for (; k + 8 <= n; k += 8) acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc[0]);
-    float s = horizontal_sum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-    for (; k < n; ++k) s += a[k] * b[k];
-    return s;
-}
-
-void gemm_forward(const OpArgs& args) {
+void gemm_forward(const OpArgs& args, Isa isa, int threads) {
     const Attrs& a = args.node.attrs;
     const int64_t M = args.out.shape[0], N = args.out.shape[1], K = args.in[0].shape[1];
+    const float* c = args.n_in > 2 ? args.in[2].data : nullptr;
     float* y = args.out.data;
-    if (a.trans_b && N <= 256) {
-        // The classifier heads (PyTorch's Linear: B is [N, K], N classes): one dot product per output,
-        // which at batch 1 costs a seventh of packing the operands for the GEMM (ResNet-56's seven heads:
-        // 0.042 -> 0.0066 ms); and each sample's logits come out the same, to the bit, at any batch size.
-        const float* A = args.in[0].data;
-        const float* B = args.in[1].data;
-        for (int64_t i = 0; i < M; ++i)
-            for (int64_t j = 0; j < N; ++j)
-                y[i * N + j] = (args.n_in > 2 ? args.in[2][j] : 0.0f) + dot(A + i * K, B + j * K, K);
-        return;
-    }
+    if (a.trans_b && N <= 256)  // the classifier heads (native_linear.h)
+        return linear_rows(args.in[0].data, args.in[1].data, c, y, M, N, K, isa, threads);
     for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = 0; j < N; ++j) y[i * N + j] = args.n_in > 2 ? args.in[2][j] : 0.0f;
+        for (int64_t j = 0; j < N; ++j) y[i * N + j] = c ? c[j] : 0.0f;
     gemm_nn(M, N, K, args.in[0].data, K, args.in[1].data, N, y, N);
 }
 
@@ -319,7 +298,7 @@ void NativeBackend::forward(const OpArgs& a) {
             break;
         case Op::Gemm:
             if (!plain_gemm(n.attrs, a)) break;
-            return gemm_forward(a);
+            return gemm_forward(a, options_.isa, threads_);
         default:
             break;
     }
