@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
             raw << "model,backend,threads,exit,ms\n";
         }
         const double peak = bench::fma_peak_gflops();
-        std::printf("FMA peak, one core: %.1f GFLOP/s\n\n", peak);
+        std::printf("FMA peak, one core, %s FMAs: %.1f GFLOP/s\n\n", bench::peak_isa_name(), peak);
         if (q >= 0) return early_exit_table(split(models), split(backends), shared, data_dir, float(q), images);
         std::printf("%-9s %-7s %2s %4s %10s %10s %7s %8s %8s %10s %7s\n", "model", "backend", "th", "exit", "median ms",
                     "p99 ms", "CV %", "floor CV", "sep sd", "% of peak", "step %");

@@ -48,8 +48,8 @@ int main(int argc, char** argv) {
     threads_prepare(threads);
     const Isa isa = isa_of_this_cpu();
     const double peak = bench::fma_peak_gflops();
-    std::printf("CPU: %s; kernels up to %s; batch %d, %d thread(s); FMA peak, one core: %.1f GFLOP/s\n",
-                cpu_model().c_str(), isa_name(isa), batch, threads, peak);
+    std::printf("CPU: %s; kernels up to %s; batch %d, %d thread(s); FMA peak, one core, %s FMAs: %.1f GFLOP/s\n",
+                cpu_model().c_str(), isa_name(isa), batch, threads, bench::peak_isa_name(), peak);
     const Layer layers[] = {
         {"stage 1 block", 16, 32, 16, 1, true},          {"stage 2 block", 32, 16, 32, 1, true},
         {"stage 3 block", 64, 8, 64, 1, true},           {"stage 1->2 (stride 2)", 16, 32, 32, 2, false},

@@ -29,8 +29,8 @@ int main(int argc, char** argv) {
     const int rounds = args.rounds;
     const double peak = bench::fma_peak_gflops();
     const Isa isa = isa_of_this_cpu();
-    std::printf("weight gradient, batch %lld, one thread, %s, FMA peak %.1f GFLOP/s\n", (long long)batch, isa_name(isa),
-                peak);
+    std::printf("weight gradient, batch %lld, one thread, %s, FMA peak (%s FMAs) %.1f GFLOP/s\n", (long long)batch,
+                isa_name(isa), bench::peak_isa_name(), peak);
     std::printf("%-14s %12s %12s %10s %10s %10s\n", "shape", "direct ms", "winograd ms", "ratio", "% peak", "max diff");
     for (int64_t side : {32, 16, 8}) {
         const int64_t C = 16 * 32 / side;
