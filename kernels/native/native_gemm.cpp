@@ -62,6 +62,7 @@ void pack_b(const Operand& B, int64_t k0, int64_t kc, int64_t j0, int64_t nc, fl
 // through a buffer.
 void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int64_t rows, int64_t cols,
                   TileStore store = {}) {
+    prefetch_tile(C, ldc, int(rows), int(cols));
     // Every loop over r is unrolled, or GCC keeps the accumulators on the stack and stores all 12
     // on every step, which halves the kernel's speed.
     __m256 c[kMR][2];

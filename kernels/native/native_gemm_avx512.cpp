@@ -26,6 +26,7 @@ inline void store_row(const TileStore& s, float* cr, __m512 v) {
 
 void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, const float* Bp1, float* C, int64_t ldc,
                               int rows, TileStore store) {
+    prefetch_tile(C, ldc, rows, 32);
     __m512 c[6][2];
 #pragma GCC unroll 6
     for (int r = 0; r < 6; ++r) c[r][0] = c[r][1] = _mm512_setzero_ps();
@@ -49,6 +50,7 @@ void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, con
 
 void micro_kernel_12x16_avx512(int64_t kc, const float* Ap0, const float* Ap1, const float* Bp, float* C, int64_t ldc,
                                TileStore store) {
+    prefetch_tile(C, ldc, 12, 16);
     __m512 c[12];
 #pragma GCC unroll 12
     for (int r = 0; r < 12; ++r) c[r] = _mm512_setzero_ps();

@@ -1,8 +1,24 @@
 // The packed GEMM's AVX-512 micro-kernels (native_gemm_avx512.cpp), internal to native_gemm.cpp.
 #pragma once
+#include <immintrin.h>
+
 #include <cstdint>
 
 namespace engine::native {
+
+// Asks for the lines of a tile's `rows` rows of `width` floats before its sums are computed, so that
+// fetching C (written fresh: a line not in cache is read before it is written) overlaps the
+// multiply-adds instead of stalling the tile's stores. Where a 1x1 convolution's output left the
+// caches (batch 128), 64 x 32 x 1024 products ran at 87 -> 108 GFLOP/s and 128 x 64 x 256 at 114 -> 136
+// (one thread, interleaved).
+inline void prefetch_tile(const float* C, int64_t ldc, int rows, int width) {
+    for (int r = 0; r < rows; ++r) {
+        const char* row = reinterpret_cast<const char*>(C + r * ldc);
+        _mm_prefetch(row, _MM_HINT_T0);
+        _mm_prefetch(row + 4 * (width - 1), _MM_HINT_T0);  // the row's last line, where it spans two or three
+        if (width > 16) _mm_prefetch(row + 64, _MM_HINT_T0);
+    }
+}
 
 // How a micro-kernel stores its tile's sums: added to C, or (from_bias) added to the tile's rows'
 // bias (zero where null) over whatever C held; then ReLU where asked.
