@@ -1,5 +1,5 @@
 // The executor: early exit must equal the all-exits pass plus the policy, batch compaction must
-// equal batch-1 execution, and buffer reuse must not change any result.
+// equal batch-1 execution, and neither buffer reuse nor running a batch in chunks may change any result.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 #include "engine/exit_calibration.h"
 #include "engine/plan.h"
 #include "engine/model_zoo.h"
+#include "native/native_backend.h"
 #include "test_util.h"
 #include "unfused_native.h"
 
@@ -117,6 +118,43 @@ TEST_CASE("buffer reuse changes no result: a plan that keeps every value agrees"
         TensorView a = reuse.exit_logits(k), b = keep.exit_logits(k);
         REQUIRE(a.numel() == b.numel());
         CHECK(relative_error(a.data, b.data, a.numel()) == 0.0);
+    }
+}
+
+namespace {
+
+// The native kernels with the plan's chunk size set (0: the whole batch at once).
+class ChunkingNative : public native::NativeBackend {
+public:
+    ChunkingNative(int threads, int chunk) : NativeBackend(threads), chunk_(chunk) {}
+    int inference_chunk() const override { return chunk_; }
+
+private:
+    int chunk_;
+};
+
+}  // namespace
+
+TEST_CASE("an inference plan that runs a batch in chunks gives every exit's logits of the whole batch at once") {
+    // Chunks of 3 over 10 samples: a last, short chunk, and every exit's values kept while later
+    // chunks run the nodes whose space they would otherwise share.
+    const int n = 10;
+    for (const char* arch : {"small", "mobilenet"}) {
+        CAPTURE(arch);
+        Model model = build_model(arch, 10, 32, 4);
+        Tensor x = test::random_tensor(Shape{n, 3, 32, 32}, 5, 0, 1);
+        for (int threads : {1, 2}) {
+            CAPTURE(threads);
+            ChunkingNative whole(threads, 0), chunked(threads, 3);
+            Plan a(model, whole, n), b(model, chunked, n);
+            a.run_all(x.data(), n);
+            b.run_all(x.data(), n);
+            for (int k = 0; k < model.num_exits(); ++k) {
+                TensorView want = a.exit_logits(k), got = b.exit_logits(k);
+                REQUIRE(got.numel() == want.numel());
+                CHECK(std::equal(got.data, got.data + got.numel(), want.data));
+            }
+        }
     }
 }
 

@@ -85,13 +85,21 @@ Plan::Plan(const Model& model, Backend& backend, int max_batch, bool keep_all)
     offset_.assign(count, -1);
     ArenaPlanner arena;
     auto size_of = [&](int i) { return aligned(shapes_[i].numel()); };
-    for (int i : g.inputs) offset_[i] = arena.place(size_of(i));
+    // Run chunk by chunk (run_all), a chunk's pass runs the nodes again over space that earlier
+    // chunks' values of inputs and exits still hold: those take space of their own, first, kept to the end.
+    const bool chunked = !keep_all_ && backend_.inference_chunk() > 0;
+    if (chunked)
+        for (int v : g.outputs) offset_[v] = arena.place(size_of(v)), last_use_[v] = kNever;
+    for (int i : g.inputs) {
+        offset_[i] = arena.place(size_of(i));
+        if (chunked) last_use_[i] = kNever;
+    }
     pos = 0;
     size_t scratch = 0;
     std::vector<Shape> in_shapes;
     for (auto& seg : segments_)
         for (int i : seg) {
-            offset_[i] = arena.place(size_of(i));
+            if (offset_[i] < 0) offset_[i] = arena.place(size_of(i));
             for (int j : nodes_[i]->inputs)
                 if (last_use_[j] == pos && offset_[j] >= 0) arena.release(offset_[j]);
             ++pos;
@@ -209,13 +217,14 @@ Plan::~Plan() {
     backend_.device_free(grad_base_);
 }
 
-TensorView Plan::view_of(int node, int n) const {
+TensorView Plan::view_of(int node, int n, int first) const {
     const Node& nd = *nodes_[node];
     if (nd.op == Op::Constant)
         return {device_ ? const_device_[node] : const_cast<float*>(nd.value.data()), nd.value.shape()};
     Shape s = shapes_[node];
-    if (batched_[node]) s[0] = n;
-    return {arena_base_ + offset_[node], s};
+    if (!batched_[node]) return {arena_base_ + offset_[node], s};
+    s[0] = n;
+    return {arena_base_ + offset_[node] + first * (s.numel() / n), s};
 }
 
 TensorView Plan::to_host(TensorView v, int node, bool grad) const {
@@ -261,21 +270,21 @@ void Plan::bind_inputs(const float* const* inputs, int n) {
     }
 }
 
-OpArgs Plan::args_for(int node, int n, bool training, uint64_t seed) {
+OpArgs Plan::args_for(int node, int n, bool training, uint64_t seed, int first) {
     const Node& nd = *nodes_[node];
-    for (size_t k = 0; k < nd.inputs.size(); ++k) in_views_[k] = view_of(nd.inputs[k], n);
+    for (size_t k = 0; k < nd.inputs.size(); ++k) in_views_[k] = view_of(nd.inputs[k], n, first);
     return OpArgs{nd,
                   in_views_.data(),
                   static_cast<int>(nd.inputs.size()),
-                  view_of(node, n),
+                  view_of(node, n, first),
                   scratch_base_,
                   training,
                   seed,
                   /*weights_fixed=*/!keep_all_};
 }
 
-void Plan::run_node(int node, int n, bool training, uint64_t seed) {
-    backend_.forward(args_for(node, n, training, seed));
+void Plan::run_node(int node, int n, bool training, uint64_t seed, int first) {
+    backend_.forward(args_for(node, n, training, seed, first));
 }
 
 void Plan::run_all(const float* const* inputs, int n, bool training, uint64_t step_seed) {
@@ -284,8 +293,15 @@ void Plan::run_all(const float* const* inputs, int n, bool training, uint64_t st
     const Graph& g = model_.graph;
     if (device_ && keep_all_) upload_constants();  // the host's are the truth: an optimiser may have moved them
     bind_inputs(inputs, n);
-    for (auto& seg : segments_)
-        for (int i : seg) run_node(i, n, training, step_seed);
+    // Each chunk's pass runs every node on the chunk's rows of each value. The inputs and exits have
+    // space of their own (see the constructor), so later passes leave earlier chunks' results alone.
+    const int chunk = training || keep_all_ || device_ ? 0 : backend_.inference_chunk();
+    for (int first = 0; first < n;) {
+        const int part = chunk > 0 ? std::min(chunk, n - first) : n;
+        for (auto& seg : segments_)
+            for (int i : seg) run_node(i, part, training, step_seed, first);
+        first += part;
+    }
     if (device_ && training) {  // BatchNorm's running statistics were updated on the device
         backend_.download(const_staging_.data(), const_block_, const_floats_);
         for (const Node* nd : nodes_)

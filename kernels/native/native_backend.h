@@ -36,6 +36,9 @@ public:
     void forward(const OpArgs& a) override;
     void backward(const GradArgs& a) override;
     bool writes_fresh_grads() const override { return true; }
+    // Eight samples a thread: MobileNet at batch 128 on this 2-core Xeon, images/s by chunk of 128, 64,
+    // 32, 16, 8: 2,267, 2,330, 2,361, 2,389, 2,386 (ResNet-56 1,747 at 128, 1,783 at 16).
+    int inference_chunk() const override { return 8 * threads_; }
 
     // For tests and benchmarks: every convolution of the plans prepared from now on runs on the first
     // of `ks` that can run it, else on the fixed rule's kernel; {} goes back to tuning (or the fixed rule).

@@ -60,6 +60,11 @@ public:
     // (ReLU after them) and BatchNorm with Attrs::fused_residual (a same-shape Add after it): training
     // plans then fold those ReLUs and Adds into the node before them (fuse_training.h).
     virtual bool fuses_training_elementwise() const { return false; }
+    // Samples an inference plan runs through the whole graph at a time when a batch holds more (0:
+    // the whole batch, node by node). Every value of a chunk then stays in cache from the node that
+    // writes it to the nodes that read it, instead of leaving for memory between whole-batch nodes;
+    // the results are the same where each sample's result does not depend on its batch.
+    virtual int inference_chunk() const { return 0; }
     virtual void forward(const OpArgs& a) = 0;
     virtual void backward(const GradArgs& a) = 0;
     // True when backward() honours GradArgs::fresh; otherwise a Plan zeroes each gradient before

@@ -45,7 +45,9 @@ public:
     const Model& model() const { return model_; }
 
     // Every exit's logits for n samples (n <= max_batch); read them with exit_logits().
-    // `inputs` holds one pointer per graph input (most models have one: the image batch).
+    // `inputs` holds one pointer per graph input (most models have one: the image batch). An
+    // inference plan on the host runs a batch larger than the backend's inference_chunk() chunk
+    // by chunk, each through every node.
     void run_all(const float* const* inputs, int n, bool training = false, uint64_t step_seed = 0);
     void run_all(const float* input, int n, bool training = false, uint64_t step_seed = 0) {
         run_all(&input, n, training, step_seed);
@@ -80,13 +82,14 @@ public:
     const std::vector<int>& live_after(int segment) const { return live_after_[segment]; }
 
 private:
-    void run_node(int node, int n, bool training, uint64_t step_seed);
+    // Samples [first, first + n) of a batch (first > 0 only for inference chunks).
+    void run_node(int node, int n, bool training, uint64_t step_seed, int first = 0);
     void bind_inputs(const float* const* inputs, int n);
     void compact(int segment, int n_keep, int n_before);  // rows keep_rows_[0..n_keep) move to the front
-    TensorView view_of(int node, int n) const;
+    TensorView view_of(int node, int n, int first = 0) const;
     TensorView to_host(TensorView v, int node, bool grad) const;  // device plans: a downloaded copy
     void upload_constants();                                      // device plans: the host's constants
-    OpArgs args_for(int node, int n, bool training, uint64_t seed);
+    OpArgs args_for(int node, int n, bool training, uint64_t seed, int first = 0);
 
     const Model& model_;
     Backend& backend_;
