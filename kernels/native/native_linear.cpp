@@ -23,18 +23,17 @@ float linear_dot(const float* a, const float* b, int64_t K) {
 
 void linear_rows(const float* a, const float* b, const float* c, float* y, int64_t M, int64_t N, int64_t K, Isa isa,
                  int threads) {
-    // A thread is worth waking for a few rows of a long dot product only.
-    const bool parallel = threads > 1 && M >= 2 * threads && M * N * K >= (int64_t(1) << 16);
-#pragma omp parallel num_threads(threads) if (parallel)
+    auto rows = [&](int64_t i0, int64_t i1) {
+        if (isa == Isa::avx512) return linear_rows_avx512(a, b, c, y, i0, i1, N, K);
+        for (int64_t i = i0; i < i1; ++i)
+            for (int64_t j = 0; j < N; ++j) y[i * N + j] = (c ? c[j] : 0.0f) + linear_dot(a + i * K, b + j * K, K);
+    };
+    // A thread is worth waking for a few rows of a long dot product only (not at batch 1).
+    if (threads <= 1 || M < 2 * threads || M * N * K < (int64_t(1) << 16)) return rows(0, M);
+#pragma omp parallel num_threads(threads)
     {
         const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const int64_t i0 = M * t / nt, i1 = M * (t + 1) / nt;
-        if (isa == Isa::avx512) {
-            linear_rows_avx512(a, b, c, y, i0, i1, N, K);
-        } else {
-            for (int64_t i = i0; i < i1; ++i)
-                for (int64_t j = 0; j < N; ++j) y[i * N + j] = (c ? c[j] : 0.0f) + linear_dot(a + i * K, b + j * K, K);
-        }
+        rows(M * t / nt, M * (t + 1) / nt);
     }
 }
 
