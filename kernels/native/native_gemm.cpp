@@ -108,6 +108,13 @@ void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_
         }
 }
 
+// Whether the products run their AVX-512 kernels: decided once per process, from the CPU (and
+// ENGINE_NATIVE_ISA), for the packed and the narrow GEMM alike.
+bool on_avx512() {
+    static const bool avx512 = isa_of_this_cpu() == Isa::avx512;
+    return avx512;
+}
+
 // Packing buffers, one set per thread, allocated on the thread's first product and never freed
 // (they live as long as the thread).
 struct PackBuffers {
@@ -132,7 +139,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
           int64_t ldc, int64_t row_begin = 0, int64_t row_end = -1, GemmStore store = {}) {
     if (row_end < 0) row_end = M;
     if (M <= 0 || N <= 0 || K <= 0) return;
-    static const bool avx512 = isa_of_this_cpu() == Isa::avx512;
+    const bool avx512 = on_avx512();
     PackBuffers& buf = thread_buffers();
     for (int64_t j0 = 0; j0 < N; j0 += kNC) {
         const int64_t nc = std::min(kNC, N - j0);
@@ -209,20 +216,15 @@ void narrow_panel_24(int64_t K, const float* Ap, const float* B, int64_t ldb, fl
         for (int n = 0; n < N; ++n) C[r * ldc + n] += tile[n][r];
 }
 
-bool narrow_avx512() {
-    static const bool avx512 = isa_of_this_cpu() == Isa::avx512;
-    return avx512;
-}
-
 template <int N>
 void narrow_panel(int64_t K, const float* Ap, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t rows) {
-    if (narrow_avx512()) return narrow_panel_48_avx512(N, K, Ap, B, ldb, C, ldc, rows);
+    if (on_avx512()) return narrow_panel_48_avx512(N, K, Ap, B, ldb, C, ldc, rows);
     narrow_panel_24<N>(K, Ap, B, ldb, C, ldc, rows);
 }
 
 }  // namespace
 
-int64_t narrow_rows() { return narrow_avx512() ? 48 : 24; }
+int64_t narrow_rows() { return on_avx512() ? 48 : 24; }
 
 size_t packed_a_rows_floats(int64_t M, int64_t K) { return size_t(narrow_panels(M) * narrow_rows() * K); }
 
