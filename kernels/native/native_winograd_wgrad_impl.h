@@ -16,6 +16,7 @@
 #include <algorithm>
 
 #include "engine/aligned_vector.h"
+#include "native_simd.h"
 #include "native_winograd_wgrad.h"
 
 namespace engine::native {
@@ -59,19 +60,7 @@ inline int64_t transform_floats(const Dims& d, int64_t channels) {
 // x [N, C, H, W] and the output channel count K.
 Dims dims_of(const Shape& x, int64_t K) { return {x[1], K, x[2], x[3], x[2] / 4, x[3] / 4}; }
 
-// The vector type's width and operations: __m256 in the AVX2 file, __m512 in the AVX-512 one.
-template <class V>
-constexpr int kLanes = int(sizeof(V) / sizeof(float));
-inline __m256 load(const float* p, __m256) { return _mm256_loadu_ps(p); }
-inline void store(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
-inline __m256 broadcast(const float* p, __m256) { return _mm256_broadcast_ss(p); }
-inline __m256 fmadd(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
-#ifdef __AVX512F__
-inline __m512 load(const float* p, __m512) { return _mm512_loadu_ps(p); }
-inline void store(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
-inline __m512 broadcast(const float* p, __m512) { return _mm512_set1_ps(*p); }
-inline __m512 fmadd(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
-#endif
+// x in every lane of a V: __m256 in the AVX2 file, __m512 in the AVX-512 one (native_simd.h's helpers).
 template <class V>
 inline V splat(float x) {
     return broadcast(&x, V{});
