@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "native_gemm_kernels.h"
+#include "native_gemm_narrow_impl.h"
 #include "native_isa.h"
 
 namespace engine::native {
@@ -188,38 +189,11 @@ void gemm(int64_t M, int64_t N, int64_t K, const Operand& A, const float* packed
     }
 }
 
-// C[0..24 rows, 0..N) += A panel B for a panel packed by pack_a_rows on AVX2: the rows are vectorised
-// (three vectors of 8) and each element of B broadcast, so no lane is wasted when N is small.
-template <int N>
-void narrow_panel_24(int64_t K, const float* Ap, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t rows) {
-    __m256 acc[3][N];
-#pragma GCC unroll 4
-    for (int n = 0; n < N; ++n) acc[0][n] = acc[1][n] = acc[2][n] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < K; ++k, Ap += 24) {
-        const __m256 a0 = _mm256_loadu_ps(Ap), a1 = _mm256_loadu_ps(Ap + 8), a2 = _mm256_loadu_ps(Ap + 16);
-#pragma GCC unroll 4
-        for (int n = 0; n < N; ++n) {
-            const __m256 b = _mm256_broadcast_ss(B + k * ldb + n);
-            acc[0][n] = _mm256_fmadd_ps(a0, b, acc[0][n]);
-            acc[1][n] = _mm256_fmadd_ps(a1, b, acc[1][n]);
-            acc[2][n] = _mm256_fmadd_ps(a2, b, acc[2][n]);
-        }
-    }
-    alignas(32) float tile[N][24];
-#pragma GCC unroll 4
-    for (int n = 0; n < N; ++n) {
-        _mm256_store_ps(tile[n], acc[0][n]);
-        _mm256_store_ps(tile[n] + 8, acc[1][n]);
-        _mm256_store_ps(tile[n] + 16, acc[2][n]);
-    }
-    for (int64_t r = 0; r < rows; ++r)
-        for (int n = 0; n < N; ++n) C[r * ldc + n] += tile[n][r];
-}
-
+// One narrow panel on this process's width (native_gemm_narrow_impl.h).
 template <int N>
 void narrow_panel(int64_t K, const float* Ap, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t rows) {
     if (on_avx512()) return narrow_panel_48_avx512(N, K, Ap, B, ldb, C, ldc, rows);
-    narrow_panel_24<N>(K, Ap, B, ldb, C, ldc, rows);
+    narrow_panel_rows<__m256, N>(K, Ap, B, ldb, C, ldc, rows);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include "native_gemm_kernels.h"
+#include "native_gemm_narrow_impl.h"
 
 namespace engine::native {
 
@@ -69,45 +70,17 @@ void micro_kernel_12x16_avx512(int64_t kc, const float* Ap0, const float* Ap1, c
     }
 }
 
-namespace {
-
-template <int N>
-void narrow_panel_48(int64_t K, const float* Ap, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t rows) {
-    __m512 acc[3][N];
-#pragma GCC unroll 4
-    for (int n = 0; n < N; ++n) acc[0][n] = acc[1][n] = acc[2][n] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; ++k, Ap += 48) {
-        const __m512 a0 = _mm512_loadu_ps(Ap), a1 = _mm512_loadu_ps(Ap + 16), a2 = _mm512_loadu_ps(Ap + 32);
-#pragma GCC unroll 4
-        for (int n = 0; n < N; ++n) {
-            const __m512 b = _mm512_set1_ps(B[k * ldb + n]);
-            acc[0][n] = _mm512_fmadd_ps(a0, b, acc[0][n]);
-            acc[1][n] = _mm512_fmadd_ps(a1, b, acc[1][n]);
-            acc[2][n] = _mm512_fmadd_ps(a2, b, acc[2][n]);
-        }
-    }
-    alignas(64) float tile[N][48];
-#pragma GCC unroll 4
-    for (int n = 0; n < N; ++n)
-#pragma GCC unroll 3
-        for (int v = 0; v < 3; ++v) _mm512_store_ps(tile[n] + 16 * v, acc[v][n]);
-    for (int64_t r = 0; r < rows; ++r)
-        for (int n = 0; n < N; ++n) C[r * ldc + n] += tile[n][r];
-}
-
-}  // namespace
-
 void narrow_panel_48_avx512(int N, int64_t K, const float* Ap, const float* B, int64_t ldb, float* C, int64_t ldc,
                             int64_t rows) {
     switch (N) {
         case 1:
-            return narrow_panel_48<1>(K, Ap, B, ldb, C, ldc, rows);
+            return narrow_panel_rows<__m512, 1>(K, Ap, B, ldb, C, ldc, rows);
         case 2:
-            return narrow_panel_48<2>(K, Ap, B, ldb, C, ldc, rows);
+            return narrow_panel_rows<__m512, 2>(K, Ap, B, ldb, C, ldc, rows);
         case 3:
-            return narrow_panel_48<3>(K, Ap, B, ldb, C, ldc, rows);
+            return narrow_panel_rows<__m512, 3>(K, Ap, B, ldb, C, ldc, rows);
         default:
-            return narrow_panel_48<4>(K, Ap, B, ldb, C, ldc, rows);
+            return narrow_panel_rows<__m512, 4>(K, Ap, B, ldb, C, ldc, rows);
     }
 }
 

@@ -37,9 +37,8 @@ void micro_kernel_6x32_avx512(int64_t kc, const float* Ap, const float* Bp0, con
 void micro_kernel_12x16_avx512(int64_t kc, const float* Ap0, const float* Ap1, const float* Bp, float* C, int64_t ldc,
                                TileStore store);
 
-// C[0..rows, 0..N) += Ap B for one panel of 48 rows packed by pack_a_rows, N <= 4 columns
-// of B (ldb apart in k): three zmm of rows, each element's fused multiply-adds in order of k from zero,
-// then added to C, as the AVX2 kernel does.
+// narrow_panel_rows (native_gemm_narrow_impl.h) on AVX-512: one panel of 48 rows packed by
+// pack_a_rows, N <= 4 columns of B (ldb apart in k).
 void narrow_panel_48_avx512(int N, int64_t K, const float* Ap, const float* B, int64_t ldb, float* C, int64_t ldc,
                             int64_t rows);
 
