@@ -2,9 +2,8 @@
 // residual Add, ReLU), each against the reference loops or the unfused plan.
 #include <doctest/doctest.h>
 
-#include <map>
-
 #include <algorithm>
+#include <map>
 
 #include "engine/error.h"
 #include "engine/model_zoo.h"
