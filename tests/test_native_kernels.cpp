@@ -15,6 +15,7 @@
 #include "engine/aligned_vector.h"
 #include "engine/error.h"
 #include "native/native_backend.h"
+#include "native/native_depthwise.h"
 #include "native/native_gemm.h"
 #include "native/native_linear.h"
 #include "op_cases.h"
@@ -168,6 +169,64 @@ TEST_CASE("the AVX-512 depthwise kernels give the AVX2 kernel's results to the b
         }
     }
     CHECK(runs == 30);
+}
+
+// The plane kernel's sums for one output of a depthwise 3x3 convolution (stride 1, padding 1): the
+// bias, then each tap in order by a fused multiply-add (a tap outside the plane adds 0 x its weight),
+// then the residual, then ReLU.
+namespace {
+float depthwise_plane_order(const Tensor& x, const Tensor& w, const Tensor& b, const float* residual, int64_t n,
+                            int64_t k, int64_t oh, int64_t ow) {
+    const int64_t K = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+    float acc = b.data()[k];
+    for (int tap = 0; tap < 9; ++tap) {
+        const int64_t ih = oh + tap / 3 - 1, iw = ow + tap % 3 - 1;
+        const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+        acc = std::fma(w.data()[k * 9 + tap], inside ? x.data()[((n * K + k) * H + ih) * W + iw] : 0.0f, acc);
+    }
+    if (residual) acc += residual[((n * K + k) * H + oh) * W + ow];
+    return acc > 0.0f ? acc : 0.0f;
+}
+}  // namespace
+
+TEST_CASE("the AVX2 depthwise kernel for small planes gives the plane kernel's sums, in its order, to the bit") {
+    // Planes of 4 (two channels a vector), 8 (2x4 and 4x2) and 16 pixels (half a plane a vector), with
+    // and without a residual, over batches whose first and last planes sit at the tensor's ends.
+    const std::vector<Shape> shapes = {Shape{3, 6, 2, 2}, Shape{2, 5, 2, 4}, Shape{1, 3, 4, 2}, Shape{2, 7, 4, 4},
+                                       Shape{1, 512, 4, 4}};
+    for (const Shape& xs : shapes)
+        for (bool with_residual : {false, true})
+            for (int threads : {1, 2}) {
+                CAPTURE(xs.str());
+                CAPTURE(with_residual);
+                CAPTURE(threads);
+                const Attrs a = test::conv_attrs(3, 1, 1, int(xs[1]));
+                const Shape ws{xs[1], 1, 3, 3};
+                const native::ConvDims d = native::conv_dims(a, xs, ws, xs);
+                REQUIRE(native::depthwise_small_fits(a, d));
+                Tensor x = test::random_tensor(xs, 5, -1, 1), w = test::random_tensor(ws, 6, -1, 1);
+                const Tensor b = test::random_tensor(Shape{xs[1]}, 7, -1, 1), r = test::random_tensor(xs, 8, -1, 1);
+                Tensor y(xs);
+                Attrs fused = a;
+                fused.fused_relu = true;
+                const float* residual = with_residual ? r.data() : nullptr;
+                native::depthwise_forward(fused, TensorView{x.data(), xs}, TensorView{w.data(), ws}, b.data(), residual,
+                                          TensorView{y.data(), xs}, nullptr, threads);
+                int64_t wrong = 0;
+                for (int64_t n = 0; n < xs[0]; ++n)
+                    for (int64_t k = 0; k < xs[1]; ++k)
+                        for (int64_t oh = 0; oh < xs[2]; ++oh)
+                            for (int64_t ow = 0; ow < xs[3]; ++ow)
+                                wrong += y.data()[((n * xs[1] + k) * xs[2] + oh) * xs[3] + ow] !=
+                                         depthwise_plane_order(x, w, b, residual, n, k, oh, ow);
+                CHECK(wrong == 0);
+            }
+    // Odd channels of 2x2 planes and stride 2 stay with the plane kernel.
+    const Attrs odd = test::conv_attrs(3, 1, 1, 5), strided = test::conv_attrs(3, 2, 1, 4);
+    CHECK_FALSE(native::depthwise_small_fits(
+        odd, native::conv_dims(odd, Shape{1, 5, 2, 2}, Shape{5, 1, 3, 3}, Shape{1, 5, 2, 2})));
+    CHECK_FALSE(native::depthwise_small_fits(
+        strided, native::conv_dims(strided, Shape{1, 4, 8, 8}, Shape{4, 1, 3, 3}, Shape{1, 4, 4, 4})));
 }
 
 TEST_CASE(

@@ -29,15 +29,6 @@ void depthwise_plane(const Attrs& a, const ConvDims& d, const float* x, const fl
         }
 }
 
-// Depthwise 3x3, padding 1, stride 1 or 2 (even sizes): the plane is copied once into a
-// zero-bordered buffer (native_pad.h) so that eight outputs take nine unconditional 8-wide loads and FMAs.
-bool depthwise3x3_fits(const Attrs& a, const ConvDims& d) {
-    const int64_t s = a.stride[0];
-    return d.KH == 3 && d.KW == 3 && (s == 1 || s == 2) && a.stride[1] == s && a.dilation[0] == 1 &&
-           a.dilation[1] == 1 && std::all_of(a.pad, a.pad + 4, [](int64_t p) { return p == 1; }) &&
-           (s == 1 || (d.H % 2 == 0 && d.W % 2 == 0));
-}
-
 // One output plane y (+ the residual plane res, if given; then ReLU, if asked), with the epilogue
 // applied to each vector before it is stored rather than in a second pass over y.
 void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const float* w, float bias, const float* res,
@@ -82,6 +73,15 @@ void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const flo
 
 }  // namespace
 
+// Depthwise 3x3, padding 1, stride 1 or 2 (even sizes): the plane is copied once into a
+// zero-bordered buffer (native_pad.h) so that eight outputs take nine unconditional 8-wide loads and FMAs.
+bool depthwise3x3_fits(const Attrs& a, const ConvDims& d) {
+    const int64_t s = a.stride[0];
+    return d.KH == 3 && d.KW == 3 && (s == 1 || s == 2) && a.stride[1] == s && a.dilation[0] == 1 &&
+           a.dilation[1] == 1 && std::all_of(a.pad, a.pad + 4, [](int64_t p) { return p == 1; }) &&
+           (s == 1 || (d.H % 2 == 0 && d.W % 2 == 0));
+}
+
 bool conv_is_depthwise(const Attrs& a, const Shape& w) { return a.groups > 1 && w[1] == 1 && w[0] == a.groups; }
 
 // Which AVX-512 kernel takes a convolution: small planes, rows, or neither.
@@ -121,6 +121,7 @@ void depthwise_forward(const Attrs& a, TensorView x, TensorView w, const float* 
                        TensorView y, float* scratch, int threads) {
     const ConvDims d = conv_dims(a, x.shape, w.shape, y.shape);
     const size_t per_thread = depthwise_scratch_per_thread(a, d);
+    if (depthwise_small_fits(a, d)) return depthwise_small_forward(a, x, w, bias, residual, y, threads);
     const bool fast = depthwise3x3_fits(a, d);
 #pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
     for (int64_t n = 0; n < d.N; ++n)

@@ -1,5 +1,6 @@
 // Depthwise convolution forward (groups == channels, one filter per channel): a vectorised 3x3 kernel
-// for padding 1 and stride 1 or 2, direct loops for the rest. The gradients are native_depthwise_backward.h's.
+// for padding 1 and stride 1 or 2 (small planes at stride 1 have one of their own), direct loops for the rest. The
+// gradients are native_depthwise_backward.h's.
 #pragma once
 #include "native_conv_dims.h"
 #include "native_depthwise_backward.h"
@@ -9,6 +10,13 @@ namespace engine::native {
 bool conv_is_depthwise(const Attrs& a, const Shape& w);
 // Floats of scratch one thread of depthwise_forward needs.
 size_t depthwise_scratch_per_thread(const Attrs& a, const ConvDims& d);
+// Depthwise 3x3, padding 1, stride 1 or 2 (even sizes): the vectorised kernels' geometry.
+bool depthwise3x3_fits(const Attrs& a, const ConvDims& d);
+// Of those, stride 1 on output planes of 4 (an even number of channels), 8 or 16 pixels: AVX2 kernel
+// with 8 consecutive outputs a vector (native_depthwise_small.cpp), which depthwise_forward hands them to.
+bool depthwise_small_fits(const Attrs& a, const ConvDims& d);
+void depthwise_small_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,
+                             TensorView y, int threads);
 // The plane geometry the backward kernels take.
 DepthwisePlane depthwise_plane_of(const Attrs& a, const ConvDims& d);
 
