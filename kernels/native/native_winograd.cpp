@@ -7,7 +7,9 @@
 //     same column of adjacent tiles is one contiguous load. V is [xi][c][16 tiles], so that the
 //     product reads it in order.
 //  2. product: for each xi, M = U[xi] V (K x C times C x 16 tiles), register-blocked as the direct
-//     kernel is: 6 output channels x 16 tiles, 12 accumulators. M is [k][xi][16 tiles].
+//     kernel is: 6 output channels x 16 tiles, 12 accumulators. M is [k][xi][16 tiles]. Every
+//     output block of one xi runs before the next xi, so V[xi] is read from L1 by all of them (a
+//     block's whole V, 39-76 KB, is more than L1: block by block, it came from L2 K / 6 times).
 //  3. output transform: A^T m A gives each m x m output tile; bias, residual and ReLU are applied
 //     on the way out.
 // F(4x4) on 8x8 planes has only 4 tiles a sample; there the product vectorises over output
@@ -96,8 +98,8 @@ void product_block(const Dims& d, const float* u, const float* v, float* m, int6
 // Output channel blocks [kb0, kb1).
 void product(const Dims& d, const float* u, const float* v, float* m, int64_t kb0, int64_t kb1) {
     if (d.avx512) return product_avx512(d, u, v, m, kb0, kb1);
-    for (int64_t kb = kb0; kb < kb1; ++kb)
-        for (int64_t xi = 0; xi < d.xis; ++xi) switch (std::min<int64_t>(kKb, d.K - kb * kKb)) {
+    for (int64_t xi = 0; xi < d.xis; ++xi)
+        for (int64_t kb = kb0; kb < kb1; ++kb) switch (std::min<int64_t>(kKb, d.K - kb * kKb)) {
                 case 6:
                     product_block<6>(d, u, v, m, xi, kb);
                     break;

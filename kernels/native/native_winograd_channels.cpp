@@ -117,8 +117,8 @@ void blocks_over_channels(const Dims& d, const float* xp, const float* u, const 
     if (d.avx512)
         product_over_channels_avx512(d, u, v, m, kb0, kb1);
     else
-        for (int64_t kb = kb0; kb < kb1; ++kb)
-            for (int64_t xi = 0; xi < d.xis; ++xi) switch ((std::min<int64_t>(kKbc, d.K - kb * kKbc) + 7) / 8) {
+        for (int64_t xi = 0; xi < d.xis; ++xi)
+            for (int64_t kb = kb0; kb < kb1; ++kb) switch ((std::min<int64_t>(kKbc, d.K - kb * kKbc) + 7) / 8) {
                     case 3:
                         product_over_channels<3>(d, u, v, m, xi, kb);
                         break;
