@@ -23,8 +23,10 @@ namespace engine::native {
 namespace {
 
 constexpr const char* kFormat = "engine-native-kernels";
-constexpr int kVersion = 5;  // 2: cold weights; 3: direct_avx512; 4: weights in L3, 3 ms per measurement;
-                             // 5: the AVX2 Winograd products run position by position
+constexpr int kVersion = 6;  // 2: cold weights; 3: direct_avx512; 4: weights in L3, 3 ms per measurement;
+                             // 5: the AVX2 Winograd products run position by position; 6: weights 8 MB apart
+// How far apart, in bytes read, a run's weights come back in the tuner's timing (conv_kernel_times).
+constexpr size_t kReuseBytes = size_t(8) << 20;
 
 // What this process knows: the file's choices once read, and those it timed since.
 struct Cache {
@@ -165,14 +167,18 @@ std::vector<std::vector<double>> conv_kernel_times(const std::vector<ConvKernel>
         rs(a.fused_residual ? size_t(y.numel()) : 0);
     fill(xs, 1), fill(ws, 2), fill(rs, 3);
     for (float& v : ws) v *= 0.1f;
-    // In a network every convolution reads its own weights, which the layers before have pushed out of
-    // L2, though not out of L3: Winograd F(4x4)'s transformed weights are 4x the size of the plain ones
-    // (36 values per 3x3 filter), which ResNet-56's last stage (64 channels, 590 KB per layer) pays for
-    // in every layer. So each run reads the next of `copies` copies of the weights, together twice L2.
-    // (16 MB a candidate, as before, with every candidate's copies and the plain weights' beside them,
-    // put a hundred MB or more in play: weights then came from memory, not L3, which slowed the large
-    // Winograd weights twice as much as in the network and chose the direct kernel for 8x8 planes.)
-    const size_t cold_bytes = 2 * l2_bytes();
+    // In a network every convolution reads its own weights once a run, after the rest of the network's
+    // weights have gone through the caches: ResNet-56's and MobileNet's are 8-14 MB. So each run reads
+    // the next of `copies` copies of the weights, together kReuseBytes (or twice L2, where that is more),
+    // and before each measurement a pass over all of them, untimed, leaves each copy where that cycle
+    // puts it rather than where the other candidates' copies pushed it. Winograd F(4x4)'s transformed
+    // weights are 4x the plain ones (ResNet-56's last stage: 590 KB a layer against 262 KB for F(2x2))
+    // and pay for how cold they come back. (Twice L2 alone, 2 MB on a Zen 3 EPYC, kept them warm: F(4x4)
+    // over channels was chosen for the 8x8 stage, 1.35x slower than F(2x2) in the network there. Once
+    // before, 16 MB a candidate without the warming pass, every candidate's copies beside each other, put
+    // weights in memory on a Xeon, whose network keeps them in L3, and chose the direct kernel for 8x8
+    // planes; this rule is yet to be timed on that Xeon.)
+    const size_t cold_bytes = std::max(kReuseBytes, 2 * l2_bytes());
     size_t work = 0;
     std::vector<AlignedVector<float>> us(n), raw(n);  // us: each copy in whole lines
     std::vector<size_t> copies(n), next(n, 0);
@@ -214,6 +220,7 @@ std::vector<std::vector<double>> conv_kernel_times(const std::vector<ConvKernel>
     std::vector<std::vector<double>> times(n);
     for (int r = 0; r < rounds; ++r)
         for (size_t i = 0; i < n; ++i) {
+            for (size_t c = 0; c < copies[i]; ++c) run(i);
             const auto t0 = std::chrono::steady_clock::now();
             for (int k = 0; k < reps[i]; ++k) run(i);
             times[i].push_back(seconds_since(t0) / reps[i]);
