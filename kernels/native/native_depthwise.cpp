@@ -122,6 +122,7 @@ void depthwise_forward(const Attrs& a, TensorView x, TensorView w, const float* 
     const ConvDims d = conv_dims(a, x.shape, w.shape, y.shape);
     const size_t per_thread = depthwise_scratch_per_thread(a, d);
     if (depthwise_small_fits(a, d)) return depthwise_small_forward(a, x, w, bias, residual, y, threads);
+    if (depthwise_rows_fits(a, d)) return depthwise_rows_forward(a, x, w, bias, residual, y, threads);
     const bool fast = depthwise3x3_fits(a, d);
 #pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
     for (int64_t n = 0; n < d.N; ++n)

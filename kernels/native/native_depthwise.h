@@ -17,6 +17,11 @@ bool depthwise3x3_fits(const Attrs& a, const ConvDims& d);
 bool depthwise_small_fits(const Attrs& a, const ConvDims& d);
 void depthwise_small_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,
                              TensorView y, int threads);
+// And stride 1 on rows of 8, 16 or 32 pixels: the AVX2 kernel that reads the taps from the plane itself
+// (native_depthwise_rows.cpp), which depthwise_forward hands them to.
+bool depthwise_rows_fits(const Attrs& a, const ConvDims& d);
+void depthwise_rows_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,
+                            TensorView y, int threads);
 // The plane geometry the backward kernels take.
 DepthwisePlane depthwise_plane_of(const Attrs& a, const ConvDims& d);
 
