@@ -23,6 +23,10 @@ constexpr int64_t kMR = kPackedRowStep, kNR = 16;
 constexpr int64_t kKC = 256;   // depth of one packed panel: A and B slivers stay in L1
 constexpr int64_t kMC = 72;    // rows of A per packed block (L2)
 constexpr int64_t kNC = 2048;  // columns of B per packed block
+// Floats of packed A the AVX2 micro-kernel asks for ahead, each step: a 1x1 convolution on a 4x4 plane
+// streams its weights once (MobileNet's 512-channel layers: 1 MB), from memory at batch 1. On a Zen 3
+// EPYC, 512 x 512 x 16 with 64 copies cycled: 119-146 against 150-167 us (median, 5 interleaved pairs).
+constexpr int64_t kAheadA = 1024;
 
 struct Operand {
     const float* p;
@@ -70,6 +74,7 @@ void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_
 #pragma GCC unroll 6
     for (int r = 0; r < kMR; ++r) c[r][0] = c[r][1] = _mm256_setzero_ps();
     for (int64_t k = 0; k < kc; ++k) {
+        _mm_prefetch(reinterpret_cast<const char*>(Ap + kAheadA), _MM_HINT_T0);
         const __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
 #pragma GCC unroll 6
         for (int r = 0; r < kMR; ++r) {
