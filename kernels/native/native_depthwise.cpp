@@ -73,8 +73,10 @@ void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const flo
 
 }  // namespace
 
-// Depthwise 3x3, padding 1, stride 1 or 2 (even sizes): the plane is copied once into a
-// zero-bordered buffer (native_pad.h) so that eight outputs take nine unconditional 8-wide loads and FMAs.
+// Depthwise 3x3, padding 1, stride 1 or 2 (even sizes). The plane kernel above copies the plane once
+// into a zero-bordered buffer (native_pad.h) so that eight outputs take nine unconditional 8-wide loads
+// and FMAs; at stride 1, small planes and rows of 8-32 pixels have kernels of their own that read the
+// plane itself (native_depthwise_small.cpp, native_depthwise_rows.cpp).
 bool depthwise3x3_fits(const Attrs& a, const ConvDims& d) {
     const int64_t s = a.stride[0];
     return d.KH == 3 && d.KW == 3 && (s == 1 || s == 2) && a.stride[1] == s && a.dilation[0] == 1 &&

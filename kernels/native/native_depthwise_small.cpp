@@ -1,14 +1,13 @@
 // Depthwise 3x3, stride 1, padding 1, on output planes of 4, 8 or 16 pixels (MobileNet's 2x2 and 4x4
 // layers), on AVX2. The plane kernel (native_depthwise.cpp) pads each plane and runs rows of 4 or 2
 // pixels, a plane at a time: 105 ns a 4x4 plane and 73 ns a 2x2 one on a Zen 3 EPYC, against 12 and
-// 6 ns here (8 x 512 channels, one thread).
-// Here each ymm is 8 consecutive outputs of the NCHW tensor (two 2x2 channels, one 2x4 or 4x2, or
-// half a 4x4), and a tap is one load at the tap's offset in that same flat layout, with the lanes whose
-// tap falls outside their own plane zeroed: they read the zero border without a padded copy. (At the
-// tensor's two ends, where such a load would reach past it, a masked load, which never faults on the
-// lanes masked off.) The plane's shape is a template argument, so that the taps' offsets and masks
-// are constants. The sums are the plane kernel's, in its order (bias, the nine taps by FMA, residual,
-// ReLU), so the values are the same to the bit.
+// 6 ns for this kernel (8 x 512 channels, one thread). Each ymm here is 8 consecutive outputs of the
+// NCHW tensor (two 2x2 channels, one 2x4 or 4x2, or half a 4x4), and a tap is one load at the tap's
+// offset in that same flat layout, with the lanes whose tap falls outside their own plane zeroed: they
+// read the zero border without a padded copy. (At the tensor's two ends, where such a load would reach
+// past it, a masked load, which never faults on the lanes masked off.) The plane's shape is a template
+// argument, so that the taps' offsets and masks are constants. The sums are the plane kernel's, in its
+// order (bias, the nine taps by FMA, residual, ReLU), so the values are the same to the bit.
 #include <immintrin.h>
 
 #include "native_depthwise.h"
@@ -21,7 +20,6 @@ inline constexpr int kChains = 8;  // independent sums in flight: FMA latency x 
 
 // All-ones in the lanes whose tap lies inside their own H x W plane, for each ymm of a plane (two in
 // a 4x4 plane, one elsewhere) and each tap.
-
 template <int H, int W>
 struct TapMasks {
     static constexpr int positions = H * W >= 8 ? H * W / 8 : 1;
