@@ -7,6 +7,7 @@
 
 #include "engine/aligned_vector.h"
 #include "native_pad.h"
+#include "native_simd.h"
 
 namespace engine::native {
 
@@ -50,9 +51,7 @@ void depthwise3x3_plane(const ConvDims& d, int stride, const float* x, const flo
         for (; ow + 8 <= d.OW; ow += 8) {
             __m256 acc = b;
             for (int i = 0; i < 9; ++i) acc = _mm256_fmadd_ps(wv[i], _mm256_loadu_ps(win + ow + tap[i]), acc);
-            if (r) acc = _mm256_add_ps(acc, _mm256_loadu_ps(r + ow));
-            if (relu) acc = _mm256_max_ps(acc, _mm256_setzero_ps());
-            _mm256_storeu_ps(out + ow, acc);
+            store_epilogue(out + ow, acc, r ? r + ow : nullptr, relu);
         }
         for (; ow + 4 <= d.OW; ow += 4) {  // 4x4 outputs (MobileNet's late layers)
             __m128 acc = _mm256_castps256_ps128(b);

@@ -15,6 +15,9 @@ bool depthwise3x3_fits(const Attrs& a, const ConvDims& d);
 // Of those, stride 1 on output planes of 4 (an even number of channels), 8 or 16 pixels: AVX2 kernel
 // with 8 consecutive outputs a vector (native_depthwise_small.cpp), which depthwise_forward hands them to.
 bool depthwise_small_fits(const Attrs& a, const ConvDims& d);
+// Independent sums those two kernels keep in flight: each is nine dependent FMAs, and the FMA latency
+// times the FMA pipes needs about eight.
+inline constexpr int kDepthwiseChains = 8;
 void depthwise_small_forward(const Attrs& a, TensorView x, TensorView w, const float* bias, const float* residual,
                              TensorView y, int threads);
 // And stride 1 on rows of 8, 16 or 32 pixels: the AVX2 kernel that reads the taps from the plane itself

@@ -10,12 +10,11 @@
 #include <immintrin.h>
 
 #include "native_depthwise.h"
+#include "native_simd.h"
 
 namespace engine::native {
 
 namespace {
-
-inline constexpr int kRowChains = 8;
 
 // Ymm [p0, p0 + Chains) of one plane of W-wide rows (ymm p: row p / (W / 8), segment p % (W / 8)).
 template <int W, int Chains>
@@ -53,26 +52,22 @@ inline void row_chains(const float* x, const float* w, __m256 bias, int64_t H, i
         }
     }
 #pragma GCC unroll 8
-    for (int j = 0; j < Chains; ++j) {
-        const int64_t at = (p0 + j) * 8;
-        if (residual) acc[j] = _mm256_add_ps(acc[j], _mm256_loadu_ps(residual + at));
-        if (relu) acc[j] = _mm256_max_ps(acc[j], zero);
-        _mm256_storeu_ps(y + at, acc[j]);
-    }
+    for (int j = 0; j < Chains; ++j)
+        store_epilogue(y + (p0 + j) * 8, acc[j], residual ? residual + (p0 + j) * 8 : nullptr, relu);
 }
 
 template <int W>
 void row_planes(const ConvDims& d, const float* x, const float* w, const float* bias, const float* residual, bool relu,
                 float* y, int threads) {
-    const int64_t vectors = d.H * (W / 8), full = vectors / kRowChains * kRowChains;
+    const int64_t vectors = d.H * (W / 8), full = vectors / kDepthwiseChains * kDepthwiseChains;
 #pragma omp parallel for num_threads(threads) schedule(static) collapse(2) if (threads > 1)
     for (int64_t n = 0; n < d.N; ++n)
         for (int64_t k = 0; k < d.K; ++k) {
             const int64_t plane = (n * d.K + k) * d.P;
             const float* res = residual ? residual + plane : nullptr;
             const __m256 b = _mm256_set1_ps(bias ? bias[k] : 0.0f);
-            for (int64_t p = 0; p < full; p += kRowChains)
-                row_chains<W, kRowChains>(x + plane, w + k * 9, b, d.H, p, res, relu, y + plane);
+            for (int64_t p = 0; p < full; p += kDepthwiseChains)
+                row_chains<W, kDepthwiseChains>(x + plane, w + k * 9, b, d.H, p, res, relu, y + plane);
             for (int64_t p = full; p < vectors; ++p)
                 row_chains<W, 1>(x + plane, w + k * 9, b, d.H, p, res, relu, y + plane);
         }

@@ -11,12 +11,11 @@
 #include <immintrin.h>
 
 #include "native_depthwise.h"
+#include "native_simd.h"
 
 namespace engine::native {
 
 namespace {
-
-inline constexpr int kChains = 8;  // independent sums in flight: FMA latency x pipes
 
 // All-ones in the lanes whose tap lies inside their own H x W plane, for each ymm of a plane (two in
 // a 4x4 plane, one elsewhere) and each tap.
@@ -94,17 +93,14 @@ inline void channel_groups(const float* x, const float* w, const float* bias, co
     }
     const int64_t out = q0 * channels * H * W;
 #pragma GCC unroll 8
-    for (int c = 0; c < chains; ++c) {
-        if (residual) acc[c] = _mm256_add_ps(acc[c], _mm256_loadu_ps(residual + out + 8 * c));
-        if (relu) acc[c] = _mm256_max_ps(acc[c], _mm256_setzero_ps());
-        _mm256_storeu_ps(y + out + 8 * c, acc[c]);
-    }
+    for (int c = 0; c < chains; ++c)
+        store_epilogue(y + out + 8 * c, acc[c], residual ? residual + out + 8 * c : nullptr, relu);
 }
 
 template <int H, int W>
 void small_planes(const ConvDims& d, const float* x, const float* w, const float* bias, const float* residual,
                   bool relu, float* y, int threads) {
-    constexpr int G = kChains / TapMasks<H, W>::positions;
+    constexpr int G = kDepthwiseChains / TapMasks<H, W>::positions;
     const int64_t groups = d.K / (H * W == 4 ? 2 : 1), total = d.N * groups, blocks = total / G;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t b = 0; b < blocks; ++b) {

@@ -18,6 +18,12 @@ inline void store(float* p, __m128 v) { _mm_storeu_ps(p, v); }
 inline void store(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
 inline __m256 broadcast(const float* p, __m256) { return _mm256_broadcast_ss(p); }
 inline __m256 fmadd(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
+// A convolution's fused epilogue on 8 outputs: y = relu?(v + residual?), residual at y's offset.
+inline void store_epilogue(float* y, __m256 v, const float* residual, bool relu) {
+    if (residual) v = _mm256_add_ps(v, _mm256_loadu_ps(residual));
+    if (relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
+    _mm256_storeu_ps(y, v);
+}
 #ifdef __AVX512F__
 inline __m512 load(const float* p, __m512) { return _mm512_loadu_ps(p); }
 inline void store(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
